@@ -1,0 +1,123 @@
+"""Reconstruction: evaluate a trained network on any uniform grid, in bounded-memory batches.
+
+Output grids are described by a Geometry in world coordinates, so the same code serves the original
+grid, strided subsamples, target dimensions (up- or downsampling) and any sub-extent or piece.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+from .devices import resolve_device
+from .errors import SettingsError
+from .sampling import normalized_axis
+from .volume import Geometry
+
+DEFAULT_BATCH_POINTS = 1 << 18
+
+
+def strided_geometry(source: Geometry, stride: tuple[int, int, int], region: tuple[int, ...] | None = None) -> Geometry:
+    """Every stride-th source point inside region (source index space; whole grid when None).
+
+    Output point index j sits on source point j * stride, so world positions stay consistent
+    across strides and pieces.
+    """
+    if len(stride) != 3 or min(stride) < 1:
+        raise SettingsError(f"stride must be three integers >= 1, got {tuple(stride)}")
+    region = clip_extent(source.extent, region)
+    extent = []
+    for a in range(3):
+        lo = -((-region[2 * a]) // stride[a])  # ceil division
+        hi = region[2 * a + 1] // stride[a]
+        if hi < lo:
+            raise SettingsError(f"stride {stride[a]} leaves no point of region {region} along axis {'xyz'[a]}")
+        extent += [lo, hi]
+    spacing = tuple(source.spacing[a] * stride[a] for a in range(3))
+    return Geometry(tuple(extent), source.origin, spacing)
+
+
+def resampled_geometry(source: Geometry, dimensions: tuple[int, int, int], region: tuple[int, ...] | None = None) -> Geometry:
+    """A grid of the given point counts spanning region's world bounds (up- or downsampling)."""
+    if len(dimensions) != 3 or min(dimensions) < 1:
+        raise SettingsError(f"dimensions must be three integers >= 1, got {tuple(dimensions)}")
+    region = clip_extent(source.extent, region)
+    origin, spacing = [], []
+    for a in range(3):
+        lo = source.origin[a] + region[2 * a] * source.spacing[a]
+        hi = source.origin[a] + region[2 * a + 1] * source.spacing[a]
+        n = dimensions[a]
+        origin.append(lo)
+        spacing.append((hi - lo) / (n - 1) if n > 1 and hi > lo else source.spacing[a])
+    extent = (0, dimensions[0] - 1, 0, dimensions[1] - 1, 0, dimensions[2] - 1)
+    return Geometry(extent, tuple(origin), tuple(spacing))
+
+
+def clip_extent(whole: tuple[int, ...], region: tuple[int, ...] | None) -> tuple[int, ...]:
+    """region intersected with whole; an error when they do not overlap or region is malformed."""
+    if region is None:
+        return tuple(whole)
+    if len(region) != 6:
+        raise SettingsError(f"an extent has six values (i0 i1 j0 j1 k0 k1), got {tuple(region)}")
+    out = []
+    for a in range(3):
+        lo, hi = max(region[2 * a], whole[2 * a]), min(region[2 * a + 1], whole[2 * a + 1])
+        if hi < lo:
+            raise SettingsError(f"extent {tuple(region)} lies outside the grid {tuple(whole)}")
+        out += [lo, hi]
+    return tuple(out)
+
+
+def to_dtype(values: np.ndarray, dtype: str) -> np.ndarray:
+    """Cast reconstructed floats to the source type, rounding and clipping for integer types."""
+    target = np.dtype(dtype)
+    if target.kind in "iu":
+        info = np.iinfo(target)
+        return np.clip(np.rint(values), info.min, info.max).astype(target)
+    return values.astype(target, copy=False)
+
+
+@torch.inference_mode()
+def decode(
+    model: torch.nn.Module,
+    source: Geometry,
+    output: Geometry,
+    value_range: tuple[float, float],
+    dtype: str = "float32",
+    device: str = "auto",
+    batch_points: int = DEFAULT_BATCH_POINTS,
+    progress: Callable[[float], None] | None = None,
+) -> np.ndarray:
+    """Values[z, y, x] of the network on the output grid, denormalised and cast to dtype."""
+    if batch_points < 1:
+        raise SettingsError("batch_points must be >= 1")
+    torch_device = resolve_device(device)
+    model = model.to(torch_device).eval()
+    nx, ny, nz = output.dimensions
+    axes = [
+        torch.from_numpy(
+            normalized_axis(source, a, output.origin[a] + output.spacing[a] * np.arange(output.extent[2 * a], output.extent[2 * a + 1] + 1))
+        ).to(torch_device)
+        for a in range(3)
+    ]
+    result = np.empty((nz, ny, nx), dtype=np.dtype(dtype))
+    vmin, vmax = value_range
+    slab = max(1, batch_points // (nx * ny))
+    rows = max(1, min(ny, batch_points // nx)) if slab == 1 else ny
+    total_blocks = math.ceil(nz / slab) * math.ceil(ny / rows)
+    done = 0
+    for z0 in range(0, nz, slab):
+        z1 = min(nz, z0 + slab)
+        for y0 in range(0, ny, rows):
+            y1 = min(ny, y0 + rows)
+            zz, yy, xx = torch.meshgrid(axes[2][z0:z1], axes[1][y0:y1], axes[0], indexing="ij")
+            positions = torch.stack([xx.reshape(-1), yy.reshape(-1), zz.reshape(-1)], dim=1)
+            values = model(positions).to(torch.float64) * (vmax - vmin) + vmin
+            result[z0:z1, y0:y1] = to_dtype(values.cpu().numpy().reshape(z1 - z0, y1 - y0, nx), dtype)
+            done += 1
+            if progress is not None:
+                progress(done / total_blocks)
+    return result

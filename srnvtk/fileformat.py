@@ -1,0 +1,179 @@
+"""The .srn file: one HDF5 file that plain h5py can read; no pickle anywhere.
+
+Layout (format_version 1):
+  /                 attrs: format="srnvtk", format_version, architecture, model_config (JSON)
+  /source           attrs: array_name, dtype, extent, origin, spacing, value_min, value_max
+  /stats            attrs: psnr, train_seconds, steps, final_loss, file_bytes, ratio
+  /tensors/<name>   datasets: grid (uint8 codes, gzip), grid_scale, grid_offset (float32), MLP weights (fp16)
+Files are written to a temporary name beside the target, then renamed, so a crash never leaves half a file.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import h5py
+import numpy as np
+import torch
+
+from . import __version__
+from .config import FVSRNConfig, from_json, to_json
+from .errors import FileFormatError, SRNError
+from .metrics import compression_ratio
+from .models import FVSRN
+from .models.fvsrn import aspect_of
+from .quantize import GRID_NAME, stored_state
+from .volume import SUPPORTED_DTYPES, Geometry
+
+FORMAT_NAME = "srnvtk"
+FORMAT_VERSION = 1
+STAT_KEYS = ("psnr", "train_seconds", "steps", "final_loss", "file_bytes", "ratio")
+
+
+@dataclass(frozen=True)
+class SourceInfo:
+    """What a reader needs to rebuild the original array: name, type, geometry and value range."""
+
+    array_name: str
+    dtype: str
+    geometry: Geometry
+    value_range: tuple[float, float]
+
+
+@dataclass
+class SRNFile:
+    """A loaded .srn file: the ready-to-run model plus everything stored beside it."""
+
+    model: FVSRN
+    model_config: FVSRNConfig
+    source: SourceInfo
+    stats: dict[str, float] = field(default_factory=dict)
+    tensor_bytes: dict[str, int] = field(default_factory=dict)
+
+
+def write_srn(
+    path: str | os.PathLike,
+    model_config: FVSRNConfig,
+    stored: dict[str, np.ndarray],
+    source: SourceInfo,
+    stats: dict[str, float],
+) -> int:
+    """Write atomically; the stats gain file_bytes and ratio of the final file. Returns the file's bytes."""
+    path = Path(path)
+    if path.parent and not path.parent.exists():
+        raise FileFormatError(f"cannot write '{path}': folder '{path.parent}' does not exist")
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
+    os.close(fd)
+    try:
+        with h5py.File(tmp_name, "w") as f:
+            _write_contents(f, model_config, stored, source, stats)
+        # The stats were written with placeholders of the same type, so updating them keeps the size.
+        file_bytes = os.path.getsize(tmp_name)
+        with h5py.File(tmp_name, "r+") as f:
+            f["stats"].attrs["file_bytes"] = np.int64(file_bytes)
+            f["stats"].attrs["ratio"] = np.float64(compression_ratio(source.geometry.num_points, file_bytes))
+        if os.path.getsize(tmp_name) != file_bytes:
+            raise FileFormatError("internal error: the file changed size while its stats were updated")
+        os.replace(tmp_name, path)
+    except BaseException:
+        if os.path.exists(tmp_name):
+            os.unlink(tmp_name)
+        raise
+    stats["file_bytes"] = file_bytes
+    stats["ratio"] = compression_ratio(source.geometry.num_points, file_bytes)
+    return file_bytes
+
+
+def _write_contents(f: h5py.File, model_config: FVSRNConfig, stored, source: SourceInfo, stats) -> None:
+    f.attrs["format"] = FORMAT_NAME
+    f.attrs["format_version"] = np.int64(FORMAT_VERSION)
+    f.attrs["architecture"] = FVSRN.architecture
+    f.attrs["model_config"] = to_json(model_config)
+    f.attrs["srnvtk_version"] = __version__
+    src = f.create_group("source")
+    src.attrs["array_name"] = source.array_name
+    src.attrs["dtype"] = source.dtype
+    src.attrs["extent"] = np.asarray(source.geometry.extent, dtype=np.int64)
+    src.attrs["origin"] = np.asarray(source.geometry.origin, dtype=np.float64)
+    src.attrs["spacing"] = np.asarray(source.geometry.spacing, dtype=np.float64)
+    src.attrs["value_min"] = np.float64(source.value_range[0])
+    src.attrs["value_max"] = np.float64(source.value_range[1])
+    st = f.create_group("stats")
+    for key in STAT_KEYS:
+        st.attrs[key] = np.int64(stats.get(key, 0)) if key in ("steps", "file_bytes") else np.float64(stats.get(key, 0.0))
+    tensors = f.create_group("tensors")
+    for name, array in stored.items():
+        if name == GRID_NAME:
+            tensors.create_dataset(name, data=array, compression="gzip", compression_opts=9, shuffle=False)
+        else:
+            tensors.create_dataset(name, data=array)
+
+
+def read_srn(path: str | os.PathLike) -> SRNFile:
+    """Load and validate a .srn file; any problem becomes a FileFormatError naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileFormatError(f"no such .srn file: '{path}'")
+    try:
+        with h5py.File(path, "r") as f:
+            return _read_contents(f)
+    except SRNError as exc:
+        raise FileFormatError(f"'{path}' is not a valid srnvtk file: {exc}") from None
+    except (OSError, KeyError, ValueError, TypeError, RuntimeError) as exc:
+        raise FileFormatError(f"'{path}' is truncated, corrupted or not a srnvtk file ({exc})") from None
+
+
+def _read_contents(f: h5py.File) -> SRNFile:
+    if f.attrs.get("format") != FORMAT_NAME:
+        raise FileFormatError("it lacks the srnvtk format marker")
+    version = int(f.attrs["format_version"])
+    if version != FORMAT_VERSION:
+        raise FileFormatError(f"format version {version} is not supported (this srnvtk reads {FORMAT_VERSION})")
+    architecture = f.attrs["architecture"]
+    if architecture != FVSRN.architecture:
+        raise FileFormatError(f"unknown architecture '{architecture}'")
+    config = from_json(FVSRNConfig, f.attrs["model_config"])
+    source = _read_source(f["source"])
+    stats = {key: float(f["stats"].attrs[key]) for key in STAT_KEYS if key in f["stats"].attrs}
+    stored = {name: np.asarray(ds[()]) for name, ds in f["tensors"].items()}
+    tensor_bytes = {name: int(ds.id.get_storage_size()) for name, ds in f["tensors"].items()}
+    model = _model_from_stored(config, source.geometry, stored)
+    return SRNFile(model, config, source, stats, tensor_bytes)
+
+
+def _read_source(group: h5py.Group) -> SourceInfo:
+    dtype = str(group.attrs["dtype"])
+    if dtype not in SUPPORTED_DTYPES:
+        raise FileFormatError(f"unsupported array type '{dtype}'")
+    extent = tuple(int(v) for v in group.attrs["extent"])
+    origin = tuple(float(v) for v in group.attrs["origin"])
+    spacing = tuple(float(v) for v in group.attrs["spacing"])
+    if len(extent) != 6 or len(origin) != 3 or len(spacing) != 3:
+        raise FileFormatError("source geometry has the wrong number of values")
+    geometry = Geometry(extent, origin, spacing)
+    if min(geometry.dimensions) < 2 or not all(np.isfinite(spacing)) or 0.0 in spacing:
+        raise FileFormatError(f"source geometry is invalid (extent {extent}, spacing {spacing})")
+    value_range = (float(group.attrs["value_min"]), float(group.attrs["value_max"]))
+    if not value_range[1] > value_range[0]:
+        raise FileFormatError(f"value range {value_range} is empty")
+    return SourceInfo(str(group.attrs["array_name"]), dtype, geometry, value_range)
+
+
+def _model_from_stored(config: FVSRNConfig, geometry: Geometry, stored: dict[str, np.ndarray]) -> FVSRN:
+    grid = stored.get(GRID_NAME)
+    if grid is None or grid.ndim != 4 or grid.shape[0] != config.grid_channels:
+        raise FileFormatError("the latent grid is missing or has the wrong shape")
+    model = FVSRN(config, tuple(grid.shape[1:]), aspect_of(geometry))
+    state = stored_state(stored)
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    found = {k: tuple(v.shape) for k, v in state.items()}
+    if expected != found:
+        raise FileFormatError(f"stored tensors {found} do not match the model's {expected}")
+    if not all(torch.isfinite(t).all() for t in state.values()):
+        raise FileFormatError("stored tensors hold NaN or infinite values")
+    model.load_state_dict(state)
+    model.eval()
+    return model

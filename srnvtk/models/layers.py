@@ -1,0 +1,46 @@
+"""Building blocks shared by the architectures."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+
+class Snake(nn.Module):
+    """Snake activation x + sin(x)^2: monotone trend plus a periodic part (fV-SRN's SnakeAlt family)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + torch.sin(x).square()
+
+
+class FourierFeatures(nn.Module):
+    """Axis-aligned sin/cos of the position at octaves pi * 2^k, k < octaves (positions in [-1, 1])."""
+
+    def __init__(self, octaves: int, aspect: torch.Tensor) -> None:
+        super().__init__()
+        self.octaves = octaves
+        freqs = math.pi * (2.0 ** torch.arange(octaves, dtype=torch.float32))
+        self.register_buffer("frequencies", freqs, persistent=False)
+        self.register_buffer("aspect", aspect.to(torch.float32), persistent=False)
+
+    @property
+    def out_features(self) -> int:
+        return 6 * self.octaves
+
+    def forward(self, positions: torch.Tensor) -> torch.Tensor:
+        if self.octaves == 0:
+            return positions.new_zeros(positions.shape[0], 0)
+        angles = (positions * self.aspect).unsqueeze(-1) * self.frequencies  # (N, 3, K)
+        angles = angles.flatten(1)
+        return torch.cat([torch.sin(angles), torch.cos(angles)], dim=1)
+
+
+def mlp(in_features: int, width: int, hidden_layers: int) -> nn.Sequential:
+    """hidden_layers Linear+Snake layers of the given width, then a linear head to one value."""
+    layers: list[nn.Module] = []
+    for i in range(hidden_layers):
+        layers += [nn.Linear(in_features if i == 0 else width, width), Snake()]
+    layers.append(nn.Linear(width, 1))
+    return nn.Sequential(*layers)

@@ -1,0 +1,253 @@
+"""VTK algorithms: SRNEncoder (filter) and SRNReader (source).
+
+They only translate between VTK objects and the library (arrays, extents, progress, errors).
+Pure vtkmodules, so they run in ParaView 5.11 (VTK 9.2) and with pip's VTK alike.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+from vtkmodules.util.vtkAlgorithm import VTKPythonAlgorithmBase
+from vtkmodules.vtkCommonCore import vtkDoubleArray, vtkOutputWindow, vtkStringArray
+from vtkmodules.vtkCommonDataModel import vtkDataObject, vtkImageData
+from vtkmodules.vtkCommonExecutionModel import vtkAlgorithm, vtkStreamingDemandDrivenPipeline
+
+from .config import FVSRNConfig, TrainConfig, check_device
+from .decode import decode, resampled_geometry, strided_geometry
+from .encoder import compress, config_for_ratio
+from .errors import SettingsError, SRNError
+from .fileformat import SRNFile, read_srn
+from .volume import Geometry
+from .vtkio import fill_image, volume_from_image
+
+ERROR_ARRAY = "abs_error"
+SDDP = vtkStreamingDemandDrivenPipeline
+
+
+def report_error(algorithm: VTKPythonAlgorithmBase, message: str) -> int:
+    """Show the error where VTK and ParaView show errors (the output window) and fail the request."""
+    vtkOutputWindow.GetInstance().DisplayErrorText(f"{algorithm.GetClassName()} ({type(algorithm).__name__}): {message}\n")
+    return 0
+
+
+def add_field_data(image: vtkImageData, values: dict[str, object]) -> None:
+    """Numbers become one-tuple double arrays, strings one-value string arrays."""
+    fd = image.GetFieldData()
+    for name, value in values.items():
+        if isinstance(value, str):
+            array = vtkStringArray()
+            array.InsertNextValue(value)
+        else:
+            array = vtkDoubleArray()
+            array.InsertNextValue(float(value))
+        array.SetName(name)
+        fd.AddArray(array)
+
+
+def _set_if_changed(algorithm: VTKPythonAlgorithmBase, attribute: str, value) -> None:
+    if getattr(algorithm, attribute) != value:
+        setattr(algorithm, attribute, value)
+        algorithm.Modified()
+
+
+def _as_path(name: str | None) -> str:
+    # ParaView pushes the string 'None' for string properties without a default.
+    return "" if name in (None, "None") else str(name)
+
+
+class SRNEncoder(VTKPythonAlgorithmBase):
+    """Trains an fV-SRN on one point array of the input image; outputs the reconstruction and its error.
+
+    The array is chosen with SetInputArrayToProcess(0, 0, 0, 0, name) (active scalars when unset).
+    With a file name set, the compressed model is written there.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(nInputPorts=1, inputType="vtkImageData", nOutputPorts=1, outputType="vtkImageData")
+        self._file_name = ""
+        self._target_ratio = 0.0
+        self._model = FVSRNConfig()
+        self._train = TrainConfig()
+        self.last_stats: dict[str, float] = {}
+
+    # -- properties ---------------------------------------------------------------------------------
+    def SetFileName(self, name: str) -> None:
+        _set_if_changed(self, "_file_name", _as_path(name))
+
+    def GetFileName(self) -> str:
+        return self._file_name
+
+    def SetTargetRatio(self, ratio: float) -> None:
+        """Size the grid for this compression ratio; 0 uses GridResolution as given."""
+        _set_if_changed(self, "_target_ratio", float(ratio))
+
+    def _set_model(self, **change) -> None:
+        try:
+            _set_if_changed(self, "_model", FVSRNConfig(**{**self._model.__dict__, **change}))
+        except SRNError as exc:
+            report_error(self, str(exc))
+
+    def _set_train(self, **change) -> None:
+        try:
+            _set_if_changed(self, "_train", TrainConfig(**{**self._train.__dict__, **change}))
+        except SRNError as exc:
+            report_error(self, str(exc))
+
+    def SetGridChannels(self, n: int) -> None:
+        self._set_model(grid_channels=int(n))
+
+    def SetGridResolution(self, n: int) -> None:
+        self._set_model(grid_resolution=int(n))
+
+    def SetMLPWidth(self, n: int) -> None:
+        self._set_model(mlp_width=int(n))
+
+    def SetMLPLayers(self, n: int) -> None:
+        self._set_model(mlp_layers=int(n))
+
+    def SetFourierFeatures(self, n: int) -> None:
+        self._set_model(fourier_features=int(n))
+
+    def SetSteps(self, n: int) -> None:
+        self._set_train(steps=int(n))
+
+    def SetBatchSize(self, n: int) -> None:
+        self._set_train(batch_size=int(n))
+
+    def SetLearningRate(self, lr: float) -> None:
+        self._set_train(learning_rate=float(lr))
+
+    def SetSeed(self, seed: int) -> None:
+        self._set_train(seed=int(seed))
+
+    def SetDevice(self, device: str) -> None:
+        self._set_train(device=str(device))
+
+    def SetThreads(self, n: int) -> None:
+        self._set_train(threads=int(n))
+
+    # -- pipeline -----------------------------------------------------------------------------------
+    def RequestUpdateExtent(self, request, inInfo, outInfo) -> int:
+        info = inInfo[0].GetInformationObject(0)
+        info.Set(SDDP.UPDATE_EXTENT(), info.Get(SDDP.WHOLE_EXTENT()), 6)
+        return 1
+
+    def RequestData(self, request, inInfo, outInfo) -> int:
+        image = vtkImageData.GetData(inInfo[0])
+        output = vtkImageData.GetData(outInfo)
+        try:
+            volume = volume_from_image(image, self._selected_array())
+            model_config = self._model
+            if self._target_ratio > 0:
+                model_config = config_for_ratio(self._target_ratio, volume.geometry, model_config)
+            result = compress(
+                volume, model_config, self._train, self._file_name or None,
+                progress=lambda fraction, _message: self.UpdateProgress(fraction),
+                should_abort=lambda: bool(self.GetAbortExecute()),
+            )
+        except SRNError as exc:
+            return report_error(self, str(exc))
+        error = np.abs(result.reconstruction.astype(np.float32) - volume.values.astype(np.float32))
+        fill_image(output, volume.geometry, {volume.name: result.reconstruction, ERROR_ARRAY: error}, active=volume.name)
+        self.last_stats = dict(result.stats)
+        add_field_data(output, {**result.stats, "grid_resolution": model_config.grid_resolution})
+        return 1
+
+    def _selected_array(self) -> str | None:
+        info = self.GetInputArrayInformation(0)
+        if info is not None and info.Has(vtkDataObject.FIELD_NAME()):
+            return info.Get(vtkDataObject.FIELD_NAME()) or None
+        return None
+
+
+class SRNReader(VTKPythonAlgorithmBase):
+    """Reconstructs the volume stored in a .srn file: whole, strided, resampled or a sub-extent.
+
+    Produces exactly the update extent it is asked for, so streaming and parallel pieces work.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(nInputPorts=0, nOutputPorts=1, outputType="vtkImageData")
+        self._file_name = ""
+        self._stride = (1, 1, 1)
+        self._dimensions = (0, 0, 0)
+        self._region: tuple[int, ...] | None = None
+        self._device = "auto"
+        self._cache_key: tuple | None = None
+        self._file: SRNFile | None = None
+
+    def SetFileName(self, name: str) -> None:
+        _set_if_changed(self, "_file_name", _as_path(name))
+
+    def GetFileName(self) -> str:
+        return self._file_name
+
+    def SetStride(self, sx: int, sy: int, sz: int) -> None:
+        _set_if_changed(self, "_stride", (int(sx), int(sy), int(sz)))
+
+    def SetTargetDimensions(self, nx: int, ny: int, nz: int) -> None:
+        """Resample to this many points per axis; 0 0 0 uses the stride instead."""
+        _set_if_changed(self, "_dimensions", (int(nx), int(ny), int(nz)))
+
+    def SetSubExtent(self, i0: int, i1: int, j0: int, j1: int, k0: int, k1: int) -> None:
+        """Region in the source's index space; an empty range on any axis (i1 < i0) means the whole grid."""
+        region = (int(i0), int(i1), int(j0), int(j1), int(k0), int(k1))
+        empty = any(region[2 * a + 1] < region[2 * a] for a in range(3))
+        _set_if_changed(self, "_region", None if empty else region)
+
+    def SetDevice(self, device: str) -> None:
+        try:
+            _set_if_changed(self, "_device", check_device(str(device)))
+        except SRNError as exc:
+            report_error(self, str(exc))
+
+    def srn_file(self) -> SRNFile:
+        """The loaded file, re-read when its path, size or modification time changes."""
+        if not self._file_name:
+            raise SettingsError("no file name set")
+        try:
+            st = os.stat(self._file_name)
+            key = (self._file_name, st.st_mtime_ns, st.st_size)
+        except OSError:
+            key = (self._file_name, None, None)
+        if key != self._cache_key:
+            self._file, self._cache_key = read_srn(self._file_name), key
+        return self._file
+
+    def output_geometry(self) -> Geometry:
+        source = self.srn_file().source.geometry
+        if any(self._dimensions):
+            return resampled_geometry(source, self._dimensions, self._region)
+        return strided_geometry(source, self._stride, self._region)
+
+    def RequestInformation(self, request, inInfo, outInfo) -> int:
+        try:
+            geometry = self.output_geometry()
+        except SRNError as exc:
+            return report_error(self, str(exc))
+        info = outInfo.GetInformationObject(0)
+        info.Set(SDDP.WHOLE_EXTENT(), geometry.extent, 6)
+        info.Set(vtkDataObject.SPACING(), geometry.spacing, 3)
+        info.Set(vtkDataObject.ORIGIN(), geometry.origin, 3)
+        info.Set(vtkAlgorithm.CAN_PRODUCE_SUB_EXTENT(), 1)
+        return 1
+
+    def RequestData(self, request, inInfo, outInfo) -> int:
+        output = vtkImageData.GetData(outInfo)
+        info = outInfo.GetInformationObject(0)
+        try:
+            srn = self.srn_file()
+            whole = self.output_geometry()
+            extent = tuple(info.Get(SDDP.UPDATE_EXTENT())) if info.Has(SDDP.UPDATE_EXTENT()) else whole.extent
+            piece = Geometry(extent, whole.origin, whole.spacing)
+            values = decode(
+                srn.model, srn.source.geometry, piece, srn.source.value_range, srn.source.dtype,
+                self._device, progress=self.UpdateProgress,
+            )
+        except SRNError as exc:
+            return report_error(self, str(exc))
+        fill_image(output, piece, {srn.source.array_name: values}, active=srn.source.array_name)
+        add_field_data(output, {**srn.stats, "source_array": srn.source.array_name})
+        return 1
