@@ -20,7 +20,9 @@ from .volume import Geometry
 DEFAULT_BATCH_POINTS = 1 << 18
 
 
-def strided_geometry(source: Geometry, stride: tuple[int, int, int], region: tuple[int, ...] | None = None) -> Geometry:
+def strided_geometry(
+    source: Geometry, stride: tuple[int, int, int], region: tuple[int, ...] | None = None
+) -> Geometry:
     """Every stride-th source point inside region (source index space; whole grid when None).
 
     Output point index j sits on source point j * stride, so world positions stay consistent
@@ -40,7 +42,9 @@ def strided_geometry(source: Geometry, stride: tuple[int, int, int], region: tup
     return Geometry(tuple(extent), source.origin, spacing)
 
 
-def resampled_geometry(source: Geometry, dimensions: tuple[int, int, int], region: tuple[int, ...] | None = None) -> Geometry:
+def resampled_geometry(
+    source: Geometry, dimensions: tuple[int, int, int], region: tuple[int, ...] | None = None
+) -> Geometry:
     """A grid of the given point counts spanning region's world bounds (up- or downsampling)."""
     if len(dimensions) != 3 or min(dimensions) < 1:
         raise SettingsError(f"dimensions must be three integers >= 1, got {tuple(dimensions)}")
@@ -71,6 +75,12 @@ def clip_extent(whole: tuple[int, ...], region: tuple[int, ...] | None) -> tuple
     return tuple(out)
 
 
+def world_axis(geometry: Geometry, axis: int) -> np.ndarray:
+    """World coordinates of the grid's points along one axis (0 = x)."""
+    lo, hi = geometry.extent[2 * axis], geometry.extent[2 * axis + 1]
+    return geometry.origin[axis] + geometry.spacing[axis] * np.arange(lo, hi + 1, dtype=np.float64)
+
+
 def to_dtype(values: np.ndarray, dtype: str) -> np.ndarray:
     """Cast reconstructed floats to the source type, rounding and clipping for integer types."""
     target = np.dtype(dtype)
@@ -97,12 +107,7 @@ def decode(
     torch_device = resolve_device(device)
     model = model.to(torch_device).eval()
     nx, ny, nz = output.dimensions
-    axes = [
-        torch.from_numpy(
-            normalized_axis(source, a, output.origin[a] + output.spacing[a] * np.arange(output.extent[2 * a], output.extent[2 * a + 1] + 1))
-        ).to(torch_device)
-        for a in range(3)
-    ]
+    axes = [torch.from_numpy(normalized_axis(source, a, world_axis(output, a))).to(torch_device) for a in range(3)]
     result = np.empty((nz, ny, nx), dtype=np.dtype(dtype))
     vmin, vmax = value_range
     slab = max(1, batch_points // (nx * ny))

@@ -18,8 +18,9 @@ from .quantize import apply_storage_precision
 from .train import AbortCallback, ProgressCallback, train
 from .volume import Geometry, Volume
 
-# HDF5 structure (superblock, groups, attributes, object headers) of a version-1 file, measured
-# on real files plus a margin; used only to size models for a target ratio.
+# HDF5 structure (superblock, groups, attributes, object headers, chunk index) of a version-1 file:
+# about 9 kB measured on real files, plus a margin; used only to size models for a target ratio.
+# tests/test_fileformat.py checks real files against it.
 FILE_OVERHEAD_BYTES = 12_000
 TRAIN_SHARE = 0.9  # of the progress bar; the rest is the final reconstruction
 
@@ -80,7 +81,7 @@ def compress(
             progress(TRAIN_SHARE + (1 - TRAIN_SHARE) * fraction, "reconstructing")
 
     result = train(volume, model_config, train_config, train_progress, should_abort)
-    stored = apply_storage_precision(result.model)
+    stored, layout = apply_storage_precision(result.model)
     reconstruction = decode(
         result.model, volume.geometry, volume.geometry, result.value_range, volume.dtype,
         train_config.device, progress=decode_progress,
@@ -94,5 +95,5 @@ def compress(
     file_bytes = None
     if path is not None:
         source = SourceInfo(volume.name, volume.dtype, volume.geometry, result.value_range)
-        file_bytes = write_srn(path, model_config, stored, source, stats)
+        file_bytes = write_srn(path, model_config, stored, layout, source, stats)
     return CompressResult(model_config, reconstruction, stats, file_bytes)

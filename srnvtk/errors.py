@@ -17,5 +17,5 @@ class FileFormatError(SRNError, OSError):
     """A .srn file is missing, truncated, corrupted or not a srnvtk file."""
 
 
-class TrainingAborted(SRNError):
+class TrainingAborted(SRNError):  # noqa: N818 (a stop the caller asked for, not a failure)
     """Training was stopped by the caller's abort callback."""

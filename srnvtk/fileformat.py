@@ -4,8 +4,11 @@ Layout (format_version 1):
   /                 attrs: format="srnvtk", format_version, architecture, model_config (JSON)
   /source           attrs: array_name, dtype, extent, origin, spacing, value_min, value_max
   /stats            attrs: psnr, train_seconds, steps, final_loss, file_bytes, ratio
-  /tensors/<name>   datasets: grid (uint8 codes, gzip), grid_scale, grid_offset (float32), MLP weights (fp16)
-Files are written to a temporary name beside the target, then renamed, so a crash never leaves half a file.
+  /tensors/grid        uint8 (C, z, y, x) latent grid codes, gzip
+  /tensors/grid_quant  float32 (2, C): per-channel scale and offset (value = code * scale + offset)
+  /tensors/weights     float16 vector: every other parameter, packed; attr weights_layout: JSON [[name, shape]]
+HDF5 1.10 object format (libver v110), so ParaView 5.11's HDF5 reads it. Files are written to a
+temporary name beside the target, then renamed, so a crash never leaves half a file.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from .errors import FileFormatError, SRNError
 from .metrics import compression_ratio
 from .models import FVSRN
 from .models.fvsrn import aspect_of
-from .quantize import GRID_NAME, stored_state
+from .quantize import GRID, WEIGHTS, WEIGHTS_LAYOUT, stored_state
 from .volume import SUPPORTED_DTYPES, Geometry
 
 FORMAT_NAME = "srnvtk"
@@ -58,6 +61,7 @@ def write_srn(
     path: str | os.PathLike,
     model_config: FVSRNConfig,
     stored: dict[str, np.ndarray],
+    layout: str,
     source: SourceInfo,
     stats: dict[str, float],
 ) -> int:
@@ -68,15 +72,18 @@ def write_srn(
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
     os.close(fd)
     try:
-        with h5py.File(tmp_name, "w") as f:
-            _write_contents(f, model_config, stored, source, stats)
-        # The stats were written with placeholders of the same type, so updating them keeps the size.
-        file_bytes = os.path.getsize(tmp_name)
-        with h5py.File(tmp_name, "r+") as f:
-            f["stats"].attrs["file_bytes"] = np.int64(file_bytes)
-            f["stats"].attrs["ratio"] = np.float64(compression_ratio(source.geometry.num_points, file_bytes))
-        if os.path.getsize(tmp_name) != file_bytes:
-            raise FileFormatError("internal error: the file changed size while its stats were updated")
+        os.chmod(tmp_name, 0o666 & ~_current_umask())  # mkstemp makes it owner-only
+        # The file records its own size: write once with placeholders, then again with the measured
+        # size; the stats have fixed-size types, so the second file has exactly the same bytes.
+        file_bytes = 0
+        for _attempt in range(2):
+            final_stats = {**stats, "file_bytes": file_bytes,
+                           "ratio": compression_ratio(source.geometry.num_points, max(file_bytes, 1))}
+            with h5py.File(tmp_name, "w", libver=("v110", "v110")) as f:
+                _write_contents(f, model_config, stored, layout, source, final_stats)
+            measured, file_bytes = file_bytes, os.path.getsize(tmp_name)
+        if measured != file_bytes:
+            raise FileFormatError("internal error: the file's size changed between two identical writes")
         os.replace(tmp_name, path)
     except BaseException:
         if os.path.exists(tmp_name):
@@ -87,7 +94,15 @@ def write_srn(
     return file_bytes
 
 
-def _write_contents(f: h5py.File, model_config: FVSRNConfig, stored, source: SourceInfo, stats) -> None:
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _write_contents(
+    f: h5py.File, model_config: FVSRNConfig, stored, layout: str, source: SourceInfo, stats
+) -> None:
     f.attrs["format"] = FORMAT_NAME
     f.attrs["format_version"] = np.int64(FORMAT_VERSION)
     f.attrs["architecture"] = FVSRN.architecture
@@ -103,13 +118,15 @@ def _write_contents(f: h5py.File, model_config: FVSRNConfig, stored, source: Sou
     src.attrs["value_max"] = np.float64(source.value_range[1])
     st = f.create_group("stats")
     for key in STAT_KEYS:
-        st.attrs[key] = np.int64(stats.get(key, 0)) if key in ("steps", "file_bytes") else np.float64(stats.get(key, 0.0))
+        value = stats.get(key, 0)
+        st.attrs[key] = np.int64(value) if key in ("steps", "file_bytes") else np.float64(value)
     tensors = f.create_group("tensors")
     for name, array in stored.items():
-        if name == GRID_NAME:
-            tensors.create_dataset(name, data=array, compression="gzip", compression_opts=9, shuffle=False)
+        if name == GRID:
+            tensors.create_dataset(name, data=array, compression="gzip", compression_opts=9, track_times=False)
         else:
-            tensors.create_dataset(name, data=array)
+            tensors.create_dataset(name, data=array, track_times=False)
+    tensors[WEIGHTS].attrs[WEIGHTS_LAYOUT] = layout
 
 
 def read_srn(path: str | os.PathLike) -> SRNFile:
@@ -140,7 +157,8 @@ def _read_contents(f: h5py.File) -> SRNFile:
     stats = {key: float(f["stats"].attrs[key]) for key in STAT_KEYS if key in f["stats"].attrs}
     stored = {name: np.asarray(ds[()]) for name, ds in f["tensors"].items()}
     tensor_bytes = {name: int(ds.id.get_storage_size()) for name, ds in f["tensors"].items()}
-    model = _model_from_stored(config, source.geometry, stored)
+    layout = f["tensors"][WEIGHTS].attrs[WEIGHTS_LAYOUT] if WEIGHTS in f["tensors"] else "[]"
+    model = _model_from_stored(config, source.geometry, stored, layout)
     return SRNFile(model, config, source, stats, tensor_bytes)
 
 
@@ -162,12 +180,14 @@ def _read_source(group: h5py.Group) -> SourceInfo:
     return SourceInfo(str(group.attrs["array_name"]), dtype, geometry, value_range)
 
 
-def _model_from_stored(config: FVSRNConfig, geometry: Geometry, stored: dict[str, np.ndarray]) -> FVSRN:
-    grid = stored.get(GRID_NAME)
+def _model_from_stored(
+    config: FVSRNConfig, geometry: Geometry, stored: dict[str, np.ndarray], layout: str
+) -> FVSRN:
+    grid = stored.get(GRID)
     if grid is None or grid.ndim != 4 or grid.shape[0] != config.grid_channels:
         raise FileFormatError("the latent grid is missing or has the wrong shape")
     model = FVSRN(config, tuple(grid.shape[1:]), aspect_of(geometry))
-    state = stored_state(stored)
+    state = stored_state(stored, layout)
     expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     found = {k: tuple(v.shape) for k, v in state.items()}
     if expected != found:

@@ -28,7 +28,8 @@ SDDP = vtkStreamingDemandDrivenPipeline
 
 def report_error(algorithm: VTKPythonAlgorithmBase, message: str) -> int:
     """Show the error where VTK and ParaView show errors (the output window) and fail the request."""
-    vtkOutputWindow.GetInstance().DisplayErrorText(f"{algorithm.GetClassName()} ({type(algorithm).__name__}): {message}\n")
+    name = type(algorithm).__name__
+    vtkOutputWindow.GetInstance().DisplayErrorText(f"{name}: {message}\n")
     return 0
 
 
@@ -150,7 +151,8 @@ class SRNEncoder(VTKPythonAlgorithmBase):
         except SRNError as exc:
             return report_error(self, str(exc))
         error = np.abs(result.reconstruction.astype(np.float32) - volume.values.astype(np.float32))
-        fill_image(output, volume.geometry, {volume.name: result.reconstruction, ERROR_ARRAY: error}, active=volume.name)
+        arrays = {volume.name: result.reconstruction, ERROR_ARRAY: error}
+        fill_image(output, volume.geometry, arrays, active=volume.name)
         self.last_stats = dict(result.stats)
         add_field_data(output, {**result.stats, "grid_resolution": model_config.grid_resolution})
         return 1

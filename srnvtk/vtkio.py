@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import secrets
+from pathlib import Path
+
 import numpy as np
 from vtkmodules.util import numpy_support
 from vtkmodules.vtkCommonDataModel import vtkImageData
@@ -49,7 +54,9 @@ def image_from_arrays(geometry: Geometry, arrays: dict[str, np.ndarray], active:
     return image
 
 
-def fill_image(image: vtkImageData, geometry: Geometry, arrays: dict[str, np.ndarray], active: str | None = None) -> None:
+def fill_image(
+    image: vtkImageData, geometry: Geometry, arrays: dict[str, np.ndarray], active: str | None = None
+) -> None:
     """Give an existing (pipeline output) image its geometry and point arrays."""
     image.SetExtent(*geometry.extent)
     image.SetOrigin(*geometry.origin)
@@ -77,12 +84,31 @@ def read_vti(path: str) -> vtkImageData:
     return output
 
 
-def write_vti(image: vtkImageData, path: str) -> None:
+def write_vti(image: vtkImageData, path: str | os.PathLike) -> None:
+    """Write a zlib-compressed .vti file atomically.
+
+    VTK writes to a temporary name beside the target (OUT.vti.tmp-XXXX), which is renamed once
+    complete, so a failed or interrupted write never leaves half a file under the real name.
+    """
     from vtkmodules.vtkIOXML import vtkXMLImageDataWriter
 
-    writer = vtkXMLImageDataWriter()
-    writer.SetFileName(str(path))
-    writer.SetInputData(image)
-    writer.SetCompressorTypeToZLib()
-    if writer.Write() != 1:
-        raise OSError(f"could not write '{path}'")
+    path = Path(path)
+    folder = path.parent
+    if not folder.is_dir():
+        raise OSError(f"cannot write '{path}': folder '{folder}' does not exist")
+    if path.is_dir():
+        raise OSError(f"cannot write '{path}': it is a folder")
+    # A random name rather than mkstemp, so VTK creates the file with the usual permissions (umask).
+    tmp = folder / f"{path.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
+    try:
+        writer = vtkXMLImageDataWriter()
+        writer.SetFileName(str(tmp))
+        writer.SetInputData(image)
+        writer.SetCompressorTypeToZLib()
+        if writer.Write() != 1:
+            raise OSError(f"could not write '{path}'")
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise

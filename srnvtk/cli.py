@@ -1,0 +1,624 @@
+"""The srnvtk command: compress, decompress, info and generate.
+
+Settings are validated once, here, by building the library's frozen configs before any work starts.
+Problems a user can fix (SRNError, missing files, bad options) print one `srnvtk: error:` line and
+exit with code 2; Ctrl-C exits with 130. Neither leaves a partial output file: every writer in the
+library writes to a temporary name and renames it once complete.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import json
+import math
+import os
+import shutil
+import sys
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TextIO
+
+import numpy as np
+
+from . import __version__
+from .config import DEVICES, FVSRNConfig, TrainConfig, check_device
+from .errors import InputError, SettingsError, SRNError
+
+if TYPE_CHECKING:  # VTK is imported only by the commands that need it
+    from vtkmodules.vtkCommonDataModel import vtkImageData
+
+PROG = "srnvtk"
+EXIT_ERROR = 2
+EXIT_INTERRUPTED = 130
+
+
+# ---------------------------------------------------------------------------------------------
+# Progress
+
+
+class ProgressBar:
+    """Progress on stderr: one carriage-return-updated line on a terminal, else a plain line now and then.
+
+    On a terminal the line is redrawn at most every `tty_interval` seconds; when the stream is a pipe or
+    a log file, a line is written at most every `log_interval` seconds, so short runs leave nothing and
+    long ones a few readable lines. Call it as a library progress callback: (fraction, message).
+    """
+
+    BAR_WIDTH = 20
+
+    def __init__(
+        self,
+        label: str,
+        enabled: bool = True,
+        stream: TextIO | None = None,
+        tty_interval: float = 0.1,
+        log_interval: float = 10.0,
+    ) -> None:
+        self.label = label
+        self.stream = stream if stream is not None else sys.stderr
+        self.enabled = enabled
+        self.tty = enabled and _isatty(self.stream)
+        self.interval = tty_interval if self.tty else log_interval
+        self.start = time.monotonic()
+        self._last = -math.inf if self.tty else self.start
+        self._first: tuple[float, float] | None = None  # (time, fraction) of the first report, for the ETA
+        self._drawn = 0  # characters of the line now on screen (terminal only)
+
+    def __call__(self, fraction: float, message: str = "") -> None:
+        if not self.enabled:
+            return
+        fraction = min(max(float(fraction), 0.0), 1.0)
+        now = time.monotonic()
+        if self._first is None:
+            self._first = (now, fraction)
+        done = fraction >= 1.0
+        if not self.tty and done:
+            return  # a log gets the summary instead
+        if now - self._last < self.interval and not done:
+            return
+        self._last = now
+        elapsed = now - self.start
+        eta = None
+        if fraction > self._first[1]:  # the rate since the first report; setup time does not count
+            eta = (now - self._first[0]) * (1.0 - fraction) / (fraction - self._first[1])
+        if self.tty:
+            line = self.render(fraction, message, elapsed, eta)
+            width = max(shutil.get_terminal_size((80, 24)).columns - 1, 20)
+            line = line[:width]
+            self.stream.write("\r" + line + " " * max(self._drawn - len(line), 0))
+            self._drawn = len(line)
+        else:
+            self.stream.write(self.render(fraction, message, elapsed, eta, bar=False) + "\n")
+        self.stream.flush()
+
+    def render(self, fraction: float, message: str, elapsed: float, eta: float | None, bar: bool = True) -> str:
+        """'label [####------]  40% 0:12 ETA 0:18 | message'; the message goes last, so a narrow
+        terminal cuts it rather than the numbers."""
+        parts = [self.label]
+        if bar:
+            filled = int(round(fraction * self.BAR_WIDTH))
+            parts.append("[" + "#" * filled + "-" * (self.BAR_WIDTH - filled) + "]")
+        parts.append(f"{100 * fraction:3.0f}%")
+        parts.append(clock(elapsed))
+        if fraction < 1.0:
+            parts.append("ETA " + ("--:--" if eta is None else clock(eta)))
+        if message:
+            parts.append("| " + message)
+        return " ".join(parts)
+
+    def close(self) -> None:
+        """End the terminal line, so whatever comes next starts on a fresh one."""
+        if self.tty and self._drawn:
+            self.stream.write("\n")
+            self.stream.flush()
+            self._drawn = 0
+
+
+def _isatty(stream: TextIO) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):
+        return False
+
+
+# ---------------------------------------------------------------------------------------------
+# Formatting
+
+
+def clock(seconds: float) -> str:
+    """m:ss or h:mm:ss."""
+    seconds = int(round(max(seconds, 0.0)))
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+def human_seconds(seconds: float) -> str:
+    """'12.3 s', '1 min 17 s', '2 h 03 min'."""
+    if seconds < 59.95:
+        return f"{seconds:.1f} s"
+    whole = int(round(seconds))
+    if whole < 3600:
+        return f"{whole // 60} min {whole % 60} s"
+    h, m = divmod(int(round(whole / 60)), 60)
+    return f"{h} h {m:02d} min"
+
+
+def human_bytes(n: float) -> str:
+    """1536 -> '1.5 KiB'."""
+    value = float(n)
+    for unit in ("bytes", "KiB", "MiB", "GiB"):
+        if abs(value) < 1024 or unit == "GiB":
+            return f"{int(value)} bytes" if unit == "bytes" else f"{value:.1f} {unit}"
+        value /= 1024
+    raise AssertionError("unreachable")
+
+
+def format_psnr(value: float) -> str:
+    return "inf (lossless)" if math.isinf(value) else f"{value:.2f} dB"
+
+
+def _numbers(values: Any) -> str:
+    return " ".join(f"{v:g}" for v in values)
+
+
+def _dims(dims: Any) -> str:
+    return " x ".join(str(int(d)) for d in dims)
+
+
+# ---------------------------------------------------------------------------------------------
+# Errors, warnings and VTK's own messages
+
+
+class _CLIError(SRNError):
+    """A problem with the command line itself (paths, option combinations)."""
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, MemoryError):
+        return "out of memory; try a smaller volume, model or --batch-size"
+    if isinstance(exc, OSError) and not isinstance(exc, SRNError) and exc.strerror:
+        where = f": '{exc.filename}'" if exc.filename else ""
+        return f"{exc.strerror.lower()}{where}"
+    return str(exc) or type(exc).__name__
+
+
+@contextlib.contextmanager
+def _warnings_to_stderr() -> Iterator[None]:
+    """Library warnings (say, CUDA requested but absent) as one `srnvtk: warning:` line each."""
+    seen: set[str] = set()
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        text = str(message)
+        if text not in seen:
+            seen.add(text)
+            print(f"{PROG}: warning: {text}", file=sys.stderr)
+
+    with warnings.catch_warnings():
+        warnings.showwarning = show
+        yield
+
+
+@contextlib.contextmanager
+def _vtk_messages() -> Iterator[Callable[[], str]]:
+    """Keep VTK's error output (multi-line, with addresses) off the terminal; yields a getter for the
+    first real error message, to append to ours."""
+    from vtkmodules.vtkCommonCore import vtkLogger, vtkOutputWindow, vtkStringOutputWindow
+
+    previous_window = vtkOutputWindow.GetInstance()
+    previous_verbosity = vtkLogger.GetCurrentVerbosityCutoff()  # stderr is the only sink a CLI run has
+    window = vtkStringOutputWindow()
+    vtkOutputWindow.SetInstance(window)
+    vtkLogger.SetStderrVerbosity(vtkLogger.VERBOSITY_OFF)
+
+    def first_error() -> str:
+        for line in window.GetOutput().splitlines():
+            # Messages read "vtkClass (0x1234): text"; the executive's follow-ups add nothing.
+            if "): " in line and not line.startswith(("vtkCompositeDataPipeline", "vtkStreamingDemandDrivenPipeline")):
+                return line.split("): ", 1)[1].strip()
+        return ""
+
+    try:
+        yield first_error
+    finally:
+        vtkOutputWindow.SetInstance(previous_window)
+        vtkLogger.SetStderrVerbosity(previous_verbosity)
+
+
+# ---------------------------------------------------------------------------------------------
+# Paths
+
+
+def _check_input(path: str) -> None:
+    if not os.path.exists(path):
+        raise _CLIError(f"no such file: '{path}'")
+    if os.path.isdir(path):
+        raise _CLIError(f"'{path}' is a folder, not a file")
+
+
+def _check_output(path: str, input_path: str | None = None) -> None:
+    """Fail before any work when the output cannot be written where asked."""
+    folder = Path(path).parent
+    if not folder.is_dir():
+        raise _CLIError(f"cannot write '{path}': folder '{folder}' does not exist")
+    if os.path.isdir(path):
+        raise _CLIError(f"cannot write '{path}': it is a folder")
+    if not os.access(folder, os.W_OK):
+        raise _CLIError(f"cannot write '{path}': folder '{folder}' is not writable")
+    if input_path is not None and os.path.exists(path) and os.path.samefile(path, input_path):
+        raise _CLIError(f"the output '{path}' is the input file; choose another name")
+
+
+def _read_image(path: str) -> vtkImageData:
+    from .vtkio import read_vti
+
+    _check_input(path)
+    with _vtk_messages() as vtk_error:
+        try:
+            return read_vti(path)
+        except InputError as exc:
+            detail = vtk_error()
+            raise InputError(f"{exc} (is it a VTK XML image data file?){': ' + detail if detail else ''}") from None
+
+
+def _write_image(image: vtkImageData, path: str) -> None:
+    from .vtkio import write_vti
+
+    with _vtk_messages() as vtk_error:
+        try:
+            write_vti(image, path)
+        except OSError as exc:
+            detail = vtk_error()
+            raise _CLIError(f"{_describe(exc)}{': ' + detail if detail else ''}") from None
+
+
+# ---------------------------------------------------------------------------------------------
+# compress
+
+
+def _train_config(args: argparse.Namespace) -> TrainConfig:
+    given = {
+        "steps": args.steps,
+        "batch_size": args.batch_size,
+        "learning_rate": args.lr,
+        "seed": args.seed,
+        "device": args.device,
+        "threads": args.threads,
+    }
+    return TrainConfig(**{k: v for k, v in given.items() if v is not None})
+
+
+def _base_model_config(args: argparse.Namespace) -> FVSRNConfig:
+    given = {
+        "grid_resolution": args.grid_resolution,
+        "grid_channels": args.grid_channels,
+        "mlp_width": args.mlp_width,
+        "mlp_layers": args.mlp_layers,
+        "fourier_features": args.fourier_features,
+    }
+    return FVSRNConfig(**{k: v for k, v in given.items() if v is not None})
+
+
+def _run_compress(args: argparse.Namespace) -> int:
+    from .devices import resolve_device
+    from .encoder import compress, config_for_ratio
+    from .models.fvsrn import grid_shape_for
+    from .volume import validate_for_training
+    from .vtkio import volume_from_image
+
+    train_config = _train_config(args)
+    model_config = _base_model_config(args)
+    if args.ratio is not None and not args.ratio > 1.0:
+        raise SettingsError(f"--ratio must be > 1, got {args.ratio:g}")
+    _check_input(args.input)
+    _check_output(args.output, args.input)
+
+    image = _read_image(args.input)
+    volume = volume_from_image(image, args.array)
+    validate_for_training(volume)
+    geometry = volume.geometry
+    if args.ratio is not None:
+        model_config = config_for_ratio(args.ratio, geometry, model_config)
+
+    if not args.quiet:
+        grid = "x".join(str(n) for n in reversed(grid_shape_for(model_config, geometry)))
+        print(
+            f"compressing '{volume.name}' ({_dims(geometry.dimensions)} {volume.dtype}) from {args.input}: "
+            f"grid {grid} x {model_config.grid_channels} channels, "
+            f"MLP {model_config.mlp_layers} x {model_config.mlp_width}, "
+            f"{train_config.steps} steps of {train_config.batch_size} on {resolve_device(train_config.device)}",
+            file=sys.stderr,
+        )
+    bar = ProgressBar("compressing", enabled=not args.quiet)
+    try:
+        result = compress(volume, model_config, train_config, args.output, progress=bar)
+    finally:
+        bar.close()
+
+    stats = result.stats
+    source_bytes = volume.values.nbytes
+    print(f"wrote {args.output}")
+    print(f"  file size   {human_bytes(result.file_bytes)} ({result.file_bytes:,} bytes)")
+    print(
+        f"  ratio       {stats['ratio']:.1f}x against float32"
+        + (f", {source_bytes / result.file_bytes:.1f}x against the {volume.dtype} source"
+           if volume.dtype != "float32" else "")
+    )
+    print(f"  PSNR        {format_psnr(stats['psnr'])}")
+    print(f"  train time  {human_seconds(stats['train_seconds'])} ({int(stats['steps'])} steps)")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# decompress
+
+
+def _stride(values: list[int] | None) -> tuple[int, int, int]:
+    if values is None:
+        return (1, 1, 1)
+    if len(values) == 1:
+        return (values[0],) * 3
+    if len(values) == 3:
+        return tuple(values)
+    raise SettingsError(f"--stride takes one value or three (SX SY SZ), got {len(values)}")
+
+
+def _run_decompress(args: argparse.Namespace) -> int:
+    from .decode import decode, resampled_geometry, strided_geometry
+    from .fileformat import read_srn
+    from .vtkio import image_from_arrays
+
+    device = check_device(args.device)
+    stride = _stride(args.stride)
+    _check_input(args.input)
+    _check_output(args.output, args.input)
+
+    srn = read_srn(args.input)
+    source = srn.source
+    region = tuple(args.extent) if args.extent is not None else None
+    if args.dimensions is not None:
+        geometry = resampled_geometry(source.geometry, tuple(args.dimensions), region)
+    else:
+        geometry = strided_geometry(source.geometry, stride, region)
+
+    bar = ProgressBar("decoding", enabled=not args.quiet)
+    try:
+        values = decode(
+            srn.model, source.geometry, geometry, source.value_range, source.dtype, device,
+            progress=bar,
+        )
+    finally:
+        bar.close()
+    image = image_from_arrays(geometry, {source.array_name: values}, active=source.array_name)
+    _write_image(image, args.output)
+    print(
+        f"wrote {args.output}: '{source.array_name}' ({source.dtype}) on {_dims(geometry.dimensions)} points, "
+        f"extent {' '.join(str(e) for e in geometry.extent)}, spacing {_numbers(geometry.spacing)}"
+    )
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# info
+
+
+def info_dict(path: str) -> dict[str, Any]:
+    """Everything `srnvtk info` shows, as plain JSON-ready values (non-finite numbers become None)."""
+    import h5py
+
+    from .fileformat import read_srn
+
+    _check_input(path)
+    srn = read_srn(path)
+    with h5py.File(path, "r") as f:  # read_srn validated it; these attributes are informational
+        attrs = {key: f.attrs.get(key) for key in ("format", "format_version", "architecture", "srnvtk_version")}
+    source = srn.source
+    geometry = source.geometry
+    stats: dict[str, Any] = {}
+    for key, value in srn.stats.items():
+        stats[key] = int(value) if key in ("steps", "file_bytes") else _finite_or_none(value)
+    return {
+        "file": str(path),
+        "format": _plain(attrs["format"]),
+        "format_version": int(attrs["format_version"]),
+        "architecture": _plain(attrs["architecture"]),
+        "srnvtk_version": _plain(attrs["srnvtk_version"]),
+        "model_config": _plain(dataclasses.asdict(srn.model_config)),
+        "grid_shape": [int(s) for s in srn.model.grid.shape[1:]],  # (z, y, x) as stored
+        "source": {
+            "array_name": source.array_name,
+            "dtype": source.dtype,
+            "dimensions": list(geometry.dimensions),
+            "extent": list(geometry.extent),
+            "spacing": list(geometry.spacing),
+            "origin": list(geometry.origin),
+            "value_range": list(source.value_range),
+        },
+        "stats": stats,
+        "tensor_bytes": dict(srn.tensor_bytes),
+    }
+
+
+def _plain(value: Any) -> Any:
+    """numpy scalars, bytes and tuples as JSON's types."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def _finite_or_none(value: float) -> float | None:
+    return float(value) if math.isfinite(value) else None
+
+
+def _run_info(args: argparse.Namespace) -> int:
+    info = info_dict(args.input)
+    if args.json:
+        print(json.dumps(info, indent=2, allow_nan=False))
+        return 0
+    src, stats = info["source"], info["stats"]
+    rows: list[tuple[str, str]] = []
+
+    def section(title: str) -> None:
+        rows.append((title, ""))
+
+    def row(key: str, value: Any) -> None:
+        rows.append(("  " + key, str(value)))
+
+    version = f", written by srnvtk {info['srnvtk_version']}" if info["srnvtk_version"] else ""
+    print(f"{info['file']}: {info['format']} format version {info['format_version']}, "
+          f"architecture {info['architecture']}{version}")
+    section("model settings")
+    for key, value in info["model_config"].items():
+        row(key, "derived from the volume" if value is None else _dims(value) if isinstance(value, list) else value)
+    row("stored grid", f"{info['model_config']['grid_channels']} x {_dims(info['grid_shape'])} (channels, z, y, x)")
+    section("source")
+    row("array", f"'{src['array_name']}' ({src['dtype']})")
+    row("dimensions", _dims(src["dimensions"]))
+    row("extent", " ".join(str(e) for e in src["extent"]))
+    row("spacing", _numbers(src["spacing"]))
+    row("origin", _numbers(src["origin"]))
+    row("value range", f"{src['value_range'][0]:g} .. {src['value_range'][1]:g}")
+    section("stats")
+    if "psnr" in stats:
+        row("PSNR", "inf (lossless)" if stats["psnr"] is None else format_psnr(stats["psnr"]))
+    if "ratio" in stats:
+        row("ratio", f"{stats['ratio']:.1f}x against float32")
+    if "file_bytes" in stats:
+        row("file bytes", f"{stats['file_bytes']:,} ({human_bytes(stats['file_bytes'])})")
+    if "train_seconds" in stats:
+        row("train time", human_seconds(stats["train_seconds"]))
+    if "steps" in stats:
+        row("steps", stats["steps"])
+    if stats.get("final_loss") is not None:
+        row("final loss", f"{stats['final_loss']:.4g}")
+    section("stored tensors (bytes)")
+    for name, size in info["tensor_bytes"].items():
+        rows.append(("  " + name, f"{size:>10,}"))
+    tensors_total = sum(info["tensor_bytes"].values())
+    rows.append(("  total", f"{tensors_total:>10,}"))
+    if "file_bytes" in stats:
+        rows.append(("  HDF5 structure", f"{stats['file_bytes'] - tensors_total:>10,}"))
+    width = max(len(key) for key, _ in rows) + 2
+    for key, value in rows:
+        print(f"{key:<{width}}{value}".rstrip() if value else key)
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# generate
+
+
+def _run_generate(args: argparse.Namespace) -> int:
+    from .datasets import ARRAY_NAME, default_volume
+
+    _check_output(args.output)
+    image = default_volume(tuple(args.shape), args.seed)
+    _write_image(image, args.output)
+    print(f"wrote {args.output}: '{ARRAY_NAME}' (uint8) on {_dims(image.GetDimensions())} points")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# Parser and entry point
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Compress VTK image data (.vti) into small .srn files with fV-SRN networks, and back.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    defaults_model, defaults_train = FVSRNConfig(), TrainConfig()
+
+    p = sub.add_parser("compress", help="train a network on one array of a .vti file and write a .srn file",
+                       description="Train an fV-SRN network on one point-data array and store it as a .srn file.")
+    p.add_argument("input", metavar="IN.vti")
+    p.add_argument("output", metavar="OUT.srn")
+    p.add_argument("--array", metavar="NAME", help="point-data array to compress (default: the active scalars)")
+    size = p.add_mutually_exclusive_group()
+    size.add_argument("--ratio", type=float, metavar="R",
+                      help="size the latent grid so the file is about R times smaller than the float32 volume")
+    size.add_argument("--grid-resolution", type=int, metavar="N",
+                      help=f"latent grid points along the longest axis (default {defaults_model.grid_resolution})")
+    p.add_argument("--grid-channels", type=int, metavar="C",
+                   help=f"latent features per grid point (default {defaults_model.grid_channels})")
+    p.add_argument("--mlp-width", type=int, metavar="W", help=f"MLP width (default {defaults_model.mlp_width})")
+    p.add_argument("--mlp-layers", type=int, metavar="L",
+                   help=f"MLP hidden layers (default {defaults_model.mlp_layers})")
+    p.add_argument("--fourier-features", type=int, metavar="F",
+                   help=f"sin/cos octaves per axis (default {defaults_model.fourier_features})")
+    p.add_argument("--steps", type=int, metavar="S", help=f"training steps (default {defaults_train.steps})")
+    p.add_argument("--batch-size", type=int, metavar="B",
+                   help=f"voxels per step (default {defaults_train.batch_size})")
+    p.add_argument("--lr", type=float, metavar="LR",
+                   help=f"initial learning rate (default {defaults_train.learning_rate:g})")
+    p.add_argument("--seed", type=int, metavar="S", help=f"random seed (default {defaults_train.seed})")
+    p.add_argument("--device", choices=DEVICES, help="where to train (default auto: CUDA when present)")
+    p.add_argument("--threads", type=int, metavar="T", help="CPU threads for torch (default: torch's choice)")
+    p.add_argument("--quiet", action="store_true", help="no progress output on stderr (the summary still prints)")
+    p.set_defaults(run=_run_compress)
+
+    p = sub.add_parser("decompress", help="reconstruct a .vti file from a .srn file",
+                       description="Evaluate the stored network on the source grid, a strided or resampled "
+                                   "version of it, or a sub-extent, and write a .vti file.")
+    p.add_argument("input", metavar="IN.srn")
+    p.add_argument("output", metavar="OUT.vti")
+    grid = p.add_mutually_exclusive_group()
+    grid.add_argument("--stride", type=int, nargs="+", metavar="S",
+                      help="keep every S-th source point (one value, or SX SY SZ)")
+    grid.add_argument("--dimensions", type=int, nargs=3, metavar=("NX", "NY", "NZ"),
+                      help="resample to this many points per axis over the same bounds")
+    p.add_argument("--extent", type=int, nargs=6, metavar=("I0", "I1", "J0", "J1", "K0", "K1"),
+                   help="only this region, in the source's index space")
+    p.add_argument("--device", choices=DEVICES, default="auto", help="where to decode (default auto)")
+    p.add_argument("--quiet", action="store_true", help="no progress output on stderr")
+    p.set_defaults(run=_run_decompress)
+
+    p = sub.add_parser("info", help="describe a .srn file", description="Show what a .srn file stores.")
+    p.add_argument("input", metavar="FILE.srn")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(run=_run_info)
+
+    p = sub.add_parser("generate", help="write srnvtk's procedural test volume as a .vti file",
+                       description="Write the built-in synthetic volume (a uint8 'density' array).")
+    p.add_argument("output", metavar="OUT.vti")
+    p.add_argument("--shape", type=int, nargs=3, default=[64, 64, 64], metavar=("NX", "NY", "NZ"),
+                   help="points per axis (default 64 64 64)")
+    p.add_argument("--seed", type=int, default=0, help="moves the blobs and the interface's phases (default 0)")
+    p.set_defaults(run=_run_generate)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one srnvtk command; returns the exit status (0, 2 for errors, 130 when interrupted)."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse has printed usage and its message
+        return exc.code if isinstance(exc.code, int) else EXIT_ERROR
+    try:
+        with _warnings_to_stderr():
+            return args.run(args)
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except (SRNError, OSError, MemoryError) as exc:
+        print(f"{PROG}: error: {_describe(exc)}", file=sys.stderr)
+        return EXIT_ERROR
+    except RuntimeError as exc:
+        if "out of memory" not in str(exc).lower():
+            raise
+        print(f"{PROG}: error: out of memory ({str(exc).splitlines()[0]}); try a smaller --batch-size",
+              file=sys.stderr)
+        return EXIT_ERROR

@@ -1,0 +1,60 @@
+"""Shared fixtures: tiny volumes and settings that train in well under a second on one CPU core."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from srnvtk.config import FVSRNConfig, TrainConfig
+
+TINY_SHAPE = (16, 14, 12)  # points along x, y, z: small, and no two axes alike, so axis mix-ups show
+
+# A model and a training run just big enough to learn something: tests check plumbing, not quality.
+TINY_MODEL = FVSRNConfig(grid_channels=4, grid_resolution=8, mlp_width=16, mlp_layers=2, fourier_features=2)
+FAST_TRAIN = TrainConfig(steps=40, batch_size=4096, learning_rate=1e-2, seed=0, device="cpu")
+FAST_COMPRESS_ARGS = (
+    "--grid-channels", "4", "--grid-resolution", "8", "--mlp-width", "16", "--mlp-layers", "2",
+    "--fourier-features", "2", "--steps", "40", "--batch-size", "4096", "--seed", "0", "--device", "cpu",
+    "--quiet",
+)
+
+
+@pytest.fixture
+def tiny_shape() -> tuple[int, int, int]:
+    return TINY_SHAPE
+
+
+@pytest.fixture
+def tiny_image():
+    """A fresh 16 x 14 x 12 vtkImageData of the built-in volume (uint8 point array 'density')."""
+    pytest.importorskip("vtkmodules")
+    from srnvtk.datasets import default_volume
+
+    return default_volume(TINY_SHAPE)
+
+
+@pytest.fixture
+def tiny_vti(tmp_path: Path, tiny_image) -> Path:
+    """tiny_image written to tmp_path/tiny.vti."""
+    from srnvtk.vtkio import write_vti
+
+    path = tmp_path / "tiny.vti"
+    write_vti(tiny_image, path)
+    return path
+
+
+@pytest.fixture
+def tiny_model_config() -> FVSRNConfig:
+    return TINY_MODEL
+
+
+@pytest.fixture
+def fast_train_config() -> TrainConfig:
+    return FAST_TRAIN
+
+
+@pytest.fixture(scope="session")
+def fast_compress_args() -> list[str]:
+    """`srnvtk compress` options matching TINY_MODEL and FAST_TRAIN (plus --quiet)."""
+    return list(FAST_COMPRESS_ARGS)
