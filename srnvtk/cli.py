@@ -288,6 +288,7 @@ def _train_config(args: argparse.Namespace) -> TrainConfig:
         "seed": args.seed,
         "device": args.device,
         "threads": args.threads,
+        "time_limit": args.time_limit,
     }
     return TrainConfig(**{k: v for k, v in given.items() if v is not None})
 
@@ -566,6 +567,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, metavar="S", help=f"random seed (default {defaults_train.seed})")
     p.add_argument("--device", choices=DEVICES, help="where to train (default auto: CUDA when present)")
     p.add_argument("--threads", type=int, metavar="T", help="CPU threads for torch (default: torch's choice)")
+    p.add_argument("--time-limit", type=float, metavar="SEC",
+                   help="stop training after SEC seconds; the learning-rate schedule follows the clock "
+                        "(default: no limit, run all steps)")
     p.add_argument("--quiet", action="store_true", help="no progress output on stderr (the summary still prints)")
     p.set_defaults(run=_run_compress)
 

@@ -48,6 +48,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     threads: int = 0  # 0: torch's default
+    time_limit: float = 0.0  # seconds of training at most (the schedule follows the clock); 0: no limit
 
     def __post_init__(self) -> None:
         _check_range("steps", self.steps, 1, 10_000_000)
@@ -58,6 +59,8 @@ class TrainConfig:
             raise SettingsError("final_learning_rate_fraction must lie in (0, 1]")
         check_device(self.device)
         _check_range("threads", self.threads, 0, 1024)
+        if not (self.time_limit >= 0.0):
+            raise SettingsError(f"time_limit must be >= 0 seconds, got {self.time_limit}")
 
 
 def check_device(device: str) -> str:

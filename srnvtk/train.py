@@ -54,24 +54,32 @@ def train(
     generator = torch.Generator(device=device).manual_seed(train_config.seed)
 
     optimizer = torch.optim.Adam(model.parameters(), lr=train_config.learning_rate)
-    decay = train_config.final_learning_rate_fraction ** (1.0 / max(train_config.steps - 1, 1))
-    scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=decay)
-    report_every = max(1, train_config.steps // 200)
+    steps, limit = train_config.steps, train_config.time_limit
+    report_every = max(1, steps // 200)
 
     start = time.perf_counter()
     loss_value = float("nan")
-    for step in range(train_config.steps):
+    step = 0
+    fraction = 0.0
+    while fraction < 1.0:
         if should_abort is not None and should_abort():
-            raise TrainingAborted(f"training aborted at step {step} of {train_config.steps}")
+            raise TrainingAborted(f"training aborted at step {step} of {steps}")
+        # Exponential decay from the initial rate to final_learning_rate_fraction of it, over steps or
+        # over the time limit, whichever runs out first.
+        for group in optimizer.param_groups:
+            group["lr"] = train_config.learning_rate * train_config.final_learning_rate_fraction**fraction
         index = torch.randint(targets.numel(), (train_config.batch_size,), generator=generator, device=device)
         loss = torch.nn.functional.mse_loss(model(voxel_positions(index, shape)), targets[index])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        scheduler.step()
-        if step % report_every == 0 or step == train_config.steps - 1:
+        step += 1
+        fraction = step / steps
+        if limit > 0:
+            fraction = max(fraction, (time.perf_counter() - start) / limit)
+        if step % report_every == 0 or fraction >= 1.0:
             loss_value = float(loss.detach())
             if progress is not None:
-                progress((step + 1) / train_config.steps, f"step {step + 1}/{train_config.steps} loss {loss_value:.3g}")
+                progress(min(fraction, 1.0), f"step {step}/{steps} loss {loss_value:.3g}")
     model.eval()
-    return TrainResult(model, value_range, time.perf_counter() - start, loss_value, train_config.steps)
+    return TrainResult(model, value_range, time.perf_counter() - start, loss_value, step)

@@ -129,6 +129,10 @@ class SRNEncoder(VTKPythonAlgorithmBase):
     def SetThreads(self, n: int) -> None:
         self._set_train(threads=int(n))
 
+    def SetTimeLimit(self, seconds: float) -> None:
+        """Stop training after this many seconds (0: run all steps)."""
+        self._set_train(time_limit=float(seconds))
+
     # -- pipeline -----------------------------------------------------------------------------------
     def RequestUpdateExtent(self, request, inInfo, outInfo) -> int:
         info = inInfo[0].GetInformationObject(0)
