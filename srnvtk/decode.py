@@ -6,7 +6,7 @@ grid, strided subsamples, target dimensions (up- or downsampling) and any sub-ex
 
 from __future__ import annotations
 
-import math
+import warnings
 from collections.abc import Callable
 
 import numpy as np
@@ -14,10 +14,13 @@ import torch
 
 from .devices import resolve_device
 from .errors import SettingsError
+from .lattice import LatticeFVSRN
+from .models import FVSRN
 from .sampling import normalized_axis
 from .volume import Geometry
 
-DEFAULT_BATCH_POINTS = 1 << 18
+DEFAULT_BATCH_POINTS = 1 << 18  # points per block handed to the network (bounds the memory)
+LATTICE_BATCH_POINTS = 1 << 13  # the fast path's MLP batch: small enough for its activations to stay in cache
 
 
 def strided_geometry(
@@ -90,6 +93,9 @@ def to_dtype(values: np.ndarray, dtype: str) -> np.ndarray:
     return values.astype(target, copy=False)
 
 
+PRECISIONS = ("auto", "fp32", "fp16")
+
+
 @torch.inference_mode()
 def decode(
     model: torch.nn.Module,
@@ -100,29 +106,67 @@ def decode(
     device: str = "auto",
     batch_points: int = DEFAULT_BATCH_POINTS,
     progress: Callable[[float], None] | None = None,
+    precision: str = "fp32",
 ) -> np.ndarray:
-    """Values[z, y, x] of the network on the output grid, denormalised and cast to dtype."""
+    """Values[z, y, x] of the network on the output grid, denormalised and cast to dtype.
+
+    precision 'fp16' (or 'auto' on CUDA) runs the MLP in half precision on CUDA; the CPU always uses fp32.
+    CUDA running out of memory falls back to the CPU with a warning.
+    """
     if batch_points < 1:
         raise SettingsError("batch_points must be >= 1")
+    if precision not in PRECISIONS:
+        raise SettingsError(f"precision must be one of {', '.join(PRECISIONS)}, got '{precision}'")
     torch_device = resolve_device(device)
+    try:
+        return _decode_on(model, source, output, value_range, dtype, torch_device, batch_points, progress, precision)
+    except torch.cuda.OutOfMemoryError:
+        if torch_device.type != "cuda":
+            raise
+        torch.cuda.empty_cache()
+        warnings.warn("CUDA ran out of memory while decoding; decoding on the CPU instead", RuntimeWarning,
+                      stacklevel=2)
+        return _decode_on(model, source, output, value_range, dtype, torch.device("cpu"), batch_points, progress,
+                          "fp32")
+
+
+def _decode_on(model, source, output, value_range, dtype, torch_device, batch_points, progress, precision):
     model = model.to(torch_device).eval()
+    half = torch_device.type == "cuda" and precision in ("auto", "fp16")
+    evaluate = _lattice_evaluator(model, torch.float16 if half else torch.float32, batch_points)
     nx, ny, nz = output.dimensions
     axes = [torch.from_numpy(normalized_axis(source, a, world_axis(output, a))).to(torch_device) for a in range(3)]
     result = np.empty((nz, ny, nx), dtype=np.dtype(dtype))
     vmin, vmax = value_range
-    slab = max(1, batch_points // (nx * ny))
-    rows = max(1, min(ny, batch_points // nx)) if slab == 1 else ny
-    total_blocks = math.ceil(nz / slab) * math.ceil(ny / rows)
-    done = 0
+    slab = max(1, min(nz, batch_points // max(nx * ny, 1)))
     for z0 in range(0, nz, slab):
         z1 = min(nz, z0 + slab)
-        for y0 in range(0, ny, rows):
-            y1 = min(ny, y0 + rows)
-            zz, yy, xx = torch.meshgrid(axes[2][z0:z1], axes[1][y0:y1], axes[0], indexing="ij")
-            positions = torch.stack([xx.reshape(-1), yy.reshape(-1), zz.reshape(-1)], dim=1)
-            values = model(positions).to(torch.float64) * (vmax - vmin) + vmin
-            result[z0:z1, y0:y1] = to_dtype(values.cpu().numpy().reshape(z1 - z0, y1 - y0, nx), dtype)
-            done += 1
-            if progress is not None:
-                progress(done / total_blocks)
+        values = evaluate(axes[0], axes[1], axes[2][z0:z1]).to(torch.float64) * (vmax - vmin) + vmin
+        result[z0:z1] = to_dtype(values.cpu().numpy(), dtype)
+        if progress is not None:
+            progress(z1 / nz)
     return result
+
+
+def _lattice_evaluator(model: torch.nn.Module, dtype: torch.dtype, batch_points: int):
+    """The fast separable path for plain fV-SRNs, else a generic per-point evaluation."""
+    if isinstance(model, FVSRN):
+        try:
+            lattice = LatticeFVSRN(model, dtype)
+        except TypeError:
+            pass
+        else:
+            return lambda xs, ys, zs: lattice.evaluate(xs, ys, zs, LATTICE_BATCH_POINTS)
+
+    def per_point(xs: torch.Tensor, ys: torch.Tensor, zs: torch.Tensor) -> torch.Tensor:
+        out = torch.empty((len(zs), len(ys), len(xs)), dtype=torch.float32, device=xs.device)
+        rows = max(1, min(len(ys), batch_points // len(xs)))
+        for z in range(len(zs)):
+            for y0 in range(0, len(ys), rows):
+                y1 = min(len(ys), y0 + rows)
+                zz, yy, xx = torch.meshgrid(zs[z:z + 1], ys[y0:y1], xs, indexing="ij")
+                positions = torch.stack([xx.reshape(-1), yy.reshape(-1), zz.reshape(-1)], dim=1)
+                out[z, y0:y1] = model(positions).reshape(y1 - y0, len(xs)).to(torch.float32)
+        return out
+
+    return per_point

@@ -1,0 +1,149 @@
+"""Decode throughput and peak memory, against a straightforward baseline and the hardware's matmul rate.
+
+Model: a 16-channel fV-SRN grid of 32^3 with a 4x32 MLP (random weights: throughput does not depend on
+them) describing a 256^3 uint8 volume. Cases: the full grid, stride 2 and 4, a 128^3 sub-extent and a
+2x upsampled grid (512^3). Each case runs in its own process so its peak memory (ru_maxrss) is its own;
+the bound is the output array plus 256 MB above the process's footprint before decoding.
+Baseline: a plain loop over z-slices, each slice's positions through model(positions).
+The limit: MLP multiply-adds per voxel x 2 / the device's measured fp32 matmul rate.
+
+    .venv/bin/python benchmarks/decode_speed.py [--device cpu|cuda] [--out FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from srnvtk.config import FVSRNConfig
+from srnvtk.decode import decode, resampled_geometry, strided_geometry
+from srnvtk.models import build_model
+from srnvtk.volume import Geometry
+
+HERE = Path(__file__).resolve().parent
+SOURCE = Geometry((0, 255, 0, 255, 0, 255))
+CASES = {
+    "full 256^3": lambda: SOURCE,
+    "stride 2": lambda: strided_geometry(SOURCE, (2, 2, 2)),
+    "stride 4": lambda: strided_geometry(SOURCE, (4, 4, 4)),
+    "sub-extent 128^3": lambda: strided_geometry(SOURCE, (1, 1, 1), (64, 191, 64, 191, 64, 191)),
+    "2x upsampled 512^3": lambda: resampled_geometry(SOURCE, (512, 512, 512)),
+}
+
+
+def benchmark_model() -> torch.nn.Module:
+    torch.manual_seed(0)
+    model = build_model(FVSRNConfig(grid_channels=16, grid_resolution=32, mlp_width=32, mlp_layers=4), SOURCE)
+    with torch.no_grad():
+        model.grid.normal_()
+    return model.eval()
+
+
+def mlp_flops_per_voxel(model: torch.nn.Module) -> int:
+    return 2 * sum(m.in_features * m.out_features for m in model.mlp if isinstance(m, torch.nn.Linear))
+
+
+def matmul_rate(device: torch.device, n: int = 2048, repeats: int = 5) -> float:
+    """Measured fp32 FLOP/s of a square matrix product on this device."""
+    a = torch.randn(n, n, device=device)
+    b = torch.randn(n, n, device=device)
+    a @ b
+    _sync(device)
+    start = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    _sync(device)
+    return 2 * n**3 * repeats / (time.perf_counter() - start)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def run_case(name: str, device: str, baseline: bool) -> dict:
+    """One case in this process: voxels/s and peak memory above the pre-decode footprint."""
+    model = benchmark_model()
+    output = CASES[name]()
+    torch_device = torch.device("cuda" if device == "cuda" else "cpu")
+    model.to(torch_device)
+    decode(model, SOURCE, strided_geometry(SOURCE, (16, 16, 16)), (0.0, 255.0), "uint8", device)  # warm-up
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    if torch_device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    start = time.perf_counter()
+    if baseline:
+        values = baseline_decode(model, output, torch_device)
+    else:
+        values = decode(model, SOURCE, output, (0.0, 255.0), "uint8", device)
+    _sync(torch_device)
+    seconds = time.perf_counter() - start
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    row = {
+        "case": name, "method": "baseline z-slice loop" if baseline else "srnvtk decode",
+        "device": torch_device.type, "voxels": int(values.size), "seconds": seconds,
+        "voxels_per_s": values.size / seconds, "output_bytes": int(values.nbytes),
+        "peak_rss_above_start_bytes": int(max(0, peak - before)),
+        "bound_bytes": int(values.nbytes + 256 * 2**20),
+    }
+    if torch_device.type == "cuda":
+        row["cuda_max_memory_allocated"] = int(torch.cuda.max_memory_allocated())
+    return row
+
+
+@torch.inference_mode()
+def baseline_decode(model: torch.nn.Module, output: Geometry, device: torch.device) -> np.ndarray:
+    """The straightforward way: every z-slice's positions through the model, then to uint8."""
+    nx, ny, nz = output.dimensions
+    axes = [torch.linspace(-1, 1, n, device=device) for n in (nx, ny, nz)]
+    result = np.empty((nz, ny, nx), dtype=np.uint8)
+    yy, xx = torch.meshgrid(axes[1], axes[0], indexing="ij")
+    for k in range(nz):
+        positions = torch.stack([xx.reshape(-1), yy.reshape(-1), torch.full_like(xx.reshape(-1), axes[2][k])], 1)
+        values = model(positions) * 255.0
+        result[k] = values.clamp(0, 255).round().to(torch.uint8).reshape(ny, nx).cpu().numpy()
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    parser.add_argument("--case", help=argparse.SUPPRESS)  # internal: run one case in this process
+    parser.add_argument("--baseline", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--out", default=None)
+    args = parser.parse_args()
+    if args.case:
+        print(json.dumps(run_case(args.case, args.device, args.baseline)))
+        return
+    device = torch.device(args.device)
+    model = benchmark_model()
+    flops = mlp_flops_per_voxel(model)
+    rate = matmul_rate(device)
+    rows = []
+    for name, baseline in [("full 256^3", True)] + [(name, False) for name in CASES]:
+        cmd = [sys.executable, __file__, "--device", args.device, "--case", name] + (["--baseline"] if baseline else [])
+        row = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.splitlines()[-1])
+        row["limit_voxels_per_s"] = rate / flops
+        row["fraction_of_limit"] = row["voxels_per_s"] / row["limit_voxels_per_s"]
+        print(json.dumps(row), flush=True)
+        rows.append(row)
+    summary = {
+        "device": args.device, "torch_threads": torch.get_num_threads(), "mlp_flops_per_voxel": flops,
+        "matmul_flops_per_s": rate, "rows": rows,
+        "speedup_full_vs_baseline": rows[1]["voxels_per_s"] / rows[0]["voxels_per_s"],
+    }
+    out = Path(args.out or HERE / "results" / f"decode_speed_{args.device}.json")
+    out.write_text(json.dumps(summary, indent=2) + "\n")
+    print(f"speedup (full grid) vs baseline: {summary['speedup_full_vs_baseline']:.2f}x -> {out}")
+
+
+if __name__ == "__main__":
+    main()

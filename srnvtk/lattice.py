@@ -1,0 +1,110 @@
+"""Fast evaluation of an fV-SRN on a uniform lattice (the common case of decoding a grid).
+
+Three identities make a lattice much cheaper than scattered points:
+- the first MLP layer is linear, and so is trilinear interpolation, so the grid's contribution to it can
+  be projected once per file (W_grid @ grid: C channels -> width) and interpolated afterwards;
+- the position and Fourier inputs of a lattice point depend on one axis each, so their contribution to
+  the first layer is a sum of three small per-axis tables;
+- trilinear interpolation on a lattice separates into three 1D linear interpolations (z, then y, then x),
+  each a gather and a lerp over whole planes instead of eight gathers per point.
+What is left per voxel is the dense MLP after the first layer, done in cache-sized batches.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .models.fvsrn import FVSRN
+from .models.layers import Snake
+
+
+class LatticeFVSRN:
+    """Precomputed pieces of one trained FVSRN for lattice decoding (inference only)."""
+
+    def __init__(self, model: FVSRN, dtype: torch.dtype = torch.float32) -> None:
+        layers = list(model.mlp)
+        first = layers[0]
+        plain = all(isinstance(m, (nn.Linear, Snake)) for m in layers)
+        if not (plain and isinstance(first, nn.Linear) and len(layers) > 2 and isinstance(layers[1], Snake)):
+            raise TypeError("not a plain Linear, Snake, ... MLP")
+        self.dtype = dtype
+        grid = model.grid.detach()
+        channels = grid.shape[0]
+        weight = first.weight.detach()
+        n_fourier = model.fourier.out_features
+        self.w_pos = weight[:, :3]
+        self.w_fourier = weight[:, 3:3 + n_fourier]
+        w_grid = weight[:, 3 + n_fourier:]
+        if w_grid.shape[1] != channels:
+            raise TypeError("first layer does not match the grid's channels")
+        # (D, H, W, width): the grid already multiplied into the first layer, channels last for gathers
+        self.projected = torch.einsum("oc,cdhw->dhwo", w_grid, grid).to(dtype).contiguous()
+        self.bias = first.bias.detach()
+        self.fourier = model.fourier
+        self.rest = nn.Sequential(*layers[2:]).to(dtype)  # after the first Linear and its Snake
+        self.device = grid.device
+
+    def axis_table(self, axis: int, coords: torch.Tensor) -> torch.Tensor:
+        """(n, width): position and Fourier contribution of one axis' coordinates to the first layer."""
+        table = coords[:, None] * self.w_pos[:, axis]
+        k = self.fourier.octaves
+        if k:
+            angles = coords[:, None] * self.fourier.aspect[axis] * self.fourier.frequencies  # (n, K)
+            # FourierFeatures orders its outputs as [sin(x, k..), sin(y, ..), sin(z, ..), cos(x ..) ...]
+            w_sin = self.w_fourier[:, axis * k:(axis + 1) * k]
+            w_cos = self.w_fourier[:, 3 * k + axis * k:3 * k + (axis + 1) * k]
+            table = table + torch.sin(angles) @ w_sin.t() + torch.cos(angles) @ w_cos.t()
+        return table
+
+    def evaluate(self, xs: torch.Tensor, ys: torch.Tensor, zs: torch.Tensor, batch_points: int) -> torch.Tensor:
+        """Normalised values on the lattice zs x ys x xs (normalised coordinates): float32 (nz, ny, nx).
+
+        Works one z plane and a few rows at a time, so memory stays bounded by batch_points.
+        """
+        tables = [self.axis_table(a, c).to(self.dtype) for a, c in enumerate((xs, ys, zs))]
+        tables[0] = tables[0] + self.bias.to(self.dtype)
+        nz, ny, nx = len(zs), len(ys), len(xs)
+        out = torch.empty((nz, ny, nx), dtype=torch.float32, device=self.device)
+        rows = max(1, min(ny, batch_points // max(nx, 1)))
+        for z in range(nz):
+            plane = interpolate_axis(self.projected, zs[z:z + 1], 0)[0]  # (H, W, width)
+            for y0 in range(0, ny, rows):
+                y1 = min(ny, y0 + rows)
+                hidden = interpolate_axis(interpolate_axis(plane, ys[y0:y1], 0), xs, 1)  # (rows, nx, width)
+                hidden += tables[0][None, :, :]
+                hidden += tables[1][y0:y1, None, :]
+                hidden += tables[2][z]
+                out[z, y0:y1] = self._mlp_tail(hidden.reshape(-1, hidden.shape[-1])).reshape(y1 - y0, nx)
+        return out
+
+    def _mlp_tail(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Snake of the first layer, then the remaining Linear/Snake layers; activations updated in place."""
+        snake_(hidden)
+        for layer in self.rest:
+            if isinstance(layer, nn.Linear):
+                hidden = torch.addmm(layer.bias, hidden, layer.weight.t())
+            else:
+                snake_(hidden)
+        return hidden.reshape(-1).to(torch.float32)
+
+
+def snake_(x: torch.Tensor) -> torch.Tensor:
+    """x + sin(x)^2 in place, in two passes over memory."""
+    s = torch.sin(x)
+    return x.addcmul_(s, s)
+
+
+def interpolate_axis(values: torch.Tensor, coords: torch.Tensor, axis: int) -> torch.Tensor:
+    """Linear interpolation along one axis at normalised coords in [-1, 1] (align_corners, border clamp)."""
+    n = values.shape[axis]
+    u = ((coords.to(torch.float32) + 1.0) * 0.5 * (n - 1)).clamp_(0, n - 1)
+    lo = u.floor().clamp_(max=max(n - 2, 0)).to(torch.long)
+    hi = (lo + 1).clamp_(max=n - 1)
+    t = (u - lo).to(values.dtype)
+    shape = [1] * values.dim()
+    shape[axis] = -1
+    t = t.reshape(shape)
+    a = values.index_select(axis, lo)
+    b = values.index_select(axis, hi)
+    return a.lerp_(b, t) if a.dtype == t.dtype else a + (b - a) * t
