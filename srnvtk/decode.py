@@ -123,7 +123,8 @@ def decode(
     except torch.cuda.OutOfMemoryError:
         if torch_device.type != "cuda":
             raise
-        torch.cuda.empty_cache()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
         warnings.warn("CUDA ran out of memory while decoding; decoding on the CPU instead", RuntimeWarning,
                       stacklevel=2)
         return _decode_on(model, source, output, value_range, dtype, torch.device("cpu"), batch_points, progress,

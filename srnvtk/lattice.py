@@ -19,6 +19,9 @@ from .models.fvsrn import FVSRN
 from .models.layers import Snake
 
 
+ROW_BLOCK = 64
+
+
 class LatticeFVSRN:
     """Precomputed pieces of one trained FVSRN for lattice decoding (inference only)."""
 
@@ -79,14 +82,23 @@ class LatticeFVSRN:
         return out
 
     def _mlp_tail(self, hidden: torch.Tensor) -> torch.Tensor:
-        """Snake of the first layer, then the remaining Linear/Snake layers; activations updated in place."""
+        """Snake of the first layer, then the remaining Linear/Snake layers; activations updated in place.
+
+        Rows are padded to a multiple of ROW_BLOCK so that the matrix library never takes a ragged-edge
+        code path: a voxel then gets bit-identical values whichever block it is decoded in (a stride or a
+        piece equals the matching part of the full grid exactly).
+        """
+        rows = hidden.shape[0]
+        padded = -(-rows // ROW_BLOCK) * ROW_BLOCK
+        if padded != rows:
+            hidden = torch.cat([hidden, hidden.new_zeros(padded - rows, hidden.shape[1])])
         snake_(hidden)
         for layer in self.rest:
             if isinstance(layer, nn.Linear):
                 hidden = torch.addmm(layer.bias, hidden, layer.weight.t())
             else:
                 snake_(hidden)
-        return hidden.reshape(-1).to(torch.float32)
+        return hidden[:rows].reshape(-1).to(torch.float32)
 
 
 def snake_(x: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,113 @@
+"""The fast lattice decoder agrees with evaluating the network point by point."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+from srnvtk import decode as decode_module
+from srnvtk.config import FVSRNConfig
+from srnvtk.decode import decode, resampled_geometry, strided_geometry
+from srnvtk.lattice import LatticeFVSRN
+from srnvtk.models import build_model
+from srnvtk.volume import Geometry
+
+SOURCE = Geometry((0, 20, 0, 16, 0, 12), (0.5, -1.0, 2.0), (0.1, 0.2, 0.15))
+
+
+def random_model(**settings) -> torch.nn.Module:
+    torch.manual_seed(3)
+    model = build_model(FVSRNConfig(**settings), SOURCE)
+    with torch.no_grad():
+        model.grid.normal_()
+        for p in model.mlp.parameters():
+            p.normal_(0.0, 0.3)
+    return model.eval()
+
+
+def per_point(model: torch.nn.Module, xs, ys, zs) -> torch.Tensor:
+    zz, yy, xx = torch.meshgrid(zs, ys, xs, indexing="ij")
+    with torch.inference_mode():
+        values = model(torch.stack([xx.reshape(-1), yy.reshape(-1), zz.reshape(-1)], 1))
+    return values.reshape(len(zs), len(ys), len(xs))
+
+
+@pytest.mark.parametrize("settings", [{}, {"fourier_features": 0}, {"mlp_layers": 1, "grid_channels": 3},
+                                      {"grid_shape": (5, 2, 7), "mlp_width": 8}])
+def test_lattice_equals_point_evaluation(settings):
+    model = random_model(grid_resolution=9, **settings)
+    # coordinates inside, on and beyond the border (clamped like grid_sample's border padding)
+    xs, ys, zs = torch.linspace(-1.1, 1.0, 23), torch.linspace(-1, 1.2, 11), torch.tensor([-1.0, -0.33, 0.0, 0.9, 1.0])
+    reference = per_point(model, xs, ys, zs)
+    with torch.inference_mode():
+        fast = LatticeFVSRN(model).evaluate(xs, ys, zs, batch_points=37)
+    scale = reference.abs().max().item()
+    assert scale > 0.1
+    assert (fast - reference).abs().max().item() <= 1e-5 * scale
+
+
+def test_batch_size_does_not_change_the_values():
+    model = random_model(grid_resolution=6)
+    xs, ys, zs = torch.linspace(-1, 1, 17), torch.linspace(-1, 1, 13), torch.linspace(-1, 1, 4)
+    with torch.inference_mode():
+        small = LatticeFVSRN(model).evaluate(xs, ys, zs, batch_points=17)
+        large = LatticeFVSRN(model).evaluate(xs, ys, zs, batch_points=1 << 20)
+    assert torch.equal(small, large)
+
+
+def test_decode_uses_the_lattice_path_and_matches_the_generic_one(monkeypatch):
+    model = random_model(grid_resolution=8)
+    output = resampled_geometry(SOURCE, (15, 9, 6))
+    fast = decode(model, SOURCE, output, (0.0, 10.0), "float32", "cpu")
+    monkeypatch.setattr(decode_module, "LatticeFVSRN", _refuse)
+    generic = decode(model, SOURCE, output, (0.0, 10.0), "float32", "cpu")
+    assert np.abs(fast - generic).max() <= 1e-5 * np.abs(generic).max()
+
+
+def _refuse(*_args, **_kwargs):
+    raise TypeError("lattice path disabled for this test")
+
+
+def test_strided_decode_is_the_matching_slice_of_the_full_grid():
+    model = random_model(grid_resolution=8)
+    full = decode(model, SOURCE, SOURCE, (0.0, 1.0), "float32", "cpu")
+    strided = decode(model, SOURCE, strided_geometry(SOURCE, (3, 2, 4)), (0.0, 1.0), "float32", "cpu")
+    np.testing.assert_array_equal(strided, full[::4, ::2, ::3])
+
+
+def test_cuda_out_of_memory_falls_back_to_the_cpu(monkeypatch):
+    model = random_model(grid_resolution=5)
+    calls = []
+    real = decode_module._decode_on
+
+    def flaky(model, source, output, value_range, dtype, device, *rest):
+        calls.append(device)
+        if len(calls) == 1:
+            raise torch.cuda.OutOfMemoryError("simulated")
+        return real(model, source, output, value_range, dtype, device, *rest)
+
+    monkeypatch.setattr(decode_module, "_decode_on", flaky)
+    monkeypatch.setattr(decode_module, "resolve_device", lambda _name: torch.device("cuda"))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        values = decode(model, SOURCE, SOURCE, (0.0, 1.0), "float32", "cuda")
+    assert [d.type for d in calls] == ["cuda", "cpu"]
+    assert any("out of memory" in str(w.message) for w in caught)
+    np.testing.assert_array_equal(values, decode(model, SOURCE, SOURCE, (0.0, 1.0), "float32", "cpu"))
+
+
+def test_bad_precision_is_refused():
+    with pytest.raises(ValueError, match="precision"):
+        decode(random_model(grid_resolution=4), SOURCE, SOURCE, (0.0, 1.0), precision="fp8")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_fp16_on_cuda_agrees_with_fp32_within_1e_3_of_the_range():
+    model = random_model(grid_resolution=8)
+    fp32 = decode(model, SOURCE, SOURCE, (0.0, 1.0), "float32", "cuda", precision="fp32")
+    fp16 = decode(model, SOURCE, SOURCE, (0.0, 1.0), "float32", "cuda", precision="fp16")
+    value_range = fp32.max() - fp32.min()
+    assert np.abs(fp16 - fp32).max() < 1e-3 * value_range
