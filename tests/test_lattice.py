@@ -80,6 +80,7 @@ def test_strided_decode_is_the_matching_slice_of_the_full_grid():
 
 def test_cuda_out_of_memory_falls_back_to_the_cpu(monkeypatch):
     model = random_model(grid_resolution=5)
+    expected = decode(model, SOURCE, SOURCE, (0.0, 1.0), "float32", "cpu")
     calls = []
     real = decode_module._decode_on
 
@@ -96,7 +97,7 @@ def test_cuda_out_of_memory_falls_back_to_the_cpu(monkeypatch):
         values = decode(model, SOURCE, SOURCE, (0.0, 1.0), "float32", "cuda")
     assert [d.type for d in calls] == ["cuda", "cpu"]
     assert any("out of memory" in str(w.message) for w in caught)
-    np.testing.assert_array_equal(values, decode(model, SOURCE, SOURCE, (0.0, 1.0), "float32", "cpu"))
+    np.testing.assert_array_equal(values, expected)
 
 
 def test_bad_precision_is_refused():
