@@ -149,6 +149,18 @@ def _decode_on(model, source, output, value_range, dtype, torch_device, batch_po
     return result
 
 
+def model_device(model: torch.nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
+def lattice_batch_points(device: torch.device) -> int:
+    """Points per block: cache-sized on the CPU; on a GPU about a quarter of the free memory at ~1 kB each."""
+    if device.type != "cuda":
+        return LATTICE_BATCH_POINTS
+    free, _total = torch.cuda.mem_get_info(device)
+    return int(max(1 << 16, min(1 << 24, free // 4 // 1024)))
+
+
 def _lattice_evaluator(model: torch.nn.Module, dtype: torch.dtype, batch_points: int):
     """The fast separable path for plain fV-SRNs, else a generic per-point evaluation."""
     if isinstance(model, FVSRN):
@@ -157,7 +169,8 @@ def _lattice_evaluator(model: torch.nn.Module, dtype: torch.dtype, batch_points:
         except TypeError:
             pass
         else:
-            return lambda xs, ys, zs: lattice.evaluate(xs, ys, zs, LATTICE_BATCH_POINTS)
+            points = lattice_batch_points(model_device(model))
+            return lambda xs, ys, zs: lattice.evaluate(xs, ys, zs, points)
 
     def per_point(xs: torch.Tensor, ys: torch.Tensor, zs: torch.Tensor) -> torch.Tensor:
         out = torch.empty((len(zs), len(ys), len(xs)), dtype=torch.float32, device=xs.device)

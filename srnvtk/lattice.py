@@ -63,22 +63,26 @@ class LatticeFVSRN:
     def evaluate(self, xs: torch.Tensor, ys: torch.Tensor, zs: torch.Tensor, batch_points: int) -> torch.Tensor:
         """Normalised values on the lattice zs x ys x xs (normalised coordinates): float32 (nz, ny, nx).
 
-        Works one z plane and a few rows at a time, so memory stays bounded by batch_points.
+        Works on blocks of at most batch_points points (several z planes, or a few rows of one),
+        so memory stays bounded: small blocks keep a CPU's activations in cache, large ones feed a GPU.
         """
         tables = [self.axis_table(a, c).to(self.dtype) for a, c in enumerate((xs, ys, zs))]
         tables[0] = tables[0] + self.bias.to(self.dtype)
         nz, ny, nx = len(zs), len(ys), len(xs)
         out = torch.empty((nz, ny, nx), dtype=torch.float32, device=self.device)
-        rows = max(1, min(ny, batch_points // max(nx, 1)))
-        for z in range(nz):
-            plane = interpolate_axis(self.projected, zs[z:z + 1], 0)[0]  # (H, W, width)
+        planes = max(1, min(nz, batch_points // max(nx * ny, 1)))
+        rows = ny if planes > 1 else max(1, min(ny, batch_points // max(nx, 1)))
+        for z0 in range(0, nz, planes):
+            z1 = min(nz, z0 + planes)
+            slab = interpolate_axis(self.projected, zs[z0:z1], 0)  # (planes, H, W, width)
             for y0 in range(0, ny, rows):
                 y1 = min(ny, y0 + rows)
-                hidden = interpolate_axis(interpolate_axis(plane, ys[y0:y1], 0), xs, 1)  # (rows, nx, width)
-                hidden += tables[0][None, :, :]
-                hidden += tables[1][y0:y1, None, :]
-                hidden += tables[2][z]
-                out[z, y0:y1] = self._mlp_tail(hidden.reshape(-1, hidden.shape[-1])).reshape(y1 - y0, nx)
+                hidden = interpolate_axis(interpolate_axis(slab, ys[y0:y1], 1), xs, 2)  # (planes, rows, nx, width)
+                hidden += tables[0][None, None, :, :]
+                hidden += tables[1][None, y0:y1, None, :]
+                hidden += tables[2][z0:z1, None, None, :]
+                block = self._mlp_tail(hidden.reshape(-1, hidden.shape[-1]))
+                out[z0:z1, y0:y1] = block.reshape(z1 - z0, y1 - y0, nx)
         return out
 
     def _mlp_tail(self, hidden: torch.Tensor) -> torch.Tensor:
