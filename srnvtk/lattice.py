@@ -18,7 +18,6 @@ from torch import nn
 from .models.fvsrn import FVSRN
 from .models.layers import Snake
 
-
 ROW_BLOCK = 64
 
 
