@@ -69,7 +69,7 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def run_case(name: str, device: str, baseline: bool) -> dict:
+def run_case(name: str, device: str, baseline: bool, precision: str) -> dict:
     """One case in this process: voxels/s and peak memory above the pre-decode footprint."""
     model = benchmark_model()
     output = CASES[name]()
@@ -83,12 +83,12 @@ def run_case(name: str, device: str, baseline: bool) -> dict:
     if baseline:
         values = baseline_decode(model, output, torch_device)
     else:
-        values = decode(model, SOURCE, output, (0.0, 255.0), "uint8", device)
+        values = decode(model, SOURCE, output, (0.0, 255.0), "uint8", device, precision=precision)
     _sync(torch_device)
     seconds = time.perf_counter() - start
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     row = {
-        "case": name, "method": "baseline z-slice loop" if baseline else "srnvtk decode",
+        "case": name, "method": "baseline z-slice loop" if baseline else f"srnvtk decode ({precision})",
         "device": torch_device.type, "voxels": int(values.size), "seconds": seconds,
         "voxels_per_s": values.size / seconds, "output_bytes": int(values.nbytes),
         "peak_rss_above_start_bytes": int(max(0, peak - before)),
@@ -118,10 +118,11 @@ def main() -> None:
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     parser.add_argument("--case", help=argparse.SUPPRESS)  # internal: run one case in this process
     parser.add_argument("--baseline", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--precision", default="fp32", choices=("fp32", "fp16"), help="fp16 applies on CUDA only")
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
     if args.case:
-        print(json.dumps(run_case(args.case, args.device, args.baseline)))
+        print(json.dumps(run_case(args.case, args.device, args.baseline, args.precision)))
         return
     device = torch.device(args.device)
     model = benchmark_model()
@@ -129,18 +130,20 @@ def main() -> None:
     rate = matmul_rate(device)
     rows = []
     for name, baseline in [("full 256^3", True)] + [(name, False) for name in CASES]:
-        cmd = [sys.executable, __file__, "--device", args.device, "--case", name] + (["--baseline"] if baseline else [])
+        cmd = [sys.executable, __file__, "--device", args.device, "--precision", args.precision, "--case", name]
+        cmd += ["--baseline"] if baseline else []
         row = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.splitlines()[-1])
         row["limit_voxels_per_s"] = rate / flops
         row["fraction_of_limit"] = row["voxels_per_s"] / row["limit_voxels_per_s"]
         print(json.dumps(row), flush=True)
         rows.append(row)
     summary = {
-        "device": args.device, "torch_threads": torch.get_num_threads(), "mlp_flops_per_voxel": flops,
+        "device": args.device, "precision": args.precision, "torch_threads": torch.get_num_threads(),
+        "mlp_flops_per_voxel": flops,
         "matmul_flops_per_s": rate, "rows": rows,
         "speedup_full_vs_baseline": rows[1]["voxels_per_s"] / rows[0]["voxels_per_s"],
     }
-    out = Path(args.out or HERE / "results" / f"decode_speed_{args.device}.json")
+    out = Path(args.out or HERE / "results" / f"decode_speed_{args.device}_{args.precision}.json")
     out.write_text(json.dumps(summary, indent=2) + "\n")
     print(f"speedup (full grid) vs baseline: {summary['speedup_full_vs_baseline']:.2f}x -> {out}")
 

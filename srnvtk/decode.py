@@ -14,13 +14,12 @@ import torch
 
 from .devices import resolve_device
 from .errors import SettingsError
-from .lattice import LatticeFVSRN
+from .lattice import CPU_BLOCK_POINTS, LatticeFVSRN
 from .models import FVSRN
 from .sampling import normalized_axis
 from .volume import Geometry
 
 DEFAULT_BATCH_POINTS = 1 << 18  # points per block handed to the network (bounds the memory)
-LATTICE_BATCH_POINTS = 1 << 13  # the fast path's MLP batch: small enough for its activations to stay in cache
 
 
 def strided_geometry(
@@ -84,13 +83,17 @@ def world_axis(geometry: Geometry, axis: int) -> np.ndarray:
     return geometry.origin[axis] + geometry.spacing[axis] * np.arange(lo, hi + 1, dtype=np.float64)
 
 
-def to_dtype(values: np.ndarray, dtype: str) -> np.ndarray:
-    """Cast reconstructed floats to the source type, rounding and clipping for integer types."""
+def to_dtype(values: torch.Tensor | np.ndarray, dtype: str) -> np.ndarray:
+    """Cast reconstructed values to the source type on their device (rounding and clipping integers),
+    so that only the final bytes cross to the host."""
+    if isinstance(values, np.ndarray):
+        values = torch.from_numpy(values)
     target = np.dtype(dtype)
     if target.kind in "iu":
         info = np.iinfo(target)
-        return np.clip(np.rint(values), info.min, info.max).astype(target)
-    return values.astype(target, copy=False)
+        values = values.round().clamp(info.min, info.max)
+    torch_dtype = torch.from_numpy(np.empty(0, dtype=target)).dtype
+    return values.to(torch_dtype).cpu().numpy()
 
 
 PRECISIONS = ("auto", "fp32", "fp16")
@@ -143,7 +146,7 @@ def _decode_on(model, source, output, value_range, dtype, torch_device, batch_po
     for z0 in range(0, nz, slab):
         z1 = min(nz, z0 + slab)
         values = evaluate(axes[0], axes[1], axes[2][z0:z1]).to(torch.float64) * (vmax - vmin) + vmin
-        result[z0:z1] = to_dtype(values.cpu().numpy(), dtype)
+        result[z0:z1] = to_dtype(values, dtype)
         if progress is not None:
             progress(z1 / nz)
     return result
@@ -156,7 +159,7 @@ def model_device(model: torch.nn.Module) -> torch.device:
 def lattice_batch_points(device: torch.device) -> int:
     """Points per block: cache-sized on the CPU; on a GPU about a quarter of the free memory at ~1 kB each."""
     if device.type != "cuda":
-        return LATTICE_BATCH_POINTS
+        return CPU_BLOCK_POINTS
     free, _total = torch.cuda.mem_get_info(device)
     return int(max(1 << 16, min(1 << 24, free // 4 // 1024)))
 

@@ -18,7 +18,11 @@ from torch import nn
 from .models.fvsrn import FVSRN
 from .models.layers import Snake
 
-ROW_BLOCK = 64
+# On the CPU every MLP block has exactly this many rows (the last one padded): small enough for the
+# activations to stay in cache, and always the same shape so the matrix library takes the same code path
+# and a voxel gets bit-identical values in whichever block it is decoded (a stride or piece equals the
+# matching part of the full grid exactly).
+CPU_BLOCK_POINTS = 1 << 13
 
 
 class LatticeFVSRN:
@@ -65,6 +69,9 @@ class LatticeFVSRN:
         Works on blocks of at most batch_points points (several z planes, or a few rows of one),
         so memory stays bounded: small blocks keep a CPU's activations in cache, large ones feed a GPU.
         """
+        pad_to = 1
+        if self.device.type == "cpu":
+            batch_points = pad_to = CPU_BLOCK_POINTS
         tables = [self.axis_table(a, c).to(self.dtype) for a, c in enumerate((xs, ys, zs))]
         tables[0] = tables[0] + self.bias.to(self.dtype)
         nz, ny, nx = len(zs), len(ys), len(xs)
@@ -80,19 +87,14 @@ class LatticeFVSRN:
                 hidden += tables[0][None, None, :, :]
                 hidden += tables[1][None, y0:y1, None, :]
                 hidden += tables[2][z0:z1, None, None, :]
-                block = self._mlp_tail(hidden.reshape(-1, hidden.shape[-1]))
+                block = self._mlp_tail(hidden.reshape(-1, hidden.shape[-1]), pad_to)
                 out[z0:z1, y0:y1] = block.reshape(z1 - z0, y1 - y0, nx)
         return out
 
-    def _mlp_tail(self, hidden: torch.Tensor) -> torch.Tensor:
-        """Snake of the first layer, then the remaining Linear/Snake layers; activations updated in place.
-
-        Rows are padded to a multiple of ROW_BLOCK so that the matrix library never takes a ragged-edge
-        code path: a voxel then gets bit-identical values whichever block it is decoded in (a stride or a
-        piece equals the matching part of the full grid exactly).
-        """
+    def _mlp_tail(self, hidden: torch.Tensor, pad_to: int) -> torch.Tensor:
+        """Snake of the first layer, then the remaining Linear/Snake layers; activations updated in place."""
         rows = hidden.shape[0]
-        padded = -(-rows // ROW_BLOCK) * ROW_BLOCK
+        padded = -(-rows // pad_to) * pad_to
         if padded != rows:
             hidden = torch.cat([hidden, hidden.new_zeros(padded - rows, hidden.shape[1])])
         snake_(hidden)

@@ -49,7 +49,7 @@ def test_lattice_equals_point_evaluation(settings):
     assert (fast - reference).abs().max().item() <= 1e-5 * scale
 
 
-def test_batch_size_does_not_change_the_values():
+def test_batch_size_does_not_change_the_values_on_the_cpu():
     model = random_model(grid_resolution=6)
     xs, ys, zs = torch.linspace(-1, 1, 17), torch.linspace(-1, 1, 13), torch.linspace(-1, 1, 4)
     with torch.inference_mode():
