@@ -1,0 +1,233 @@
+"""srnvtk inside the real ParaView 5.11+: the XML plugin in pvpython, pvbatch under MPI and the GUI.
+
+Each test starts ParaView programs as subprocesses with the environment of plugin/srnvtk-env.sh;
+the scripts they run live in tests/pvscripts and report through JSON and .npy files. Skipped where
+ParaView is not installed. A volume of 16^3 points and a tiny network keep the whole file well
+under a few minutes on two cores.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+from paraview_helpers import (
+    PLUGIN_XML,
+    PVSCRIPTS,
+    check_ran,
+    paraview_env,
+    require_programs,
+    run_paraview,
+    tail,
+)
+
+from srnvtk.config import FVSRNConfig, TrainConfig
+from srnvtk.metrics import compression_ratio, psnr
+from srnvtk.models import DEFAULT_LEARNING_RATES
+
+pytestmark = pytest.mark.paraview
+
+WHOLE = (-7, 8, -7, 8, -7, 8)  # the Wavelet extent in pvscripts/pvcommon.py
+
+
+def load_json(path: Path) -> dict:
+    assert path.is_file(), f"{path.name} was not written"
+    return json.loads(path.read_text())
+
+
+def block(values: np.ndarray, extent, whole=WHOLE) -> np.ndarray:
+    """The [z, y, x] block of values (on the whole extent) that covers extent."""
+    i0, i1, j0, j1, k0, k1 = (extent[a] - whole[a - a % 2] for a in range(6))
+    return values[k0:k1 + 1, j0:j1 + 1, i0:i1 + 1]
+
+
+@pytest.fixture(scope="module")
+def pvpython() -> str:
+    return require_programs("pvpython")["pvpython"]
+
+
+@pytest.fixture(scope="module")
+def encoded(pvpython, tmp_path_factory) -> dict:
+    """One pipeline run in pvpython: Wavelet -> SRN Encoder (writes wavelet.srn) -> SRN Reader.
+
+    Shared by the tests below, which all read this file; test_encode_then_read checks the run itself.
+    """
+    out = tmp_path_factory.mktemp("encode_read")
+    proc = run_paraview([pvpython, PVSCRIPTS / "encode_read.py", PLUGIN_XML, out], paraview_env(False), timeout=180)
+    return {"dir": out, "srn": out / "wavelet.srn", "proc": proc}
+
+
+def srn_file(encoded: dict) -> Path:
+    if not encoded["srn"].is_file():
+        pytest.fail(f"encode_read.py wrote no .srn file (see test_encode_then_read):\n{tail(encoded['proc'].stdout)}")
+    return encoded["srn"]
+
+
+def test_load_plugin_defines_proxies(pvpython, tmp_path):
+    """(a) LoadPlugin(xml) in pvpython: both proxies, labelled, documented, with config.py's defaults."""
+    env = paraview_env(plugin_path=False)
+    for entry in env["PYTHONPATH"].split(os.pathsep):  # the rule that keeps pvpython alive
+        assert not (Path(entry) / "vtkmodules").is_dir(), f"pip's VTK on pvpython's path: {entry}"
+    proc = run_paraview([pvpython, PVSCRIPTS / "load_plugin.py", PLUGIN_XML, tmp_path / "load.json"], env, timeout=120)
+    check_ran(proc, "load_plugin.py done")
+    info = load_json(tmp_path / "load.json")
+    assert info["functions"] == ["SRNEncoder", "SRNReader"]
+
+    encoder, reader = info["SRNEncoder"], info["SRNReader"]
+    assert encoder["label"] == "SRN Encoder" and reader["label"] == "SRN Reader"
+    assert encoder["groups"] == ["Output", "Model", "Training"]
+    for proxy in (encoder, reader):
+        undocumented = [name for name, prop in proxy["properties"].items() if not prop["doc"]]
+        assert not undocumented, f"properties without <Documentation>: {undocumented}"
+
+    defaults = {name: prop.get("default") for name, prop in encoder["properties"].items()}
+    model, train = FVSRNConfig(), TrainConfig()
+    assert defaults["GridChannels"] == [model.grid_channels]
+    assert defaults["GridResolution"] == [model.grid_resolution]
+    assert defaults["MLPWidth"] == [model.mlp_width]
+    assert defaults["MLPLayers"] == [model.mlp_layers]
+    assert defaults["FourierFeatures"] == [model.fourier_features]
+    assert defaults["Steps"] == [train.steps]
+    assert defaults["BatchSize"] == [train.batch_size]
+    learning_rate = train.learning_rate or DEFAULT_LEARNING_RATES[FVSRNConfig.architecture]
+    assert defaults["LearningRate"] == [pytest.approx(learning_rate)]
+    assert defaults["TimeLimit"] == [pytest.approx(train.time_limit)]
+    assert defaults["Seed"] == [train.seed]
+    assert defaults["Device"] == [train.device]
+    assert defaults["Threads"] == [train.threads]
+    assert defaults["TargetRatio"] == [0.0]
+    assert encoder["properties"]["Device"]["strings"] == ["auto", "cpu", "cuda"]
+    assert encoder["properties"]["SelectInputScalars"]["label"] == "Scalars"
+    assert encoder["properties"]["FileName"]["class"] == "vtkSMStringVectorProperty"
+
+    reader_defaults = {name: prop.get("default") for name, prop in reader["properties"].items()}
+    assert reader_defaults["Stride"] == [1, 1, 1]
+    assert reader_defaults["TargetDimensions"] == [0, 0, 0]
+    assert reader_defaults["SubExtent"] == [0, -1, 0, -1, 0, -1]
+    assert reader_defaults["Device"] == ["auto"]
+    assert reader["properties"]["Device"]["strings"] == ["auto", "cpu", "cuda"]
+
+
+def test_encode_then_read(encoded):
+    """(b) Wavelet -> SRN Encoder -> .srn -> SRN Reader: the reader returns the encoder's reconstruction exactly."""
+    check_ran(encoded["proc"], "encode_read.py done")
+    out, srn = encoded["dir"], srn_file(encoded)
+    info = load_json(out / "result.json")
+    original, reconstruction, error, read = (
+        np.load(out / f"{name}.npy") for name in ("original", "reconstruction", "error", "read")
+    )
+
+    assert info["encoder_arrays"] == ["RTData", "abs_error"]
+    assert info["reader_array"] == "RTData"
+    assert tuple(info["encoder_extent"]) == tuple(info["reader_extent"]) == WHOLE
+    assert read.dtype == reconstruction.dtype == original.dtype
+    np.testing.assert_array_equal(read, reconstruction)
+    np.testing.assert_allclose(error, np.abs(reconstruction - original), rtol=0, atol=1e-4)
+
+    enc, rd = info["encoder_field"], info["reader_field"]
+    value_range = float(original.max()) - float(original.min())
+    assert enc["psnr"] == pytest.approx(psnr(original, reconstruction, value_range), rel=1e-6)
+    assert math.isfinite(enc["psnr"]) and enc["psnr"] > 10.0
+    assert enc["file_bytes"] == os.path.getsize(srn)
+    assert enc["ratio"] == pytest.approx(compression_ratio(original.size, os.path.getsize(srn)))
+    assert enc["grid_resolution"] == 8 and enc["steps"] == 40
+    for key in ("psnr", "ratio", "file_bytes", "steps"):
+        assert rd[key] == pytest.approx(enc[key]), key
+    assert rd["source_array"] == "RTData"
+
+    # Written by ParaView's h5py, readable by plain h5py in this (pip) environment.
+    h5py = pytest.importorskip("h5py")
+    with h5py.File(srn, "r") as f:
+        assert f.attrs["format"] == "srnvtk"
+        assert float(f["stats"].attrs["ratio"]) == pytest.approx(enc["ratio"])
+
+    # Stride and SubExtent through the XML properties.
+    assert tuple(info["strided_extent"]) == (-3, 4, -3, 4, -3, 4) and info["strided_spacing"] == [2.0, 2.0, 2.0]
+    np.testing.assert_allclose(np.load(out / "strided.npy"), reconstruction[1::2, 1::2, 1::2], rtol=1e-6, atol=1e-5)
+    sub_extent = (-3, 4, -7, 8, 0, 5)
+    assert tuple(info["sub_extent"]) == sub_extent
+    np.testing.assert_allclose(np.load(out / "sub.npy"), block(reconstruction, sub_extent), rtol=1e-6, atol=1e-5)
+
+
+def test_open_data_file_picks_reader(pvpython, encoded, tmp_path):
+    """(c) With PV_PLUGIN_PATH (no LoadPlugin), OpenDataFile('x.srn') creates the SRN Reader."""
+    srn = srn_file(encoded)
+    proc = run_paraview([pvpython, PVSCRIPTS / "open_data_file.py", srn, tmp_path], paraview_env(), timeout=120)
+    check_ran(proc, "open_data_file.py done")
+    info = load_json(tmp_path / "open.json")
+    assert (info["xml_group"], info["xml_name"]) == ("sources", "SRNReader")
+    assert info["in_simple"], "PV_PLUGIN_PATH did not add SRNEncoder/SRNReader to paraview.simple"
+    assert tuple(info["extent"]) == WHOLE
+    assert info["field"]["ratio"] > 0 and info["field"]["psnr"] > 0
+    np.testing.assert_array_equal(np.load(tmp_path / "opened.npy"), np.load(encoded["dir"] / "reconstruction.npy"))
+
+
+def test_pvbatch_mpi_pieces(encoded, tmp_path):
+    """(d) mpirun -np 2 pvbatch: each rank decodes only its piece; the pieces make up the whole reconstruction."""
+    programs = require_programs("pvbatch", "mpirun")
+    srn = srn_file(encoded)
+    command = [
+        programs["mpirun"], "--allow-run-as-root", "--oversubscribe",
+        "-x", "PV_PLUGIN_PATH", "-x", "PYTHONPATH", "-x", "OMP_NUM_THREADS", "-x", "MKL_NUM_THREADS",
+        "-np", "2", programs["pvbatch"], PVSCRIPTS / "pieces.py", srn, tmp_path,
+    ]
+    proc = run_paraview(command, paraview_env(), timeout=240)
+    check_ran(proc, "pieces.py done")
+    info = load_json(tmp_path / "pieces.json")
+    assert info["xml_name"] == "SRNReader" and info["partitions"] == 2
+
+    whole = np.load(encoded["dir"] / "reconstruction.npy")
+    covered = np.zeros(whole.shape, dtype=bool)
+    for rank in (0, 1):
+        piece = load_json(tmp_path / f"piece{rank}.json")
+        assert (piece["piece"], piece["pieces"], piece["ranks"]) == (rank, 2, 2)
+        extent = piece["extent"]
+        values = np.load(tmp_path / f"piece{rank}.npy")
+        assert 0 < values.size < whole.size, f"rank {rank} decoded {values.size} of {whole.size} points"
+        assert all(WHOLE[2 * a] <= extent[2 * a] <= extent[2 * a + 1] <= WHOLE[2 * a + 1] for a in range(3))
+        np.testing.assert_array_equal(values, block(whole, extent))
+        block(covered, extent)[...] = True
+    assert covered.all(), "the two pieces leave points out"
+
+
+def test_gui_opens_srn(encoded, tmp_path):
+    """(e) The GUI (under Xvfb) loads the plugin from PV_PLUGIN_PATH, opens the .srn, runs an encoder on it."""
+    programs = require_programs("paraview", "xvfb-run")
+    srn = srn_file(encoded)
+    env = paraview_env()
+    env.update(SRNVTK_TEST_SRN=str(srn), SRNVTK_TEST_OUT=str(tmp_path))
+    proc = run_paraview(
+        [programs["xvfb-run"], "-a", "-n", random.randint(100, 999),  # a random first display: no race for :99
+         programs["paraview"], "--dr", f"--script={PVSCRIPTS / 'gui_check.py'}"],
+        env, timeout=240, cwd=tmp_path,
+    )
+    # paraview exits with 0 even when the plugin failed: the script's report is what counts.
+    assert (tmp_path / "gui.json").is_file(), f"gui_check.py did not report:\n{tail(proc.stdout)}"
+    info = load_json(tmp_path / "gui.json")
+    assert info["ok"], info.get("error")
+    assert info["encoder_prototype"] and info["reader_prototype"]
+    assert info["reader"] == "SRNReader"
+    assert info["points"] == 16**3 and info["arrays"] == ["RTData"]
+    assert {"psnr", "grid_resolution"} <= set(info["encoder_field"])
+    assert (tmp_path / "gui.png").stat().st_size > 1000
+
+
+def test_bad_input_reports_clear_error(pvpython, tmp_path):
+    """(f) A 2D image or a missing array: the update fails with a readable message; no crash, no .srn."""
+    proc = run_paraview([pvpython, PVSCRIPTS / "bad_input.py", PLUGIN_XML, tmp_path], paraview_env(False), timeout=120)
+    check_ran(proc, "bad_input.py done")
+    info = load_json(tmp_path / "bad.json")
+    for case in ("flat", "missing"):
+        assert not info[case]["file_exists"], f"{case}: a .srn file was written"
+        assert not info[case]["leftovers"], f"{case}: temporary files left: {info[case]['leftovers']}"
+        assert not info[case]["output_points"], f"{case}: the encoder produced output"
+    assert not list(tmp_path.glob("*.srn"))
+    assert "SRNEncoder" in proc.stdout
+    assert "16x16x1 grid" in proc.stdout and "3D" in proc.stdout, tail(proc.stdout)
+    assert "no point-data array 'no_such_array'; the input has: RTData" in proc.stdout, tail(proc.stdout)
+    assert "Segmentation fault" not in proc.stdout
