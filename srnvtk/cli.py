@@ -25,7 +25,21 @@ from typing import TYPE_CHECKING, Any, TextIO
 import numpy as np
 
 from . import __version__
-from .config import DEVICES, FVSRNConfig, TrainConfig, check_device
+from .config import (
+    ARCHITECTURES,
+    DEFAULT_LEARNING_RATES,
+    DEVICES,
+    GRANULARITIES,
+    NEURCOMP_REFERENCE_WIDTH,
+    PRUNING_METHODS,
+    SIGMA_MODES,
+    FVSRNConfig,
+    ModelConfig,
+    NeurcompConfig,
+    PruningConfig,
+    TrainConfig,
+    check_device,
+)
 from .errors import InputError, SettingsError, SRNError
 
 if TYPE_CHECKING:  # VTK is imported only by the commands that need it
@@ -293,26 +307,69 @@ def _train_config(args: argparse.Namespace) -> TrainConfig:
     return TrainConfig(**{k: v for k, v in given.items() if v is not None})
 
 
-def _base_model_config(args: argparse.Namespace) -> FVSRNConfig:
-    given = {
-        "grid_resolution": args.grid_resolution,
-        "grid_channels": args.grid_channels,
-        "mlp_width": args.mlp_width,
-        "mlp_layers": args.mlp_layers,
-        "fourier_features": args.fourier_features,
-    }
-    return FVSRNConfig(**{k: v for k, v in given.items() if v is not None})
+# The options of each architecture: option dest -> settings field.
+_MODEL_OPTIONS = {
+    "fvsrn": {"grid_resolution": "grid_resolution", "grid_channels": "grid_channels", "mlp_width": "mlp_width",
+              "mlp_layers": "mlp_layers", "fourier_features": "fourier_features"},
+    "neurcomp": {"neurcomp_width": "width", "neurcomp_blocks": "blocks", "residual": "residual",
+                 "omega0": "omega_0"},
+}
+
+
+def _base_model_config(args: argparse.Namespace) -> ModelConfig:
+    """The chosen architecture's settings; options of the other architecture are an error."""
+    for architecture, options in _MODEL_OPTIONS.items():
+        if architecture == args.arch:
+            continue
+        for dest in options:
+            if getattr(args, dest) is not None:
+                flag = "--" + dest.replace("_", "-")
+                if dest == "residual":
+                    flag = "--residual" if args.residual else "--plain"
+                raise _CLIError(f"{flag} applies to --arch {architecture}, not --arch {args.arch}")
+    given = {field: getattr(args, dest) for dest, field in _MODEL_OPTIONS[args.arch].items()}
+    cls = FVSRNConfig if args.arch == "fvsrn" else NeurcompConfig
+    return cls(**{k: v for k, v in given.items() if v is not None})
+
+
+# Pruning options: option dest -> PruningConfig field.
+_PRUNING_OPTIONS = {
+    "prune_granularity": "granularity", "mask_phase": "mask_phase_fraction", "mask_lr": "mask_learning_rate",
+    "finetune_lr_factor": "finetune_lr_factor", "prune_l1": "l1_weight", "prune_kl": "kl_weight",
+    "prune_sigma": "sigma",
+}
+
+
+def _pruning_config(args: argparse.Namespace) -> PruningConfig:
+    given = {dest: getattr(args, dest) for dest in _PRUNING_OPTIONS if getattr(args, dest) is not None}
+    if args.arch != "fvsrn" and args.prune_granularity is not None:
+        raise _CLIError("--prune-granularity applies to --arch fvsrn (neurcomp's masks sit on its neurons)")
+    if given and args.prune == "none":
+        methods = "|".join(PRUNING_METHODS[1:])
+        raise _CLIError(f"--{next(iter(given)).replace('_', '-')} needs a pruning method (--prune {methods})")
+    return PruningConfig(method=args.prune, **{_PRUNING_OPTIONS[dest]: value for dest, value in given.items()})
+
+
+def _describe_model(config: ModelConfig, geometry) -> str:
+    from .models.fvsrn import grid_shape_for
+
+    if isinstance(config, NeurcompConfig):
+        kind = "residual" if config.residual else "plain"
+        return f"Neurcomp ({kind}) width {config.width}, {config.blocks} blocks, omega_0 {config.omega_0:g}"
+    grid = "x".join(str(n) for n in reversed(grid_shape_for(config, geometry)))
+    return (f"grid {grid} x {config.grid_channels} channels, "
+            f"MLP {config.mlp_layers} x {config.mlp_width}")
 
 
 def _run_compress(args: argparse.Namespace) -> int:
     from .devices import resolve_device
     from .encoder import compress, config_for_ratio
-    from .models.fvsrn import grid_shape_for
     from .volume import validate_for_training
     from .vtkio import volume_from_image
 
     train_config = _train_config(args)
     model_config = _base_model_config(args)
+    pruning = _pruning_config(args)
     if args.ratio is not None and not args.ratio > 1.0:
         raise SettingsError(f"--ratio must be > 1, got {args.ratio:g}")
     _check_input(args.input)
@@ -323,20 +380,19 @@ def _run_compress(args: argparse.Namespace) -> int:
     validate_for_training(volume)
     geometry = volume.geometry
     if args.ratio is not None:
-        model_config = config_for_ratio(args.ratio, geometry, model_config)
+        model_config = config_for_ratio(args.ratio, geometry, model_config, pruning)
 
     if not args.quiet:
-        grid = "x".join(str(n) for n in reversed(grid_shape_for(model_config, geometry)))
+        pruned = f", pruning with {pruning.method}" if pruning.enabled else ""
         print(
             f"compressing '{volume.name}' ({_dims(geometry.dimensions)} {volume.dtype}) from {args.input}: "
-            f"grid {grid} x {model_config.grid_channels} channels, "
-            f"MLP {model_config.mlp_layers} x {model_config.mlp_width}, "
+            f"{_describe_model(model_config, geometry)}{pruned}, "
             f"{train_config.steps} steps of {train_config.batch_size} on {resolve_device(train_config.device)}",
             file=sys.stderr,
         )
     bar = ProgressBar("compressing", enabled=not args.quiet)
     try:
-        result = compress(volume, model_config, train_config, args.output, progress=bar)
+        result = compress(volume, model_config, train_config, args.output, progress=bar, pruning=pruning)
     finally:
         bar.close()
 
@@ -350,6 +406,8 @@ def _run_compress(args: argparse.Namespace) -> int:
            if volume.dtype != "float32" else "")
     )
     print(f"  PSNR        {format_psnr(stats['psnr'])}")
+    if pruning.enabled:
+        print(f"  pruned      {100 * stats['pruned_fraction']:.1f}% of the parameters ({pruning.method})")
     print(f"  train time  {human_seconds(stats['train_seconds'])} ({int(stats['steps'])} steps)")
     return 0
 
@@ -412,6 +470,7 @@ def info_dict(path: str) -> dict[str, Any]:
     import h5py
 
     from .fileformat import read_srn
+    from .pruning import pruned_fractions
 
     _check_input(path)
     srn = read_srn(path)
@@ -429,7 +488,9 @@ def info_dict(path: str) -> dict[str, Any]:
         "architecture": _plain(attrs["architecture"]),
         "srnvtk_version": _plain(attrs["srnvtk_version"]),
         "model_config": _plain(dataclasses.asdict(srn.model_config)),
-        "grid_shape": [int(s) for s in srn.model.grid.shape[1:]],  # (z, y, x) as stored
+        "model_structure": _plain(srn.model.structure()),
+        "pruning_config": _plain(dataclasses.asdict(srn.pruning)),
+        "pruned_fractions": pruned_fractions(srn.model),  # per parameter, of the unpruned model's entries
         "source": {
             "array_name": source.array_name,
             "dtype": source.dtype,
@@ -441,7 +502,7 @@ def info_dict(path: str) -> dict[str, Any]:
         },
         "stats": stats,
         "tensor_bytes": dict(srn.tensor_bytes),
-    }
+    } | ({"grid_shape": [int(s) for s in srn.model.grid.shape[1:]]} if hasattr(srn.model, "grid") else {})
 
 
 def _plain(value: Any) -> Any:
@@ -462,6 +523,8 @@ def _finite_or_none(value: float) -> float | None:
 
 
 def _run_info(args: argparse.Namespace) -> int:
+    from .pruning import METHOD_SETTINGS, SCHEDULE_SETTINGS
+
     info = info_dict(args.input)
     if args.json:
         print(json.dumps(info, indent=2, allow_nan=False))
@@ -481,7 +544,18 @@ def _run_info(args: argparse.Namespace) -> int:
     section("model settings")
     for key, value in info["model_config"].items():
         row(key, "derived from the volume" if value is None else _dims(value) if isinstance(value, list) else value)
-    row("stored grid", f"{info['model_config']['grid_channels']} x {_dims(info['grid_shape'])} (channels, z, y, x)")
+    if "grid_shape" in info:
+        row("stored grid", f"{info['model_config']['grid_channels']} x {_dims(info['grid_shape'])} (channels, z, y, x)")
+    else:
+        row("layer widths", " ".join(str(w) for w in info["model_structure"]["widths"]))
+    pruning = info["pruning_config"]
+    section("pruning")
+    row("method", pruning["method"])
+    if pruning["method"] != "none":
+        shown = (("granularity",) if "grid_shape" in info else ()) + SCHEDULE_SETTINGS
+        for key in shown + METHOD_SETTINGS[pruning["method"]]:
+            value = pruning[key]
+            row(key, f"{value:g}" if isinstance(value, float) else value)
     section("source")
     row("array", f"'{src['array_name']}' ({src['dtype']})")
     row("dimensions", _dims(src["dimensions"]))
@@ -502,6 +576,8 @@ def _run_info(args: argparse.Namespace) -> int:
         row("steps", stats["steps"])
     if stats.get("final_loss") is not None:
         row("final loss", f"{stats['final_loss']:.4g}")
+    if stats.get("pruned_fraction") is not None:
+        row("pruned", f"{100 * stats['pruned_fraction']:.1f}% of the parameters")
     section("stored tensors (bytes)")
     for name, size in info["tensor_bytes"].items():
         rows.append(("  " + name, f"{size:>10,}"))
@@ -509,6 +585,9 @@ def _run_info(args: argparse.Namespace) -> int:
     rows.append(("  total", f"{tensors_total:>10,}"))
     if "file_bytes" in stats:
         rows.append(("  HDF5 structure", f"{stats['file_bytes'] - tensors_total:>10,}"))
+    section("pruned fraction per parameter")
+    for name, fraction in info["pruned_fractions"].items():
+        rows.append(("  " + name, f"{100 * fraction:>9.1f}%"))
     width = max(len(key) for key, _ in rows) + 2
     for key, value in rows:
         print(f"{key:<{width}}{value}".rstrip() if value else key)
@@ -541,17 +620,24 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     defaults_model, defaults_train = FVSRNConfig(), TrainConfig()
+    defaults_neurcomp, defaults_pruning = NeurcompConfig(), PruningConfig()
 
     p = sub.add_parser("compress", help="train a network on one array of a .vti file and write a .srn file",
-                       description="Train an fV-SRN network on one point-data array and store it as a .srn file.")
+                       description="Train an fV-SRN or Neurcomp network on one point-data array, optionally "
+                                   "pruning it while training, and store it as a .srn file.")
     p.add_argument("input", metavar="IN.vti")
     p.add_argument("output", metavar="OUT.srn")
     p.add_argument("--array", metavar="NAME", help="point-data array to compress (default: the active scalars)")
+    p.add_argument("--arch", choices=ARCHITECTURES, default="fvsrn",
+                   help="network: fvsrn (latent grid + MLP) or neurcomp (SIREN) (default fvsrn)")
     size = p.add_mutually_exclusive_group()
     size.add_argument("--ratio", type=float, metavar="R",
-                      help="size the latent grid so the file is about R times smaller than the float32 volume")
+                      help="size the latent grid (fvsrn) or the width (neurcomp) so the unpruned file is about R "
+                           "times smaller than the float32 volume")
     size.add_argument("--grid-resolution", type=int, metavar="N",
                       help=f"latent grid points along the longest axis (default {defaults_model.grid_resolution})")
+    size.add_argument("--neurcomp-width", type=int, metavar="N",
+                      help=f"neurcomp: neurons per layer (default {defaults_neurcomp.width})")
     p.add_argument("--grid-channels", type=int, metavar="C",
                    help=f"latent features per grid point (default {defaults_model.grid_channels})")
     p.add_argument("--mlp-width", type=int, metavar="W", help=f"MLP width (default {defaults_model.mlp_width})")
@@ -559,11 +645,40 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"MLP hidden layers (default {defaults_model.mlp_layers})")
     p.add_argument("--fourier-features", type=int, metavar="F",
                    help=f"sin/cos octaves per axis (default {defaults_model.fourier_features})")
+    p.add_argument("--neurcomp-blocks", type=int, metavar="B",
+                   help=f"neurcomp: blocks of two sine layers after the first (default {defaults_neurcomp.blocks})")
+    residual = p.add_mutually_exclusive_group()
+    residual.add_argument("--residual", dest="residual", action="store_const", const=True, default=None,
+                          help="neurcomp: skip connections around each block (the default)")
+    residual.add_argument("--plain", dest="residual", action="store_const", const=False,
+                          help="neurcomp: no skip connections (every layer can then be pruned)")
+    p.add_argument("--omega0", type=float, metavar="W",
+                   help=f"neurcomp: frequency factor of the sine layers (default {defaults_neurcomp.omega_0:g})")
+    p.add_argument("--prune", choices=PRUNING_METHODS, default="none",
+                   help="prune while training: learn masks, bake them in, fine-tune (default none)")
+    p.add_argument("--prune-granularity", choices=GRANULARITIES,
+                   help="fvsrn: one mask per grid position (shared by the channels) or per position and channel "
+                        f"(default {defaults_pruning.granularity})")
+    p.add_argument("--mask-phase", type=float, metavar="F",
+                   help=f"share of the steps trained with masks (default {defaults_pruning.mask_phase_fraction:.3g})")
+    p.add_argument("--mask-lr", type=float, metavar="LR",
+                   help=f"initial learning rate of the masks (default {defaults_pruning.mask_learning_rate:g})")
+    p.add_argument("--finetune-lr-factor", type=float, metavar="F",
+                   help="the mask phase decays to this fraction of the learning rate; fine-tuning restarts there "
+                        f"(default {defaults_pruning.finetune_lr_factor:g})")
+    p.add_argument("--prune-l1", type=float, metavar="W",
+                   help=f"smallify, binary: L1 weight on the masks (default {defaults_pruning.l1_weight:g})")
+    p.add_argument("--prune-kl", type=float, metavar="W",
+                   help=f"variational: weight of the mean KL per unit (default {defaults_pruning.kl_weight:g})")
+    p.add_argument("--prune-sigma", choices=SIGMA_MODES,
+                   help=f"variational: fixed or predicted likelihood sigma (default {defaults_pruning.sigma})")
     p.add_argument("--steps", type=int, metavar="S", help=f"training steps (default {defaults_train.steps})")
     p.add_argument("--batch-size", type=int, metavar="B",
                    help=f"voxels per step (default {defaults_train.batch_size})")
     p.add_argument("--lr", type=float, metavar="LR",
-                   help=f"initial learning rate (default {defaults_train.learning_rate:g})")
+                   help="initial learning rate (default: " + ", ".join(
+                       f"{rate:g} for {arch}" for arch, rate in DEFAULT_LEARNING_RATES.items())
+                   + f"; neurcomp's times {NEURCOMP_REFERENCE_WIDTH} / width above that width)")
     p.add_argument("--seed", type=int, metavar="S", help=f"random seed (default {defaults_train.seed})")
     p.add_argument("--device", choices=DEVICES, help="where to train (default auto: CUDA when present)")
     p.add_argument("--threads", type=int, metavar="T", help="CPU threads for torch (default: torch's choice)")

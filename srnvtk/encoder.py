@@ -1,4 +1,7 @@
-"""Compress a Volume: train, round to the stored precision, measure, write the .srn file."""
+"""Compress a Volume: train (and prune), round to the stored precision, measure, write the .srn file.
+
+Also sizes models for a target ratio: the largest fV-SRN grid or Neurcomp width whose file fits.
+"""
 
 from __future__ import annotations
 
@@ -8,12 +11,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .config import FVSRNConfig, TrainConfig
+from .config import FVSRNConfig, ModelConfig, NeurcompConfig, PruningConfig, TrainConfig
 from .decode import decode
 from .errors import SettingsError
 from .fileformat import SourceInfo, write_srn
 from .metrics import psnr
 from .models.fvsrn import grid_shape_for
+from .models.neurcomp import full_widths, parameter_shapes
+from .pruning import pruned_fractions
 from .quantize import apply_storage_precision
 from .train import AbortCallback, ProgressCallback, train
 from .volume import Geometry, Volume
@@ -22,53 +27,78 @@ from .volume import Geometry, Volume
 # about 9 kB measured on real files, plus a margin; used only to size models for a target ratio.
 # tests/test_fileformat.py checks real files against it.
 FILE_OVERHEAD_BYTES = 12_000
+# A pruned grid's extra dataset (the packed keep mask): object header, chunk index, gzip's worst case.
+KEEP_MASK_OVERHEAD_BYTES = 1_024
 TRAIN_SHARE = 0.9  # of the progress bar; the rest is the final reconstruction
 
 
 @dataclass
 class CompressResult:
-    model_config: FVSRNConfig
+    model_config: ModelConfig
     reconstruction: np.ndarray  # [z, y, x], the source's dtype, exactly what a reader decodes
     stats: dict[str, float]
     file_bytes: int | None
+    pruned_fractions: dict[str, float] = dataclasses.field(default_factory=dict)  # per stored parameter
 
 
-def estimated_file_bytes(config: FVSRNConfig, geometry: Geometry) -> int:
-    """Upper bound of the stored size (grid uint8 before gzip, weights fp16, HDF5 structure)."""
+def estimated_file_bytes(config: ModelConfig, geometry: Geometry, pruning: PruningConfig | None = None) -> int:
+    """Upper bound of the stored size of an unpruned model (pruning only adds room for the grid's keep mask)."""
+    if isinstance(config, NeurcompConfig):
+        weights = sum(int(np.prod(shape)) for shape in parameter_shapes(config, full_widths(config)).values())
+        return 2 * weights + FILE_OVERHEAD_BYTES
+    return _fvsrn_file_bytes(config, geometry, pruning if pruning is not None and pruning.enabled else None)
+
+
+def _fvsrn_file_bytes(config: FVSRNConfig, geometry: Geometry, pruning: PruningConfig | None) -> int:
+    """Grid uint8 before gzip, weights fp16, HDF5 structure; a pruned grid adds its packed keep mask."""
     grid = config.grid_channels * int(np.prod(grid_shape_for(config, geometry)))
+    grid += grid // 1024 + 64 * config.grid_channels  # gzip's worst case (codes it cannot shrink), chunk index
     in_features = 3 + 6 * config.fourier_features + config.grid_channels
     w = config.mlp_width
     weights = in_features * w + w + (config.mlp_layers - 1) * (w * w + w) + w + 1
-    return grid + 8 * config.grid_channels + 2 * weights + FILE_OVERHEAD_BYTES
+    mask = 0
+    if pruning is not None:  # one bit per grid position, or per grid entry
+        units = int(np.prod(grid_shape_for(config, geometry)))
+        units *= config.grid_channels if pruning.granularity == "position_channel" else 1
+        mask = (units + 7) // 8 + KEEP_MASK_OVERHEAD_BYTES
+    return grid + 8 * config.grid_channels + 2 * weights + mask + FILE_OVERHEAD_BYTES
 
 
-def config_for_ratio(ratio: float, geometry: Geometry, base: FVSRNConfig | None = None) -> FVSRNConfig:
-    """The largest grid resolution whose file stays within float32 bytes / ratio."""
+def config_for_ratio(
+    ratio: float, geometry: Geometry, base: ModelConfig | None = None, pruning: PruningConfig | None = None
+) -> ModelConfig:
+    """The largest model of base's architecture whose file stays within float32 bytes / ratio: fV-SRN's
+    grid resolution, or Neurcomp's width. Pruning shrinks the file further, by what it prunes."""
     base = base or FVSRNConfig()
     if not ratio > 1.0:
         raise SettingsError(f"target ratio must be > 1, got {ratio}")
     budget = 4.0 * geometry.num_points / ratio
-    best = None
-    for resolution in range(2, 1025):
-        candidate = dataclasses.replace(base, grid_resolution=resolution, grid_shape=None)
-        if estimated_file_bytes(candidate, geometry) > budget:
+    if isinstance(base, NeurcompConfig):
+        candidates = (dataclasses.replace(base, width=w) for w in range(1, 4097))
+    else:
+        candidates = (dataclasses.replace(base, grid_resolution=r, grid_shape=None) for r in range(2, 1025))
+    best = smallest = None
+    for candidate in candidates:
+        smallest = smallest or candidate
+        if estimated_file_bytes(candidate, geometry, pruning) > budget:
             break
         best = candidate
     if best is None:
         raise SettingsError(
             f"ratio {ratio:g} leaves {budget:.0f} bytes, too few for even the smallest model "
-            f"({estimated_file_bytes(dataclasses.replace(base, grid_resolution=2), geometry)} bytes)"
+            f"({estimated_file_bytes(smallest, geometry, pruning)} bytes)"
         )
     return best
 
 
 def compress(
     volume: Volume,
-    model_config: FVSRNConfig,
+    model_config: ModelConfig,
     train_config: TrainConfig,
     path: str | os.PathLike | None = None,
     progress: ProgressCallback | None = None,
     should_abort: AbortCallback | None = None,
+    pruning: PruningConfig | None = None,
 ) -> CompressResult:
     """Train on the volume and (when path is given) write the .srn file; stats describe the stored model."""
 
@@ -80,8 +110,8 @@ def compress(
         if progress is not None:
             progress(TRAIN_SHARE + (1 - TRAIN_SHARE) * fraction, "reconstructing")
 
-    result = train(volume, model_config, train_config, train_progress, should_abort)
-    stored, layout = apply_storage_precision(result.model)
+    result = train(volume, model_config, train_config, train_progress, should_abort, pruning)
+    stored = apply_storage_precision(result.model)
     reconstruction = decode(
         result.model, volume.geometry, volume.geometry, result.value_range, volume.dtype,
         train_config.device, progress=decode_progress,
@@ -91,9 +121,10 @@ def compress(
         "train_seconds": result.seconds,
         "steps": result.steps,
         "final_loss": result.final_loss,
+        "pruned_fraction": result.pruned_fraction,
     }
     file_bytes = None
     if path is not None:
         source = SourceInfo(volume.name, volume.dtype, volume.geometry, result.value_range)
-        file_bytes = write_srn(path, model_config, stored, layout, source, stats)
-    return CompressResult(model_config, reconstruction, stats, file_bytes)
+        file_bytes = write_srn(path, model_config, stored, source, stats, pruning)
+    return CompressResult(model_config, reconstruction, stats, file_bytes, pruned_fractions(result.model))

@@ -1,18 +1,26 @@
 """The .srn file: one HDF5 file that plain h5py can read; no pickle anywhere.
 
-Layout (format_version 1):
-  /                 attrs: format="srnvtk", format_version, architecture, model_config (JSON)
+Layout (format_version 2):
+  /                 attrs: format="srnvtk", format_version, architecture ("fvsrn" or "neurcomp"),
+                    model_config, model_structure, pruning_config (JSON each), srnvtk_version
   /source           attrs: array_name, dtype, extent, origin, spacing, value_min, value_max
-  /stats            attrs: psnr, train_seconds, steps, final_loss, file_bytes, ratio
-  /tensors/grid        uint8 (C, z, y, x) latent grid codes, gzip
-  /tensors/grid_quant  float32 (2, C): per-channel scale and offset (value = code * scale + offset)
+  /stats            attrs: psnr, train_seconds, steps, final_loss, file_bytes, ratio, pruned_fraction
+  /tensors/grid        fV-SRN: uint8 latent grid codes, gzip: (C, z, y, x), or when pruned (K,), the K kept
+                       entries in channel-major order
+  /tensors/grid_quant  fV-SRN: float32 (2, C): per-channel scale and offset (value = code * scale + offset)
+  /tensors/grid_keep   pruned fV-SRN: uint8, np.packbits of the keep mask (model_structure's keep_shape:
+                       (1, z, y, x) per position or (C, z, y, x) per entry), gzip; pruned entries are zero
   /tensors/weights     float16 vector: every other parameter, packed; attr weights_layout: JSON [[name, shape]]
+model_structure holds the shapes beyond the settings: fV-SRN {"grid_shape", "keep_shape"}, Neurcomp
+{"widths"} (every sine layer's width after pruning; the stored matrices have these sizes).
+Version 1 files (fV-SRN, unpruned, no model_structure or pruning_config) are still read.
 HDF5 1.10 object format (libver v110), so ParaView 5.11's HDF5 reads it. Files are written to a
 temporary name beside the target, then renamed, so a crash never leaves half a file.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from dataclasses import dataclass, field
@@ -23,17 +31,18 @@ import numpy as np
 import torch
 
 from . import __version__
-from .config import FVSRNConfig, from_json, to_json
+from .config import ARCHITECTURES, ModelConfig, PruningConfig, from_json, model_config_class, to_json
 from .errors import FileFormatError, SRNError
 from .metrics import compression_ratio
-from .models import FVSRN
-from .models.fvsrn import aspect_of
-from .quantize import GRID, WEIGHTS, WEIGHTS_LAYOUT, stored_state
+from .models import model_from_structure
+from .quantize import GRID, GRID_KEEP, WEIGHTS, WEIGHTS_LAYOUT, StoredModel, stored_state
 from .volume import SUPPORTED_DTYPES, Geometry
 
 FORMAT_NAME = "srnvtk"
-FORMAT_VERSION = 1
-STAT_KEYS = ("psnr", "train_seconds", "steps", "final_loss", "file_bytes", "ratio")
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
+STAT_KEYS = ("psnr", "train_seconds", "steps", "final_loss", "file_bytes", "ratio", "pruned_fraction")
+COMPRESSED = (GRID, GRID_KEEP)
 
 
 @dataclass(frozen=True)
@@ -50,20 +59,22 @@ class SourceInfo:
 class SRNFile:
     """A loaded .srn file: the ready-to-run model plus everything stored beside it."""
 
-    model: FVSRN
-    model_config: FVSRNConfig
+    model: torch.nn.Module
+    model_config: ModelConfig
     source: SourceInfo
     stats: dict[str, float] = field(default_factory=dict)
     tensor_bytes: dict[str, int] = field(default_factory=dict)
+    pruning: PruningConfig = field(default_factory=PruningConfig)
+    format_version: int = FORMAT_VERSION
 
 
 def write_srn(
     path: str | os.PathLike,
-    model_config: FVSRNConfig,
-    stored: dict[str, np.ndarray],
-    layout: str,
+    model_config: ModelConfig,
+    stored: StoredModel,
     source: SourceInfo,
     stats: dict[str, float],
+    pruning: PruningConfig | None = None,
 ) -> int:
     """Write atomically; the stats gain file_bytes and ratio of the final file. Returns the file's bytes."""
     path = Path(path)
@@ -80,7 +91,7 @@ def write_srn(
             final_stats = {**stats, "file_bytes": file_bytes,
                            "ratio": compression_ratio(source.geometry.num_points, max(file_bytes, 1))}
             with h5py.File(tmp_name, "w", libver=("v110", "v110")) as f:
-                _write_contents(f, model_config, stored, layout, source, final_stats)
+                _write_contents(f, model_config, stored, source, final_stats, pruning or PruningConfig())
             measured, file_bytes = file_bytes, os.path.getsize(tmp_name)
         if measured != file_bytes:
             raise FileFormatError("internal error: the file's size changed between two identical writes")
@@ -101,12 +112,14 @@ def _current_umask() -> int:
 
 
 def _write_contents(
-    f: h5py.File, model_config: FVSRNConfig, stored, layout: str, source: SourceInfo, stats
+    f: h5py.File, model_config: ModelConfig, stored: StoredModel, source: SourceInfo, stats, pruning: PruningConfig
 ) -> None:
     f.attrs["format"] = FORMAT_NAME
     f.attrs["format_version"] = np.int64(FORMAT_VERSION)
-    f.attrs["architecture"] = FVSRN.architecture
+    f.attrs["architecture"] = model_config.architecture
     f.attrs["model_config"] = to_json(model_config)
+    f.attrs["model_structure"] = json.dumps(stored.structure, sort_keys=True)
+    f.attrs["pruning_config"] = to_json(pruning)
     f.attrs["srnvtk_version"] = __version__
     src = f.create_group("source")
     src.attrs["array_name"] = source.array_name
@@ -121,12 +134,17 @@ def _write_contents(
         value = stats.get(key, 0)
         st.attrs[key] = np.int64(value) if key in ("steps", "file_bytes") else np.float64(value)
     tensors = f.create_group("tensors")
-    for name, array in stored.items():
-        if name == GRID:
-            tensors.create_dataset(name, data=array, compression="gzip", compression_opts=9, track_times=False)
+    for name, array in stored.arrays.items():
+        if name in COMPRESSED and array.size:
+            # One chunk per channel: h5py's guessed chunks pad the grid's edges (up to a few percent
+            # more bytes for noise-like codes), which broke encoder.estimated_file_bytes as a bound.
+            # A pruned grid's kept values and keep mask are vectors: one chunk each.
+            chunks = (1, *array.shape[1:]) if array.ndim == 4 else array.shape
+            tensors.create_dataset(name, data=array, chunks=chunks, compression="gzip",
+                                   compression_opts=9, track_times=False)
         else:
             tensors.create_dataset(name, data=array, track_times=False)
-    tensors[WEIGHTS].attrs[WEIGHTS_LAYOUT] = layout
+    tensors[WEIGHTS].attrs[WEIGHTS_LAYOUT] = json.dumps(stored.layout)
 
 
 def read_srn(path: str | os.PathLike) -> SRNFile:
@@ -147,19 +165,33 @@ def _read_contents(f: h5py.File) -> SRNFile:
     if f.attrs.get("format") != FORMAT_NAME:
         raise FileFormatError("it lacks the srnvtk format marker")
     version = int(f.attrs["format_version"])
-    if version != FORMAT_VERSION:
-        raise FileFormatError(f"format version {version} is not supported (this srnvtk reads {FORMAT_VERSION})")
-    architecture = f.attrs["architecture"]
-    if architecture != FVSRN.architecture:
+    if version not in READABLE_VERSIONS:
+        readable = ", ".join(str(v) for v in READABLE_VERSIONS)
+        raise FileFormatError(f"format version {version} is not supported (this srnvtk reads versions {readable})")
+    architecture = str(f.attrs["architecture"])
+    if architecture not in ARCHITECTURES:
         raise FileFormatError(f"unknown architecture '{architecture}'")
-    config = from_json(FVSRNConfig, f.attrs["model_config"])
+    config = from_json(model_config_class(architecture), f.attrs["model_config"])
+    pruning = from_json(PruningConfig, f.attrs["pruning_config"]) if "pruning_config" in f.attrs else PruningConfig()
     source = _read_source(f["source"])
     stats = {key: float(f["stats"].attrs[key]) for key in STAT_KEYS if key in f["stats"].attrs}
-    stored = {name: np.asarray(ds[()]) for name, ds in f["tensors"].items()}
+    arrays = {name: np.asarray(ds[()]) for name, ds in f["tensors"].items()}
     tensor_bytes = {name: int(ds.id.get_storage_size()) for name, ds in f["tensors"].items()}
-    layout = f["tensors"][WEIGHTS].attrs[WEIGHTS_LAYOUT] if WEIGHTS in f["tensors"] else "[]"
-    model = _model_from_stored(config, source.geometry, stored, layout)
-    return SRNFile(model, config, source, stats, tensor_bytes)
+    layout = _json(f["tensors"][WEIGHTS].attrs[WEIGHTS_LAYOUT], "weights_layout") if WEIGHTS in f["tensors"] else []
+    if "model_structure" in f.attrs:
+        structure = _json(f.attrs["model_structure"], "model_structure")
+    else:  # version 1: an unpruned fV-SRN whose grid codes carry the shape
+        grid = arrays.get(GRID)
+        structure = {"grid_shape": list(grid.shape[1:]) if grid is not None else None, "keep_shape": None}
+    model = _model_from_stored(config, source.geometry, StoredModel(arrays, layout, structure))
+    return SRNFile(model, config, source, stats, tensor_bytes, pruning, version)
+
+
+def _json(text, what: str):
+    try:
+        return json.loads(text)
+    except (json.JSONDecodeError, TypeError) as exc:
+        raise FileFormatError(f"{what} is not valid JSON ({exc})") from None
 
 
 def _read_source(group: h5py.Group) -> SourceInfo:
@@ -180,14 +212,17 @@ def _read_source(group: h5py.Group) -> SourceInfo:
     return SourceInfo(str(group.attrs["array_name"]), dtype, geometry, value_range)
 
 
-def _model_from_stored(
-    config: FVSRNConfig, geometry: Geometry, stored: dict[str, np.ndarray], layout: str
-) -> FVSRN:
-    grid = stored.get(GRID)
-    if grid is None or grid.ndim != 4 or grid.shape[0] != config.grid_channels:
-        raise FileFormatError("the latent grid is missing or has the wrong shape")
-    model = FVSRN(config, tuple(grid.shape[1:]), aspect_of(geometry))
-    state = stored_state(stored, layout)
+def _model_from_stored(config: ModelConfig, geometry: Geometry, stored: StoredModel) -> torch.nn.Module:
+    if config.architecture == "fvsrn":
+        grid = stored.arrays.get(GRID)
+        pruned = GRID_KEEP in stored.arrays
+        if grid is None or (not pruned and (grid.ndim != 4 or grid.shape[0] != config.grid_channels)):
+            raise FileFormatError("the latent grid is missing or has the wrong shape")
+    try:
+        model = model_from_structure(config, geometry, stored.structure)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise FileFormatError(f"the model structure {stored.structure} does not fit the settings ({exc})") from None
+    state, keep = stored_state(stored)
     expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     found = {k: tuple(v.shape) for k, v in state.items()}
     if expected != found:
@@ -195,5 +230,7 @@ def _model_from_stored(
     if not all(torch.isfinite(t).all() for t in state.values()):
         raise FileFormatError("stored tensors hold NaN or infinite values")
     model.load_state_dict(state)
+    if keep is not None:
+        model.set_grid_keep(keep)
     model.eval()
     return model

@@ -1,33 +1,61 @@
 """How parameters are stored: the latent grid as uint8 codes with a per-channel scale and offset, every
-other parameter (the MLP) as fp16, packed into one vector to keep the file's structure small.
+other parameter as fp16, packed into one vector to keep the file's structure small.
 
-`storage_tensors` gives the arrays that are written; `stored_state` the float tensors a reader rebuilds
-from them, so the encoder can evaluate exactly the model a reader will see.
+A pruned latent grid stores only its surviving entries (channel-major, one code each) beside a packed
+bit mask of which entries survive; the others are exactly zero. Neurcomp's pruned neurons are simply
+absent: its matrices are stored shrunk, and the model's structure (its layer widths) says how.
+
+`storage_tensors` gives what is written; `stored_state` the float tensors a reader rebuilds from it, so
+the encoder can evaluate exactly the model a reader will see.
 """
 
 from __future__ import annotations
 
-import json
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
 from .errors import FileFormatError
 
-GRID = "grid"
+GRID = "grid"  # uint8: (C, z, y, x) codes, or (K,) codes of the K kept entries when pruned
 GRID_QUANT = "grid_quant"  # (2, C): scale, offset
+GRID_KEEP = "grid_keep"  # uint8: np.packbits of the keep mask, shape structure["keep_shape"] (pruned grids)
 WEIGHTS = "weights"
 WEIGHTS_LAYOUT = "weights_layout"  # JSON [[name, shape], ...], stored as an attribute of WEIGHTS
 
 
-def quantize_grid(grid: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(C, ...) float grid -> uint8 codes, per-channel scale and offset (value = code * scale + offset)."""
-    flat = grid.reshape(grid.shape[0], -1).astype(np.float32)
-    offset = flat.min(axis=1)
-    span = flat.max(axis=1) - offset
+@dataclass
+class StoredModel:
+    """A model as a file holds it: arrays, the packed weights' layout and the model's structure."""
+
+    arrays: dict[str, np.ndarray]
+    layout: list[list]  # [name, shape] of every packed weight, in order
+    structure: dict = field(default_factory=dict)  # model.structure(): shapes beyond the settings
+
+
+def quantize_grid(grid: np.ndarray, keep: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(C, ...) float grid -> uint8 codes, per-channel scale and offset (value = code * scale + offset).
+
+    With a keep mask (broadcastable to the grid) only the kept entries count, and only their codes are
+    returned, as one channel-major vector.
+    """
+    channels = grid.shape[0]
+    flat = grid.reshape(channels, -1).astype(np.float32)
+    kept = None if keep is None else np.broadcast_to(keep, grid.shape).reshape(channels, -1)
+    if kept is None:
+        offset, top = flat.min(axis=1), flat.max(axis=1)
+    else:
+        big = np.finfo(np.float32).max
+        offset = np.where(kept, flat, big).min(axis=1)
+        top = np.where(kept, flat, -big).max(axis=1)
+        empty = ~kept.any(axis=1)
+        offset[empty], top[empty] = 0.0, 0.0
+    span = top - offset
     scale = np.where(span > 0, span / 255.0, 1.0).astype(np.float32)
     codes = np.clip(np.rint((flat - offset[:, None]) / scale[:, None]), 0, 255).astype(np.uint8)
-    return codes.reshape(grid.shape), scale, offset.astype(np.float32)
+    codes = codes.reshape(grid.shape) if kept is None else codes[kept]
+    return codes, scale, offset.astype(np.float32)
 
 
 def dequantize_grid(codes: np.ndarray, scale: np.ndarray, offset: np.ndarray) -> np.ndarray:
@@ -35,28 +63,51 @@ def dequantize_grid(codes: np.ndarray, scale: np.ndarray, offset: np.ndarray) ->
     return codes.astype(np.float32) * scale.reshape(shape) + offset.reshape(shape)
 
 
-def storage_tensors(model: torch.nn.Module) -> tuple[dict[str, np.ndarray], str]:
-    """The arrays to write and the JSON layout of the packed weights."""
+def dequantize_kept(codes: np.ndarray, scale: np.ndarray, offset: np.ndarray, kept: np.ndarray) -> np.ndarray:
+    """The full grid (kept's shape) from the kept entries' codes; the rest zero."""
+    channel = np.nonzero(kept)[0]
+    grid = np.zeros(kept.shape, dtype=np.float32)
+    grid[kept] = codes.astype(np.float32) * scale[channel] + offset[channel]
+    return grid
+
+
+def storage_tensors(model: torch.nn.Module) -> StoredModel:
+    """The arrays to write, the layout of the packed weights and the model's structure."""
+    if model.masks():
+        raise ValueError("the model still has pruning masks; bake them in (model.bake_masks()) before storing")
     state = {name: t.detach().cpu().numpy() for name, t in model.state_dict().items()}
-    codes, scale, offset = quantize_grid(state.pop(GRID))
+    arrays: dict[str, np.ndarray] = {}
+    if GRID in state:
+        keep = getattr(model, "grid_keep", None)
+        keep = None if keep is None else keep.detach().cpu().numpy()
+        codes, scale, offset = quantize_grid(state.pop(GRID), keep)
+        arrays[GRID] = codes
+        arrays[GRID_QUANT] = np.stack([scale, offset])
+        if keep is not None:
+            arrays[GRID_KEEP] = np.packbits(keep.reshape(-1))
     layout = [[name, list(array.shape)] for name, array in state.items()]
-    packed = np.concatenate([a.reshape(-1) for a in state.values()]).astype(np.float16)
-    stored = {GRID: codes, GRID_QUANT: np.stack([scale, offset]), WEIGHTS: packed}
-    return stored, json.dumps(layout)
+    arrays[WEIGHTS] = np.concatenate([a.reshape(-1) for a in state.values()]).astype(np.float16)
+    return StoredModel(arrays, layout, model.structure())
 
 
-def stored_state(stored: dict[str, np.ndarray], layout_json: str) -> dict[str, torch.Tensor]:
-    """The float32 state dict a reader rebuilds from stored arrays; FileFormatError when they disagree."""
-    try:
-        layout = json.loads(layout_json)
-        codes, quant, packed = stored[GRID], stored[GRID_QUANT], stored[WEIGHTS]
-    except (KeyError, json.JSONDecodeError) as exc:
-        raise FileFormatError(f"missing or unreadable tensor data ({exc})") from None
-    if codes.dtype != np.uint8 or quant.shape != (2, codes.shape[0]) or packed.ndim != 1:
+def stored_state(stored: StoredModel) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
+    """The float32 state dict a reader rebuilds, and the grid's keep mask (None when not pruned).
+
+    FileFormatError when the arrays disagree with each other or with the layout.
+    """
+    arrays = stored.arrays
+    if WEIGHTS not in arrays:
+        raise FileFormatError("missing or unreadable tensor data (no packed weights)")
+    state: dict[str, torch.Tensor] = {}
+    keep = None
+    if GRID in arrays or GRID_QUANT in arrays:
+        grid, keep = _stored_grid(arrays, stored.structure)
+        state[GRID] = torch.from_numpy(grid)
+    packed = arrays[WEIGHTS]
+    if packed.ndim != 1:
         raise FileFormatError("grid codes, grid scale/offset or packed weights have the wrong type or shape")
-    state = {GRID: torch.from_numpy(dequantize_grid(codes, quant[0], quant[1]))}
     start = 0
-    for name, shape in layout:
+    for name, shape in stored.layout:
         size = int(np.prod(shape))
         if start + size > packed.size:
             raise FileFormatError("packed weights are shorter than their layout")
@@ -64,12 +115,42 @@ def stored_state(stored: dict[str, np.ndarray], layout_json: str) -> dict[str, t
         start += size
     if start != packed.size:
         raise FileFormatError("packed weights are longer than their layout")
-    return state
+    return state, None if keep is None else torch.from_numpy(keep)
 
 
-def apply_storage_precision(model: torch.nn.Module) -> tuple[dict[str, np.ndarray], str]:
-    """Round the model's parameters to what will be stored; return the stored arrays and layout."""
-    stored, layout = storage_tensors(model)
+def _stored_grid(arrays: dict[str, np.ndarray], structure: dict) -> tuple[np.ndarray, np.ndarray | None]:
+    try:
+        codes, quant = arrays[GRID], arrays[GRID_QUANT]
+    except KeyError as exc:
+        raise FileFormatError(f"missing or unreadable tensor data ({exc})") from None
+    if codes.dtype != np.uint8 or quant.ndim != 2 or quant.shape[0] != 2:
+        raise FileFormatError("grid codes, grid scale/offset or packed weights have the wrong type or shape")
+    channels = quant.shape[1]
+    if GRID_KEEP not in arrays:
+        if quant.shape != (2, codes.shape[0]):
+            raise FileFormatError("grid codes, grid scale/offset or packed weights have the wrong type or shape")
+        return dequantize_grid(codes, quant[0], quant[1]), None
+    try:
+        keep_shape = tuple(int(s) for s in structure["keep_shape"])
+        grid_shape = (channels, *(int(s) for s in structure["grid_shape"]))
+    except (KeyError, TypeError, ValueError):
+        raise FileFormatError("a pruned grid without its keep mask's shape") from None
+    packed = arrays[GRID_KEEP]
+    count = int(np.prod(keep_shape))
+    if (len(keep_shape) != 4 or keep_shape[1:] != grid_shape[1:] or keep_shape[0] not in (1, channels)
+            or packed.dtype != np.uint8 or packed.shape != ((count + 7) // 8,)):
+        raise FileFormatError(f"the grid's keep mask does not fit the grid {grid_shape}")
+    keep = np.unpackbits(packed, count=count).astype(bool).reshape(keep_shape)
+    kept = np.broadcast_to(keep, grid_shape)
+    if codes.ndim != 1 or codes.size != int(kept.sum()):
+        raise FileFormatError(f"{codes.size} stored grid values for {int(kept.sum())} kept entries")
+    return dequantize_kept(codes, quant[0], quant[1], kept), keep
+
+
+def apply_storage_precision(model: torch.nn.Module) -> StoredModel:
+    """Round the model's parameters to what will be stored; return what will be stored."""
+    stored = storage_tensors(model)
+    state, _keep = stored_state(stored)
     device = next(model.parameters()).device
-    model.load_state_dict({k: v.to(device) for k, v in stored_state(stored, layout).items()})
-    return stored, layout
+    model.load_state_dict({k: v.to(device) for k, v in state.items()})
+    return stored

@@ -1,4 +1,13 @@
-"""Fitting a network to a volume: random voxel batches, MSE, Adam with exponential learning-rate decay."""
+"""Fitting a network to a volume: random voxel batches, Adam with exponential learning-rate decay.
+
+Without pruning: one phase of MSE, the rate decaying exponentially from learning_rate to
+final_learning_rate_fraction of it. With pruning (srnvtk.pruning): a mask phase with the method's
+objective for `mask_phase_fraction` of the budget, its rate decaying from learning_rate to
+finetune_lr_factor of it; then the masks are baked in and the survivors fine-tuned with plain MSE by a
+fresh Adam that starts at that lower rate and decays to the same final rate. The budget is the step count
+or the time limit, whichever runs out first; progress is one fraction across both phases, and the abort
+callback is asked before every step of either.
+"""
 
 from __future__ import annotations
 
@@ -8,11 +17,14 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+import torch.nn.functional as F
+from torch import nn
 
-from .config import FVSRNConfig, TrainConfig
+from .config import ModelConfig, PruningConfig, TrainConfig
 from .devices import resolve_device, set_threads
 from .errors import TrainingAborted
-from .models import FVSRN, build_model
+from .models import build_model, default_learning_rate
+from .pruning import MaskObjective, attach_masks, kept_unit_fraction, pruned_fraction
 from .sampling import voxel_positions
 from .volume import Volume, validate_for_training
 
@@ -22,11 +34,42 @@ AbortCallback = Callable[[], bool]
 
 @dataclass
 class TrainResult:
-    model: FVSRN
+    model: nn.Module
     value_range: tuple[float, float]
     seconds: float
-    final_loss: float
+    final_loss: float  # MSE of the last reported batch
     steps: int
+    pruned_fraction: float = 0.0  # of the unpruned model's parameter entries
+
+
+@dataclass
+class _Phase:
+    name: str  # empty for a run without pruning
+    start: float  # fractions of the whole budget
+    end: float
+    learning_rate: float  # at the phase's start
+    final_learning_rate: float  # at its end
+    objective: MaskObjective | None = None  # None: plain MSE
+
+
+class _Budget:
+    """Steps taken and the fraction of the budget used: steps, or the clock when it runs out first."""
+
+    def __init__(self, steps: int, time_limit: float) -> None:
+        self.steps, self.time_limit = steps, time_limit
+        self.start = time.perf_counter()
+        self.step = 0
+        self.fraction = 0.0
+
+    def tick(self) -> None:
+        self.step += 1
+        self.fraction = self.step / self.steps
+        if self.time_limit > 0:
+            self.fraction = max(self.fraction, (time.perf_counter() - self.start) / self.time_limit)
+
+    @property
+    def seconds(self) -> float:
+        return time.perf_counter() - self.start
 
 
 def normalized_values(volume: Volume, value_range: tuple[float, float]) -> torch.Tensor:
@@ -38,48 +81,102 @@ def normalized_values(volume: Volume, value_range: tuple[float, float]) -> torch
 
 def train(
     volume: Volume,
-    model_config: FVSRNConfig,
+    model_config: ModelConfig,
     train_config: TrainConfig,
     progress: ProgressCallback | None = None,
     should_abort: AbortCallback | None = None,
+    pruning: PruningConfig | None = None,
 ) -> TrainResult:
-    """Fit a new network to the volume; deterministic for a given seed on the CPU."""
+    """Fit a new network to the volume (pruning it when asked); deterministic for a given seed on the CPU."""
+    pruning = pruning or PruningConfig()
     value_range = validate_for_training(volume)
     set_threads(train_config.threads)
     device = resolve_device(train_config.device)
     torch.manual_seed(train_config.seed)
     model = build_model(model_config, volume.geometry).to(device)
     targets = normalized_values(volume, value_range).to(device)
-    shape = volume.geometry.shape_zyx
     generator = torch.Generator(device=device).manual_seed(train_config.seed)
+    learning_rate = train_config.learning_rate or default_learning_rate(model_config)
+    final_rate = learning_rate * train_config.final_learning_rate_fraction
 
-    optimizer = torch.optim.Adam(model.parameters(), lr=train_config.learning_rate)
-    steps, limit = train_config.steps, train_config.time_limit
-    report_every = max(1, steps // 200)
+    if pruning.enabled:
+        attach_masks(model, pruning)
+        objective = MaskObjective(pruning, model)
+        split, finetune_rate = pruning.mask_phase_fraction, learning_rate * pruning.finetune_lr_factor
+        phases = [
+            _Phase("masks", 0.0, split, learning_rate, finetune_rate, objective),
+            _Phase("fine-tune", split, 1.0, finetune_rate, min(final_rate, finetune_rate)),
+        ]
+    else:
+        phases = [_Phase("", 0.0, 1.0, learning_rate, final_rate)]
 
-    start = time.perf_counter()
+    budget = _Budget(train_config.steps, train_config.time_limit)
     loss_value = float("nan")
-    step = 0
-    fraction = 0.0
-    while fraction < 1.0:
+    for phase in phases:
+        loss_value = _run_phase(model, phase, budget, targets, volume, train_config, generator, progress,
+                                should_abort, loss_value)
+        if phase.objective is not None:
+            model.bake_masks()
+    model.eval()
+    return TrainResult(model, value_range, budget.seconds, loss_value, budget.step, pruned_fraction(model))
+
+
+def _run_phase(
+    model: nn.Module,
+    phase: _Phase,
+    budget: _Budget,
+    targets: torch.Tensor,
+    volume: Volume,
+    config: TrainConfig,
+    generator: torch.Generator,
+    progress: ProgressCallback | None,
+    should_abort: AbortCallback | None,
+    loss_value: float,
+) -> float:
+    """Steps until the budget reaches the phase's end; returns the last reported MSE."""
+    objective = phase.objective
+    if objective is None:
+        groups = [{"params": list(model.parameters()), "base_lr": phase.learning_rate}]
+    else:
+        groups = objective.parameter_groups(phase.learning_rate)
+    optimizer = torch.optim.Adam(groups, lr=phase.learning_rate)
+    shape = volume.geometry.shape_zyx
+    steps = config.steps
+    report_every = max(1, steps // 200)
+    where = f" ({phase.name} phase)" if phase.name else ""
+    while budget.fraction < phase.end:
         if should_abort is not None and should_abort():
-            raise TrainingAborted(f"training aborted at step {step} of {steps}")
-        # Exponential decay from the initial rate to final_learning_rate_fraction of it, over steps or
-        # over the time limit, whichever runs out first.
+            raise TrainingAborted(f"training aborted at step {budget.step} of {steps}{where}")
+        # Exponential decay from the phase's initial to its final rate, over the phase's share of the
+        # steps or of the time limit, whichever runs out first.
+        local = min(1.0, max(0.0, (budget.fraction - phase.start) / (phase.end - phase.start)))
+        decay = (phase.final_learning_rate / phase.learning_rate) ** local
         for group in optimizer.param_groups:
-            group["lr"] = train_config.learning_rate * train_config.final_learning_rate_fraction**fraction
-        index = torch.randint(targets.numel(), (train_config.batch_size,), generator=generator, device=device)
-        loss = torch.nn.functional.mse_loss(model(voxel_positions(index, shape)), targets[index])
+            group["lr"] = group["base_lr"] * decay
+        index = torch.randint(targets.numel(), (config.batch_size,), generator=generator, device=targets.device)
+        positions = voxel_positions(index, shape)
+        prediction = model(positions)
+        if objective is None:
+            loss = mse = F.mse_loss(prediction, targets[index])
+        else:
+            loss, mse = objective(prediction, targets[index], positions, local)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        step += 1
-        fraction = step / steps
-        if limit > 0:
-            fraction = max(fraction, (time.perf_counter() - start) / limit)
-        if step % report_every == 0 or fraction >= 1.0:
-            loss_value = float(loss.detach())
+        if objective is not None:
+            objective.after_step()
+        budget.tick()
+        if budget.step % report_every == 0 or budget.fraction >= phase.end:
+            loss_value = float(mse.detach())
             if progress is not None:
-                progress(min(fraction, 1.0), f"step {step}/{steps} loss {loss_value:.3g}")
-    model.eval()
-    return TrainResult(model, value_range, time.perf_counter() - start, loss_value, step)
+                progress(min(budget.fraction, 1.0), _message(model, phase, budget, loss_value))
+    return loss_value
+
+
+def _message(model: nn.Module, phase: _Phase, budget: _Budget, loss: float) -> str:
+    text = f"step {budget.step}/{budget.steps} loss {loss:.3g}"
+    if not phase.name:
+        return text
+    if phase.objective is not None:
+        return f"{phase.name}: {text}, {kept_unit_fraction(model):.0%} of units kept"
+    return f"{phase.name}: {text}, {pruned_fraction(model):.0%} pruned"

@@ -6,15 +6,17 @@ Pure vtkmodules, so they run in ParaView 5.11 (VTK 9.2) and with pip's VTK alike
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
 import numpy as np
+from vtkmodules.util import numpy_support
 from vtkmodules.util.vtkAlgorithm import VTKPythonAlgorithmBase
 from vtkmodules.vtkCommonCore import vtkDoubleArray, vtkOutputWindow, vtkStringArray
 from vtkmodules.vtkCommonDataModel import vtkDataObject, vtkImageData
 from vtkmodules.vtkCommonExecutionModel import vtkAlgorithm, vtkStreamingDemandDrivenPipeline
 
-from .config import FVSRNConfig, TrainConfig, check_device
+from .config import FVSRNConfig, NeurcompConfig, PruningConfig, TrainConfig, check_device, model_config_class
 from .decode import decode, resampled_geometry, strided_geometry
 from .encoder import compress, config_for_ratio
 from .errors import SettingsError, SRNError
@@ -59,7 +61,8 @@ def _as_path(name: str | None) -> str:
 
 
 class SRNEncoder(VTKPythonAlgorithmBase):
-    """Trains an fV-SRN on one point array of the input image; outputs the reconstruction and its error.
+    """Trains an fV-SRN or Neurcomp network (optionally pruning it) on one point array of the input image;
+    outputs the reconstruction and its error.
 
     The array is chosen with SetInputArrayToProcess(0, 0, 0, 0, name) (active scalars when unset).
     With a file name set, the compressed model is written there.
@@ -69,7 +72,10 @@ class SRNEncoder(VTKPythonAlgorithmBase):
         super().__init__(nInputPorts=1, inputType="vtkImageData", nOutputPorts=1, outputType="vtkImageData")
         self._file_name = ""
         self._target_ratio = 0.0
+        self._architecture = "fvsrn"
         self._model = FVSRNConfig()
+        self._neurcomp = NeurcompConfig()
+        self._pruning = PruningConfig()
         self._train = TrainConfig()
         self.last_stats: dict[str, float] = {}
 
@@ -84,17 +90,94 @@ class SRNEncoder(VTKPythonAlgorithmBase):
         """Size the grid for this compression ratio; 0 uses GridResolution as given."""
         _set_if_changed(self, "_target_ratio", float(ratio))
 
-    def _set_model(self, **change) -> None:
+    def _set_config(self, attribute: str, **change) -> None:
+        """Replace one field of a settings object; a bad value is reported and the old settings stay."""
         try:
-            _set_if_changed(self, "_model", FVSRNConfig(**{**self._model.__dict__, **change}))
+            _set_if_changed(self, attribute, dataclasses.replace(getattr(self, attribute), **change))
         except SRNError as exc:
             report_error(self, str(exc))
 
+    def _set_model(self, **change) -> None:
+        self._set_config("_model", **change)
+
     def _set_train(self, **change) -> None:
+        self._set_config("_train", **change)
+
+    def model_config(self) -> FVSRNConfig | NeurcompConfig:
+        """The settings of the chosen architecture."""
+        return self._neurcomp if self._architecture == "neurcomp" else self._model
+
+    def pruning_config(self) -> PruningConfig:
+        return self._pruning
+
+    def SetArchitecture(self, name: str) -> None:
+        """fvsrn (latent grid + MLP) or neurcomp (SIREN)."""
         try:
-            _set_if_changed(self, "_train", TrainConfig(**{**self._train.__dict__, **change}))
+            model_config_class(str(name))
         except SRNError as exc:
             report_error(self, str(exc))
+            return
+        _set_if_changed(self, "_architecture", str(name))
+
+    def SetNeurcompWidth(self, n: int) -> None:
+        self._set_config("_neurcomp", width=int(n))
+
+    def SetNeurcompBlocks(self, n: int) -> None:
+        self._set_config("_neurcomp", blocks=int(n))
+
+    def SetResidual(self, flag: int) -> None:
+        self._set_config("_neurcomp", residual=bool(flag))
+
+    def SetOmega0(self, omega: float) -> None:
+        self._set_config("_neurcomp", omega_0=float(omega))
+
+    def SetPruning(self, method: str) -> None:
+        """none, smallify, variational or binary."""
+        self._set_config("_pruning", method=str(method))
+
+    def SetPruningGranularity(self, granularity: str) -> None:
+        """fV-SRN: position (one mask per grid point) or position_channel (one per grid value)."""
+        self._set_config("_pruning", granularity=str(granularity))
+
+    def SetMaskPhaseFraction(self, fraction: float) -> None:
+        self._set_config("_pruning", mask_phase_fraction=float(fraction))
+
+    def SetMaskLearningRate(self, rate: float) -> None:
+        self._set_config("_pruning", mask_learning_rate=float(rate))
+
+    def SetFinetuneLRFactor(self, factor: float) -> None:
+        self._set_config("_pruning", finetune_lr_factor=float(factor))
+
+    def SetL1Weight(self, weight: float) -> None:
+        self._set_config("_pruning", l1_weight=float(weight))
+
+    def SetL2Weight(self, weight: float) -> None:
+        self._set_config("_pruning", l2_weight=float(weight))
+
+    def SetKLWeight(self, weight: float) -> None:
+        self._set_config("_pruning", kl_weight=float(weight))
+
+    def SetKLRampFraction(self, fraction: float) -> None:
+        self._set_config("_pruning", kl_ramp_fraction=float(fraction))
+
+    def SetSigma(self, mode: str) -> None:
+        """Variational dropout's likelihood sigma: static or dynamic."""
+        self._set_config("_pruning", sigma=str(mode))
+
+    def SetStaticSigma(self, sigma: float) -> None:
+        self._set_config("_pruning", static_sigma=float(sigma))
+
+    def SetSignMomentum(self, momentum: float) -> None:
+        self._set_config("_pruning", sign_momentum=float(momentum))
+
+    def SetSignVarianceThreshold(self, threshold: float) -> None:
+        self._set_config("_pruning", sign_variance_threshold=float(threshold))
+
+    def SetDropoutThreshold(self, threshold: float) -> None:
+        self._set_config("_pruning", dropout_threshold=float(threshold))
+
+    def SetBinaryThreshold(self, threshold: float) -> None:
+        self._set_config("_pruning", binary_threshold=float(threshold))
 
     def SetGridChannels(self, n: int) -> None:
         self._set_model(grid_channels=int(n))
@@ -118,7 +201,8 @@ class SRNEncoder(VTKPythonAlgorithmBase):
         self._set_train(batch_size=int(n))
 
     def SetLearningRate(self, lr: float) -> None:
-        self._set_train(learning_rate=float(lr))
+        """Adam's initial rate; 0 uses the architecture's default."""
+        self._set_train(learning_rate=float(lr) if float(lr) != 0.0 else None)
 
     def SetSeed(self, seed: int) -> None:
         self._set_train(seed=int(seed))
@@ -144,13 +228,14 @@ class SRNEncoder(VTKPythonAlgorithmBase):
         output = vtkImageData.GetData(outInfo)
         try:
             volume = volume_from_image(image, self._selected_array())
-            model_config = self._model
+            model_config = self.model_config()
             if self._target_ratio > 0:
-                model_config = config_for_ratio(self._target_ratio, volume.geometry, model_config)
+                model_config = config_for_ratio(self._target_ratio, volume.geometry, model_config, self._pruning)
             result = compress(
                 volume, model_config, self._train, self._file_name or None,
                 progress=lambda fraction, _message: self.UpdateProgress(fraction),
                 should_abort=lambda: bool(self.GetAbortExecute()),
+                pruning=self._pruning,
             )
         except SRNError as exc:
             return report_error(self, str(exc))
@@ -158,7 +243,10 @@ class SRNEncoder(VTKPythonAlgorithmBase):
         arrays = {volume.name: result.reconstruction, ERROR_ARRAY: error}
         fill_image(output, volume.geometry, arrays, active=volume.name)
         self.last_stats = dict(result.stats)
-        add_field_data(output, {**result.stats, "grid_resolution": model_config.grid_resolution})
+        size = {"grid_resolution": model_config.grid_resolution} if isinstance(model_config, FVSRNConfig) else {
+            "neurcomp_width": model_config.width}
+        add_field_data(output, {**result.stats, **size, "architecture": model_config.architecture,
+                                "pruning": self._pruning.method})
         return 1
 
     def _selected_array(self) -> str | None:
@@ -238,6 +326,10 @@ class SRNReader(VTKPythonAlgorithmBase):
         info.Set(vtkDataObject.SPACING(), geometry.spacing, 3)
         info.Set(vtkDataObject.ORIGIN(), geometry.origin, 3)
         info.Set(vtkAlgorithm.CAN_PRODUCE_SUB_EXTENT(), 1)
+        # Announce the scalars' type, as VTK's image readers do: imaging filters downstream (such as
+        # vtkImageDataStreamer) allocate their output from it, and fell back to double without it.
+        scalar_type = numpy_support.get_vtk_array_type(np.dtype(self.srn_file().source.dtype))
+        vtkDataObject.SetPointDataActiveScalarInfo(info, scalar_type, 1)
         return 1
 
     def RequestData(self, request, inInfo, outInfo) -> int:

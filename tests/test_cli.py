@@ -83,7 +83,7 @@ def test_info_text(compressed) -> None:
     code, out, err = run("info", compressed["srn"])
     assert code == 0, err
     srn, size = compressed["file"], os.path.getsize(compressed["srn"])
-    assert "srnvtk format version 1, architecture fvsrn" in out
+    assert "srnvtk format version 2, architecture fvsrn" in out
     assert "'density' (uint8)" in out
     assert "16 x 14 x 12" in out
     assert f"{size:,}" in out
@@ -97,7 +97,7 @@ def test_info_json_matches_the_file(compressed) -> None:
     assert code == 0, err
     info = json.loads(out)
     srn = compressed["file"]
-    assert info["format"] == "srnvtk" and info["format_version"] == 1 and info["architecture"] == "fvsrn"
+    assert info["format"] == "srnvtk" and info["format_version"] == 2 and info["architecture"] == "fvsrn"
     assert info["model_config"]["grid_channels"] == srn.model_config.grid_channels == 4
     assert info["model_config"]["mlp_width"] == 16 and info["model_config"]["fourier_features"] == 2
     assert info["grid_shape"] == list(srn.model.grid.shape[1:])
@@ -337,6 +337,18 @@ def test_hdf5_but_not_srn(tmp_path, command) -> None:
         (["--device", "tpu"], "invalid choice: 'tpu'"),
         (["--steps", "many"], "invalid int value"),
         (["--ratio", "4", "--grid-resolution", "8"], "not allowed with"),
+        (["--arch", "siren"], "invalid choice: 'siren'"),
+        (["--prune", "magic"], "invalid choice: 'magic'"),
+        (["--prune-granularity", "channel"], "invalid choice: 'channel'"),
+        (["--arch", "neurcomp", "--grid-resolution", "8"], "--grid-resolution applies to --arch fvsrn"),
+        (["--plain"], "--plain applies to --arch neurcomp, not --arch fvsrn"),
+        (["--neurcomp-blocks", "3"], "--neurcomp-blocks applies to --arch neurcomp"),
+        (["--prune-l1", "0.1"], "--prune-l1 needs a pruning method"),
+        (["--arch", "neurcomp", "--prune", "binary", "--prune-granularity", "position"],
+         "--prune-granularity applies to --arch fvsrn"),
+        (["--arch", "neurcomp", "--neurcomp-width", "0"], "width must be"),
+        (["--prune", "binary", "--mask-phase", "1.5"], "mask_phase_fraction must be a number in (0, 1)"),
+        (["--residual", "--plain"], "not allowed with"),
     ],
 )
 def test_invalid_compress_options(tmp_path, tiny_vti, options, expected) -> None:
@@ -415,3 +427,63 @@ def test_interrupt_while_writing_the_vti_leaves_no_file(monkeypatch, compressed,
     code, _, err = run("decompress", compressed["srn"], tmp_path / "o.vti", "--quiet")
     assert code == 130 and "srnvtk: interrupted" in err
     assert list(tmp_path.iterdir()) == []
+
+
+# ---------------------------------------------------------------------------------------------
+# Architectures and pruning
+
+
+@pytest.mark.parametrize(
+    ("options", "architecture"),
+    [
+        (["--arch", "neurcomp", "--neurcomp-width", "10", "--neurcomp-blocks", "2", "--plain", "--prune", "binary",
+          "--prune-l1", "20", "--mask-lr", "0.3"], "neurcomp"),
+        (["--grid-channels", "4", "--grid-resolution", "8", "--mlp-width", "16", "--mlp-layers", "2",
+          "--prune", "smallify", "--prune-l1", "20", "--prune-granularity", "position_channel"], "fvsrn"),
+    ],
+    ids=["neurcomp-binary", "fvsrn-smallify"],
+)
+def test_compress_pruned_then_info_and_decompress(tmp_path, tiny_vti, options, architecture) -> None:
+    srn_path = tmp_path / "p.srn"
+    code, out, err = run("compress", tiny_vti, srn_path, "--steps", 45, "--batch-size", 2048, "--device", "cpu",
+                         "--quiet", *options)
+    assert code == 0, err
+    srn = read_srn(srn_path)
+    assert srn.model_config.architecture == architecture and srn.pruning.method == options[options.index("--prune") + 1]
+    assert f"pruned      {100 * srn.stats['pruned_fraction']:.1f}% of the parameters" in out
+
+    code, out, err = run("info", srn_path)
+    assert code == 0, err
+    assert f"architecture {architecture}" in out
+    assert "pruned fraction per parameter" in out and "pruning" in out
+    code, out, err = run("info", srn_path, "--json")
+    info = json.loads(out)
+    assert info["pruning_config"]["method"] == srn.pruning.method
+    assert info["stats"]["pruned_fraction"] == pytest.approx(srn.stats["pruned_fraction"])
+    assert max(info["pruned_fractions"].values()) > 0
+    if architecture == "neurcomp":
+        assert info["model_structure"]["widths"] == srn.model.widths and "grid_shape" not in info
+
+    vti = tmp_path / "p.vti"
+    code, _, err = run("decompress", vti_path := srn_path, vti, "--quiet")
+    assert code == 0, err
+    values, _ = point_values(vti)
+    geometry = srn.source.geometry
+    expected = decode(srn.model, geometry, geometry, srn.source.value_range, srn.source.dtype, "cpu")
+    assert np.array_equal(values, expected), vti_path
+
+
+def test_compress_neurcomp_with_ratio(tmp_path) -> None:
+    from srnvtk.config import NeurcompConfig
+    from srnvtk.datasets import default_volume
+
+    vti = tmp_path / "v.vti"
+    write_vti(default_volume((40, 40, 40)), vti)
+    out = tmp_path / "r.srn"
+    code, _, err = run("compress", vti, out, "--arch", "neurcomp", "--neurcomp-blocks", "2", "--ratio", 10,
+                       "--steps", 3, "--batch-size", 512, "--device", "cpu")
+    assert code == 0, err
+    assert "Neurcomp (residual) width" in err.splitlines()[0]
+    srn = read_srn(out)
+    assert srn.model_config == config_for_ratio(10, srn.source.geometry, NeurcompConfig(blocks=2))
+    assert srn.stats["ratio"] >= 10

@@ -80,7 +80,7 @@ def test_load_plugin_defines_proxies(pvpython, tmp_path):
 
     encoder, reader = info["SRNEncoder"], info["SRNReader"]
     assert encoder["label"] == "SRN Encoder" and reader["label"] == "SRN Reader"
-    assert encoder["groups"] == ["Output", "Model", "Training"]
+    assert encoder["groups"] == ["Output", "Model", "Training", "Pruning"]
     for proxy in (encoder, reader):
         undocumented = [name for name, prop in proxy["properties"].items() if not prop["doc"]]
         assert not undocumented, f"properties without <Documentation>: {undocumented}"
@@ -94,8 +94,14 @@ def test_load_plugin_defines_proxies(pvpython, tmp_path):
     assert defaults["FourierFeatures"] == [model.fourier_features]
     assert defaults["Steps"] == [train.steps]
     assert defaults["BatchSize"] == [train.batch_size]
-    learning_rate = train.learning_rate or DEFAULT_LEARNING_RATES[FVSRNConfig.architecture]
-    assert defaults["LearningRate"] == [pytest.approx(learning_rate)]
+    # 0 stands for TrainConfig's None: the architecture's default (DEFAULT_LEARNING_RATES), so switching
+    # Architecture to neurcomp does not keep fV-SRN's rate.
+    assert train.learning_rate is None and {"fvsrn", "neurcomp"} <= set(DEFAULT_LEARNING_RATES)
+    assert defaults["LearningRate"] == [0.0]
+    assert defaults["Architecture"] == ["fvsrn"] and defaults["Pruning"] == ["none"]
+    assert encoder["properties"]["Pruning"]["strings"] == ["none", "smallify", "variational", "binary"]
+    assert encoder["properties"]["Architecture"]["strings"] == ["fvsrn", "neurcomp"]
+    assert encoder["properties"]["SignVarianceThreshold"]["advanced"]
     assert defaults["TimeLimit"] == [pytest.approx(train.time_limit)]
     assert defaults["Seed"] == [train.seed]
     assert defaults["Device"] == [train.device]

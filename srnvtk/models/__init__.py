@@ -1,17 +1,67 @@
-"""Scene representation networks srnvtk can train and store."""
+"""Scene representation networks srnvtk can train and store: fV-SRN and Neurcomp.
+
+Both map positions in [-1, 1]^3 (N, 3) to normalised values (N,) and share the pruning interface that
+srnvtk.pruning drives: structure, mask_shapes, attach_masks, masks, masked_values, bake_masks and
+entry_counts.
+"""
 
 from __future__ import annotations
 
-from ..config import FVSRNConfig
+from torch import nn
+
+from ..config import (
+    ARCHITECTURES,
+    DEFAULT_LEARNING_RATES,
+    NEURCOMP_REFERENCE_WIDTH,
+    FVSRNConfig,
+    ModelConfig,
+    NeurcompConfig,
+)
+from ..errors import SettingsError
 from ..volume import Geometry
 from .fvsrn import FVSRN, aspect_of, grid_shape_for
+from .neurcomp import Neurcomp
 
-ARCHITECTURES = ("fvsrn",)
 
-
-def build_model(config: FVSRNConfig, geometry: Geometry) -> FVSRN:
+def build_model(config: ModelConfig, geometry: Geometry) -> FVSRN | Neurcomp:
     """A freshly initialised network sized for a volume with this geometry."""
-    return FVSRN(config, grid_shape_for(config, geometry), aspect_of(geometry))
+    if isinstance(config, FVSRNConfig):
+        return FVSRN(config, grid_shape_for(config, geometry), aspect_of(geometry))
+    if isinstance(config, NeurcompConfig):
+        return Neurcomp(config, aspect_of(geometry))
+    raise SettingsError(f"unknown model settings {type(config).__name__}; architectures: {', '.join(ARCHITECTURES)}")
 
 
-__all__ = ["ARCHITECTURES", "FVSRN", "build_model"]
+def model_from_structure(config: ModelConfig, geometry: Geometry, structure: dict) -> FVSRN | Neurcomp:
+    """An (untrained) network with the stored shapes: fV-SRN's grid shape, Neurcomp's pruned widths.
+
+    ValueError, KeyError or TypeError when the structure does not fit the settings.
+    """
+    if isinstance(config, FVSRNConfig):
+        grid_shape = tuple(int(s) for s in structure["grid_shape"])
+        if len(grid_shape) != 3 or min(grid_shape) < 1:
+            raise ValueError(f"grid shape {grid_shape} is not three positive sizes")
+        return FVSRN(config, grid_shape, aspect_of(geometry))
+    if isinstance(config, NeurcompConfig):
+        return Neurcomp(config, aspect_of(geometry), structure["widths"])
+    raise SettingsError(f"unknown model settings {type(config).__name__}")
+
+
+def default_learning_rate(config: ModelConfig) -> float:
+    """Adam's initial rate when none is given: per architecture; for Neurcomp lower when plain (not residual)
+    and in inverse proportion to widths above NEURCOMP_REFERENCE_WIDTH."""
+    if not isinstance(config, NeurcompConfig):
+        return DEFAULT_LEARNING_RATES[config.architecture]
+    rate = DEFAULT_LEARNING_RATES["neurcomp" if config.residual else "neurcomp-plain"]
+    return rate * NEURCOMP_REFERENCE_WIDTH / max(config.width, NEURCOMP_REFERENCE_WIDTH)
+
+
+def unit_count(model: nn.Module) -> int:
+    """Prunable units the model's masks cover."""
+    return sum(mask.num_units for mask in model.masks())
+
+
+__all__ = [
+    "ARCHITECTURES", "DEFAULT_LEARNING_RATES", "FVSRN", "Neurcomp", "build_model", "default_learning_rate",
+    "model_from_structure", "unit_count",
+]

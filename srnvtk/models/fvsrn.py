@@ -7,8 +7,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import FVSRNConfig
+from ..masks import UnitMask
 from ..volume import Geometry
-from .layers import FourierFeatures, mlp
+from .layers import FourierFeatures, aspect_of, mlp, physical_lengths
+
+__all__ = ["FVSRN", "aspect_of", "grid_shape_for", "physical_lengths"]
 
 
 def grid_shape_for(config: FVSRNConfig, geometry: Geometry) -> tuple[int, int, int]:
@@ -21,18 +24,13 @@ def grid_shape_for(config: FVSRNConfig, geometry: Geometry) -> tuple[int, int, i
     return (shape_xyz[2], shape_xyz[1], shape_xyz[0])
 
 
-def physical_lengths(geometry: Geometry) -> list[float]:
-    return [abs(hi - lo) for lo, hi in geometry.bounds()]
-
-
-def aspect_of(geometry: Geometry) -> torch.Tensor:
-    """Per-axis (x, y, z) length relative to the longest, so features see the true proportions."""
-    lengths = torch.tensor(physical_lengths(geometry), dtype=torch.float32)
-    return lengths / lengths.max()
-
-
 class FVSRN(nn.Module):
-    """Maps positions in [-1, 1]^3 (x, y, z order) to a normalised value."""
+    """Maps positions in [-1, 1]^3 (x, y, z order) to a normalised value.
+
+    Pruning: a mask on the latent grid (one unit per grid position, or per position and channel) while
+    training; baking multiplies the mask into the grid and keeps `grid_keep`, the surviving entries.
+    Pruned entries are exactly zero and get no gradient afterwards, so the forward pass needs no mask.
+    """
 
     architecture = "fvsrn"
 
@@ -46,15 +44,67 @@ class FVSRN(nn.Module):
         self.fourier = FourierFeatures(config.fourier_features, aspect)
         in_features = 3 + self.fourier.out_features + config.grid_channels
         self.mlp = mlp(in_features, config.mlp_width, config.mlp_layers)
+        self.grid_mask: UnitMask | None = None
+        # bool, broadcastable to the grid; None: nothing pruned. A buffer, so .to() moves it, but not stored
+        # with the parameters: the file keeps it as a packed bit mask.
+        self.register_buffer("grid_keep", None, persistent=False)
 
     def grid_features(self, positions: torch.Tensor) -> torch.Tensor:
         """Trilinear lookup of every channel at each position: (N, 3) -> (N, C)."""
+        grid = self.grid if self.grid_mask is None else self.grid_mask(self.grid)
         sample_at = positions.view(1, -1, 1, 1, 3)
-        feats = F.grid_sample(
-            self.grid.unsqueeze(0), sample_at, mode="bilinear", padding_mode="border", align_corners=True
-        )
-        return feats.view(self.grid.shape[0], -1).t()
+        feats = F.grid_sample(grid.unsqueeze(0), sample_at, mode="bilinear", padding_mode="border", align_corners=True)
+        return feats.view(grid.shape[0], -1).t()
 
     def forward(self, positions: torch.Tensor) -> torch.Tensor:
         inputs = torch.cat([positions, self.fourier(positions), self.grid_features(positions)], dim=1)
         return self.mlp(inputs).squeeze(1)
+
+    # -- pruning (see srnvtk.pruning) -----------------------------------------------------------------
+    def structure(self) -> dict:
+        """The shapes a reader needs beside the settings: the latent grid's (z, y, x) and the keep mask's."""
+        keep = None if self.grid_keep is None else list(self.grid_keep.shape)
+        return {"grid_shape": list(self.grid.shape[1:]), "keep_shape": keep}
+
+    def mask_shapes(self, granularity: str) -> list[tuple[int, ...]]:
+        channels, *zyx = self.grid.shape
+        return [(1, *zyx) if granularity == "position" else (channels, *zyx)]
+
+    def attach_masks(self, masks: list[UnitMask]) -> None:
+        (self.grid_mask,) = masks
+
+    def masks(self) -> list[UnitMask]:
+        return [] if self.grid_mask is None else [self.grid_mask]
+
+    def masked_values(self) -> list[torch.Tensor]:
+        """What the masks' factors multiply (Smallify's L2 keeps these from growing to compensate)."""
+        return [self.grid]
+
+    @torch.no_grad()
+    def bake_masks(self) -> None:
+        """Multiply the grid by the masks' final factors (zero where pruned); drop the masks."""
+        if self.grid_mask is None:
+            return
+        mask, self.grid_mask = self.grid_mask, None
+        self.grid.mul_(mask.scale().detach())
+        self.set_grid_keep(mask.keep())
+
+    def set_grid_keep(self, keep: torch.Tensor) -> None:
+        """Mark the surviving grid entries; the others stay zero (their gradient is masked)."""
+        if keep.dim() != 4 or keep.shape[1:] != self.grid.shape[1:] or keep.shape[0] not in (1, self.grid.shape[0]):
+            raise ValueError(f"keep mask of shape {tuple(keep.shape)} does not fit the grid {tuple(self.grid.shape)}")
+        with torch.no_grad():
+            self.grid.mul_(keep.to(self.grid.device))
+        first = self.grid_keep is None
+        self.grid_keep = keep.to(device=self.grid.device, dtype=torch.bool)
+        if first:
+            self.grid.register_hook(lambda grad: grad * self.grid_keep)
+
+    def entry_counts(self) -> dict[str, tuple[int, int]]:
+        """Per parameter: (entries kept, entries of the unpruned model)."""
+        parameters = self.named_parameters()
+        counts = {name: (p.numel(), p.numel()) for name, p in parameters if not name.startswith("grid_mask")}
+        if self.grid_keep is not None:
+            per_unit = self.grid.shape[0] // self.grid_keep.shape[0]
+            counts["grid"] = (int(self.grid_keep.sum()) * per_unit, self.grid.numel())
+        return counts

@@ -7,6 +7,18 @@ import math
 import torch
 from torch import nn
 
+from ..volume import Geometry
+
+
+def physical_lengths(geometry: Geometry) -> list[float]:
+    return [abs(hi - lo) for lo, hi in geometry.bounds()]
+
+
+def aspect_of(geometry: Geometry) -> torch.Tensor:
+    """Per-axis (x, y, z) length relative to the longest, so features see the true proportions."""
+    lengths = torch.tensor(physical_lengths(geometry), dtype=torch.float32)
+    return lengths / lengths.max()
+
 
 class Snake(nn.Module):
     """Snake activation x + sin(x)^2: monotone trend plus a periodic part (fV-SRN's SnakeAlt family)."""
