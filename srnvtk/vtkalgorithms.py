@@ -20,7 +20,7 @@ from .config import FVSRNConfig, NeurcompConfig, PruningConfig, TrainConfig, che
 from .decode import decode, resampled_geometry, strided_geometry
 from .encoder import compress, config_for_ratio
 from .errors import SettingsError, SRNError
-from .fileformat import SRNFile, read_srn
+from .fileformat import STAT_KEYS, SRNFile, read_srn
 from .volume import Geometry
 from .vtkio import fill_image, volume_from_image
 
@@ -36,8 +36,14 @@ def report_error(algorithm: VTKPythonAlgorithmBase, message: str) -> int:
 
 
 def add_field_data(image: vtkImageData, values: dict[str, object]) -> None:
-    """Numbers become one-tuple double arrays, strings one-value string arrays."""
+    """Numbers become one-tuple double arrays, strings one-value string arrays.
+
+    Every earlier srnvtk entry is dropped first: the pipeline copies the input's field data to the
+    output, and an input read from a .srn file would otherwise leave its stale ratio or file size.
+    """
     fd = image.GetFieldData()
+    for name in SRN_FIELD_NAMES:
+        fd.RemoveArray(name)
     for name, value in values.items():
         if isinstance(value, str):
             array = vtkStringArray()
@@ -47,6 +53,9 @@ def add_field_data(image: vtkImageData, values: dict[str, object]) -> None:
             array.InsertNextValue(float(value))
         array.SetName(name)
         fd.AddArray(array)
+
+
+SRN_FIELD_NAMES = (*STAT_KEYS, "source_array", "architecture", "pruning", "grid_resolution", "neurcomp_width")
 
 
 def _set_if_changed(algorithm: VTKPythonAlgorithmBase, attribute: str, value) -> None:

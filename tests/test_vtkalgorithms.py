@@ -555,3 +555,25 @@ def test_encoder_bad_architecture_and_pruning_settings(vtk_errors) -> None:
     encoder.SetDropoutThreshold(1.0)
     assert "dropout_threshold" in vtk_errors()
     assert encoder.model_config().architecture == "fvsrn" and encoder.pruning_config().method == "none"
+
+
+def test_encoder_output_drops_stale_srn_field_data_of_its_input(tiny_image):
+    """An input that came from a .srn reader carries that file's stats; the encoder must not pass them on."""
+    from vtkmodules.vtkCommonCore import vtkDoubleArray
+    from vtkmodules.vtkCommonExecutionModel import vtkTrivialProducer
+
+    stale = vtkDoubleArray()
+    stale.SetName("file_bytes")
+    stale.InsertNextValue(123456789.0)
+    tiny_image.GetFieldData().AddArray(stale)
+    producer = vtkTrivialProducer()
+    producer.SetOutput(tiny_image)
+    encoder = SRNEncoder()
+    encoder.SetInputConnection(producer.GetOutputPort())
+    encoder.SetGridResolution(4)
+    encoder.SetSteps(5)
+    encoder.SetBatchSize(256)
+    encoder.Update()
+    fd = encoder.GetOutputDataObject(0).GetFieldData()
+    assert fd.GetArray("psnr") is not None
+    assert fd.GetArray("file_bytes") is None  # no file written, and the input's value is gone
