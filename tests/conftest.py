@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 
 from srnvtk.config import FVSRNConfig, TrainConfig
 
@@ -18,6 +19,15 @@ FAST_COMPRESS_ARGS = (
     "--fourier-features", "2", "--steps", "40", "--batch-size", "4096", "--seed", "0", "--device", "cpu",
     "--quiet",
 )
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _one_torch_thread():
+    """Test tensors are tiny: extra threads only spin, and slow the suite badly on a busy 2-core machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 
-import pytest
 import torch
 
 from srnvtk.config import FVSRNConfig
@@ -12,15 +11,6 @@ from srnvtk.models import FVSRN, build_model
 from srnvtk.models.fvsrn import aspect_of, grid_shape_for
 from srnvtk.models.layers import FourierFeatures, Snake, mlp
 from srnvtk.volume import Geometry
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: extra threads only spin on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def box(lengths_xyz: tuple[float, float, float], points: tuple[int, int, int] = (9, 9, 9)) -> Geometry:

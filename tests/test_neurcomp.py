@@ -26,14 +26,6 @@ TINY = NeurcompConfig(width=12, blocks=2)
 TRAIN = TrainConfig(steps=30, batch_size=2048, seed=0, device="cpu")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: extra threads only spin on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 @pytest.fixture(scope="module")
 def volume() -> Volume:

@@ -49,14 +49,6 @@ def pushed(method: str, case: str) -> PruningConfig:
     return PruningConfig(method=method, **CASES[case][1], **PUSHED[method])
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: extra threads only spin on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 @pytest.fixture(scope="module")
 def volume() -> Volume:

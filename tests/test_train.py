@@ -19,14 +19,6 @@ from srnvtk.volume import Geometry, Volume
 SHAPE = (13, 11, 9)  # x, y, z point counts
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: extra threads only spin on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 @pytest.fixture(scope="module")
 def volume() -> Volume:

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 pytest.importorskip("vtkmodules")
 
@@ -30,14 +29,6 @@ SHAPE = (16, 14, 12)  # x, y, z point counts
 # An extent that does not start at 0 and an odd origin and spacing, so index / world mix-ups show.
 GEOMETRY = Geometry((3, 18, -2, 11, 5, 16), (0.5, -1.0, 2.0), (0.25, 0.5, 0.75))
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: extra threads only spin on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture

@@ -23,14 +23,6 @@ WAVELETS = ["haar", "db2", "db4", "sym4", "coif1", "bior2.2", "bior4.4"]
 SHAPES = [(2, 16, 16, 16), (1, 17, 12, 9), (3, 24, 20, 30)]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """These tensors are tiny: extra threads only spin, and slow the tests badly on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def random_grid(shape: tuple[int, ...], dtype: torch.dtype = torch.float32, seed: int = 0) -> torch.Tensor:
     return torch.randn(shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64).to(dtype)
