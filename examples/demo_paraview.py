@@ -12,42 +12,11 @@ Debian's ParaView renders through X only: without a display the script restarts 
 
 import argparse
 import os
-import random
-import shutil
 import sys
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-PLUGIN_XML = os.path.join(HERE, "..", "xml", "srnvtk.xml")
+from pvsupport import ensure_display, field_value, load_plugin
+
 ISOVALUES = [70.0, 185.0]  # of density (0-255): the light/heavy interface region and the blobs
-
-
-def ensure_display() -> None:
-    """ParaView from Debian has no offscreen (EGL/OSMesa) rendering: render into Xvfb when there is no X."""
-    if os.environ.get("DISPLAY") or os.environ.get("SRNVTK_NO_XVFB"):
-        return
-    xvfb = shutil.which("xvfb-run")
-    if xvfb is None:
-        sys.exit("no X display (DISPLAY is unset) and no xvfb-run to make one; install xvfb or set DISPLAY")
-    os.environ["SRNVTK_NO_XVFB"] = "1"  # once only
-    # -a picks a free display; a random first number avoids racing other xvfb-run -a for :99.
-    os.execv(xvfb, [xvfb, "-a", "-n", str(random.randint(100, 999)), *sys.orig_argv])
-
-
-def load_plugin(simple) -> None:
-    """Load xml/srnvtk.xml unless PV_PLUGIN_PATH did already; the proxies land in paraview.simple."""
-    try:
-        import srnvtk  # noqa: F401 (the plugin's classes live there)
-    except ImportError:
-        sys.exit("srnvtk is not importable by ParaView's Python: run through plugin/srnvtk-paraview "
-                 "or source plugin/srnvtk-env.sh first")
-    if not hasattr(simple, "SRNEncoder"):
-        simple.LoadPlugin(os.path.abspath(PLUGIN_XML), remote=False)
-
-
-def field_value(proxy, name):
-    if name not in proxy.FieldData.keys():
-        return None
-    return proxy.FieldData[name].GetRange(0)[0]
 
 
 def show_isosurfaces(simple, source, view, title):

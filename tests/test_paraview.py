@@ -237,3 +237,15 @@ def test_bad_input_reports_clear_error(pvpython, tmp_path):
     assert "16x16x1 grid" in proc.stdout and "3D" in proc.stdout, tail(proc.stdout)
     assert "no point-data array 'no_such_array'; the input has: RTData" in proc.stdout, tail(proc.stdout)
     assert "Segmentation fault" not in proc.stdout
+
+
+def test_readme_demo_runs_and_renders(pvpython, tmp_path):
+    """examples/demo_paraview.py (what scripts/demo.sh runs), at a tiny size: prints ratio and PSNR, saves a PNG."""
+    demo = Path(__file__).resolve().parents[1] / "examples" / "demo_paraview.py"
+    args = [pvpython, demo, "--size", "24", "--ratio", "2", "--steps", "30", "--out", tmp_path]
+    proc = run_paraview(args, paraview_env(), timeout=240)
+    assert proc.returncode == 0, tail(proc.stdout)
+    assert "ratio" in proc.stdout and "PSNR" in proc.stdout, tail(proc.stdout)
+    png = tmp_path / "demo.png"
+    assert png.is_file() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert png.stat().st_size > 10_000  # a rendered picture, not an empty frame
