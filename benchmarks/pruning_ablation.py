@@ -144,9 +144,8 @@ def run_one(volume: Volume, spec: dict, args: argparse.Namespace) -> dict:
     }
 
 
-def unpruned_psnr_at(rows: list[dict], arch: str, file_bytes: float) -> float | None:
-    """The unpruned curve's PSNR at this many bytes, linear in log bytes; None outside the curve."""
-    curve = sorted((r["file_bytes"], r["psnr"]) for r in rows if r["arch"] == arch and r["method"] == "none")
+def psnr_at_bytes(curve: list[tuple[float, float]], file_bytes: float) -> float | None:
+    """PSNR of a sorted (file bytes, PSNR) curve at this many bytes, linear in log bytes; None outside it."""
     for (b0, p0), (b1, p1) in zip(curve, curve[1:], strict=False):
         if b0 <= file_bytes <= b1:
             t = 0.0 if b1 == b0 else (math.log(file_bytes) - math.log(b0)) / (math.log(b1) - math.log(b0))
@@ -154,17 +153,28 @@ def unpruned_psnr_at(rows: list[dict], arch: str, file_bytes: float) -> float | 
     return None
 
 
+def gain_against(reference: list[dict], row: dict) -> tuple[float | None, bool]:
+    """(row's PSNR minus the reference runs' curve at row's file bytes, whether that is a lower bound).
+
+    Inside the curve: interpolated in log bytes. A file smaller than every reference file: against the
+    smallest, a lower bound (the reference PSNR only falls with fewer bytes). Larger than all: (None, False).
+    """
+    curve = sorted((r["file_bytes"], r["psnr"]) for r in reference)
+    value = psnr_at_bytes(curve, row["file_bytes"])
+    if value is not None:
+        return row["psnr"] - value, False
+    if curve and row["file_bytes"] < curve[0][0]:
+        return row["psnr"] - curve[0][1], True
+    return None, False
+
+
 def with_gains(rows: list[dict]) -> list[dict]:
     out = []
     for row in rows:
-        reference, bound = None, False
+        gain, bound = None, False
         if row["method"] != "none":
-            reference = unpruned_psnr_at(rows, row["arch"], row["file_bytes"])
             unpruned = [r for r in rows if r["arch"] == row["arch"] and r["method"] == "none"]
-            smallest = min(unpruned, key=lambda r: r["file_bytes"], default=None)
-            if reference is None and smallest is not None and row["file_bytes"] < smallest["file_bytes"]:
-                reference, bound = smallest["psnr"], True
-        gain = None if reference is None else row["psnr"] - reference
+            gain, bound = gain_against(unpruned, row)
         out.append({**row, "gain_db": gain, "gain_is_bound": bound})
     return out
 

@@ -310,7 +310,8 @@ def _train_config(args: argparse.Namespace) -> TrainConfig:
 # The options of each architecture: option dest -> settings field.
 _MODEL_OPTIONS = {
     "fvsrn": {"grid_resolution": "grid_resolution", "grid_channels": "grid_channels", "mlp_width": "mlp_width",
-              "mlp_layers": "mlp_layers", "fourier_features": "fourier_features"},
+              "mlp_layers": "mlp_layers", "fourier_features": "fourier_features", "wavelet": "wavelet",
+              "wavelet_levels": "wavelet_levels"},
     "neurcomp": {"neurcomp_width": "width", "neurcomp_blocks": "blocks", "residual": "residual",
                  "omega0": "omega_0"},
 }
@@ -328,6 +329,10 @@ def _base_model_config(args: argparse.Namespace) -> ModelConfig:
                     flag = "--residual" if args.residual else "--plain"
                 raise _CLIError(f"{flag} applies to --arch {architecture}, not --arch {args.arch}")
     given = {field: getattr(args, dest) for dest, field in _MODEL_OPTIONS[args.arch].items()}
+    if args.arch == "fvsrn" and args.wavelet_levels is not None:
+        if args.wavelet is None or args.wavelet.strip().lower() == "none":
+            raise _CLIError("--wavelet-levels needs a wavelet grid (--wavelet NAME)")
+        given["wavelet_levels"] = args.wavelet_levels or None  # 0: automatic
     cls = FVSRNConfig if args.arch == "fvsrn" else NeurcompConfig
     return cls(**{k: v for k, v in given.items() if v is not None})
 
@@ -357,7 +362,11 @@ def _describe_model(config: ModelConfig, geometry) -> str:
         kind = "residual" if config.residual else "plain"
         return f"Neurcomp ({kind}) width {config.width}, {config.blocks} blocks, omega_0 {config.omega_0:g}"
     grid = "x".join(str(n) for n in reversed(grid_shape_for(config, geometry)))
-    return (f"grid {grid} x {config.grid_channels} channels, "
+    wavelet = ""
+    if config.wavelet is not None:
+        levels = "automatic" if config.wavelet_levels is None else config.wavelet_levels
+        wavelet = f" as {config.wavelet} wavelet coefficients (levels {levels})"
+    return (f"grid {grid} x {config.grid_channels} channels{wavelet}, "
             f"MLP {config.mlp_layers} x {config.mlp_width}")
 
 
@@ -522,6 +531,11 @@ def _finite_or_none(value: float) -> float | None:
     return float(value) if math.isfinite(value) else None
 
 
+# What an unset (None) model setting means, for `srnvtk info`.
+_UNSET_MEANS = {"grid_shape": "derived from the volume", "wavelet": "none (plain grid)",
+                "wavelet_levels": "automatic"}
+
+
 def _run_info(args: argparse.Namespace) -> int:
     from .pruning import METHOD_SETTINGS, SCHEDULE_SETTINGS
 
@@ -542,10 +556,17 @@ def _run_info(args: argparse.Namespace) -> int:
     print(f"{info['file']}: {info['format']} format version {info['format_version']}, "
           f"architecture {info['architecture']}{version}")
     section("model settings")
-    for key, value in info["model_config"].items():
-        row(key, "derived from the volume" if value is None else _dims(value) if isinstance(value, list) else value)
+    model = info["model_config"]
+    for key, value in model.items():
+        if key == "wavelet_levels" and model.get("wavelet") is None:
+            continue  # a plain grid
+        unset = _UNSET_MEANS.get(key, "")
+        row(key, unset if value is None else _dims(value) if isinstance(value, list) else value)
     if "grid_shape" in info:
-        row("stored grid", f"{info['model_config']['grid_channels']} x {_dims(info['grid_shape'])} (channels, z, y, x)")
+        row("stored grid", f"{model['grid_channels']} x {_dims(info['grid_shape'])} (channels, z, y, x)")
+        if model.get("wavelet") is not None:
+            levels = " ".join(str(n) for n in info["model_structure"]["wavelet_levels"])
+            row("stored as", f"{model['wavelet']} wavelet coefficients, levels {levels} (z, y, x)")
     else:
         row("layer widths", " ".join(str(w) for w in info["model_structure"]["widths"]))
     pruning = info["pruning_config"]
@@ -645,6 +666,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"MLP hidden layers (default {defaults_model.mlp_layers})")
     p.add_argument("--fourier-features", type=int, metavar="F",
                    help=f"sin/cos octaves per axis (default {defaults_model.fourier_features})")
+    p.add_argument("--wavelet", metavar="NAME",
+                   help="fvsrn: train the latent grid as its 3D wavelet coefficients, which pruning then prunes: a "
+                        "PyWavelets discrete wavelet such as haar, db2, sym4, coif1, bior2.2 (default none: a plain "
+                        "grid)")
+    p.add_argument("--wavelet-levels", type=int, metavar="N",
+                   help="fvsrn with --wavelet: decomposition levels on every axis (default 0: automatic per axis)")
     p.add_argument("--neurcomp-blocks", type=int, metavar="B",
                    help=f"neurcomp: blocks of two sine layers after the first (default {defaults_neurcomp.blocks})")
     residual = p.add_mutually_exclusive_group()

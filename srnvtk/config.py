@@ -27,6 +27,10 @@ class FVSRNConfig:
     mlp_width: int = 32
     mlp_layers: int = 4
     fourier_features: int = 4  # sin/cos octaves per axis
+    # The latent grid parameterised by its 3D wavelet coefficients (srnvtk.wavelet): a PyWavelets discrete
+    # wavelet name, or None ('none') for a plain grid. Pruning masks then sit on the coefficients.
+    wavelet: str | None = None
+    wavelet_levels: int | None = None  # levels on every axis; None: automatic per axis; unused by a plain grid
 
     def __post_init__(self) -> None:
         _check_range("grid_channels", self.grid_channels, 1, 256)
@@ -38,6 +42,26 @@ class FVSRNConfig:
             if len(self.grid_shape) != 3 or min(self.grid_shape) < 2:
                 raise SettingsError(f"grid_shape must be three sizes >= 2, got {self.grid_shape}")
             object.__setattr__(self, "grid_shape", tuple(int(s) for s in self.grid_shape))
+        object.__setattr__(self, "wavelet", _wavelet_name(self.wavelet))
+        levels = self.wavelet_levels
+        if levels is not None and (isinstance(levels, bool) or not isinstance(levels, int)
+                                   or not 1 <= levels <= MAX_WAVELET_LEVELS):
+            raise SettingsError(f"wavelet_levels must be None (automatic) or an integer in [1, "
+                                f"{MAX_WAVELET_LEVELS}], got {levels!r}")
+
+
+MAX_WAVELET_LEVELS = 16  # each level halves the axes: more than enough for any grid resolution allowed
+
+
+def _wavelet_name(name: Any) -> str | None:
+    """None for a plain grid (None, '' or 'none'); else the supported wavelet's canonical name."""
+    if name is None or (isinstance(name, str) and name.strip().lower() in ("", "none")):
+        return None
+    if not isinstance(name, str):
+        raise SettingsError(f"wavelet must be a wavelet name or none, got {name!r}")
+    from .wavelet import check_wavelet  # imports torch and PyWavelets: only when a wavelet is asked for
+
+    return check_wavelet(name).name
 
 
 @dataclass(frozen=True)
@@ -77,8 +101,9 @@ NEURCOMP_REFERENCE_WIDTH = 48
 class PruningConfig:
     """Pruning while training: learn masks, bake them in, fine-tune the survivors (see srnvtk.pruning).
 
-    Masks sit on fV-SRN's latent grid (granularity 'position': one per grid point, shared by the channels;
-    'position_channel': one per grid value) and on Neurcomp's hidden neurons.
+    Masks sit on fV-SRN's latent grid, or on its wavelet coefficients with a wavelet grid (granularity
+    'position': one per grid point or coefficient position, shared by the channels; 'position_channel': one per
+    value), and on Neurcomp's hidden neurons.
     """
 
     method: str = "none"  # none, smallify, variational or binary

@@ -22,6 +22,7 @@ from .pruning import pruned_fractions
 from .quantize import apply_storage_precision
 from .train import AbortCallback, ProgressCallback, train
 from .volume import Geometry, Volume
+from .wavelet import level_groups, resolve_levels, subbands
 
 # HDF5 structure (superblock, groups, attributes, object headers, chunk index) of a version-1 file:
 # about 9 kB measured on real files, plus a margin; used only to size models for a target ratio.
@@ -49,10 +50,23 @@ def estimated_file_bytes(config: ModelConfig, geometry: Geometry, pruning: Pruni
     return _fvsrn_file_bytes(config, geometry, pruning if pruning is not None and pruning.enabled else None)
 
 
+def _quantization_groups(config: FVSRNConfig, shape: tuple[int, int, int]) -> int:
+    """How many scale/offset pairs each channel stores: 1, or one per level group of a wavelet grid.
+
+    SettingsError when the wavelet levels asked for are too many for the grid.
+    """
+    if config.wavelet is None:
+        return 1
+    return len(level_groups(subbands(shape, resolve_levels(shape, config.wavelet, config.wavelet_levels))))
+
+
 def _fvsrn_file_bytes(config: FVSRNConfig, geometry: Geometry, pruning: PruningConfig | None) -> int:
-    """Grid uint8 before gzip, weights fp16, HDF5 structure; a pruned grid adds its packed keep mask."""
-    grid = config.grid_channels * int(np.prod(grid_shape_for(config, geometry)))
+    """Grid (or wavelet coefficient) uint8 codes before gzip and their float32 scales and offsets, weights fp16,
+    HDF5 structure; a pruned grid adds its packed keep mask."""
+    shape = grid_shape_for(config, geometry)
+    grid = config.grid_channels * int(np.prod(shape))
     grid += grid // 1024 + 64 * config.grid_channels  # gzip's worst case (codes it cannot shrink), chunk index
+    quantization = 8 * config.grid_channels * _quantization_groups(config, shape)
     in_features = 3 + 6 * config.fourier_features + config.grid_channels
     w = config.mlp_width
     weights = in_features * w + w + (config.mlp_layers - 1) * (w * w + w) + w + 1
@@ -61,7 +75,7 @@ def _fvsrn_file_bytes(config: FVSRNConfig, geometry: Geometry, pruning: PruningC
         units = int(np.prod(grid_shape_for(config, geometry)))
         units *= config.grid_channels if pruning.granularity == "position_channel" else 1
         mask = (units + 7) // 8 + KEEP_MASK_OVERHEAD_BYTES
-    return grid + 8 * config.grid_channels + 2 * weights + mask + FILE_OVERHEAD_BYTES
+    return grid + quantization + 2 * weights + mask + FILE_OVERHEAD_BYTES
 
 
 def config_for_ratio(
@@ -77,16 +91,20 @@ def config_for_ratio(
         candidates = (dataclasses.replace(base, width=w) for w in range(1, 4097))
     else:
         candidates = (dataclasses.replace(base, grid_resolution=r, grid_shape=None) for r in range(2, 1025))
-    best = smallest = None
+    best = None
+    smallest = 0
     for candidate in candidates:
-        smallest = smallest or candidate
-        if estimated_file_bytes(candidate, geometry, pruning) > budget:
+        try:
+            size = estimated_file_bytes(candidate, geometry, pruning)
+        except SettingsError:  # explicit wavelet levels too many for so small a grid: try a larger one
+            continue
+        smallest = smallest or size
+        if size > budget:
             break
         best = candidate
     if best is None:
         raise SettingsError(
-            f"ratio {ratio:g} leaves {budget:.0f} bytes, too few for even the smallest model "
-            f"({estimated_file_bytes(smallest, geometry, pruning)} bytes)"
+            f"ratio {ratio:g} leaves {budget:.0f} bytes, too few for even the smallest model ({smallest} bytes)"
         )
     return best
 

@@ -1,19 +1,25 @@
 """The .srn file: one HDF5 file that plain h5py can read; no pickle anywhere.
 
-Layout (format_version 2):
+Layout (format_version 3):
   /                 attrs: format="srnvtk", format_version, architecture ("fvsrn" or "neurcomp"),
                     model_config, model_structure, pruning_config (JSON each), srnvtk_version
   /source           attrs: array_name, dtype, extent, origin, spacing, value_min, value_max
   /stats            attrs: psnr, train_seconds, steps, final_loss, file_bytes, ratio, pruned_fraction
-  /tensors/grid        fV-SRN: uint8 latent grid codes, gzip: (C, z, y, x), or when pruned (K,), the K kept
-                       entries in channel-major order
-  /tensors/grid_quant  fV-SRN: float32 (2, C): per-channel scale and offset (value = code * scale + offset)
+  /tensors/grid        fV-SRN: uint8 codes of the latent tensor, gzip: (C, z, y, x), or when pruned (K,), the K
+                       kept entries in channel-major order. The latent tensor is the latent grid, or with a
+                       wavelet (model_config's wavelet) its 3D wavelet coefficients in the packed layout of
+                       srnvtk.wavelet (approximation first, then details from coarsest to finest)
+  /tensors/grid_quant  fV-SRN: float32 (2, C): per-channel scale and offset (value = code * scale + offset);
+                       wavelet grids: (2, C, L + 1), per channel for the approximation and for each of the L
+                       levels' details, coarsest first (srnvtk.wavelet.level_groups)
   /tensors/grid_keep   pruned fV-SRN: uint8, np.packbits of the keep mask (model_structure's keep_shape:
                        (1, z, y, x) per position or (C, z, y, x) per entry), gzip; pruned entries are zero
   /tensors/weights     float16 vector: every other parameter, packed; attr weights_layout: JSON [[name, shape]]
-model_structure holds the shapes beyond the settings: fV-SRN {"grid_shape", "keep_shape"}, Neurcomp
-{"widths"} (every sine layer's width after pruning; the stored matrices have these sizes).
-Version 1 files (fV-SRN, unpruned, no model_structure or pruning_config) are still read.
+model_structure holds the shapes beyond the settings: fV-SRN {"grid_shape", "keep_shape"} plus, for a wavelet
+grid, "wavelet_levels" (the per-axis levels (z, y, x) in use), Neurcomp {"widths"} (every sine layer's width
+after pruning; the stored matrices have these sizes). A reader of a wavelet grid runs the inverse DWT once.
+Version 3 added the wavelet grid (model_config's wavelet and wavelet_levels); versions 2 (the same layout
+without wavelets) and 1 (fV-SRN, unpruned, no model_structure or pruning_config) are still read.
 HDF5 1.10 object format (libver v110), so ParaView 5.11's HDF5 reads it. Files are written to a
 temporary name beside the target, then renamed, so a crash never leaves half a file.
 """
@@ -39,8 +45,8 @@ from .quantize import GRID, GRID_KEEP, WEIGHTS, WEIGHTS_LAYOUT, StoredModel, sto
 from .volume import SUPPORTED_DTYPES, Geometry
 
 FORMAT_NAME = "srnvtk"
-FORMAT_VERSION = 2
-READABLE_VERSIONS = (1, 2)
+FORMAT_VERSION = 3
+READABLE_VERSIONS = (1, 2, 3)
 STAT_KEYS = ("psnr", "train_seconds", "steps", "final_loss", "file_bytes", "ratio", "pruned_fraction")
 COMPRESSED = (GRID, GRID_KEEP)
 
@@ -222,7 +228,7 @@ def _model_from_stored(config: ModelConfig, geometry: Geometry, stored: StoredMo
         model = model_from_structure(config, geometry, stored.structure)
     except (KeyError, TypeError, ValueError) as exc:
         raise FileFormatError(f"the model structure {stored.structure} does not fit the settings ({exc})") from None
-    state, keep = stored_state(stored)
+    state, keep = stored_state(stored, model)
     expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     found = {k: tuple(v.shape) for k, v in state.items()}
     if expected != found:

@@ -37,7 +37,7 @@ class LatticeFVSRN:
         if not (plain and isinstance(first, nn.Linear) and len(layers) > 2 and isinstance(layers[1], Snake)):
             raise TypeError("not a plain Linear, Snake, ... MLP")
         self.dtype = dtype
-        grid = model.grid.detach()
+        grid = model.grid.detach()  # a wavelet model's grid: its coefficients' inverse DWT, computed once
         channels = grid.shape[0]
         weight = first.weight.detach()
         n_fourier = model.fourier.out_features

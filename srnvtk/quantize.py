@@ -1,9 +1,12 @@
 """How parameters are stored: the latent grid as uint8 codes with a per-channel scale and offset, every
 other parameter as fp16, packed into one vector to keep the file's structure small.
 
-A pruned latent grid stores only its surviving entries (channel-major, one code each) beside a packed
-bit mask of which entries survive; the others are exactly zero. Neurcomp's pruned neurons are simply
-absent: its matrices are stored shrunk, and the model's structure (its layer widths) says how.
+The latent tensor is a model's `latent_name` parameter: an fV-SRN's grid, or a wavelet fV-SRN's coefficients.
+Its codes have a scale and offset per channel and per quantization group (`model.quantization_groups()`): one
+group, the whole grid, for a plain grid; for wavelet coefficients the approximation and each level's details,
+whose magnitudes can differ by orders. A pruned latent tensor stores only its surviving entries (channel-major,
+one code each) beside a packed bit mask of which entries survive; the others are exactly zero. Neurcomp's pruned
+neurons are simply absent: its matrices are stored shrunk, and the model's structure (its layer widths) says how.
 
 `storage_tensors` gives what is written; `stored_state` the float tensors a reader rebuilds from it, so
 the encoder can evaluate exactly the model a reader will see.
@@ -11,6 +14,7 @@ the encoder can evaluate exactly the model a reader will see.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -19,10 +23,14 @@ import torch
 from .errors import FileFormatError
 
 GRID = "grid"  # uint8: (C, z, y, x) codes, or (K,) codes of the K kept entries when pruned
-GRID_QUANT = "grid_quant"  # (2, C): scale, offset
+GRID_QUANT = "grid_quant"  # (2, C): scale, offset; (2, C, G) with G quantization groups (wavelet levels)
 GRID_KEEP = "grid_keep"  # uint8: np.packbits of the keep mask, shape structure["keep_shape"] (pruned grids)
 WEIGHTS = "weights"
 WEIGHTS_LAYOUT = "weights_layout"  # JSON [[name, shape], ...], stored as an attribute of WEIGHTS
+
+Region = tuple[slice, slice, slice]  # (z, y, x) slices of the latent tensor
+Group = Sequence[Region]  # regions sharing one scale and offset per channel
+WHOLE: list[Group] = [[(slice(None), slice(None), slice(None))]]
 
 
 @dataclass
@@ -34,15 +42,8 @@ class StoredModel:
     structure: dict = field(default_factory=dict)  # model.structure(): shapes beyond the settings
 
 
-def quantize_grid(grid: np.ndarray, keep: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(C, ...) float grid -> uint8 codes, per-channel scale and offset (value = code * scale + offset).
-
-    With a keep mask (broadcastable to the grid) only the kept entries count, and only their codes are
-    returned, as one channel-major vector.
-    """
-    channels = grid.shape[0]
-    flat = grid.reshape(channels, -1).astype(np.float32)
-    kept = None if keep is None else np.broadcast_to(keep, grid.shape).reshape(channels, -1)
+def _quantize_block(flat: np.ndarray, kept: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(C, N) floats -> (C, N) uint8 codes and per-channel scale and offset over the kept entries."""
     if kept is None:
         offset, top = flat.min(axis=1), flat.max(axis=1)
     else:
@@ -54,21 +55,77 @@ def quantize_grid(grid: np.ndarray, keep: np.ndarray | None = None) -> tuple[np.
     span = top - offset
     scale = np.where(span > 0, span / 255.0, 1.0).astype(np.float32)
     codes = np.clip(np.rint((flat - offset[:, None]) / scale[:, None]), 0, 255).astype(np.uint8)
-    codes = codes.reshape(grid.shape) if kept is None else codes[kept]
     return codes, scale, offset.astype(np.float32)
 
 
-def dequantize_grid(codes: np.ndarray, scale: np.ndarray, offset: np.ndarray) -> np.ndarray:
-    shape = (-1,) + (1,) * (codes.ndim - 1)
-    return codes.astype(np.float32) * scale.reshape(shape) + offset.reshape(shape)
+def quantize_grid(
+    grid: np.ndarray, keep: np.ndarray | None = None, groups: Sequence[Group] | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(C, z, y, x) float grid -> uint8 codes, scale and offset (value = code * scale + offset).
+
+    Without groups: one scale and offset per channel, shape (C,). With groups (of regions tiling the grid
+    together): one per channel and group, shape (C, G). With a keep mask (broadcastable to the grid) only the
+    kept entries count, and only their codes are returned, as one channel-major vector.
+    """
+    channels = grid.shape[0]
+    grid = grid.astype(np.float32)
+    kept = None if keep is None else np.broadcast_to(keep, grid.shape)
+    codes = np.zeros(grid.shape, dtype=np.uint8)
+    scale = np.ones((channels, len(groups or WHOLE)), dtype=np.float32)
+    offset = np.zeros_like(scale)
+    for g, group in enumerate(groups or WHOLE):
+        indices = [(slice(None), *region) for region in group]
+        values = np.concatenate([grid[i].reshape(channels, -1) for i in indices], axis=1)
+        group_kept = None if kept is None else np.concatenate([kept[i].reshape(channels, -1) for i in indices], axis=1)
+        group_codes, scale[:, g], offset[:, g] = _quantize_block(values, group_kept)
+        start = 0
+        for i in indices:
+            size = grid[i][0].size
+            codes[i] = group_codes[:, start:start + size].reshape(grid[i].shape)
+            start += size
+    if groups is None:
+        scale, offset = scale[:, 0], offset[:, 0]
+    return (codes if kept is None else codes[kept]), scale, offset
 
 
-def dequantize_kept(codes: np.ndarray, scale: np.ndarray, offset: np.ndarray, kept: np.ndarray) -> np.ndarray:
+def _value_maps(
+    shape: tuple[int, ...], scale: np.ndarray, offset: np.ndarray, groups: Sequence[Group] | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Scale and offset of every grid entry (broadcastable to shape)."""
+    if groups is None:
+        column = (-1,) + (1,) * (len(shape) - 1)
+        return scale.reshape(column), offset.reshape(column)
+    scales, offsets = np.empty(shape, dtype=np.float32), np.empty(shape, dtype=np.float32)
+    for g, group in enumerate(groups):
+        for region in group:
+            index = (slice(None), *region)
+            scales[index] = scale[:, g, None, None, None]
+            offsets[index] = offset[:, g, None, None, None]
+    return scales, offsets
+
+
+def dequantize_grid(
+    codes: np.ndarray, scale: np.ndarray, offset: np.ndarray, groups: Sequence[Group] | None = None
+) -> np.ndarray:
+    """The grid of (C, z, y, x) codes; scale and offset as quantize_grid returns them for these groups."""
+    scales, offsets = _value_maps(codes.shape, scale, offset, groups)
+    return codes.astype(np.float32) * scales + offsets
+
+
+def dequantize_kept(
+    codes: np.ndarray, scale: np.ndarray, offset: np.ndarray, kept: np.ndarray, groups: Sequence[Group] | None = None
+) -> np.ndarray:
     """The full grid (kept's shape) from the kept entries' codes; the rest zero."""
-    channel = np.nonzero(kept)[0]
+    scales, offsets = (np.broadcast_to(m, kept.shape) for m in _value_maps(kept.shape, scale, offset, groups))
     grid = np.zeros(kept.shape, dtype=np.float32)
-    grid[kept] = codes.astype(np.float32) * scale[channel] + offset[channel]
+    grid[kept] = codes.astype(np.float32) * scales[kept] + offsets[kept]
     return grid
+
+
+def _latent(model: torch.nn.Module) -> tuple[str | None, list[Group] | None]:
+    """The name of the model's latent tensor (None without one, as in Neurcomp) and its quantization groups."""
+    name = getattr(model, "latent_name", None)
+    return name, (model.quantization_groups() if name is not None else None)
 
 
 def storage_tensors(model: torch.nn.Module) -> StoredModel:
@@ -77,10 +134,11 @@ def storage_tensors(model: torch.nn.Module) -> StoredModel:
         raise ValueError("the model still has pruning masks; bake them in (model.bake_masks()) before storing")
     state = {name: t.detach().cpu().numpy() for name, t in model.state_dict().items()}
     arrays: dict[str, np.ndarray] = {}
-    if GRID in state:
+    latent_name, groups = _latent(model)
+    if latent_name in state:
         keep = getattr(model, "grid_keep", None)
         keep = None if keep is None else keep.detach().cpu().numpy()
-        codes, scale, offset = quantize_grid(state.pop(GRID), keep)
+        codes, scale, offset = quantize_grid(state.pop(latent_name), keep, groups)
         arrays[GRID] = codes
         arrays[GRID_QUANT] = np.stack([scale, offset])
         if keep is not None:
@@ -90,19 +148,23 @@ def storage_tensors(model: torch.nn.Module) -> StoredModel:
     return StoredModel(arrays, layout, model.structure())
 
 
-def stored_state(stored: StoredModel) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
-    """The float32 state dict a reader rebuilds, and the grid's keep mask (None when not pruned).
+def stored_state(stored: StoredModel, model: torch.nn.Module) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
+    """The float32 state dict a reader rebuilds for this (freshly built) model, and the keep mask of its latent
+    tensor (None when not pruned).
 
-    FileFormatError when the arrays disagree with each other or with the layout.
+    FileFormatError when the arrays disagree with each other, with the layout or with the model's latent tensor.
     """
     arrays = stored.arrays
     if WEIGHTS not in arrays:
         raise FileFormatError("missing or unreadable tensor data (no packed weights)")
     state: dict[str, torch.Tensor] = {}
     keep = None
+    latent_name, groups = _latent(model)
     if GRID in arrays or GRID_QUANT in arrays:
-        grid, keep = _stored_grid(arrays, stored.structure)
-        state[GRID] = torch.from_numpy(grid)
+        if latent_name is None:
+            raise FileFormatError(f"a latent grid is stored for a {model.architecture} model, which has none")
+        grid, keep = _stored_grid(arrays, stored.structure, groups)
+        state[latent_name] = torch.from_numpy(grid)
     packed = arrays[WEIGHTS]
     if packed.ndim != 1:
         raise FileFormatError("grid codes, grid scale/offset or packed weights have the wrong type or shape")
@@ -118,18 +180,24 @@ def stored_state(stored: StoredModel) -> tuple[dict[str, torch.Tensor], torch.Te
     return state, None if keep is None else torch.from_numpy(keep)
 
 
-def _stored_grid(arrays: dict[str, np.ndarray], structure: dict) -> tuple[np.ndarray, np.ndarray | None]:
+def _stored_grid(
+    arrays: dict[str, np.ndarray], structure: dict, groups: list[Group] | None
+) -> tuple[np.ndarray, np.ndarray | None]:
     try:
         codes, quant = arrays[GRID], arrays[GRID_QUANT]
     except KeyError as exc:
         raise FileFormatError(f"missing or unreadable tensor data ({exc})") from None
-    if codes.dtype != np.uint8 or quant.ndim != 2 or quant.shape[0] != 2:
+    per_group = () if groups is None else (len(groups),)
+    if codes.dtype != np.uint8 or quant.ndim != 2 + len(per_group) or quant.shape[0] != 2:
         raise FileFormatError("grid codes, grid scale/offset or packed weights have the wrong type or shape")
     channels = quant.shape[1]
+    if quant.shape[2:] != per_group:
+        raise FileFormatError(f"grid scale/offset for {quant.shape[2]} quantization groups, the model has "
+                              f"{per_group[0]}")
     if GRID_KEEP not in arrays:
-        if quant.shape != (2, codes.shape[0]):
+        if quant.shape[1] != codes.shape[0] or codes.ndim != 4:
             raise FileFormatError("grid codes, grid scale/offset or packed weights have the wrong type or shape")
-        return dequantize_grid(codes, quant[0], quant[1]), None
+        return dequantize_grid(codes, quant[0], quant[1], groups), None
     try:
         keep_shape = tuple(int(s) for s in structure["keep_shape"])
         grid_shape = (channels, *(int(s) for s in structure["grid_shape"]))
@@ -144,13 +212,13 @@ def _stored_grid(arrays: dict[str, np.ndarray], structure: dict) -> tuple[np.nda
     kept = np.broadcast_to(keep, grid_shape)
     if codes.ndim != 1 or codes.size != int(kept.sum()):
         raise FileFormatError(f"{codes.size} stored grid values for {int(kept.sum())} kept entries")
-    return dequantize_kept(codes, quant[0], quant[1], kept), keep
+    return dequantize_kept(codes, quant[0], quant[1], kept, groups), keep
 
 
 def apply_storage_precision(model: torch.nn.Module) -> StoredModel:
     """Round the model's parameters to what will be stored; return what will be stored."""
     stored = storage_tensors(model)
-    state, _keep = stored_state(stored)
+    state, _keep = stored_state(stored, model)
     device = next(model.parameters()).device
     model.load_state_dict({k: v.to(device) for k, v in state.items()})
     return stored

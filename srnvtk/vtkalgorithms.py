@@ -194,6 +194,15 @@ class SRNEncoder(VTKPythonAlgorithmBase):
     def SetGridResolution(self, n: int) -> None:
         self._set_model(grid_resolution=int(n))
 
+    def SetWavelet(self, name: str) -> None:
+        """fV-SRN: train the latent grid as its wavelet coefficients (a PyWavelets discrete wavelet name such as
+        haar, db2 or bior2.2); none for a plain grid. An unknown name is reported with the valid ones."""
+        self._set_model(wavelet=str(name))
+
+    def SetWaveletLevels(self, n: int) -> None:
+        """Wavelet decomposition levels on every axis; 0 chooses them automatically per axis."""
+        self._set_model(wavelet_levels=int(n) or None)
+
     def SetMLPWidth(self, n: int) -> None:
         self._set_model(mlp_width=int(n))
 
@@ -254,6 +263,8 @@ class SRNEncoder(VTKPythonAlgorithmBase):
         self.last_stats = dict(result.stats)
         size = {"grid_resolution": model_config.grid_resolution} if isinstance(model_config, FVSRNConfig) else {
             "neurcomp_width": model_config.width}
+        if isinstance(model_config, FVSRNConfig):
+            size["wavelet"] = model_config.wavelet or "none"
         add_field_data(output, {**result.stats, **size, "architecture": model_config.architecture,
                                 "pruning": self._pruning.method})
         return 1

@@ -266,6 +266,14 @@ def subbands(shape_zyx: Sequence[int], levels: Sequence[int]) -> list[Subband]:
     return result
 
 
+def level_groups(bands: Sequence[Subband]) -> list[list[Subband]]:
+    """Subbands (as `subbands` orders them) grouped by level: the approximation alone, then each level's details,
+    coarsest first. Magnitudes differ mostly between levels, far less between one level's orientations."""
+    approximation, *details = bands
+    levels = sorted({band.level for band in details}, reverse=True)
+    return [[approximation]] + [[band for band in details if band.level == level] for level in levels]
+
+
 def _along_axes(grid: torch.Tensor, matrices: Sequence[torch.Tensor | None]) -> torch.Tensor:
     """Multiply the last three axes of grid by the given matrices (None leaves that axis alone)."""
     along_z, along_y, along_x = (None if m is None else m.to(grid.dtype) for m in matrices)

@@ -68,3 +68,14 @@ def fast_train_config() -> TrainConfig:
 def fast_compress_args() -> list[str]:
     """`srnvtk compress` options matching TINY_MODEL and FAST_TRAIN (plus --quiet)."""
     return list(FAST_COMPRESS_ARGS)
+
+
+@pytest.fixture
+def vtk_errors():
+    """Everything VTK reports through its output window in this test, as one string (call it)."""
+    core = pytest.importorskip("vtkmodules.vtkCommonCore")
+    window = core.vtkStringOutputWindow()
+    previous = core.vtkOutputWindow.GetInstance()
+    core.vtkOutputWindow.SetInstance(window)
+    yield window.GetOutput
+    core.vtkOutputWindow.SetInstance(previous)

@@ -83,7 +83,7 @@ def test_info_text(compressed) -> None:
     code, out, err = run("info", compressed["srn"])
     assert code == 0, err
     srn, size = compressed["file"], os.path.getsize(compressed["srn"])
-    assert "srnvtk format version 2, architecture fvsrn" in out
+    assert "srnvtk format version 3, architecture fvsrn" in out
     assert "'density' (uint8)" in out
     assert "16 x 14 x 12" in out
     assert f"{size:,}" in out
@@ -97,7 +97,7 @@ def test_info_json_matches_the_file(compressed) -> None:
     assert code == 0, err
     info = json.loads(out)
     srn = compressed["file"]
-    assert info["format"] == "srnvtk" and info["format_version"] == 2 and info["architecture"] == "fvsrn"
+    assert info["format"] == "srnvtk" and info["format_version"] == 3 and info["architecture"] == "fvsrn"
     assert info["model_config"]["grid_channels"] == srn.model_config.grid_channels == 4
     assert info["model_config"]["mlp_width"] == 16 and info["model_config"]["fourier_features"] == 2
     assert info["grid_shape"] == list(srn.model.grid.shape[1:])
@@ -487,3 +487,49 @@ def test_compress_neurcomp_with_ratio(tmp_path) -> None:
     srn = read_srn(out)
     assert srn.model_config == config_for_ratio(10, srn.source.geometry, NeurcompConfig(blocks=2))
     assert srn.stats["ratio"] >= 10
+
+
+# ---------------------------------------------------------------------------------------------
+# The wavelet grid's options
+
+
+def test_compress_wavelet_grid_and_info(tiny_vti, tmp_path, fast_compress_args) -> None:
+    srn_path = tmp_path / "w.srn"
+    code, _out, err = run("compress", tiny_vti, srn_path, *fast_compress_args, "--wavelet", "Haar",
+                          "--wavelet-levels", "2", "--prune", "binary")
+    assert code == 0, err
+    srn = read_srn(srn_path)
+    assert srn.model_config.wavelet == "haar" and srn.model_config.wavelet_levels == 2
+    assert srn.model.transform.levels == (2, 2, 2)
+    code, out, err = run("info", srn_path)
+    assert code == 0, err
+    assert "haar wavelet coefficients, levels 2 2 2 (z, y, x)" in out
+    assert any(line.split()[:1] == ["coefficients"] for line in out.splitlines())
+    code, out, err = run("info", srn_path, "--json")
+    assert code == 0, err
+    info = json.loads(out)
+    assert info["model_config"]["wavelet"] == "haar" and info["model_structure"]["wavelet_levels"] == [2, 2, 2]
+    assert set(info["pruned_fractions"]) >= {"coefficients"}
+
+
+def test_compress_wavelet_levels_zero_means_automatic(tiny_vti, tmp_path, fast_compress_args) -> None:
+    code, _out, err = run("compress", tiny_vti, tmp_path / "a.srn", *fast_compress_args, "--wavelet", "db2",
+                          "--wavelet-levels", "0")
+    assert code == 0, err
+    assert read_srn(tmp_path / "a.srn").model_config.wavelet_levels is None
+
+
+@pytest.mark.parametrize(
+    ("options", "fragment"),
+    [
+        (["--wavelet", "db99"], "unknown wavelet 'db99' (did you mean"),
+        (["--wavelet-levels", "2"], "--wavelet-levels needs a wavelet grid (--wavelet NAME)"),
+        (["--wavelet", "none", "--wavelet-levels", "2"], "--wavelet-levels needs a wavelet grid"),
+        (["--wavelet", "haar", "--arch", "neurcomp"], "--wavelet applies to --arch fvsrn"),
+        (["--wavelet", "haar", "--wavelet-levels", "-1"], "wavelet_levels must be None (automatic)"),
+    ],
+)
+def test_compress_bad_wavelet_options(tiny_vti, tmp_path, options, fragment) -> None:
+    code, _out, err = run("compress", tiny_vti, tmp_path / "x.srn", "--quiet", *options)
+    assert code == 2 and fragment in err, err
+    assert not (tmp_path / "x.srn").exists()

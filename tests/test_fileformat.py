@@ -292,7 +292,8 @@ def _weights_with_nan(f: h5py.File) -> None:
 @pytest.mark.parametrize(
     ("change", "fragment"),
     [
-        (lambda f: _set_attr(f, "format_version", np.int64(3)), "format version 3 is not supported"),
+        (lambda f: _set_attr(f, "format_version", np.int64(FORMAT_VERSION + 1)),
+         f"format version {FORMAT_VERSION + 1} is not supported"),
         (lambda f: f.attrs.__delitem__("format_version"), "truncated, corrupted or not a srnvtk file"),
         (lambda f: _set_attr(f, "architecture", "neurcomp9"), "unknown architecture 'neurcomp9'"),
         (lambda f: _set_attr(f, "model_config", "{not json"), "not valid JSON"),
@@ -349,6 +350,19 @@ def test_version_1_files_are_still_read(good, written) -> None:
         del f["stats"].attrs["pruned_fraction"]
     srn = read_srn(good)
     assert srn.format_version == 1 and srn.pruning.method == "none" and "pruned_fraction" not in srn.stats
+    geometry = srn.source.geometry
+    again = decode(srn.model, geometry, geometry, srn.source.value_range, srn.source.dtype, "cpu")
+    assert np.array_equal(again, written["result"].reconstruction)
+
+
+def test_version_2_files_are_still_read(good, written) -> None:
+    """Version 2: the same layout, settings without the wavelet grid's keys."""
+    with h5py.File(good, "r+") as f:
+        f.attrs["format_version"] = np.int64(2)
+        settings = json.loads(f.attrs["model_config"])
+        f.attrs["model_config"] = json.dumps({k: v for k, v in settings.items() if not k.startswith("wavelet")})
+    srn = read_srn(good)
+    assert srn.format_version == 2 and srn.model_config.wavelet is None
     geometry = srn.source.geometry
     again = decode(srn.model, geometry, geometry, srn.source.value_range, srn.source.dtype, "cpu")
     assert np.array_equal(again, written["result"].reconstruction)

@@ -27,8 +27,10 @@ from paraview_helpers import (
 )
 
 from srnvtk.config import FVSRNConfig, TrainConfig
+from srnvtk.fileformat import read_srn
 from srnvtk.metrics import compression_ratio, psnr
 from srnvtk.models import DEFAULT_LEARNING_RATES
+from srnvtk.wavelet import wavelet_names
 
 pytestmark = pytest.mark.paraview
 
@@ -101,6 +103,10 @@ def test_load_plugin_defines_proxies(pvpython, tmp_path):
     assert defaults["Architecture"] == ["fvsrn"] and defaults["Pruning"] == ["none"]
     assert encoder["properties"]["Pruning"]["strings"] == ["none", "smallify", "variational", "binary"]
     assert encoder["properties"]["Architecture"]["strings"] == ["fvsrn", "neurcomp"]
+    assert model.wavelet is None and defaults["Wavelet"] == ["none"]
+    assert model.wavelet_levels is None and defaults["WaveletLevels"] == [0]  # 0 stands for None: automatic
+    wavelets = encoder["properties"]["Wavelet"]["strings"]
+    assert wavelets[0] == "none" and sorted(wavelets[1:]) == sorted(wavelet_names())
     assert encoder["properties"]["SignVarianceThreshold"]["advanced"]
     assert defaults["TimeLimit"] == [pytest.approx(train.time_limit)]
     assert defaults["Seed"] == [train.seed]
@@ -158,6 +164,18 @@ def test_encode_then_read(encoded):
     sub_extent = (-3, 4, -7, 8, 0, 5)
     assert tuple(info["sub_extent"]) == sub_extent
     np.testing.assert_allclose(np.load(out / "sub.npy"), block(reconstruction, sub_extent), rtol=1e-6, atol=1e-5)
+
+
+def test_encode_wavelet_grid_then_read(pvpython, tmp_path):
+    """The Wavelet and WaveletLevels properties reach the encoder; the reader decodes its output exactly."""
+    proc = run_paraview([pvpython, PVSCRIPTS / "encode_wavelet_grid.py", PLUGIN_XML, tmp_path], paraview_env(False),
+                        timeout=180)
+    check_ran(proc, "encode_wavelet_grid.py done")
+    info = load_json(tmp_path / "result.json")
+    assert info["encoder_field"]["wavelet"] == "db2" and 0 < info["encoder_field"]["pruned_fraction"] < 1
+    np.testing.assert_array_equal(np.load(tmp_path / "read.npy"), np.load(tmp_path / "reconstruction.npy"))
+    srn = read_srn(tmp_path / "grid.srn")
+    assert (srn.model_config.wavelet, srn.model_config.wavelet_levels, srn.pruning.method) == ("db2", 1, "binary")
 
 
 def test_open_data_file_picks_reader(pvpython, encoded, tmp_path):

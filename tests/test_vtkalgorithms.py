@@ -13,7 +13,6 @@ import pytest
 pytest.importorskip("vtkmodules")
 
 from vtkmodules.util.numpy_support import vtk_to_numpy  # noqa: E402
-from vtkmodules.vtkCommonCore import vtkOutputWindow, vtkStringOutputWindow  # noqa: E402
 from vtkmodules.vtkCommonDataModel import vtkImageData, vtkPolyData  # noqa: E402
 from vtkmodules.vtkCommonExecutionModel import vtkTrivialProducer  # noqa: E402
 
@@ -29,16 +28,6 @@ SHAPE = (16, 14, 12)  # x, y, z point counts
 # An extent that does not start at 0 and an odd origin and spacing, so index / world mix-ups show.
 GEOMETRY = Geometry((3, 18, -2, 11, 5, 16), (0.5, -1.0, 2.0), (0.25, 0.5, 0.75))
 
-
-
-@pytest.fixture
-def vtk_errors():
-    """Everything VTK reports through its output window in this test, as one string (call it)."""
-    window = vtkStringOutputWindow()
-    previous = vtkOutputWindow.GetInstance()
-    vtkOutputWindow.SetInstance(window)
-    yield window.GetOutput
-    vtkOutputWindow.SetInstance(previous)
 
 
 def fast_encoder(file_name: str | os.PathLike | None = None, **settings) -> SRNEncoder:
@@ -568,3 +557,29 @@ def test_encoder_output_drops_stale_srn_field_data_of_its_input(tiny_image):
     fd = encoder.GetOutputDataObject(0).GetFieldData()
     assert fd.GetArray("psnr") is not None
     assert fd.GetArray("file_bytes") is None  # no file written, and the input's value is gone
+
+
+def test_encoder_wavelet_grid_and_the_reader_matches(tiny_image, tmp_path) -> None:
+    path = tmp_path / "w.srn"
+    encoder = fast_encoder(path, Wavelet="bior2.2", WaveletLevels=0, Pruning="variational")
+    assert encoder.model_config().wavelet == "bior2.2" and encoder.model_config().wavelet_levels is None
+    encoder.SetWaveletLevels(1)
+    assert encoder.model_config().wavelet_levels == 1
+    encoder.SetInputDataObject(0, tiny_image)
+    assert encoder.Update()
+    assert field_value(output_of(encoder), "wavelet") == "bior2.2"
+    assert read_srn(path).model.transform.levels == (1, 1, 1)
+    reader = reader_for(path)
+    reader.Update()
+    assert np.array_equal(point_array(output_of(reader), "density"), point_array(output_of(encoder), "density"))
+    encoder.SetWavelet("none")
+    assert encoder.model_config().wavelet is None
+
+
+def test_encoder_reports_an_unknown_wavelet(vtk_errors) -> None:
+    encoder = fast_encoder(Wavelet="haar")
+    encoder.SetWavelet("db99")
+    assert encoder.model_config().wavelet == "haar"  # the old setting stays
+    assert "unknown wavelet 'db99'" in vtk_errors() and "sym2..sym20" in vtk_errors()
+    encoder.SetWaveletLevels(-2)
+    assert "wavelet_levels must be None (automatic)" in vtk_errors()

@@ -1,6 +1,6 @@
-"""Scene representation networks srnvtk can train and store: fV-SRN and Neurcomp.
+"""Scene representation networks srnvtk can train and store: fV-SRN (plain or wavelet grid) and Neurcomp.
 
-Both map positions in [-1, 1]^3 (N, 3) to normalised values (N,) and share the pruning interface that
+All map positions in [-1, 1]^3 (N, 3) to normalised values (N,) and share the pruning interface that
 srnvtk.pruning drives: structure, mask_shapes, attach_masks, masks, masked_values, bake_masks and
 entry_counts.
 """
@@ -21,19 +21,27 @@ from ..errors import SettingsError
 from ..volume import Geometry
 from .fvsrn import FVSRN, aspect_of, grid_shape_for
 from .neurcomp import Neurcomp
+from .wavelet_fvsrn import WaveletFVSRN
+
+
+def _fvsrn(config: FVSRNConfig, grid_shape: tuple[int, int, int], geometry: Geometry) -> FVSRN:
+    """A plain fV-SRN, or one whose grid is parameterised by wavelet coefficients when config.wavelet is set."""
+    cls = FVSRN if config.wavelet is None else WaveletFVSRN
+    return cls(config, grid_shape, aspect_of(geometry))
 
 
 def build_model(config: ModelConfig, geometry: Geometry) -> FVSRN | Neurcomp:
     """A freshly initialised network sized for a volume with this geometry."""
     if isinstance(config, FVSRNConfig):
-        return FVSRN(config, grid_shape_for(config, geometry), aspect_of(geometry))
+        return _fvsrn(config, grid_shape_for(config, geometry), geometry)
     if isinstance(config, NeurcompConfig):
         return Neurcomp(config, aspect_of(geometry))
     raise SettingsError(f"unknown model settings {type(config).__name__}; architectures: {', '.join(ARCHITECTURES)}")
 
 
 def model_from_structure(config: ModelConfig, geometry: Geometry, structure: dict) -> FVSRN | Neurcomp:
-    """An (untrained) network with the stored shapes: fV-SRN's grid shape, Neurcomp's pruned widths.
+    """An (untrained) network with the stored shapes: fV-SRN's grid shape (and wavelet levels), Neurcomp's
+    pruned widths.
 
     ValueError, KeyError or TypeError when the structure does not fit the settings.
     """
@@ -41,7 +49,12 @@ def model_from_structure(config: ModelConfig, geometry: Geometry, structure: dic
         grid_shape = tuple(int(s) for s in structure["grid_shape"])
         if len(grid_shape) != 3 or min(grid_shape) < 1:
             raise ValueError(f"grid shape {grid_shape} is not three positive sizes")
-        return FVSRN(config, grid_shape, aspect_of(geometry))
+        model = _fvsrn(config, grid_shape, geometry)
+        if isinstance(model, WaveletFVSRN):
+            stored = tuple(int(n) for n in structure["wavelet_levels"])
+            if stored != model.transform.levels:
+                raise ValueError(f"wavelet levels {stored} were stored, the settings give {model.transform.levels}")
+        return model
     if isinstance(config, NeurcompConfig):
         return Neurcomp(config, aspect_of(geometry), structure["widths"])
     raise SettingsError(f"unknown model settings {type(config).__name__}")
@@ -62,6 +75,6 @@ def unit_count(model: nn.Module) -> int:
 
 
 __all__ = [
-    "ARCHITECTURES", "DEFAULT_LEARNING_RATES", "FVSRN", "Neurcomp", "build_model", "default_learning_rate",
-    "model_from_structure", "unit_count",
+    "ARCHITECTURES", "DEFAULT_LEARNING_RATES", "FVSRN", "Neurcomp", "WaveletFVSRN", "build_model",
+    "default_learning_rate", "model_from_structure", "unit_count",
 ]

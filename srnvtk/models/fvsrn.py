@@ -30,28 +30,48 @@ class FVSRN(nn.Module):
     Pruning: a mask on the latent grid (one unit per grid position, or per position and channel) while
     training; baking multiplies the mask into the grid and keeps `grid_keep`, the surviving entries.
     Pruned entries are exactly zero and get no gradient afterwards, so the forward pass needs no mask.
+
+    The trainable tensor that masks prune and the file stores as uint8 codes is `latent` (named
+    `latent_name` in the state dict): here the grid itself; `WaveletFVSRN` trains its wavelet coefficients.
     """
 
     architecture = "fvsrn"
+    latent_name = "grid"
 
     def __init__(self, config: FVSRNConfig, grid_shape: tuple[int, int, int], aspect: torch.Tensor) -> None:
         super().__init__()
         self.config = config
         generator = torch.Generator().manual_seed(0)
-        self.grid = nn.Parameter(
-            (torch.rand((config.grid_channels, *grid_shape), generator=generator) * 2 - 1) * 0.01
-        )
+        self._init_latent((torch.rand((config.grid_channels, *grid_shape), generator=generator) * 2 - 1) * 0.01)
         self.fourier = FourierFeatures(config.fourier_features, aspect)
         in_features = 3 + self.fourier.out_features + config.grid_channels
         self.mlp = mlp(in_features, config.mlp_width, config.mlp_layers)
         self.grid_mask: UnitMask | None = None
-        # bool, broadcastable to the grid; None: nothing pruned. A buffer, so .to() moves it, but not stored
-        # with the parameters: the file keeps it as a packed bit mask.
+        # bool, broadcastable to the latent tensor; None: nothing pruned. A buffer, so .to() moves it, but not
+        # stored with the parameters: the file keeps it as a packed bit mask.
         self.register_buffer("grid_keep", None, persistent=False)
+
+    def _init_latent(self, grid: torch.Tensor) -> None:
+        """Make the trainable latent tensor from the initial (C, z, y, x) grid."""
+        self.grid = nn.Parameter(grid)
+
+    @property
+    def latent(self) -> nn.Parameter:
+        """The trainable tensor that the masks prune and the file stores as codes (`latent_name`)."""
+        return self.grid
+
+    def latent_grid(self) -> torch.Tensor:
+        """The (C, z, y, x) grid the lookup reads, the mask applied while one is attached."""
+        return self.grid if self.grid_mask is None else self.grid_mask(self.grid)
+
+    def quantization_groups(self) -> list[list[tuple[slice, slice, slice]]] | None:
+        """Groups of (z, y, x) regions of the latent tensor with their own uint8 scale and offset per channel;
+        None: one per channel for the whole grid (see srnvtk.quantize)."""
+        return None
 
     def grid_features(self, positions: torch.Tensor) -> torch.Tensor:
         """Trilinear lookup of every channel at each position: (N, 3) -> (N, C)."""
-        grid = self.grid if self.grid_mask is None else self.grid_mask(self.grid)
+        grid = self.latent_grid()
         sample_at = positions.view(1, -1, 1, 1, 3)
         feats = F.grid_sample(grid.unsqueeze(0), sample_at, mode="bilinear", padding_mode="border", align_corners=True)
         return feats.view(grid.shape[0], -1).t()
@@ -64,10 +84,10 @@ class FVSRN(nn.Module):
     def structure(self) -> dict:
         """The shapes a reader needs beside the settings: the latent grid's (z, y, x) and the keep mask's."""
         keep = None if self.grid_keep is None else list(self.grid_keep.shape)
-        return {"grid_shape": list(self.grid.shape[1:]), "keep_shape": keep}
+        return {"grid_shape": list(self.latent.shape[1:]), "keep_shape": keep}
 
     def mask_shapes(self, granularity: str) -> list[tuple[int, ...]]:
-        channels, *zyx = self.grid.shape
+        channels, *zyx = self.latent.shape
         return [(1, *zyx) if granularity == "position" else (channels, *zyx)]
 
     def attach_masks(self, masks: list[UnitMask]) -> None:
@@ -78,33 +98,35 @@ class FVSRN(nn.Module):
 
     def masked_values(self) -> list[torch.Tensor]:
         """What the masks' factors multiply (Smallify's L2 keeps these from growing to compensate)."""
-        return [self.grid]
+        return [self.latent]
 
     @torch.no_grad()
     def bake_masks(self) -> None:
-        """Multiply the grid by the masks' final factors (zero where pruned); drop the masks."""
+        """Multiply the latent tensor by the masks' final factors (zero where pruned); drop the masks."""
         if self.grid_mask is None:
             return
         mask, self.grid_mask = self.grid_mask, None
-        self.grid.mul_(mask.scale().detach())
+        self.latent.mul_(mask.scale().detach())
         self.set_grid_keep(mask.keep())
 
     def set_grid_keep(self, keep: torch.Tensor) -> None:
-        """Mark the surviving grid entries; the others stay zero (their gradient is masked)."""
-        if keep.dim() != 4 or keep.shape[1:] != self.grid.shape[1:] or keep.shape[0] not in (1, self.grid.shape[0]):
-            raise ValueError(f"keep mask of shape {tuple(keep.shape)} does not fit the grid {tuple(self.grid.shape)}")
+        """Mark the surviving latent entries; the others stay zero (their gradient is masked)."""
+        latent = self.latent
+        if keep.dim() != 4 or keep.shape[1:] != latent.shape[1:] or keep.shape[0] not in (1, latent.shape[0]):
+            raise ValueError(f"keep mask of shape {tuple(keep.shape)} does not fit the {self.latent_name} "
+                             f"{tuple(latent.shape)}")
         with torch.no_grad():
-            self.grid.mul_(keep.to(self.grid.device))
+            latent.mul_(keep.to(latent.device))
         first = self.grid_keep is None
-        self.grid_keep = keep.to(device=self.grid.device, dtype=torch.bool)
+        self.grid_keep = keep.to(device=latent.device, dtype=torch.bool)
         if first:
-            self.grid.register_hook(lambda grad: grad * self.grid_keep)
+            latent.register_hook(lambda grad: grad * self.grid_keep)
 
     def entry_counts(self) -> dict[str, tuple[int, int]]:
         """Per parameter: (entries kept, entries of the unpruned model)."""
         parameters = self.named_parameters()
         counts = {name: (p.numel(), p.numel()) for name, p in parameters if not name.startswith("grid_mask")}
         if self.grid_keep is not None:
-            per_unit = self.grid.shape[0] // self.grid_keep.shape[0]
-            counts["grid"] = (int(self.grid_keep.sum()) * per_unit, self.grid.numel())
+            per_unit = self.latent.shape[0] // self.grid_keep.shape[0]
+            counts[self.latent_name] = (int(self.grid_keep.sum()) * per_unit, self.latent.numel())
         return counts
