@@ -27,7 +27,7 @@ fi
 if ! .venv/bin/python -c "import srnvtk, torch, vtkmodules, pywt, h5py, pytest, ruff" 2>/dev/null; then
     .venv/bin/pip install -q --upgrade pip
     .venv/bin/pip install -q "$TORCH_SPEC"
-    .venv/bin/pip install -q -e ".[vtk,test,bench]"
+    .venv/bin/pip install -q -e ".[vtk,test]"   # benchmarks: also .[bench] (matplotlib, classic codecs)
 fi
 
 if [ ! -x .venv-paraview/bin/python ]; then

@@ -12,6 +12,8 @@ What is left per voxel is the dense MLP after the first layer, done in cache-siz
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import torch
 from torch import nn
 
@@ -80,17 +82,34 @@ class LatticeFVSRN:
         out = torch.empty((nz, ny, nx), dtype=torch.float32, device=self.device)
         planes = max(1, min(nz, batch_points // max(nx * ny, 1)))
         rows = ny if planes > 1 else max(1, min(ny, batch_points // max(nx, 1)))
-        for z0 in range(0, nz, planes):
-            z1 = min(nz, z0 + planes)
-            slab = interpolate_axis(self.projected, zs[z0:z1], 0)  # (planes, H, W, width)
-            for y0 in range(0, ny, rows):
-                y1 = min(ny, y0 + rows)
-                hidden = interpolate_axis(interpolate_axis(slab, ys[y0:y1], 1), xs, 2)  # (planes, rows, nx, width)
-                hidden += tables[0][None, None, :, :]
-                hidden += tables[1][None, y0:y1, None, :]
-                hidden += tables[2][z0:z1, None, None, :]
-                block = self._mlp_tail(hidden.reshape(-1, hidden.shape[-1]), pad_to)
-                out[z0:z1, y0:y1] = block.reshape(z1 - z0, y1 - y0, nx)
+
+        def fill(z0: int) -> None:
+            with torch.inference_mode():  # thread-local: worker threads need it too
+                z1 = min(nz, z0 + planes)
+                slab = interpolate_axis(self.projected, zs[z0:z1], 0)  # (planes, H, W, width)
+                for y0 in range(0, ny, rows):
+                    y1 = min(ny, y0 + rows)
+                    hidden = interpolate_axis(interpolate_axis(slab, ys[y0:y1], 1), xs, 2)  # (planes, rows, nx, w)
+                    hidden += tables[0][None, None, :, :]
+                    hidden += tables[1][None, y0:y1, None, :]
+                    hidden += tables[2][z0:z1, None, None, :]
+                    block = self._mlp_tail(hidden.reshape(-1, hidden.shape[-1]), pad_to)
+                    out[z0:z1, y0:y1] = block.reshape(z1 - z0, y1 - y0, nx)
+
+        starts = range(0, nz, planes)
+        threads = torch.get_num_threads()
+        if self.device.type != "cpu" or threads == 1 or len(starts) == 1:
+            for z0 in starts:
+                fill(z0)
+            return out
+        # Cache-sized blocks are too small for torch's intra-op threads to pay off: give each CPU thread
+        # whole z planes instead, with one intra-op thread each (torch releases the GIL inside its kernels).
+        torch.set_num_threads(1)
+        try:
+            with ThreadPoolExecutor(threads) as pool:
+                list(pool.map(fill, starts))
+        finally:
+            torch.set_num_threads(threads)
         return out
 
     def _mlp_tail(self, hidden: torch.Tensor, pad_to: int) -> torch.Tensor:

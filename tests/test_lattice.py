@@ -112,3 +112,19 @@ def test_fp16_on_cuda_agrees_with_fp32_within_1e_3_of_the_range():
     fp16 = decode(model, SOURCE, SOURCE, (0.0, 1.0), "float32", "cuda", precision="fp16")
     value_range = fp32.max() - fp32.min()
     assert np.abs(fp16 - fp32).max() < 1e-3 * value_range
+
+
+def test_threads_split_planes_without_changing_the_values():
+    model = random_model(grid_resolution=6)
+    xs, ys, zs = torch.linspace(-1, 1, 9), torch.linspace(-1, 1, 7), torch.linspace(-1, 1, 300)
+    lattice = LatticeFVSRN(model)
+    previous = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = lattice.evaluate(xs, ys, zs, batch_points=1)
+        torch.set_num_threads(2)
+        two = lattice.evaluate(xs, ys, zs, batch_points=1)
+        assert torch.get_num_threads() == 2  # restored after the worker threads ran
+    finally:
+        torch.set_num_threads(previous)
+    assert torch.equal(one, two)
