@@ -246,6 +246,18 @@ def settings_of(training: dict, rows: list[dict]) -> dict:
             "ratios": sorted({r["target_ratio"] for r in rows})}
 
 
+def resume_rows(json_path: Path, training: dict) -> list[dict]:
+    """The finished runs of an earlier call with the same training settings (derived gains dropped)."""
+    if not json_path.is_file():
+        return []
+    previous = json.loads(json_path.read_text())
+    before = {key: previous.get("settings", {}).get(key) for key in TRAINING_SETTINGS}
+    if before != training:
+        raise SystemExit(f"{json_path} holds runs with other training settings ({before}); "
+                         "choose another --out or remove it")
+    return [{k: v for k, v in r.items() if not k.startswith("gain_")} for r in previous["rows"]]
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     volume = load_region(args)
@@ -259,14 +271,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     json_path = out.with_suffix(".json")
-    rows: list[dict] = []
-    if json_path.is_file():
-        previous = json.loads(json_path.read_text())
-        before = {key: previous.get("settings", {}).get(key) for key in TRAINING_SETTINGS}
-        if before != training:
-            raise SystemExit(f"{json_path} holds runs with other training settings ({before}); "
-                             "choose another --out or remove it")
-        rows = [{k: v for k, v in r.items() if k not in ("gain_db", "gain_is_bound")} for r in previous["rows"]]
+    rows = resume_rows(json_path, training)
     done = {(r["arch"], r["method"], r["target_ratio"]) for r in rows}
     todo = [spec for spec in plan(args) if (spec["arch"], spec["method"], spec["target_ratio"]) not in done]
     print(f"{len(todo)} runs to do, {len(done)} already done", file=sys.stderr)

@@ -35,7 +35,7 @@ import time
 from pathlib import Path
 
 import torch
-from pruning_ablation import DEFAULT_VOLUME, REGION, gain_against, load_region
+from pruning_ablation import DEFAULT_VOLUME, REGION, TRAINING_SETTINGS, gain_against, load_region, resume_rows
 
 from srnvtk.config import PRUNING_METHODS, FVSRNConfig, PruningConfig, TrainConfig
 from srnvtk.encoder import compress, config_for_ratio
@@ -48,7 +48,6 @@ HERE = Path(__file__).resolve().parent
 PLAIN = "plain"
 GRIDS = (PLAIN, "haar", "db2", "bior2.2")
 METHODS = ("none", "variational", "binary")  # the pruning ablation's best methods on the plain grid
-TRAINING_SETTINGS = ("volume", "array", "region", "steps", "batch_size", "device", "seed")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -320,14 +319,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     json_path = out.with_suffix(".json")
-    rows: list[dict] = []
-    if json_path.is_file():
-        previous = json.loads(json_path.read_text())
-        before = {key: previous.get("settings", {}).get(key) for key in TRAINING_SETTINGS}
-        if before != training:
-            raise SystemExit(f"{json_path} holds runs with other training settings ({before}); "
-                             "choose another --out or remove it")
-        rows = [{k: v for k, v in r.items() if not k.startswith("gain_")} for r in previous["rows"]]
+    rows = resume_rows(json_path, training)
     done = {(r["grid"], r["method"], r["target_ratio"]) for r in rows}
     todo = [spec for spec in plan(args) if (spec["grid"], spec["method"], spec["target_ratio"]) not in done]
     print(f"{len(todo)} runs to do, {len(done)} already done", file=sys.stderr)
