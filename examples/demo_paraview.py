@@ -14,7 +14,7 @@ import argparse
 import os
 import sys
 
-from pvsupport import ensure_display, field_value, load_plugin
+from pvsupport import ensure_display, field_value, load_plugin, run_and_exit
 
 ISOVALUES = [70.0, 185.0]  # of density (0-255): the light/heavy interface region and the blobs
 
@@ -99,6 +99,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    # Not sys.exit(main()): a SystemExit while render windows are open ends pvpython with an X error
-    # (GLXBadContext) and exit code 1 on ParaView 5.11 under Xvfb.
-    main()
+    run_and_exit(main)
