@@ -258,20 +258,29 @@ def resume_rows(json_path: Path, training: dict) -> list[dict]:
     return [{k: v for k, v in r.items() if not k.startswith("gain_")} for r in previous["rows"]]
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+def start_run(args: argparse.Namespace) -> tuple[Volume, dict, Path, list[dict]] | None:
+    """Region, training settings, output stem and the finished rows to resume from; None (said why) when
+    the shared volume is absent. Shared by the ablation scripts."""
     volume = load_region(args)
     if volume is None:
         print(f"skipped: {args.volume} not found (the shared Richtmyer-Meshkov volume)", file=sys.stderr)
-        return 0
+        return None
     if args.threads:
         torch.set_num_threads(args.threads)
     training = {key: getattr(args, key) for key in TRAINING_SETTINGS}
     training["volume"] = Path(args.volume).name
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
+    return volume, training, out, resume_rows(out.with_suffix(".json"), training)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    started = start_run(args)
+    if started is None:
+        return 0
+    volume, training, out, rows = started
     json_path = out.with_suffix(".json")
-    rows = resume_rows(json_path, training)
     done = {(r["arch"], r["method"], r["target_ratio"]) for r in rows}
     todo = [spec for spec in plan(args) if (spec["arch"], spec["method"], spec["target_ratio"]) not in done]
     print(f"{len(todo)} runs to do, {len(done)} already done", file=sys.stderr)

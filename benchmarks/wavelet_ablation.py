@@ -35,7 +35,7 @@ import time
 from pathlib import Path
 
 import torch
-from pruning_ablation import DEFAULT_VOLUME, REGION, TRAINING_SETTINGS, gain_against, load_region, resume_rows
+from pruning_ablation import DEFAULT_VOLUME, REGION, gain_against, start_run
 
 from srnvtk.config import PRUNING_METHODS, FVSRNConfig, PruningConfig, TrainConfig
 from srnvtk.encoder import compress, config_for_ratio
@@ -308,18 +308,11 @@ def settings_of(training: dict, rows: list[dict], args: argparse.Namespace) -> d
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    volume = load_region(args)
-    if volume is None:
-        print(f"skipped: {args.volume} not found (the shared Richtmyer-Meshkov volume)", file=sys.stderr)
+    started = start_run(args)
+    if started is None:
         return 0
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    training = {key: getattr(args, key) for key in TRAINING_SETTINGS}
-    training["volume"] = Path(args.volume).name
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    volume, training, out, rows = started
     json_path = out.with_suffix(".json")
-    rows = resume_rows(json_path, training)
     done = {(r["grid"], r["method"], r["target_ratio"]) for r in rows}
     todo = [spec for spec in plan(args) if (spec["grid"], spec["method"], spec["target_ratio"]) not in done]
     print(f"{len(todo)} runs to do, {len(done)} already done", file=sys.stderr)
