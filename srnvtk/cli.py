@@ -32,6 +32,7 @@ from .config import (
     GRANULARITIES,
     NEURCOMP_REFERENCE_WIDTH,
     PRUNING_METHODS,
+    PSNR_TRIALS,
     SIGMA_MODES,
     FVSRNConfig,
     ModelConfig,
@@ -372,7 +373,8 @@ def _describe_model(config: ModelConfig, geometry) -> str:
 
 def _run_compress(args: argparse.Namespace) -> int:
     from .devices import resolve_device
-    from .encoder import compress, config_for_ratio
+    from .encoder import compress
+    from .ratecontrol import compress_to_psnr, plan_for_ratio
     from .volume import validate_for_training
     from .vtkio import volume_from_image
 
@@ -381,6 +383,10 @@ def _run_compress(args: argparse.Namespace) -> int:
     pruning = _pruning_config(args)
     if args.ratio is not None and not args.ratio > 1.0:
         raise SettingsError(f"--ratio must be > 1, got {args.ratio:g}")
+    if args.psnr is not None and not 0 < args.psnr < 1000:
+        raise SettingsError(f"--psnr must be a positive number of dB, got {args.psnr:g}")
+    if args.psnr_trials < 1:
+        raise SettingsError(f"--psnr-trials must be at least 1, got {args.psnr_trials}")
     _check_input(args.input)
     _check_output(args.output, args.input)
 
@@ -388,22 +394,37 @@ def _run_compress(args: argparse.Namespace) -> int:
     volume = volume_from_image(image, args.array)
     validate_for_training(volume)
     geometry = volume.geometry
+    budget = None
     if args.ratio is not None:
-        model_config = config_for_ratio(args.ratio, geometry, model_config, pruning)
+        model_config, budget = plan_for_ratio(args.ratio, volume, model_config, pruning)
 
     if not args.quiet:
         pruned = f", pruning with {pruning.method}" if pruning.enabled else ""
+        model = (f"searching sizes for {args.psnr:g} dB ({args.psnr_trials} trainings at most)"
+                 if args.psnr is not None else _describe_model(model_config, geometry))
+        fitted = f", fitted to {budget:,} bytes" if budget is not None else ""
         print(
             f"compressing '{volume.name}' ({_dims(geometry.dimensions)} {volume.dtype}) from {args.input}: "
-            f"{_describe_model(model_config, geometry)}{pruned}, "
+            f"{model}{fitted}{pruned}, "
             f"{train_config.steps} steps of {train_config.batch_size} on {resolve_device(train_config.device)}",
             file=sys.stderr,
         )
     bar = ProgressBar("compressing", enabled=not args.quiet)
     try:
-        result = compress(volume, model_config, train_config, args.output, progress=bar, pruning=pruning)
+        if args.psnr is not None:
+            search = compress_to_psnr(volume, args.psnr, train_config, model_config, args.output, bar,
+                                      pruning=pruning, trials=args.psnr_trials)
+            result = search.result
+        else:
+            result = compress(volume, model_config, train_config, args.output, progress=bar, pruning=pruning,
+                              target_bytes=budget)
     finally:
         bar.close()
+    if args.psnr is not None:
+        tried = ", ".join(f"{r:.4g}: " + ("no model fits" if q is None else format_psnr(q)) for r, q in search.trials)
+        print(f"quality search (ratio: PSNR): {tried}", file=sys.stderr)
+        if not search.reached:
+            print(f"warning: no trial reached {args.psnr:g} dB; kept the best one", file=sys.stderr)
 
     stats = result.stats
     source_bytes = volume.values.nbytes
@@ -653,12 +674,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="network: fvsrn (latent grid + MLP) or neurcomp (SIREN) (default fvsrn)")
     size = p.add_mutually_exclusive_group()
     size.add_argument("--ratio", type=float, metavar="R",
-                      help="size the latent grid (fvsrn) or the width (neurcomp) so the unpruned file is about R "
-                           "times smaller than the float32 volume")
+                      help="a file at most (and close to) 1/R of the float32 volume's bytes: the latent grid "
+                           "(fvsrn) or the width (neurcomp) is sized for it and an fvsrn grid trimmed to it after "
+                           "training; with pruning the file may land well under")
+    size.add_argument("--psnr", type=float, metavar="P",
+                      help="the smallest file reaching P dB: searches ratios with up to --psnr-trials trainings")
     size.add_argument("--grid-resolution", type=int, metavar="N",
                       help=f"latent grid points along the longest axis (default {defaults_model.grid_resolution})")
     size.add_argument("--neurcomp-width", type=int, metavar="N",
                       help=f"neurcomp: neurons per layer (default {defaults_neurcomp.width})")
+    p.add_argument("--psnr-trials", type=int, default=PSNR_TRIALS, metavar="N",
+                   help=f"with --psnr: trainings at most (default {PSNR_TRIALS}), each with the full step and time "
+                        "budget")
     p.add_argument("--grid-channels", type=int, metavar="C",
                    help=f"latent features per grid point (default {defaults_model.grid_channels})")
     p.add_argument("--mlp-width", type=int, metavar="W", help=f"MLP width (default {defaults_model.mlp_width})")

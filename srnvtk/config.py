@@ -157,6 +157,9 @@ class PruningConfig:
         return self.method != "none"
 
 
+PSNR_TRIALS = 5  # trainings a quality target (srnvtk.ratecontrol.compress_to_psnr) runs at most by default
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """How long and how the network is fitted."""

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .budget import budget_fit
 from .config import FVSRNConfig, ModelConfig, NeurcompConfig, PruningConfig, TrainConfig
 from .decode import decode
 from .errors import SettingsError
@@ -18,10 +19,10 @@ from .fileformat import SourceInfo, write_srn
 from .metrics import psnr
 from .models.fvsrn import grid_shape_for
 from .models.neurcomp import full_widths, parameter_shapes
-from .pruning import pruned_fractions
+from .pruning import pruned_fraction, pruned_fractions
 from .quantize import apply_storage_precision
 from .train import AbortCallback, ProgressCallback, train
-from .volume import Geometry, Volume
+from .volume import Geometry, Volume, validate_for_training
 from .wavelet import level_groups, resolve_levels, subbands
 
 # HDF5 structure (superblock, groups, attributes, object headers, chunk index) of a version-1 file:
@@ -78,15 +79,30 @@ def _fvsrn_file_bytes(config: FVSRNConfig, geometry: Geometry, pruning: PruningC
     return grid + quantization + 2 * weights + mask + FILE_OVERHEAD_BYTES
 
 
-def config_for_ratio(
-    ratio: float, geometry: Geometry, base: ModelConfig | None = None, pruning: PruningConfig | None = None
-) -> ModelConfig:
-    """The largest model of base's architecture whose file stays within float32 bytes / ratio: fV-SRN's
-    grid resolution, or Neurcomp's width. Pruning shrinks the file further, by what it prunes."""
-    base = base or FVSRNConfig()
+def budget_for_ratio(ratio: float, geometry: Geometry) -> int:
+    """The most bytes a file may have to compress this geometry's float32 values by the ratio."""
     if not ratio > 1.0:
         raise SettingsError(f"target ratio must be > 1, got {ratio}")
-    budget = 4.0 * geometry.num_points / ratio
+    return int(4 * geometry.num_points // ratio)
+
+
+def latent_code_bytes(config: FVSRNConfig, geometry: Geometry) -> int:
+    """Bytes of the uncompressed uint8 codes of an unpruned fV-SRN's latent tensor."""
+    return config.grid_channels * int(np.prod(grid_shape_for(config, geometry)))
+
+
+def config_for_ratio(
+    ratio: float, geometry: Geometry, base: ModelConfig | None = None, pruning: PruningConfig | None = None,
+    latent_headroom: float = 1.0,
+) -> ModelConfig:
+    """The largest model of base's architecture whose file stays within float32 bytes / ratio: fV-SRN's
+    grid resolution, or Neurcomp's width. Pruning shrinks the file further, by what it prunes.
+
+    latent_headroom > 1 lets an fV-SRN's latent codes take that many times their share of the budget: the
+    model is then meant to be fitted to the budget after training (srnvtk.budget), as rate control does.
+    """
+    base = base or FVSRNConfig()
+    budget = budget_for_ratio(ratio, geometry)
     if isinstance(base, NeurcompConfig):
         candidates = (dataclasses.replace(base, width=w) for w in range(1, 4097))
     else:
@@ -96,6 +112,8 @@ def config_for_ratio(
     for candidate in candidates:
         try:
             size = estimated_file_bytes(candidate, geometry, pruning)
+            if isinstance(candidate, FVSRNConfig):
+                size -= int(latent_code_bytes(candidate, geometry) * (1.0 - 1.0 / latent_headroom))
         except SettingsError:  # explicit wavelet levels too many for so small a grid: try a larger one
             continue
         smallest = smallest or size
@@ -117,8 +135,13 @@ def compress(
     progress: ProgressCallback | None = None,
     should_abort: AbortCallback | None = None,
     pruning: PruningConfig | None = None,
+    target_bytes: int | None = None,
 ) -> CompressResult:
-    """Train on the volume and (when path is given) write the .srn file; stats describe the stored model."""
+    """Train on the volume and (when path is given) write the .srn file; stats describe the stored model.
+
+    target_bytes: fit the file into this many bytes (srnvtk.budget) after training, then fine-tune what is
+    kept; checked once more after fine-tuning, which changes the codes and so what gzip makes of them.
+    """
 
     def train_progress(fraction: float, message: str) -> None:
         if progress is not None:
@@ -128,7 +151,11 @@ def compress(
         if progress is not None:
             progress(TRAIN_SHARE + (1 - TRAIN_SHARE) * fraction, "reconstructing")
 
-    result = train(volume, model_config, train_config, train_progress, should_abort, pruning)
+    source = SourceInfo(volume.name, volume.dtype, volume.geometry, validate_for_training(volume))
+    fit = None if target_bytes is None else budget_fit(target_bytes, model_config, source, pruning)
+    result = train(volume, model_config, train_config, train_progress, should_abort, pruning, fit)
+    if fit is not None:
+        fit(result.model)
     stored = apply_storage_precision(result.model)
     reconstruction = decode(
         result.model, volume.geometry, volume.geometry, result.value_range, volume.dtype,
@@ -139,10 +166,9 @@ def compress(
         "train_seconds": result.seconds,
         "steps": result.steps,
         "final_loss": result.final_loss,
-        "pruned_fraction": result.pruned_fraction,
+        "pruned_fraction": pruned_fraction(result.model),
     }
     file_bytes = None
     if path is not None:
-        source = SourceInfo(volume.name, volume.dtype, volume.geometry, result.value_range)
         file_bytes = write_srn(path, model_config, stored, source, stats, pruning)
     return CompressResult(model_config, reconstruction, stats, file_bytes, pruned_fractions(result.model))

@@ -96,8 +96,7 @@ def write_srn(
         for _attempt in range(2):
             final_stats = {**stats, "file_bytes": file_bytes,
                            "ratio": compression_ratio(source.geometry.num_points, max(file_bytes, 1))}
-            with h5py.File(tmp_name, "w", libver=("v110", "v110")) as f:
-                _write_contents(f, model_config, stored, source, final_stats, pruning or PruningConfig())
+            _write_file(tmp_name, model_config, stored, source, final_stats, pruning)
             measured, file_bytes = file_bytes, os.path.getsize(tmp_name)
         if measured != file_bytes:
             raise FileFormatError("internal error: the file's size changed between two identical writes")
@@ -109,6 +108,25 @@ def write_srn(
     stats["file_bytes"] = file_bytes
     stats["ratio"] = compression_ratio(source.geometry.num_points, file_bytes)
     return file_bytes
+
+
+def srn_file_bytes(
+    model_config: ModelConfig, stored: StoredModel, source: SourceInfo, pruning: PruningConfig | None = None
+) -> int:
+    """The bytes write_srn would write for this model (the stats' values do not change the size): written to
+    a temporary folder, measured and removed. Rate control asks this rather than trusting an estimate."""
+    with tempfile.TemporaryDirectory(prefix="srnvtk-size-") as folder:
+        probe = Path(folder) / "probe.srn"
+        _write_file(probe, model_config, stored, source, {}, pruning)
+        return os.path.getsize(probe)
+
+
+def _write_file(
+    name: str | os.PathLike, model_config: ModelConfig, stored: StoredModel, source: SourceInfo, stats,
+    pruning: PruningConfig | None,
+) -> None:
+    with h5py.File(name, "w", libver=("v110", "v110")) as f:
+        _write_contents(f, model_config, stored, source, stats, pruning or PruningConfig())
 
 
 def _current_umask() -> int:

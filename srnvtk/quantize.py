@@ -128,16 +128,23 @@ def _latent(model: torch.nn.Module) -> tuple[str | None, list[Group] | None]:
     return name, (model.quantization_groups() if name is not None else None)
 
 
-def storage_tensors(model: torch.nn.Module) -> StoredModel:
-    """The arrays to write, the layout of the packed weights and the model's structure."""
+def storage_tensors(model: torch.nn.Module, keep: torch.Tensor | None = None) -> StoredModel:
+    """The arrays to write, the layout of the packed weights and the model's structure.
+
+    keep: store only these latent entries (as if the model's keep mask were this one), to measure what a
+    file would cost without changing the model; None: the model's own keep mask.
+    """
     if model.masks():
         raise ValueError("the model still has pruning masks; bake them in (model.bake_masks()) before storing")
     state = {name: t.detach().cpu().numpy() for name, t in model.state_dict().items()}
     arrays: dict[str, np.ndarray] = {}
     latent_name, groups = _latent(model)
+    structure = model.structure()
     if latent_name in state:
-        keep = getattr(model, "grid_keep", None)
+        keep = getattr(model, "grid_keep", None) if keep is None else keep
         keep = None if keep is None else keep.detach().cpu().numpy()
+        if keep is not None:
+            structure["keep_shape"] = list(keep.shape)
         codes, scale, offset = quantize_grid(state.pop(latent_name), keep, groups)
         arrays[GRID] = codes
         arrays[GRID_QUANT] = np.stack([scale, offset])
@@ -145,7 +152,7 @@ def storage_tensors(model: torch.nn.Module) -> StoredModel:
             arrays[GRID_KEEP] = np.packbits(keep.reshape(-1))
     layout = [[name, list(array.shape)] for name, array in state.items()]
     arrays[WEIGHTS] = np.concatenate([a.reshape(-1) for a in state.values()]).astype(np.float16)
-    return StoredModel(arrays, layout, model.structure())
+    return StoredModel(arrays, layout, structure)
 
 
 def stored_state(stored: StoredModel, model: torch.nn.Module) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:

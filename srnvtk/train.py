@@ -1,7 +1,10 @@
 """Fitting a network to a volume: random voxel batches, Adam with exponential learning-rate decay.
 
 Without pruning: one phase of MSE, the rate decaying exponentially from learning_rate to
-final_learning_rate_fraction of it. With pruning (srnvtk.pruning): a mask phase with the method's
+final_learning_rate_fraction of it. With a rate fit (`fit`, srnvtk.budget: drop latent entries until
+the file fits a byte budget): the phase ends at FIT_AT of the budget with the rate at finetune_lr_factor of
+learning_rate, the fit runs, and the survivors are fine-tuned like pruned ones.
+With pruning (srnvtk.pruning): a mask phase with the method's
 objective for `mask_phase_fraction` of the budget, its rate decaying from learning_rate to
 finetune_lr_factor of it; then the masks are baked in and the survivors fine-tuned with plain MSE by a
 fresh Adam that starts at that lower rate and decays to the same final rate. The budget is the step count
@@ -11,6 +14,7 @@ callback is asked before every step of either.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,6 +34,10 @@ from .volume import Volume, validate_for_training
 
 ProgressCallback = Callable[[float, str], None]
 AbortCallback = Callable[[], bool]
+FitCallback = Callable[[nn.Module], None]  # changes what the model keeps (see srnvtk.ratecontrol)
+
+# Without pruning, a rate fit comes after this share of the training budget; the rest fine-tunes what it kept.
+FIT_AT = 0.85
 
 
 @dataclass
@@ -50,6 +58,7 @@ class _Phase:
     learning_rate: float  # at the phase's start
     final_learning_rate: float  # at its end
     objective: MaskObjective | None = None  # None: plain MSE
+    fit_first: bool = False  # run the rate fit (when there is one) before the phase
 
 
 class _Budget:
@@ -86,8 +95,10 @@ def train(
     progress: ProgressCallback | None = None,
     should_abort: AbortCallback | None = None,
     pruning: PruningConfig | None = None,
+    fit: FitCallback | None = None,
 ) -> TrainResult:
-    """Fit a new network to the volume (pruning it when asked); deterministic for a given seed on the CPU."""
+    """Fit a new network to the volume (pruning it when asked, then fitting it to a byte budget when `fit` is
+    given); deterministic for a given seed on the CPU."""
     pruning = pruning or PruningConfig()
     value_range = validate_for_training(volume)
     set_threads(train_config.threads)
@@ -99,20 +110,25 @@ def train(
     learning_rate = train_config.learning_rate or default_learning_rate(model_config)
     final_rate = learning_rate * train_config.final_learning_rate_fraction
 
+    finetune_rate = learning_rate * pruning.finetune_lr_factor
+    finetune = [_Phase("fine-tune", 0.0, 1.0, finetune_rate, min(final_rate, finetune_rate), fit_first=True)]
     if pruning.enabled:
         attach_masks(model, pruning)
-        objective = MaskObjective(pruning, model)
-        split, finetune_rate = pruning.mask_phase_fraction, learning_rate * pruning.finetune_lr_factor
-        phases = [
-            _Phase("masks", 0.0, split, learning_rate, finetune_rate, objective),
-            _Phase("fine-tune", split, 1.0, finetune_rate, min(final_rate, finetune_rate)),
-        ]
+        split = pruning.mask_phase_fraction
+        phases = [_Phase("masks", 0.0, split, learning_rate, finetune_rate, MaskObjective(pruning, model))]
+    elif fit is not None:
+        split = FIT_AT
+        phases = [_Phase("", 0.0, split, learning_rate, finetune_rate)]
     else:
+        split, finetune = 1.0, []
         phases = [_Phase("", 0.0, 1.0, learning_rate, final_rate)]
+    phases += [dataclasses.replace(phase, start=split) for phase in finetune]
 
     budget = _Budget(train_config.steps, train_config.time_limit)
     loss_value = float("nan")
     for phase in phases:
+        if phase.fit_first and fit is not None:
+            fit(model)
         loss_value = _run_phase(model, phase, budget, targets, volume, train_config, generator, progress,
                                 should_abort, loss_value)
         if phase.objective is not None:

@@ -18,10 +18,11 @@ from vtkmodules.vtkCommonExecutionModel import vtkAlgorithm, vtkStreamingDemandD
 
 from .config import FVSRNConfig, NeurcompConfig, PruningConfig, TrainConfig, check_device, model_config_class
 from .decode import decode, resampled_geometry, strided_geometry
-from .encoder import compress, config_for_ratio
+from .encoder import CompressResult, compress
 from .errors import SettingsError, SRNError
 from .fileformat import STAT_KEYS, SRNFile, read_srn
-from .volume import Geometry
+from .ratecontrol import compress_to_psnr, plan_for_ratio
+from .volume import Geometry, Volume
 from .vtkio import fill_image, volume_from_image
 
 ERROR_ARRAY = "abs_error"
@@ -81,6 +82,7 @@ class SRNEncoder(VTKPythonAlgorithmBase):
         super().__init__(nInputPorts=1, inputType="vtkImageData", nOutputPorts=1, outputType="vtkImageData")
         self._file_name = ""
         self._target_ratio = 0.0
+        self._target_psnr = 0.0
         self._architecture = "fvsrn"
         self._model = FVSRNConfig()
         self._neurcomp = NeurcompConfig()
@@ -96,8 +98,13 @@ class SRNEncoder(VTKPythonAlgorithmBase):
         return self._file_name
 
     def SetTargetRatio(self, ratio: float) -> None:
-        """Size the grid for this compression ratio; 0 uses GridResolution as given."""
+        """Fit the file into float32 bytes / ratio (srnvtk.ratecontrol); 0 uses GridResolution as given."""
         _set_if_changed(self, "_target_ratio", float(ratio))
+
+    def SetTargetPSNR(self, psnr: float) -> None:
+        """Search for the smallest file reaching this PSNR in dB (several trainings); 0: off. Wins over the
+        target ratio."""
+        _set_if_changed(self, "_target_psnr", float(psnr))
 
     def _set_config(self, attribute: str, **change) -> None:
         """Replace one field of a settings object; a bad value is reported and the old settings stay."""
@@ -246,21 +253,14 @@ class SRNEncoder(VTKPythonAlgorithmBase):
         output = vtkImageData.GetData(outInfo)
         try:
             volume = volume_from_image(image, self._selected_array())
-            model_config = self.model_config()
-            if self._target_ratio > 0:
-                model_config = config_for_ratio(self._target_ratio, volume.geometry, model_config, self._pruning)
-            result = compress(
-                volume, model_config, self._train, self._file_name or None,
-                progress=lambda fraction, _message: self.UpdateProgress(fraction),
-                should_abort=lambda: bool(self.GetAbortExecute()),
-                pruning=self._pruning,
-            )
+            result = self._compress(volume)
         except SRNError as exc:
             return report_error(self, str(exc))
         error = np.abs(result.reconstruction.astype(np.float32) - volume.values.astype(np.float32))
         arrays = {volume.name: result.reconstruction, ERROR_ARRAY: error}
         fill_image(output, volume.geometry, arrays, active=volume.name)
         self.last_stats = dict(result.stats)
+        model_config = result.model_config
         size = {"grid_resolution": model_config.grid_resolution} if isinstance(model_config, FVSRNConfig) else {
             "neurcomp_width": model_config.width}
         if isinstance(model_config, FVSRNConfig):
@@ -268,6 +268,22 @@ class SRNEncoder(VTKPythonAlgorithmBase):
         add_field_data(output, {**result.stats, **size, "architecture": model_config.architecture,
                                 "pruning": self._pruning.method})
         return 1
+
+    def _compress(self, volume: Volume) -> CompressResult:
+        """Train and (with a file name) write: to a target PSNR, into a target ratio, or as configured."""
+        args = (self._file_name or None, self._progress, self._should_abort, self._pruning)
+        if self._target_psnr > 0:
+            return compress_to_psnr(volume, self._target_psnr, self._train, self.model_config(), *args).result
+        model_config, budget = self.model_config(), None
+        if self._target_ratio > 0:
+            model_config, budget = plan_for_ratio(self._target_ratio, volume, model_config, self._pruning)
+        return compress(volume, model_config, self._train, *args, target_bytes=budget)
+
+    def _progress(self, fraction: float, _message: str) -> None:
+        self.UpdateProgress(fraction)
+
+    def _should_abort(self) -> bool:
+        return bool(self.GetAbortExecute())
 
     def _selected_array(self) -> str | None:
         info = self.GetInputArrayInformation(0)

@@ -194,9 +194,10 @@ def test_compress_with_ratio_and_progress_header(tmp_path) -> None:
     assert err.startswith("compressing 'density' (40 x 40 x 40 uint8)")
     assert len(err.splitlines()) == 1
     srn = read_srn(out)
-    base = FVSRNConfig(grid_channels=2, mlp_width=8, mlp_layers=1)
-    assert srn.model_config == config_for_ratio(8, srn.source.geometry, base)
     assert srn.model_config.grid_resolution > 8  # the budget buys more than a minimal grid
+    budget = 4 * 40**3 / 8
+    assert 0.95 * budget <= out.stat().st_size <= budget  # rate control fills the budget
+    assert srn.stats["ratio"] == pytest.approx(4 * 40**3 / out.stat().st_size)
 
 
 def test_python_dash_m(compressed) -> None:
@@ -485,8 +486,8 @@ def test_compress_neurcomp_with_ratio(tmp_path) -> None:
     assert code == 0, err
     assert "Neurcomp (residual) width" in err.splitlines()[0]
     srn = read_srn(out)
-    assert srn.model_config == config_for_ratio(10, srn.source.geometry, NeurcompConfig(blocks=2))
-    assert srn.stats["ratio"] >= 10
+    assert srn.model_config.width > config_for_ratio(10, srn.source.geometry, NeurcompConfig(blocks=2)).width - 1
+    assert 10 <= srn.stats["ratio"] <= 10 / 0.95
 
 
 # ---------------------------------------------------------------------------------------------

@@ -336,6 +336,17 @@ def test_damaged_file(good, change, fragment) -> None:
     expect_bad(good, fragment)
 
 
+def test_corrupted_compressed_stream(good) -> None:
+    """Bytes flipped inside the gzip stream of the grid codes: a clear error, not garbage values."""
+    with h5py.File(good, "r") as f:
+        chunk = f["tensors/grid"].id.get_chunk_info(0)
+    data = bytearray(good.read_bytes())
+    middle = chunk.byte_offset + chunk.size // 2
+    data[middle:middle + 8] = bytes(255 - b for b in data[middle:middle + 8])
+    good.write_bytes(bytes(data))
+    expect_bad(good, "truncated, corrupted or not a srnvtk file")
+
+
 def test_damaged_copy_does_not_affect_the_original(written, good) -> None:
     damage(good, _weights_with_nan)
     read_srn(written["path"])  # still fine

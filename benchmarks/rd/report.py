@@ -29,9 +29,10 @@ NOTES = {
     "(tthresh-b64: 64^3), which costs it compression and caps its ratio (each brick's stream has a floor of a "
     "few hundred bytes, and above an RMSE bound of ~0.1 x range its output grows again). 128^3 bricks "
     "(tthresh-b128, where run) decode only where the Tucker ranks stay below 64, i.e. at the highest ratios.",
-    "srnvtk": "srnvtk bytes are the whole .srn file; its PSNR is that of the file as read back and decoded; the "
-    "model is sized by srnvtk.encoder.config_for_ratio (an upper bound of the file size), so the ratio lands "
-    "above the target.",
+    "srnvtk": "srnvtk bytes are the whole .srn file (HDF5 structure, settings and stats included); its PSNR is "
+    "that of the file as read back and decoded. Rate control (srnvtk.ratecontrol): the model is planned for the "
+    "budget, trained, and the least important latent entries are dropped until the measured file fits, so the "
+    "ratio lands at or just above the target.",
 }
 
 

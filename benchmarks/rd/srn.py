@@ -1,6 +1,7 @@
-"""srnvtk at target ratios, through its public API: size the model with config_for_ratio, train with a time
-limit and write the .srn file (encoder.compress), then read the file back and decode it (fileformat.read_srn,
-decode.decode). The ratio counts the whole .srn file; the PSNR is that of the decoded file."""
+"""srnvtk at target ratios, through its public API: plan the model and byte budget (ratecontrol.plan_for_ratio),
+train with a time limit, fit the file to the budget and write it (encoder.compress), then read the file back
+and decode it (fileformat.read_srn, decode.decode). The ratio counts the whole .srn file; the PSNR is that of
+the decoded file."""
 
 from __future__ import annotations
 
@@ -48,14 +49,15 @@ def train_config(settings: SRNSettings):
                        seed=settings.seed, **extra)
 
 
-def compress_and_decode(bench: BenchVolume, model_config, pruning, settings: SRNSettings, path: Path) -> dict:
+def compress_and_decode(bench: BenchVolume, model_config, pruning, budget: int, settings: SRNSettings,
+                        path: Path) -> dict:
     """Train and write the file, read and decode it; sizes, quality, times and the encoder's own stats."""
     from srnvtk.decode import decode
     from srnvtk.encoder import compress
     from srnvtk.fileformat import read_srn
 
     start = time.perf_counter()
-    result = compress(bench.volume, model_config, train_config(settings), path, pruning=pruning)
+    result = compress(bench.volume, model_config, train_config(settings), path, pruning=pruning, target_bytes=budget)
     encode_seconds = time.perf_counter() - start
     file_bytes = os.path.getsize(path)
     start = time.perf_counter()
@@ -81,19 +83,19 @@ def srn_environment(settings: SRNSettings) -> dict:
 
 def srn_row(bench: BenchVolume, name: str, target: float, settings: SRNSettings, workdir: Path) -> dict:
     """Compress at one target ratio with one preset; a row of every measure (or why it could not run)."""
-    from srnvtk.encoder import config_for_ratio
     from srnvtk.errors import SettingsError
+    from srnvtk.ratecontrol import plan_for_ratio
 
     base, pruning = preset(name)
     row = {"codec": f"srnvtk-{name}", "label": f"srnvtk {name}", "family": "srnvtk",
            "package": "srnvtk (this repository)", "bytes_counted": "the whole .srn file",
            "settings": dataclasses.asdict(settings)}
     try:
-        model_config = config_for_ratio(target, bench.volume.geometry, base, pruning)
+        model_config, budget = plan_for_ratio(target, bench.volume, base, pruning)
     except SettingsError as exc:
         return {**row, "target_ratio": target, "reached": False, "note": str(exc),
                 "environment": srn_environment(settings)}
-    measured = compress_and_decode(bench, model_config, pruning, settings, workdir / f"{name}_{target:g}.srn")
+    measured = compress_and_decode(bench, model_config, pruning, budget, settings, workdir / f"{name}_{target:g}.srn")
     decoded = measured.pop("decoded")
     return {**row, **size_fields(bench.volume.values.size, target, measured["compressed_bytes"]),
             **quality(bench.volume.values, decoded, bench.value_range), **measured,

@@ -1,0 +1,181 @@
+"""Rate control: a file that fills a size budget (`compress_to_ratio`) or the smallest that reaches a quality
+(`compress_to_psnr`). The ratio always counts the whole file: float32 bytes of the volume / file bytes.
+
+A ratio target sizes the model, trains it and fits it: an fV-SRN's latent tensor is sized for LATENT_HEADROOM
+times the bytes its uncompressed codes may take (gzip shrinks trained codes to about 0.6-0.9 of that), and
+after training srnvtk.budget drops the least important entries until the measured file fits, before the
+survivors are fine-tuned. Neurcomp's file does not depend on its weights' values (fp16, not compressed), so
+its width is found exactly, by measuring the files of untrained networks. Learned pruning shrinks a file
+further by what it prunes, so with pruning the budget is a ceiling the file may land well under.
+
+A quality target searches over ratios (each trial a full training) for the largest ratio whose decoded
+file reaches the PSNR.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import tempfile
+from pathlib import Path
+
+from .budget import file_size_probe
+from .config import PSNR_TRIALS, FVSRNConfig, ModelConfig, NeurcompConfig, PruningConfig, TrainConfig
+from .encoder import CompressResult, budget_for_ratio, compress, config_for_ratio, estimated_file_bytes
+from .errors import SettingsError
+from .fileformat import SourceInfo
+from .models import build_model
+from .train import AbortCallback, ProgressCallback
+from .volume import Geometry, Volume, validate_for_training
+
+# How many times their share of the budget an fV-SRN's uncompressed latent codes may take before the fit.
+LATENT_HEADROOM = 1.4
+PSNR_START_RATIO = 100.0  # the first trial of a quality search (lowered where the volume is too small)
+PSNR_RATIO_PRECISION = 1.15  # stop searching once the passing and failing ratios are this close
+
+
+def plan_for_ratio(
+    ratio: float, volume: Volume, base: ModelConfig | None = None, pruning: PruningConfig | None = None
+) -> tuple[ModelConfig, int]:
+    """(model settings, byte budget) for a ratio target: see the module's notes."""
+    base = base or FVSRNConfig()
+    geometry = volume.geometry
+    budget = budget_for_ratio(ratio, geometry)
+    if isinstance(base, NeurcompConfig):
+        return _widest_neurcomp(ratio, volume, base, pruning, budget), budget
+    config = config_for_ratio(ratio, geometry, base, pruning, latent_headroom=LATENT_HEADROOM)
+    if config.grid_shape is None:  # one resolution step beyond: the fit trims instead of a step leaving bytes unused
+        config = dataclasses.replace(config, grid_resolution=config.grid_resolution + 1)
+    return config, budget
+
+
+def _widest_neurcomp(ratio: float, volume: Volume, base: NeurcompConfig, pruning: PruningConfig | None,
+                     budget: int) -> NeurcompConfig:
+    """The widest network whose (unpruned) file fits: from the estimate's bound, widened while it fits."""
+    config = config_for_ratio(ratio, volume.geometry, base, pruning)
+    source = SourceInfo(volume.name, volume.dtype, volume.geometry, validate_for_training(volume))
+
+    def file_bytes(candidate: NeurcompConfig) -> int:
+        return file_size_probe(build_model(candidate, volume.geometry), candidate, source, pruning)(None)
+
+    while file_bytes(wider := dataclasses.replace(config, width=config.width + 1)) <= budget:
+        config = wider
+    return config
+
+
+def compress_to_ratio(
+    volume: Volume,
+    ratio: float,
+    train_config: TrainConfig,
+    base: ModelConfig | None = None,
+    path: str | os.PathLike | None = None,
+    progress: ProgressCallback | None = None,
+    should_abort: AbortCallback | None = None,
+    pruning: PruningConfig | None = None,
+) -> CompressResult:
+    """Compress into at most float32 bytes / ratio, as close to it as the model allows (see the module)."""
+    model_config, budget = plan_for_ratio(ratio, volume, base, pruning)
+    return compress(volume, model_config, train_config, path, progress, should_abort, pruning, target_bytes=budget)
+
+
+@dataclasses.dataclass
+class PSNRSearch:
+    """What a quality search found: the chosen trial's result and every trial as (ratio, PSNR or None)."""
+
+    result: CompressResult
+    ratio: float  # the chosen trial's target ratio
+    reached: bool  # False: no trial reached the target; the result is the best PSNR seen
+    trials: list[tuple[float, float | None]]  # PSNR None: that ratio leaves too few bytes for any model
+
+
+def compress_to_psnr(
+    volume: Volume,
+    target_psnr: float,
+    train_config: TrainConfig,
+    base: ModelConfig | None = None,
+    path: str | os.PathLike | None = None,
+    progress: ProgressCallback | None = None,
+    should_abort: AbortCallback | None = None,
+    pruning: PruningConfig | None = None,
+    trials: int = PSNR_TRIALS,
+) -> PSNRSearch:
+    """The smallest file that reaches target_psnr dB, searched over ratios with up to `trials` trainings.
+
+    The first trial compresses PSNR_START_RATIO-fold; passing trials multiply the ratio by 4, failing ones
+    divide it by 4, until one of each is known, then the search bisects between them in log ratio. Each trial
+    writes beside the target; the chosen one is renamed onto it. When no trial reaches the target, the file
+    of the best PSNR seen is kept and `reached` is False.
+    """
+    if not math.isfinite(target_psnr) or target_psnr <= 0:
+        raise SettingsError(f"target PSNR must be a positive number of dB, got {target_psnr}")
+    if trials < 1:
+        raise SettingsError(f"a quality search needs at least one trial, got {trials}")
+    folder = Path(path).parent if path is not None else None
+    if folder is not None and not folder.is_dir():
+        raise SettingsError(f"cannot write '{path}': folder '{folder}' does not exist")
+    with tempfile.TemporaryDirectory(prefix=".srnvtk-psnr-", dir=folder) as scratch:
+        search = _search(volume, target_psnr, train_config, base, Path(scratch), progress, should_abort, pruning,
+                         trials)
+        if path is not None:
+            os.replace(Path(scratch) / _trial_name(search.ratio), path)
+    return search
+
+
+def _trial_name(ratio: float) -> str:
+    return f"ratio_{ratio:.6g}.srn"
+
+
+def _search(volume: Volume, target_psnr: float, train_config: TrainConfig, base: ModelConfig | None,
+            scratch: Path, progress: ProgressCallback | None, should_abort: AbortCallback | None,
+            pruning: PruningConfig | None, trials: int) -> PSNRSearch:
+    passing: tuple[float, CompressResult] | None = None  # the largest ratio that reached the target
+    best: tuple[float, CompressResult] | None = None  # the best PSNR, in case none does
+    failing: float | None = None  # the smallest ratio that did not
+    ratio = min(PSNR_START_RATIO, _largest_ratio(volume.geometry, base, pruning) / 2)
+    history: list[tuple[float, float | None]] = []
+    for trial in range(trials):
+        if ratio <= 1.0:
+            break
+
+        def trial_progress(fraction: float, message: str, trial: int = trial, ratio: float = ratio) -> None:
+            if progress is not None:
+                progress((trial + fraction) / trials, f"trial {trial + 1}/{trials} (ratio {ratio:.4g}): {message}")
+
+        try:
+            result = compress_to_ratio(volume, ratio, train_config, base, scratch / _trial_name(ratio),
+                                       trial_progress, should_abort, pruning)
+        except SettingsError:  # too few bytes for any model: this ratio fails
+            history.append((ratio, None))
+            failing = ratio
+        else:
+            quality = result.stats["psnr"]
+            history.append((ratio, quality))
+            if best is None or quality > best[1].stats["psnr"]:
+                best = (ratio, result)
+            if quality >= target_psnr:
+                passing = (ratio, result) if passing is None or ratio > passing[0] else passing
+            else:
+                failing = ratio if failing is None else min(failing, ratio)
+        if passing is not None and failing is not None:
+            if failing / passing[0] <= PSNR_RATIO_PRECISION:
+                break
+            ratio = math.sqrt(failing * passing[0])
+        else:
+            ratio = ratio * 4 if passing is not None else ratio / 4
+    chosen = passing or best
+    if chosen is None:
+        tried = ", ".join(f"{r:.3g}" for r, _ in history)
+        raise SettingsError(f"no model fits this volume at any ratio tried ({tried})")
+    return PSNRSearch(chosen[1], chosen[0], passing is not None, history)
+
+
+def _largest_ratio(geometry: Geometry, base: ModelConfig | None, pruning: PruningConfig | None) -> float:
+    """The ratio of the smallest model's file: no ratio above it can be met."""
+    base = base or FVSRNConfig()
+    smallest = (dataclasses.replace(base, width=1) if isinstance(base, NeurcompConfig)
+                else dataclasses.replace(base, grid_resolution=2, grid_shape=None))
+    try:
+        return 4.0 * geometry.num_points / estimated_file_bytes(smallest, geometry, pruning)
+    except SettingsError:  # wavelet levels too many for the smallest grid: no better bound at hand
+        return 4.0 * geometry.num_points / 1024

@@ -1,0 +1,167 @@
+"""Rate control: files that fill a byte budget, the fit that gets them there, and the search for a PSNR."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from srnvtk.budget import file_size_probe, fit_latent_to_budget, ranked_entries
+from srnvtk.config import FVSRNConfig, NeurcompConfig, PruningConfig, TrainConfig
+from srnvtk.datasets import default_geometry, default_volume_values
+from srnvtk.decode import decode
+from srnvtk.encoder import budget_for_ratio
+from srnvtk.errors import SettingsError
+from srnvtk.fileformat import SourceInfo, read_srn
+from srnvtk.models import build_model
+from srnvtk.ratecontrol import compress_to_psnr, compress_to_ratio, plan_for_ratio
+from srnvtk.volume import Volume
+
+SHAPE = (40, 36, 32)  # x, y, z: big enough that a file's fixed ~8 kB leave room for the model at ratio 10
+TRAIN = TrainConfig(steps=60, batch_size=2048, seed=0, device="cpu")
+SMALL_FVSRN = FVSRNConfig(grid_channels=4, mlp_width=16, mlp_layers=2, fourier_features=2)
+BASES = {
+    "fvsrn": SMALL_FVSRN,
+    "haar": dataclasses.replace(SMALL_FVSRN, wavelet="haar"),
+    "neurcomp": NeurcompConfig(blocks=2),
+}
+
+
+@pytest.fixture(scope="module")
+def volume() -> Volume:
+    return Volume(default_volume_values(SHAPE), default_geometry(SHAPE), "density")
+
+
+def source_of(volume: Volume) -> SourceInfo:
+    return SourceInfo(volume.name, volume.dtype, volume.geometry, (float(volume.values.min()),
+                                                                  float(volume.values.max())))
+
+
+@pytest.mark.parametrize("base", list(BASES))
+@pytest.mark.parametrize("ratio", [6.0, 10.0])
+def test_ratio_lands_within_five_percent_under_the_budget(tmp_path, volume, base, ratio) -> None:
+    path = tmp_path / "r.srn"
+    result = compress_to_ratio(volume, ratio, TRAIN, BASES[base], path)
+    budget = 4 * volume.values.size / ratio
+    size = path.stat().st_size
+    assert result.file_bytes == size
+    assert 0.95 * budget <= size <= budget
+    assert ratio <= result.stats["ratio"] <= ratio / 0.95
+    srn = read_srn(path)  # what was fitted is what a reader rebuilds, exactly
+    decoded = decode(srn.model, srn.source.geometry, srn.source.geometry, srn.source.value_range, srn.source.dtype,
+                     "cpu")
+    np.testing.assert_array_equal(decoded, result.reconstruction)
+
+
+def test_the_fit_is_what_fills_the_budget(volume) -> None:
+    """The planned grid overshoots the budget before the fit (so the fit, not luck, lands the file)."""
+    config, budget = plan_for_ratio(10.0, volume, SMALL_FVSRN)
+    model = build_model(config, volume.geometry)
+    with torch.no_grad():
+        model.grid.copy_(torch.randn_like(model.grid))  # codes gzip cannot shrink much, like trained ones
+    probe = file_size_probe(model, config, source_of(volume), None)
+    assert probe(None) > budget
+    dropped = fit_latent_to_budget(model, budget, probe)
+    assert dropped > 0
+    assert 0.99 * budget <= probe(None) <= budget
+    kept = model.grid_keep
+    assert kept.shape == (1, *model.grid.shape[1:]) and int(kept.sum()) == kept.numel() - dropped
+    assert torch.all(model.grid[:, ~kept[0]] == 0)
+
+
+def test_the_fit_drops_the_smallest_entries_first(volume) -> None:
+    config = dataclasses.replace(SMALL_FVSRN, grid_resolution=10)
+    model = build_model(config, volume.geometry)
+    with torch.no_grad():
+        model.grid.copy_(torch.randn_like(model.grid))
+    norms = model.grid.detach().square().sum(0)
+    order, _keep = ranked_entries(model)
+    ranked = norms.reshape(-1)[order]
+    assert torch.all(ranked[:-1] >= ranked[1:])
+    probe = file_size_probe(model, config, source_of(volume), None)
+    fit_latent_to_budget(model, probe(None) - 1500, probe)
+    kept = model.grid_keep[0]
+    assert norms[kept].min() >= norms[~kept].max()
+
+
+def test_the_fit_respects_an_earlier_pruning(volume) -> None:
+    """Entries pruned before stay pruned; a per-entry keep mask is ranked per entry."""
+    config = dataclasses.replace(SMALL_FVSRN, grid_resolution=10)
+    model = build_model(config, volume.geometry)
+    generator = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        model.grid.copy_(torch.randn(model.grid.shape, generator=generator))
+    earlier = torch.rand(model.grid.shape, generator=generator) > 0.3
+    model.set_grid_keep(earlier)
+    pruning = PruningConfig(method="binary", granularity="position_channel")
+    probe = file_size_probe(model, config, source_of(volume), pruning)
+    fit_latent_to_budget(model, probe(None) - 800, probe)
+    assert model.grid_keep.shape == earlier.shape
+    assert not torch.any(model.grid_keep & ~earlier)
+    assert int(model.grid_keep.sum()) < int(earlier.sum())
+
+
+def test_a_model_that_fits_is_left_alone(volume) -> None:
+    config = dataclasses.replace(SMALL_FVSRN, grid_resolution=6)
+    model = build_model(config, volume.geometry)
+    before = model.grid.detach().clone()
+    probe = file_size_probe(model, config, source_of(volume), None)
+    assert fit_latent_to_budget(model, probe(None), probe) == 0
+    assert model.grid_keep is None and torch.equal(model.grid, before)
+
+
+def test_a_budget_below_the_network_alone_is_refused(volume) -> None:
+    model = build_model(SMALL_FVSRN, volume.geometry)
+    probe = file_size_probe(model, SMALL_FVSRN, source_of(volume), None)
+    with pytest.raises(SettingsError, match="too small even for the network without its grid"):
+        fit_latent_to_budget(model, 1000, probe)
+
+
+def test_neurcomp_is_sized_exactly(volume) -> None:
+    config, budget = plan_for_ratio(10.0, volume, BASES["neurcomp"])
+    probe = file_size_probe(build_model(config, volume.geometry), config, source_of(volume), None)
+    wider = dataclasses.replace(config, width=config.width + 1)
+    probe_wider = file_size_probe(build_model(wider, volume.geometry), wider, source_of(volume), None)
+    assert probe(None) <= budget < probe_wider(None)
+
+
+def test_budget_for_ratio_counts_float32_bytes(volume) -> None:
+    assert budget_for_ratio(8.0, volume.geometry) == 4 * volume.values.size // 8
+    with pytest.raises(SettingsError, match="must be > 1"):
+        budget_for_ratio(1.0, volume.geometry)
+
+
+def test_psnr_search_keeps_the_smallest_file_that_reaches_the_target(tmp_path, volume) -> None:
+    path = tmp_path / "q.srn"
+    easy = 18.0  # dB: reached at ratio 100 already, so the search grows the ratio until it fails
+    search = compress_to_psnr(volume, easy, TRAIN, SMALL_FVSRN, path, trials=3)
+    assert search.reached
+    ratios = [r for r, _ in search.trials]
+    assert ratios[0] == pytest.approx(min(100.0, ratios[0]))
+    passing = [r for r, q in search.trials if q is not None and q >= easy]
+    assert search.ratio == max(passing)
+    srn = read_srn(path)
+    assert srn.stats["psnr"] >= easy and srn.stats["ratio"] >= search.ratio
+    assert srn.stats["psnr"] == pytest.approx(search.result.stats["psnr"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["q.srn"]  # the other trials' files are gone
+
+
+def test_psnr_search_that_cannot_reach_keeps_the_best(tmp_path, volume) -> None:
+    path = tmp_path / "q.srn"
+    search = compress_to_psnr(volume, 99.0, TRAIN, SMALL_FVSRN, path, trials=2)
+    assert not search.reached
+    reached = [q for _, q in search.trials if q is not None]
+    assert search.result.stats["psnr"] == max(reached)
+    assert search.trials[1][0] < search.trials[0][0]  # a failing trial makes the next one larger
+    assert read_srn(path).stats["psnr"] == pytest.approx(max(reached))
+
+
+@pytest.mark.parametrize(("psnr", "trials", "fragment"), [(-3.0, 2, "positive number of dB"),
+                                                          (float("nan"), 2, "positive number of dB"),
+                                                          (30.0, 0, "at least one trial")])
+def test_psnr_search_rejects_bad_settings(tmp_path, volume, psnr, trials, fragment) -> None:
+    with pytest.raises(SettingsError, match=fragment):
+        compress_to_psnr(volume, psnr, TRAIN, SMALL_FVSRN, tmp_path / "q.srn", trials=trials)
+    assert list(tmp_path.iterdir()) == []
