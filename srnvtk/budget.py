@@ -1,4 +1,5 @@
-"""Fit a trained model's file into a byte budget by dropping its least important latent entries.
+"""Fit a trained model's file into a byte budget: grow its latent grid if the file falls short, then drop its
+least important latent entries until the file fits.
 
 gzip shrinks the latent codes by an amount only the trained values decide, so no size estimate made before
 training can fill a budget closely. Rate control therefore trains a latent tensor somewhat larger than the
@@ -7,31 +8,42 @@ budget allows and, once the values are known, keeps the largest set of entries w
 was pruned per entry) ranked by their squared magnitude summed over the channels, the count found by
 bisection on the real file's bytes (srnvtk.fileformat.srn_file_bytes). For wavelet coefficients this is the
 classic wavelet thresholding; for a plain grid it zeroes the entries that move the features least.
+
+Where the trained codes compress so well that even the whole grid leaves much of the budget unused, an
+unpruned grid is first resampled to a finer resolution (trilinearly, so the function hardly changes) sized
+from the measured bytes per entry; the fine-tuning that follows the fit puts the new entries to work.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from collections.abc import Callable
 
 import torch
 from torch import nn
 
-from .config import ModelConfig, PruningConfig
+from .config import PruningConfig
 from .errors import SettingsError
 from .fileformat import SourceInfo, srn_file_bytes
+from .models.fvsrn import grid_shape_for
 from .quantize import storage_tensors
+from .volume import Geometry
 
 # Stop the bisection once the kept count is known to within this fraction of the entries (or one entry):
 # the bytes it leaves unused are a small fraction of the budget.
 COUNT_TOLERANCE = 1e-4
+GROWTH_TRIGGER = 0.97  # a whole-grid file below this share of the budget grows the grid first
+GROWTH_MARGIN = 1.15  # grow for this many times the entries the budget pays for, so the fit trims
+GROWTH_ROUNDS = 3
 
 Measure = Callable[[torch.Tensor | None], int]  # file bytes with this keep mask (None: the model's own)
 
 
-def file_size_probe(model: nn.Module, model_config: ModelConfig, source: SourceInfo,
-                    pruning: PruningConfig | None) -> Measure:
-    """A function giving the bytes of the model's file if it kept only the given latent entries."""
-    return lambda keep: srn_file_bytes(model_config, storage_tensors(model, keep), source, pruning)
+def file_size_probe(model: nn.Module, source: SourceInfo, pruning: PruningConfig | None) -> Measure:
+    """A function giving the bytes of the model's file (with its current settings, `model.config`) if it kept
+    only the given latent entries."""
+    return lambda keep: srn_file_bytes(model.config, storage_tensors(model, keep), source, pruning)
 
 
 def ranked_entries(model: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
@@ -80,11 +92,32 @@ def fit_latent_to_budget(model: nn.Module, budget: int, measure: Measure) -> int
     return kept - fits
 
 
-def budget_fit(budget: int, model_config: ModelConfig, source: SourceInfo,
-               pruning: PruningConfig | None) -> Callable[[nn.Module], None]:
-    """The trainer's fit callback (srnvtk.train) for this budget."""
+def grow_latent_for_budget(model: nn.Module, budget: int, measure: Measure, geometry: Geometry) -> int:
+    """Resample an unpruned fV-SRN's latent grid to a finer resolution while its whole file stays well under the
+    budget (see the module); returns the resolution steps added (0 when the file already fills it)."""
+    if not hasattr(model, "resize_latent") or model.grid_keep is not None:
+        return 0
+    start = model.config.grid_resolution
+    for _round in range(GROWTH_ROUNDS):
+        full = measure(None)
+        if full >= GROWTH_TRIGGER * budget:
+            break
+        order, keep = ranked_entries(model)
+        empty = measure(keep_top(order, 0, keep))
+        per_entry = max(full - empty, 1) / keep.numel()
+        scale = (GROWTH_MARGIN * (budget - empty) / per_entry / keep.numel()) ** (1 / 3)
+        resolution = max(model.config.grid_resolution + 1, math.ceil(model.config.grid_resolution * scale))
+        config = dataclasses.replace(model.config, grid_resolution=resolution, grid_shape=None)
+        model.resize_latent(config, grid_shape_for(config, geometry))
+    return model.config.grid_resolution - start
+
+
+def budget_fit(budget: int, source: SourceInfo, pruning: PruningConfig | None) -> Callable[[nn.Module], None]:
+    """The trainer's fit callback (srnvtk.train) for this budget: grow (unpruned fV-SRN only), then trim."""
 
     def fit(model: nn.Module) -> None:
-        fit_latent_to_budget(model, budget, file_size_probe(model, model_config, source, pruning))
+        measure = file_size_probe(model, source, pruning)
+        grow_latent_for_budget(model, budget, measure, source.geometry)
+        fit_latent_to_budget(model, budget, measure)
 
     return fit

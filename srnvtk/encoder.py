@@ -152,10 +152,11 @@ def compress(
             progress(TRAIN_SHARE + (1 - TRAIN_SHARE) * fraction, "reconstructing")
 
     source = SourceInfo(volume.name, volume.dtype, volume.geometry, validate_for_training(volume))
-    fit = None if target_bytes is None else budget_fit(target_bytes, model_config, source, pruning)
+    fit = None if target_bytes is None else budget_fit(target_bytes, source, pruning)
     result = train(volume, model_config, train_config, train_progress, should_abort, pruning, fit)
     if fit is not None:
         fit(result.model)
+        model_config = result.model.config  # the fit may have grown the grid
     stored = apply_storage_precision(result.model)
     reconstruction = decode(
         result.model, volume.geometry, volume.geometry, result.value_range, volume.dtype,

@@ -57,7 +57,7 @@ def _widest_neurcomp(ratio: float, volume: Volume, base: NeurcompConfig, pruning
     source = SourceInfo(volume.name, volume.dtype, volume.geometry, validate_for_training(volume))
 
     def file_bytes(candidate: NeurcompConfig) -> int:
-        return file_size_probe(build_model(candidate, volume.geometry), candidate, source, pruning)(None)
+        return file_size_probe(build_model(candidate, volume.geometry), source, pruning)(None)
 
     while file_bytes(wider := dataclasses.replace(config, width=config.width + 1)) <= budget:
         config = wider

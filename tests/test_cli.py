@@ -16,7 +16,6 @@ import numpy as np
 import pytest
 
 from srnvtk.cli import ProgressBar, main
-from srnvtk.config import FVSRNConfig
 from srnvtk.decode import decode, strided_geometry
 from srnvtk.encoder import config_for_ratio
 from srnvtk.fileformat import read_srn

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from srnvtk.budget import file_size_probe, fit_latent_to_budget, ranked_entries
+from srnvtk.budget import budget_fit, file_size_probe, fit_latent_to_budget, grow_latent_for_budget, ranked_entries
 from srnvtk.config import FVSRNConfig, NeurcompConfig, PruningConfig, TrainConfig
 from srnvtk.datasets import default_geometry, default_volume_values
 from srnvtk.decode import decode
@@ -16,6 +16,7 @@ from srnvtk.encoder import budget_for_ratio
 from srnvtk.errors import SettingsError
 from srnvtk.fileformat import SourceInfo, read_srn
 from srnvtk.models import build_model
+from srnvtk.models.fvsrn import grid_shape_for
 from srnvtk.ratecontrol import compress_to_psnr, compress_to_ratio, plan_for_ratio
 from srnvtk.volume import Volume
 
@@ -55,14 +56,13 @@ def test_ratio_lands_within_five_percent_under_the_budget(tmp_path, volume, base
     np.testing.assert_array_equal(decoded, result.reconstruction)
 
 
-def test_the_fit_is_what_fills_the_budget(volume) -> None:
-    """The planned grid overshoots the budget before the fit (so the fit, not luck, lands the file)."""
-    config, budget = plan_for_ratio(10.0, volume, SMALL_FVSRN)
+def test_the_fit_trims_an_overfull_file(volume) -> None:
+    config, _budget = plan_for_ratio(10.0, volume, SMALL_FVSRN)
     model = build_model(config, volume.geometry)
     with torch.no_grad():
-        model.grid.copy_(torch.randn_like(model.grid))  # codes gzip cannot shrink much, like trained ones
-    probe = file_size_probe(model, config, source_of(volume), None)
-    assert probe(None) > budget
+        model.grid.copy_(torch.rand_like(model.grid))  # uniform codes: gzip cannot shrink them
+    probe = file_size_probe(model, source_of(volume), None)
+    budget = int(0.8 * probe(None))
     dropped = fit_latent_to_budget(model, budget, probe)
     assert dropped > 0
     assert 0.99 * budget <= probe(None) <= budget
@@ -80,7 +80,7 @@ def test_the_fit_drops_the_smallest_entries_first(volume) -> None:
     order, _keep = ranked_entries(model)
     ranked = norms.reshape(-1)[order]
     assert torch.all(ranked[:-1] >= ranked[1:])
-    probe = file_size_probe(model, config, source_of(volume), None)
+    probe = file_size_probe(model, source_of(volume), None)
     fit_latent_to_budget(model, probe(None) - 1500, probe)
     kept = model.grid_keep[0]
     assert norms[kept].min() >= norms[~kept].max()
@@ -96,7 +96,7 @@ def test_the_fit_respects_an_earlier_pruning(volume) -> None:
     earlier = torch.rand(model.grid.shape, generator=generator) > 0.3
     model.set_grid_keep(earlier)
     pruning = PruningConfig(method="binary", granularity="position_channel")
-    probe = file_size_probe(model, config, source_of(volume), pruning)
+    probe = file_size_probe(model, source_of(volume), pruning)
     fit_latent_to_budget(model, probe(None) - 800, probe)
     assert model.grid_keep.shape == earlier.shape
     assert not torch.any(model.grid_keep & ~earlier)
@@ -107,23 +107,23 @@ def test_a_model_that_fits_is_left_alone(volume) -> None:
     config = dataclasses.replace(SMALL_FVSRN, grid_resolution=6)
     model = build_model(config, volume.geometry)
     before = model.grid.detach().clone()
-    probe = file_size_probe(model, config, source_of(volume), None)
+    probe = file_size_probe(model, source_of(volume), None)
     assert fit_latent_to_budget(model, probe(None), probe) == 0
     assert model.grid_keep is None and torch.equal(model.grid, before)
 
 
 def test_a_budget_below_the_network_alone_is_refused(volume) -> None:
     model = build_model(SMALL_FVSRN, volume.geometry)
-    probe = file_size_probe(model, SMALL_FVSRN, source_of(volume), None)
+    probe = file_size_probe(model, source_of(volume), None)
     with pytest.raises(SettingsError, match="too small even for the network without its grid"):
         fit_latent_to_budget(model, 1000, probe)
 
 
 def test_neurcomp_is_sized_exactly(volume) -> None:
     config, budget = plan_for_ratio(10.0, volume, BASES["neurcomp"])
-    probe = file_size_probe(build_model(config, volume.geometry), config, source_of(volume), None)
+    probe = file_size_probe(build_model(config, volume.geometry), source_of(volume), None)
     wider = dataclasses.replace(config, width=config.width + 1)
-    probe_wider = file_size_probe(build_model(wider, volume.geometry), wider, source_of(volume), None)
+    probe_wider = file_size_probe(build_model(wider, volume.geometry), source_of(volume), None)
     assert probe(None) <= budget < probe_wider(None)
 
 
@@ -165,3 +165,52 @@ def test_psnr_search_rejects_bad_settings(tmp_path, volume, psnr, trials, fragme
     with pytest.raises(SettingsError, match=fragment):
         compress_to_psnr(volume, psnr, TRAIN, SMALL_FVSRN, tmp_path / "q.srn", trials=trials)
     assert list(tmp_path.iterdir()) == []
+
+
+def linear_ramp_grid(model) -> None:
+    """A grid linear in each axis: trilinear resampling reproduces it exactly, so the function cannot change."""
+    channels, nz, ny, nx = model.grid.shape
+    z, y, x = torch.meshgrid(torch.linspace(0, 1, nz), torch.linspace(0, 1, ny), torch.linspace(0, 1, nx),
+                             indexing="ij")
+    ramp = torch.stack([0.3 * x - 0.2 * y + 0.1 * z + 0.05 * c for c in range(channels)])
+    with torch.no_grad():
+        model.latent.copy_(ramp if model.latent_name == "grid" else model.transform(ramp.double()).float())
+
+
+@pytest.mark.parametrize("base", ["fvsrn", "haar"])
+def test_resizing_the_grid_keeps_the_function(volume, base) -> None:
+    config = dataclasses.replace(BASES[base], grid_resolution=6)
+    model = build_model(config, volume.geometry).eval()
+    linear_ramp_grid(model)
+    points = torch.rand((500, 3), generator=torch.Generator().manual_seed(2)) * 2 - 1
+    with torch.no_grad():
+        before = model(points)
+    finer = dataclasses.replace(config, grid_resolution=11)
+    model.resize_latent(finer, grid_shape_for(finer, volume.geometry))
+    assert model.config == finer and model.latent.shape[1:] == grid_shape_for(finer, volume.geometry)
+    with torch.no_grad():
+        torch.testing.assert_close(model(points), before, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("base", ["fvsrn", "haar"])
+def test_a_short_file_grows_its_grid_then_fits(volume, base) -> None:
+    config = dataclasses.replace(BASES[base], grid_resolution=6)
+    model = build_model(config, volume.geometry).eval()
+    with torch.no_grad():
+        model.latent.copy_(torch.rand(model.latent.shape, generator=torch.Generator().manual_seed(3)))
+    probe = file_size_probe(model, source_of(volume), None)
+    budget = probe(None) + 6000  # room for many more entries
+    budget_fit(budget, source_of(volume), None)(model)
+    assert model.config.grid_resolution > 6
+    assert model.latent.shape[1:] == grid_shape_for(model.config, volume.geometry)
+    assert 0.95 * budget <= probe(None) <= budget
+
+
+def test_a_pruned_grid_is_not_grown(volume) -> None:
+    config = dataclasses.replace(SMALL_FVSRN, grid_resolution=6)
+    model = build_model(config, volume.geometry)
+    model.set_grid_keep(torch.ones((1, *model.grid.shape[1:]), dtype=torch.bool))
+    probe = file_size_probe(model, source_of(volume), None)
+    assert grow_latent_for_budget(model, probe(None) * 3, probe, volume.geometry) == 0
+    with pytest.raises(ValueError, match="cannot be resized"):
+        model.resize_latent(config, (8, 8, 8))

@@ -80,6 +80,19 @@ class FVSRN(nn.Module):
         inputs = torch.cat([positions, self.fourier(positions), self.grid_features(positions)], dim=1)
         return self.mlp(inputs).squeeze(1)
 
+    @torch.no_grad()
+    def resize_latent(self, config: FVSRNConfig, grid_shape: tuple[int, int, int]) -> None:
+        """Resample the latent grid to a new (z, y, x) shape, trilinearly with the corners aligned as the lookup
+        is, so the function hardly changes; config (with the matching resolution) replaces the model's. For
+        rate control's growth step (srnvtk.budget); a pruned model cannot be resized."""
+        if self.grid_keep is not None or self.grid_mask is not None:
+            raise ValueError("a pruned or masked latent grid cannot be resized")
+        grid = self.latent_grid().detach()
+        resized = F.interpolate(grid.unsqueeze(0), size=tuple(grid_shape), mode="trilinear", align_corners=True)[0]
+        self.config = config
+        self._init_latent(resized.cpu().contiguous())  # a wavelet model's new transform starts on the CPU
+        self.to(grid.device)
+
     # -- pruning (see srnvtk.pruning) -----------------------------------------------------------------
     def structure(self) -> dict:
         """The shapes a reader needs beside the settings: the latent grid's (z, y, x) and the keep mask's."""
