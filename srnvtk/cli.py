@@ -314,7 +314,7 @@ _MODEL_OPTIONS = {
               "mlp_layers": "mlp_layers", "fourier_features": "fourier_features", "wavelet": "wavelet",
               "wavelet_levels": "wavelet_levels"},
     "neurcomp": {"neurcomp_width": "width", "neurcomp_blocks": "blocks", "residual": "residual",
-                 "omega0": "omega_0"},
+                 "omega0": "omega_0", "weight_clusters": "weight_clusters"},
 }
 
 
@@ -361,7 +361,9 @@ def _describe_model(config: ModelConfig, geometry) -> str:
 
     if isinstance(config, NeurcompConfig):
         kind = "residual" if config.residual else "plain"
-        return f"Neurcomp ({kind}) width {config.width}, {config.blocks} blocks, omega_0 {config.omega_0:g}"
+        clusters = f", hidden matrices in {config.weight_clusters} shared values" if config.weight_clusters else ""
+        return (f"Neurcomp ({kind}) width {config.width}, {config.blocks} blocks, omega_0 {config.omega_0:g}"
+                f"{clusters}")
     grid = "x".join(str(n) for n in reversed(grid_shape_for(config, geometry)))
     wavelet = ""
     if config.wavelet is not None:
@@ -708,6 +710,9 @@ def build_parser() -> argparse.ArgumentParser:
                           help="neurcomp: no skip connections (every layer can then be pruned)")
     p.add_argument("--omega0", type=float, metavar="W",
                    help=f"neurcomp: frequency factor of the sine layers (default {defaults_neurcomp.omega_0:g})")
+    p.add_argument("--weight-clusters", type=int, metavar="K",
+                   help="neurcomp: store each hidden matrix as K shared values (k-means, 2..256) and a uint8 index "
+                        "per weight, fine-tuning the shared values at the end of training (default 0: fp16)")
     p.add_argument("--prune", choices=PRUNING_METHODS, default="none",
                    help="prune while training: learn masks, bake them in, fine-tune (default none)")
     p.add_argument("--prune-granularity", choices=GRANULARITIES,

@@ -75,6 +75,10 @@ class NeurcompConfig:
     blocks: int = 7  # the paper's default of 8 layers: the first sine layer and 7 blocks
     residual: bool = True
     omega_0: float = 30.0
+    # 0: the hidden (width x width) matrices are stored in fp16. 2..256: they are clustered by k-means into this
+    # many shared values each (uint8 indices), as Neurcomp's paper did, near the end of training; the rest of
+    # training fine-tunes the shared values (srnvtk.kmeans).
+    weight_clusters: int = 0
 
     def __post_init__(self) -> None:
         _check_range("width", self.width, 1, 4096)
@@ -82,6 +86,8 @@ class NeurcompConfig:
         if not isinstance(self.residual, bool):
             raise SettingsError(f"residual must be true or false, got {self.residual!r}")
         _check_float("omega_0", self.omega_0, 0.0, 1000.0, low_open=True)
+        if self.weight_clusters != 0:
+            _check_range("weight_clusters", self.weight_clusters, 2, 256)
 
 
 ModelConfig = FVSRNConfig | NeurcompConfig

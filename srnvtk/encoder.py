@@ -18,7 +18,7 @@ from .errors import SettingsError
 from .fileformat import SourceInfo, write_srn
 from .metrics import psnr
 from .models.fvsrn import grid_shape_for
-from .models.neurcomp import full_widths, parameter_shapes
+from .models.neurcomp import full_widths, hidden_layers, parameter_shapes
 from .pruning import pruned_fraction, pruned_fractions
 from .quantize import apply_storage_precision
 from .train import AbortCallback, ProgressCallback, train
@@ -31,6 +31,7 @@ from .wavelet import level_groups, resolve_levels, subbands
 FILE_OVERHEAD_BYTES = 12_000
 # A pruned grid's extra dataset (the packed keep mask): object header, chunk index, gzip's worst case.
 KEEP_MASK_OVERHEAD_BYTES = 1_024
+INDICES_OVERHEAD_BYTES = 1_024  # the same for clustered Neurcomp weights' index dataset
 TRAIN_SHARE = 0.9  # of the progress bar; the rest is the final reconstruction
 
 
@@ -46,8 +47,14 @@ class CompressResult:
 def estimated_file_bytes(config: ModelConfig, geometry: Geometry, pruning: PruningConfig | None = None) -> int:
     """Upper bound of the stored size of an unpruned model (pruning only adds room for the grid's keep mask)."""
     if isinstance(config, NeurcompConfig):
-        weights = sum(int(np.prod(shape)) for shape in parameter_shapes(config, full_widths(config)).values())
-        return 2 * weights + FILE_OVERHEAD_BYTES
+        shapes = parameter_shapes(config, full_widths(config))
+        weights = sum(int(np.prod(shape)) for shape in shapes.values())
+        if not config.weight_clusters:
+            return 2 * weights + FILE_OVERHEAD_BYTES
+        # Clustered: a uint8 index per hidden weight and fp16 shared values.
+        hidden = [int(np.prod(shapes[f"layers.{k}.linear.weight"])) for k in hidden_layers(config)]
+        indices = sum(hidden) + INDICES_OVERHEAD_BYTES
+        return 2 * (weights - sum(hidden)) + 2 * config.weight_clusters * len(hidden) + indices + FILE_OVERHEAD_BYTES
     return _fvsrn_file_bytes(config, geometry, pruning if pruning is not None and pruning.enabled else None)
 
 

@@ -15,9 +15,15 @@ Layout (format_version 3):
   /tensors/grid_keep   pruned fV-SRN: uint8, np.packbits of the keep mask (model_structure's keep_shape:
                        (1, z, y, x) per position or (C, z, y, x) per entry), gzip; pruned entries are zero
   /tensors/weights     float16 vector: every other parameter, packed; attr weights_layout: JSON [[name, shape]]
+  /tensors/weight_indices  Neurcomp with weight_clusters (format version 4): uint8 vector: the k-means
+                       indices of every clustered matrix, packed; attr indices_layout: JSON [[name, shape]]. Each
+                       matrix's shared values (its codebook) are among the packed weights
 model_structure holds the shapes beyond the settings: fV-SRN {"grid_shape", "keep_shape"} plus, for a wavelet
 grid, "wavelet_levels" (the per-axis levels (z, y, x) in use), Neurcomp {"widths"} (every sine layer's width
-after pruning; the stored matrices have these sizes). A reader of a wavelet grid runs the inverse DWT once.
+after pruning; the stored matrices have these sizes) and "clustered_layers" (sine layers whose matrix is
+codebook[indices]). A reader of a wavelet grid runs the inverse DWT once.
+Version 4 is written only for files with clustered weights, so every other file stays readable by version-3
+readers.
 Version 3 added the wavelet grid (model_config's wavelet and wavelet_levels); versions 2 (the same layout
 without wavelets) and 1 (fV-SRN, unpruned, no model_structure or pruning_config) are still read.
 HDF5 1.10 object format (libver v110), so ParaView 5.11's HDF5 reads it. Files are written to a
@@ -39,15 +45,28 @@ import torch
 from . import __version__
 from .config import ARCHITECTURES, ModelConfig, PruningConfig, from_json, model_config_class, to_json
 from .errors import FileFormatError, SRNError
+from .kmeans import ClusteredLinear
 from .metrics import compression_ratio
 from .models import model_from_structure
-from .quantize import GRID, GRID_KEEP, WEIGHTS, WEIGHTS_LAYOUT, StoredModel, stored_state
+from .quantize import (
+    GRID,
+    GRID_KEEP,
+    INDICES_LAYOUT,
+    WEIGHT_INDICES,
+    WEIGHTS,
+    WEIGHTS_LAYOUT,
+    StoredModel,
+    stored_state,
+)
 from .volume import SUPPORTED_DTYPES, Geometry
 
 FORMAT_NAME = "srnvtk"
-FORMAT_VERSION = 3
-READABLE_VERSIONS = (1, 2, 3)
+FORMAT_VERSION = 3  # what a file without clustered weights is written as
+CLUSTERED_FORMAT_VERSION = 4  # what a file with them is written as
+READABLE_VERSIONS = (1, 2, 3, 4)
 STAT_KEYS = ("psnr", "train_seconds", "steps", "final_loss", "file_bytes", "ratio", "pruned_fraction")
+# Not the k-means indices: near-uniformly used clusters leave gzip little, and uncompressed they keep a
+# Neurcomp file's size independent of its values, so rate control can size it exactly.
 COMPRESSED = (GRID, GRID_KEEP)
 
 
@@ -139,7 +158,8 @@ def _write_contents(
     f: h5py.File, model_config: ModelConfig, stored: StoredModel, source: SourceInfo, stats, pruning: PruningConfig
 ) -> None:
     f.attrs["format"] = FORMAT_NAME
-    f.attrs["format_version"] = np.int64(FORMAT_VERSION)
+    clustered = WEIGHT_INDICES in stored.arrays
+    f.attrs["format_version"] = np.int64(CLUSTERED_FORMAT_VERSION if clustered else FORMAT_VERSION)
     f.attrs["architecture"] = model_config.architecture
     f.attrs["model_config"] = to_json(model_config)
     f.attrs["model_structure"] = json.dumps(stored.structure, sort_keys=True)
@@ -169,6 +189,8 @@ def _write_contents(
         else:
             tensors.create_dataset(name, data=array, track_times=False)
     tensors[WEIGHTS].attrs[WEIGHTS_LAYOUT] = json.dumps(stored.layout)
+    if clustered:
+        tensors[WEIGHT_INDICES].attrs[INDICES_LAYOUT] = json.dumps(stored.index_layout)
 
 
 def read_srn(path: str | os.PathLike) -> SRNFile:
@@ -202,12 +224,15 @@ def _read_contents(f: h5py.File) -> SRNFile:
     arrays = {name: np.asarray(ds[()]) for name, ds in f["tensors"].items()}
     tensor_bytes = {name: int(ds.id.get_storage_size()) for name, ds in f["tensors"].items()}
     layout = _json(f["tensors"][WEIGHTS].attrs[WEIGHTS_LAYOUT], "weights_layout") if WEIGHTS in f["tensors"] else []
+    index_layout = []
+    if WEIGHT_INDICES in f["tensors"]:
+        index_layout = _json(f["tensors"][WEIGHT_INDICES].attrs[INDICES_LAYOUT], "indices_layout")
     if "model_structure" in f.attrs:
         structure = _json(f.attrs["model_structure"], "model_structure")
     else:  # version 1: an unpruned fV-SRN whose grid codes carry the shape
         grid = arrays.get(GRID)
         structure = {"grid_shape": list(grid.shape[1:]) if grid is not None else None, "keep_shape": None}
-    model = _model_from_stored(config, source.geometry, StoredModel(arrays, layout, structure))
+    model = _model_from_stored(config, source.geometry, StoredModel(arrays, layout, structure, index_layout))
     return SRNFile(model, config, source, stats, tensor_bytes, pruning, version)
 
 
@@ -254,6 +279,11 @@ def _model_from_stored(config: ModelConfig, geometry: Geometry, stored: StoredMo
     if not all(torch.isfinite(t).all() for t in state.values()):
         raise FileFormatError("stored tensors hold NaN or infinite values")
     model.load_state_dict(state)
+    for layer in model.modules():
+        if isinstance(layer, ClusteredLinear) and layer.indices.numel() and int(layer.indices.max()) >= len(
+                layer.codebook):
+            raise FileFormatError(f"weight indices reach {int(layer.indices.max())}, beyond the "
+                                  f"{len(layer.codebook)} shared values")
     if keep is not None:
         model.set_grid_keep(keep)
     model.eval()

@@ -27,6 +27,9 @@ GRID_QUANT = "grid_quant"  # (2, C): scale, offset; (2, C, G) with G quantizatio
 GRID_KEEP = "grid_keep"  # uint8: np.packbits of the keep mask, shape structure["keep_shape"] (pruned grids)
 WEIGHTS = "weights"
 WEIGHTS_LAYOUT = "weights_layout"  # JSON [[name, shape], ...], stored as an attribute of WEIGHTS
+# uint8: the k-means indices of every clustered matrix (srnvtk.kmeans), packed like the weights
+WEIGHT_INDICES = "weight_indices"
+INDICES_LAYOUT = "indices_layout"  # JSON [[name, shape], ...], stored as an attribute of WEIGHT_INDICES
 
 Region = tuple[slice, slice, slice]  # (z, y, x) slices of the latent tensor
 Group = Sequence[Region]  # regions sharing one scale and offset per channel
@@ -40,6 +43,7 @@ class StoredModel:
     arrays: dict[str, np.ndarray]
     layout: list[list]  # [name, shape] of every packed weight, in order
     structure: dict = field(default_factory=dict)  # model.structure(): shapes beyond the settings
+    index_layout: list[list] = field(default_factory=list)  # [name, shape] of every packed index tensor
 
 
 def _quantize_block(flat: np.ndarray, kept: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -150,9 +154,13 @@ def storage_tensors(model: torch.nn.Module, keep: torch.Tensor | None = None) ->
         arrays[GRID_QUANT] = np.stack([scale, offset])
         if keep is not None:
             arrays[GRID_KEEP] = np.packbits(keep.reshape(-1))
+    indices = {name: state.pop(name) for name in [n for n, a in state.items() if a.dtype == np.uint8]}
+    index_layout = [[name, list(array.shape)] for name, array in indices.items()]
+    if indices:
+        arrays[WEIGHT_INDICES] = np.concatenate([a.reshape(-1) for a in indices.values()])
     layout = [[name, list(array.shape)] for name, array in state.items()]
     arrays[WEIGHTS] = np.concatenate([a.reshape(-1) for a in state.values()]).astype(np.float16)
-    return StoredModel(arrays, layout, structure)
+    return StoredModel(arrays, layout, structure, index_layout)
 
 
 def stored_state(stored: StoredModel, model: torch.nn.Module) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
@@ -175,16 +183,28 @@ def stored_state(stored: StoredModel, model: torch.nn.Module) -> tuple[dict[str,
     packed = arrays[WEIGHTS]
     if packed.ndim != 1:
         raise FileFormatError("grid codes, grid scale/offset or packed weights have the wrong type or shape")
+    state.update(_unpacked(packed, stored.layout, np.float32, "packed weights"))
+    if stored.index_layout or WEIGHT_INDICES in arrays:
+        indices = arrays.get(WEIGHT_INDICES)
+        if indices is None or indices.dtype != np.uint8 or indices.ndim != 1:
+            raise FileFormatError("the weight indices are missing or have the wrong type or shape")
+        state.update(_unpacked(indices, stored.index_layout, np.uint8, "weight indices"))
+    return state, None if keep is None else torch.from_numpy(keep)
+
+
+def _unpacked(packed: np.ndarray, layout: list[list], dtype, what: str) -> dict[str, torch.Tensor]:
+    """The tensors a packed vector holds, by its [name, shape] layout."""
+    tensors = {}
     start = 0
-    for name, shape in stored.layout:
+    for name, shape in layout:
         size = int(np.prod(shape))
         if start + size > packed.size:
-            raise FileFormatError("packed weights are shorter than their layout")
-        state[name] = torch.from_numpy(packed[start:start + size].astype(np.float32).reshape(shape))
+            raise FileFormatError(f"{what} are shorter than their layout")
+        tensors[name] = torch.from_numpy(packed[start:start + size].astype(dtype).reshape(shape))
         start += size
     if start != packed.size:
-        raise FileFormatError("packed weights are longer than their layout")
-    return state, None if keep is None else torch.from_numpy(keep)
+        raise FileFormatError(f"{what} are longer than their layout")
+    return tensors
 
 
 def _stored_grid(

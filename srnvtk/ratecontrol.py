@@ -57,7 +57,9 @@ def _widest_neurcomp(ratio: float, volume: Volume, base: NeurcompConfig, pruning
     source = SourceInfo(volume.name, volume.dtype, volume.geometry, validate_for_training(volume))
 
     def file_bytes(candidate: NeurcompConfig) -> int:
-        return file_size_probe(build_model(candidate, volume.geometry), source, pruning)(None)
+        model = build_model(candidate, volume.geometry)
+        model.cluster_weights()  # a no-op unless the settings cluster the weights
+        return file_size_probe(model, source, pruning)(None)
 
     while file_bytes(wider := dataclasses.replace(config, width=config.width + 1)) <= budget:
         config = wider

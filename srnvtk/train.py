@@ -3,7 +3,9 @@
 Without pruning: one phase of MSE, the rate decaying exponentially from learning_rate to
 final_learning_rate_fraction of it. With a rate fit (`fit`, srnvtk.budget: drop latent entries until
 the file fits a byte budget): the phase ends at FIT_AT of the budget with the rate at finetune_lr_factor of
-learning_rate, the fit runs, and the survivors are fine-tuned like pruned ones.
+learning_rate, the fit runs, and the survivors are fine-tuned like pruned ones. A Neurcomp network with
+weight_clusters is split the same way: its hidden matrices are clustered (srnvtk.kmeans) at FIT_AT and the
+shared values fine-tuned, so the stored model is the one optimised.
 With pruning (srnvtk.pruning): a mask phase with the method's
 objective for `mask_phase_fraction` of the budget, its rate decaying from learning_rate to
 finetune_lr_factor of it; then the masks are baked in and the survivors fine-tuned with plain MSE by a
@@ -116,7 +118,7 @@ def train(
         attach_masks(model, pruning)
         split = pruning.mask_phase_fraction
         phases = [_Phase("masks", 0.0, split, learning_rate, finetune_rate, MaskObjective(pruning, model))]
-    elif fit is not None:
+    elif fit is not None or getattr(model, "clusters_weights", False):
         split = FIT_AT
         phases = [_Phase("", 0.0, split, learning_rate, finetune_rate)]
     else:
@@ -127,8 +129,11 @@ def train(
     budget = _Budget(train_config.steps, train_config.time_limit)
     loss_value = float("nan")
     for phase in phases:
-        if phase.fit_first and fit is not None:
-            fit(model)
+        if phase.fit_first:
+            if fit is not None:
+                fit(model)
+            if hasattr(model, "cluster_weights"):
+                model.cluster_weights()
         loss_value = _run_phase(model, phase, budget, targets, volume, train_config, generator, progress,
                                 should_abort, loss_value)
         if phase.objective is not None:

@@ -147,6 +147,10 @@ class SRNEncoder(VTKPythonAlgorithmBase):
     def SetOmega0(self, omega: float) -> None:
         self._set_config("_neurcomp", omega_0=float(omega))
 
+    def SetWeightClusters(self, clusters: int) -> None:
+        """Neurcomp: 0 stores hidden matrices in fp16; 2..256 as that many k-means shared values each."""
+        self._set_config("_neurcomp", weight_clusters=int(clusters))
+
     def SetPruning(self, method: str) -> None:
         """none, smallify, variational or binary."""
         self._set_config("_pruning", method=str(method))

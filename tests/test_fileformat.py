@@ -18,7 +18,7 @@ from srnvtk.datasets import default_geometry, default_volume_values
 from srnvtk.decode import decode
 from srnvtk.encoder import FILE_OVERHEAD_BYTES, compress, config_for_ratio, estimated_file_bytes
 from srnvtk.errors import FileFormatError
-from srnvtk.fileformat import FORMAT_VERSION, SourceInfo, read_srn, write_srn
+from srnvtk.fileformat import FORMAT_VERSION, READABLE_VERSIONS, SourceInfo, read_srn, write_srn
 from srnvtk.models import build_model
 from srnvtk.quantize import apply_storage_precision
 from srnvtk.volume import Geometry, Volume
@@ -292,8 +292,8 @@ def _weights_with_nan(f: h5py.File) -> None:
 @pytest.mark.parametrize(
     ("change", "fragment"),
     [
-        (lambda f: _set_attr(f, "format_version", np.int64(FORMAT_VERSION + 1)),
-         f"format version {FORMAT_VERSION + 1} is not supported"),
+        (lambda f: _set_attr(f, "format_version", np.int64(max(READABLE_VERSIONS) + 1)),
+         f"format version {max(READABLE_VERSIONS) + 1} is not supported"),
         (lambda f: f.attrs.__delitem__("format_version"), "truncated, corrupted or not a srnvtk file"),
         (lambda f: _set_attr(f, "architecture", "neurcomp9"), "unknown architecture 'neurcomp9'"),
         (lambda f: _set_attr(f, "model_config", "{not json"), "not valid JSON"),

@@ -56,7 +56,12 @@ def model_from_structure(config: ModelConfig, geometry: Geometry, structure: dic
                 raise ValueError(f"wavelet levels {stored} were stored, the settings give {model.transform.levels}")
         return model
     if isinstance(config, NeurcompConfig):
-        return Neurcomp(config, aspect_of(geometry), structure["widths"])
+        model = Neurcomp(config, aspect_of(geometry), structure["widths"])
+        clustered = [int(k) for k in structure.get("clustered_layers", [])]
+        if clustered and (config.weight_clusters == 0 or not set(clustered) <= set(range(1, len(model.layers)))):
+            raise ValueError(f"clustered layers {clustered} do not fit the settings")
+        model.use_clustered_layers(clustered, config.weight_clusters)
+        return model
     raise SettingsError(f"unknown model settings {type(config).__name__}")
 
 

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from ..config import NeurcompConfig
+from ..kmeans import ClusteredLinear
 from ..masks import UnitMask
 
 
@@ -44,6 +45,11 @@ class SineLayer(nn.Module):
 def full_widths(config: NeurcompConfig) -> list[int]:
     """The width of every sine layer before pruning."""
     return [config.width] * (1 + 2 * config.blocks)
+
+
+def hidden_layers(config: NeurcompConfig) -> list[int]:
+    """Indices of the sine layers with width x width matrices: the ones weight clustering shares."""
+    return list(range(1, 1 + 2 * config.blocks))
 
 
 def prunable_layers(config: NeurcompConfig) -> list[int]:
@@ -116,10 +122,35 @@ class Neurcomp(nn.Module):
                 stream = masks[outer](layers[outer](masks[inner](layers[inner](stream))))
         return self.output(stream).squeeze(1)
 
+    # -- weight clustering (see srnvtk.kmeans) ---------------------------------------------------------
+    @property
+    def clusters_weights(self) -> bool:
+        """Whether training ends by clustering the hidden matrices (and fine-tuning their shared values)."""
+        return self.config.weight_clusters > 0
+
+    def clustered_layers(self) -> list[int]:
+        return [k for k, layer in enumerate(self.layers) if isinstance(layer.linear, ClusteredLinear)]
+
+    @torch.no_grad()
+    def cluster_weights(self) -> None:
+        """Replace every hidden matrix by config.weight_clusters shared values (k-means); no-op when not asked
+        for or done already. Masks must be baked first."""
+        if not self.clusters_weights or self.clustered_layers():
+            return
+        for k in hidden_layers(self.config):
+            self.layers[k].linear = ClusteredLinear.from_linear(self.layers[k].linear, self.config.weight_clusters)
+
+    def use_clustered_layers(self, layers: Sequence[int], clusters: int) -> None:
+        """Empty clustered layers (for loading a stored state) at these sine-layer indices."""
+        for k in layers:
+            linear = self.layers[k].linear
+            self.layers[k].linear = ClusteredLinear.empty(linear.out_features, linear.in_features, clusters)
+
     # -- pruning (see srnvtk.pruning) -----------------------------------------------------------------
     def structure(self) -> dict:
-        """What a reader needs beside the settings: every sine layer's (pruned) width."""
-        return {"widths": list(self.widths)}
+        """What a reader needs beside the settings: every sine layer's (pruned) width, and which sine layers
+        hold clustered matrices."""
+        return {"widths": list(self.widths), "clustered_layers": self.clustered_layers()}
 
     def mask_shapes(self, granularity: str) -> list[tuple[int, ...]]:
         return [(self.widths[k],) for k in prunable_layers(self.config)]
@@ -159,7 +190,11 @@ class Neurcomp(nn.Module):
     def entry_counts(self) -> dict[str, tuple[int, int]]:
         """Per parameter: (entries kept, entries of the unpruned network)."""
         full = parameter_shapes(self.config, full_widths(self.config))
-        return {name: (p.numel(), math.prod(full[name])) for name, p in self.named_parameters() if name in full}
+        counts = {name: (p.numel(), math.prod(full[name])) for name, p in self.named_parameters() if name in full}
+        for k in self.clustered_layers():  # a clustered matrix keeps one index per weight
+            name = f"layers.{k}.linear.weight"
+            counts[name] = (self.layers[k].linear.indices.numel(), math.prod(full[name]))
+        return counts
 
 
 def _linear(weight: torch.Tensor, bias: torch.Tensor) -> nn.Linear:
