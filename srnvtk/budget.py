@@ -48,14 +48,24 @@ def file_size_probe(model: nn.Module, source: SourceInfo, pruning: PruningConfig
 
 def ranked_entries(model: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
     """(order, current keep mask): the currently kept entries' flat indices into the keep mask's shape, most
-    important first, and that mask (all true where nothing is pruned yet)."""
+    important first, and that mask (all true where nothing is pruned yet).
+
+    The ranking: the learned masks' unit importance where pruning left one (`unit_importance`, see
+    FVSRN.bake_masks), else the entries' squared magnitude summed over the channels.
+    """
     latent = model.latent.detach()
     keep = model.grid_keep
+    learned = getattr(model, "unit_importance", None)
     if keep is None:
-        keep = torch.ones((1, *latent.shape[1:]), dtype=torch.bool, device=latent.device)
-    squares = latent.double().square()
-    importance = squares.sum(dim=0, keepdim=True) if keep.shape[0] == 1 else squares
-    importance = importance.masked_fill(~keep, -1.0).reshape(-1)
+        units = learned.shape if learned is not None else (1, *latent.shape[1:])
+        keep = torch.ones(units, dtype=torch.bool, device=latent.device)
+    if learned is not None:
+        importance = learned.to(device=latent.device, dtype=torch.float64)
+    else:
+        squares = latent.double().square()
+        importance = squares.sum(dim=0, keepdim=True) if keep.shape[0] == 1 else squares
+    # Below every real score (learned ones can be negative), so no dropped entry comes back.
+    importance = importance.masked_fill(~keep, -torch.inf).reshape(-1)
     order = torch.argsort(importance, descending=True, stable=True)
     return order[: int(keep.sum())], keep
 
@@ -74,7 +84,10 @@ def fit_latent_to_budget(model: nn.Module, budget: int, measure: Measure) -> int
     does not depend on the values, and is sized exactly before training). SettingsError when even dropping
     every entry leaves the file over the budget.
     """
-    if getattr(model, "latent_name", None) is None or measure(None) <= budget:
+    if getattr(model, "latent_name", None) is None:
+        return 0
+    if measure(None) <= budget:
+        model.unit_importance = None  # the budget pays for every unit the masks ranked
         return 0
     order, keep = ranked_entries(model)
     kept = order.numel()
@@ -89,13 +102,14 @@ def fit_latent_to_budget(model: nn.Module, budget: int, measure: Measure) -> int
         else:
             over = middle
     model.set_grid_keep(keep_top(order, fits, keep))
+    model.unit_importance = None
     return kept - fits
 
 
 def grow_latent_for_budget(model: nn.Module, budget: int, measure: Measure, geometry: Geometry) -> int:
     """Resample an unpruned fV-SRN's latent grid to a finer resolution while its whole file stays well under the
     budget (see the module); returns the resolution steps added (0 when the file already fills it)."""
-    if not hasattr(model, "resize_latent") or model.grid_keep is not None:
+    if not hasattr(model, "resize_latent") or model.grid_keep is not None or model.unit_importance is not None:
         return 0
     start = model.config.grid_resolution
     for _round in range(GROWTH_ROUNDS):

@@ -10,6 +10,9 @@ Every mask answers the same questions, so models and the trainer need not know w
   after_step() bookkeeping after each optimiser step (Smallify's sign statistics)
   keep()       which units survive
   scale()      the factor to fold into the model when the masks are baked in (zero where pruned)
+  importance() how much each unit matters, comparable within one mask (rate control keeps the most
+               important units that fit a byte budget instead of the method's own threshold)
+  soft_scale() the factor to fold in when rate control, not keep(), decides which units survive
 """
 
 from __future__ import annotations
@@ -59,6 +62,12 @@ class UnitMask(nn.Module):
     def scale(self) -> torch.Tensor:
         raise NotImplementedError
 
+    def importance(self) -> torch.Tensor:
+        raise NotImplementedError
+
+    def soft_scale(self) -> torch.Tensor:
+        raise NotImplementedError
+
 
 class SmallifyMask(UnitMask):
     """Smallify (Leclerc et al. 2018): a factor beta per unit, initialised N(0, 1), with an L1 penalty.
@@ -97,6 +106,13 @@ class SmallifyMask(UnitMask):
 
     def scale(self) -> torch.Tensor:
         return self.beta * self.alive
+
+    def importance(self) -> torch.Tensor:
+        """|beta| of the living units; the pruned ones (zero from now on) below every living one."""
+        return torch.where(self.alive, self.beta.detach().abs(), torch.full_like(self.beta, -1.0))
+
+    def soft_scale(self) -> torch.Tensor:
+        return self.scale()
 
 
 class VariationalMask(UnitMask):
@@ -137,6 +153,13 @@ class VariationalMask(UnitMask):
     def scale(self) -> torch.Tensor:
         return self.theta * self.keep()
 
+    def importance(self) -> torch.Tensor:
+        """The lower the dropout rate, the more the unit matters."""
+        return -self.log_alpha().detach()
+
+    def soft_scale(self) -> torch.Tensor:
+        return self.theta
+
 
 class BinaryMask(UnitMask):
     """A straight-through binary mask: forward multiplies by the hard 0/1 mask sigmoid(logit) >= threshold,
@@ -163,6 +186,12 @@ class BinaryMask(UnitMask):
 
     def scale(self) -> torch.Tensor:
         return self.keep().to(self.logits.dtype)
+
+    def importance(self) -> torch.Tensor:
+        return self.logits.detach().clone()
+
+    def soft_scale(self) -> torch.Tensor:
+        return torch.ones_like(self.logits)
 
 
 def make_mask(config: PruningConfig, unit_shape: tuple[int, ...]) -> UnitMask:

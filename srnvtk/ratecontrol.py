@@ -4,9 +4,10 @@
 A ratio target sizes the model, trains it and fits it: an fV-SRN's latent tensor is sized for LATENT_HEADROOM
 times the bytes its uncompressed codes may take (gzip shrinks trained codes to about 0.6-0.9 of that), and
 after training srnvtk.budget drops the least important entries until the measured file fits, before the
-survivors are fine-tuned. Neurcomp's file does not depend on its weights' values (fp16, not compressed), so
-its width is found exactly, by measuring the files of untrained networks. Learned pruning shrinks a file
-further by what it prunes, so with pruning the budget is a ceiling the file may land well under.
+survivors are fine-tuned. With learned pruning the grid is planned PRUNED_HEADROOM times larger again, and
+the masks' ranking (not the method's threshold) picks the survivors that fit. Neurcomp's file does not
+depend on its weights' values (fp16 or k-means indices, not compressed), so its width is found exactly, by
+measuring the files of untrained networks; pruned Neurcomp neurons shrink its file below the budget.
 
 A quality target searches over ratios (each trial a full training) for the largest ratio whose decoded
 file reaches the PSNR.
@@ -31,6 +32,9 @@ from .volume import Geometry, Volume, validate_for_training
 
 # How many times their share of the budget an fV-SRN's uncompressed latent codes may take before the fit.
 LATENT_HEADROOM = 1.4
+# With learned pruning, this much more again: the masks rank the units and the fit keeps the best that fit
+# (the pruning ablation found pruned larger grids beat unpruned smaller ones at equal bytes).
+PRUNED_HEADROOM = 2.0
 PSNR_START_RATIO = 100.0  # the first trial of a quality search (lowered where the volume is too small)
 PSNR_RATIO_PRECISION = 1.15  # stop searching once the passing and failing ratios are this close
 
@@ -44,7 +48,8 @@ def plan_for_ratio(
     budget = budget_for_ratio(ratio, geometry)
     if isinstance(base, NeurcompConfig):
         return _widest_neurcomp(ratio, volume, base, pruning, budget), budget
-    config = config_for_ratio(ratio, geometry, base, pruning, latent_headroom=LATENT_HEADROOM)
+    headroom = LATENT_HEADROOM * (PRUNED_HEADROOM if pruning is not None and pruning.enabled else 1.0)
+    config = config_for_ratio(ratio, geometry, base, pruning, latent_headroom=headroom)
     if config.grid_shape is None:  # one resolution step beyond: the fit trims instead of a step leaving bytes unused
         config = dataclasses.replace(config, grid_resolution=config.grid_resolution + 1)
     return config, budget

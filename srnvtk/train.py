@@ -137,7 +137,12 @@ def train(
         loss_value = _run_phase(model, phase, budget, targets, volume, train_config, generator, progress,
                                 should_abort, loss_value)
         if phase.objective is not None:
-            model.bake_masks()
+            # Under a byte budget the fit, not the method's threshold, chooses the survivors (by the masks'
+            # ranking) where the architecture supports it (fV-SRN).
+            if fit is not None and hasattr(model, "unit_importance"):
+                model.bake_masks(rank_only=True)
+            else:
+                model.bake_masks()
     model.eval()
     return TrainResult(model, value_range, budget.seconds, loss_value, budget.step, pruned_fraction(model))
 

@@ -214,3 +214,33 @@ def test_a_pruned_grid_is_not_grown(volume) -> None:
     assert grow_latent_for_budget(model, probe(None) * 3, probe, volume.geometry) == 0
     with pytest.raises(ValueError, match="cannot be resized"):
         model.resize_latent(config, (8, 8, 8))
+
+
+@pytest.mark.parametrize("method", ["smallify", "variational", "binary"])
+def test_pruned_ratio_target_keeps_the_best_ranked_units_that_fit(tmp_path, volume, method) -> None:
+    path = tmp_path / "p.srn"
+    pruning = PruningConfig(method=method)
+    result = compress_to_ratio(volume, 6.0, TRAIN, SMALL_FVSRN, path, pruning=pruning)
+    budget = 4 * volume.values.size / 6.0
+    assert 0.95 * budget <= path.stat().st_size <= budget
+    assert result.stats["pruned_fraction"] > 0  # a grid planned larger than the budget, trimmed by rank
+    srn = read_srn(path)
+    decoded = decode(srn.model, srn.source.geometry, srn.source.geometry, srn.source.value_range, srn.source.dtype,
+                     "cpu")
+    np.testing.assert_array_equal(decoded, result.reconstruction)
+
+
+def test_learned_ranking_decides_which_units_survive(volume) -> None:
+    config = dataclasses.replace(SMALL_FVSRN, grid_resolution=10)
+    model = build_model(config, volume.geometry)
+    generator = torch.Generator().manual_seed(4)
+    with torch.no_grad():
+        model.grid.copy_(torch.rand(model.grid.shape, generator=generator))
+    # A ranking unrelated to the values' magnitude: the fit must follow it.
+    model.unit_importance = torch.rand((1, *model.grid.shape[1:]), generator=generator)
+    ranking = model.unit_importance.clone()
+    probe = file_size_probe(model, source_of(volume), None)
+    fit_latent_to_budget(model, probe(None) - 1500, probe)
+    kept = model.grid_keep[0]
+    assert ranking[0][kept].min() >= ranking[0][~kept].max()
+    assert model.unit_importance is None

@@ -50,6 +50,9 @@ class FVSRN(nn.Module):
         # bool, broadcastable to the latent tensor; None: nothing pruned. A buffer, so .to() moves it, but not
         # stored with the parameters: the file keeps it as a packed bit mask.
         self.register_buffer("grid_keep", None, persistent=False)
+        # Set by bake_masks(rank_only=True): the baked masks' unit importance, for rate control to choose the
+        # surviving units by (srnvtk.budget); None otherwise.
+        self.unit_importance: torch.Tensor | None = None
 
     def _init_latent(self, grid: torch.Tensor) -> None:
         """Make the trainable latent tensor from the initial (C, z, y, x) grid."""
@@ -114,11 +117,19 @@ class FVSRN(nn.Module):
         return [self.latent]
 
     @torch.no_grad()
-    def bake_masks(self) -> None:
-        """Multiply the latent tensor by the masks' final factors (zero where pruned); drop the masks."""
+    def bake_masks(self, rank_only: bool = False) -> None:
+        """Multiply the latent tensor by the masks' final factors (zero where pruned); drop the masks.
+
+        rank_only: fold in the factors before any threshold and prune nothing; keep the units' importance in
+        `unit_importance` so that rate control decides which survive (srnvtk.budget).
+        """
         if self.grid_mask is None:
             return
         mask, self.grid_mask = self.grid_mask, None
+        if rank_only:
+            self.latent.mul_(mask.soft_scale().detach())
+            self.unit_importance = mask.importance()
+            return
         self.latent.mul_(mask.scale().detach())
         self.set_grid_keep(mask.keep())
 
