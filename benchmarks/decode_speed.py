@@ -1,13 +1,14 @@
 """Decode throughput and peak memory, against a straightforward baseline and the hardware's matmul rate.
 
-Model: a 16-channel fV-SRN grid of 32^3 with a 4x32 MLP (random weights: throughput does not depend on
-them) describing a 256^3 uint8 volume. Cases: the full grid, stride 2 and 4, a 128^3 sub-extent and a
+Models (random weights: throughput does not depend on them) describing a 256^3 uint8 volume: --arch fvsrn,
+a 16-channel fV-SRN grid of 32^3 with a 4x32 MLP; --arch neurcomp, a residual Neurcomp of width 64 and 7 blocks
+(the paper's default shape). Cases: the full grid, stride 2 and 4, a 128^3 sub-extent and a
 2x upsampled grid (512^3). Each case runs in its own process so its peak memory (ru_maxrss) is its own;
 the bound is the output array plus 256 MB above the process's footprint before decoding.
 Baseline: a plain loop over z-slices, each slice's positions through model(positions).
 The limit: MLP multiply-adds per voxel x 2 / the device's measured fp32 matmul rate.
 
-    .venv/bin/python benchmarks/decode_speed.py [--device cpu|cuda] [--out FILE]
+    .venv/bin/python benchmarks/decode_speed.py [--arch fvsrn|neurcomp] [--device cpu|cuda] [--out FILE]
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from srnvtk.config import FVSRNConfig
+from srnvtk.config import FVSRNConfig, NeurcompConfig
 from srnvtk.decode import decode, resampled_geometry, strided_geometry
 from srnvtk.models import build_model
 from srnvtk.volume import Geometry
@@ -39,8 +40,10 @@ CASES = {
 }
 
 
-def benchmark_model() -> torch.nn.Module:
+def benchmark_model(arch: str = "fvsrn") -> torch.nn.Module:
     torch.manual_seed(0)
+    if arch == "neurcomp":
+        return build_model(NeurcompConfig(width=64, blocks=7), SOURCE).eval()
     model = build_model(FVSRNConfig(grid_channels=16, grid_resolution=32, mlp_width=32, mlp_layers=4), SOURCE)
     with torch.no_grad():
         model.grid.normal_()
@@ -48,7 +51,9 @@ def benchmark_model() -> torch.nn.Module:
 
 
 def mlp_flops_per_voxel(model: torch.nn.Module) -> int:
-    return 2 * sum(m.in_features * m.out_features for m in model.mlp if isinstance(m, torch.nn.Linear))
+    """Multiply-adds x 2 of every linear layer a voxel passes through (fV-SRN: its MLP; Neurcomp: all)."""
+    layers = model.mlp if hasattr(model, "mlp") else model.modules()
+    return 2 * sum(m.in_features * m.out_features for m in layers if isinstance(m, torch.nn.Linear))
 
 
 def matmul_rate(device: torch.device, n: int = 2048, repeats: int = 5) -> float:
@@ -69,9 +74,9 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def run_case(name: str, device: str, baseline: bool, precision: str) -> dict:
+def run_case(name: str, device: str, baseline: bool, precision: str, arch: str) -> dict:
     """One case in this process: voxels/s and peak memory above the pre-decode footprint."""
-    model = benchmark_model()
+    model = benchmark_model(arch)
     output = CASES[name]()
     torch_device = torch.device("cuda" if device == "cuda" else "cpu")
     model.to(torch_device)
@@ -116,21 +121,23 @@ def baseline_decode(model: torch.nn.Module, output: Geometry, device: torch.devi
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    parser.add_argument("--arch", default="fvsrn", choices=("fvsrn", "neurcomp"))
     parser.add_argument("--case", help=argparse.SUPPRESS)  # internal: run one case in this process
     parser.add_argument("--baseline", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--precision", default="fp32", choices=("fp32", "fp16"), help="fp16 applies on CUDA only")
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
     if args.case:
-        print(json.dumps(run_case(args.case, args.device, args.baseline, args.precision)))
+        print(json.dumps(run_case(args.case, args.device, args.baseline, args.precision, args.arch)))
         return
     device = torch.device(args.device)
-    model = benchmark_model()
+    model = benchmark_model(args.arch)
     flops = mlp_flops_per_voxel(model)
     rate = matmul_rate(device)
     rows = []
     for name, baseline in [("full 256^3", True)] + [(name, False) for name in CASES]:
-        cmd = [sys.executable, __file__, "--device", args.device, "--precision", args.precision, "--case", name]
+        cmd = [sys.executable, __file__, "--device", args.device, "--precision", args.precision, "--arch", args.arch,
+               "--case", name]
         cmd += ["--baseline"] if baseline else []
         row = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.splitlines()[-1])
         row["limit_voxels_per_s"] = rate / flops
@@ -138,12 +145,13 @@ def main() -> None:
         print(json.dumps(row), flush=True)
         rows.append(row)
     summary = {
-        "device": args.device, "precision": args.precision, "torch_threads": torch.get_num_threads(),
+        "arch": args.arch, "device": args.device, "precision": args.precision, "torch_threads": torch.get_num_threads(),
         "mlp_flops_per_voxel": flops,
         "matmul_flops_per_s": rate, "rows": rows,
         "speedup_full_vs_baseline": rows[1]["voxels_per_s"] / rows[0]["voxels_per_s"],
     }
-    out = Path(args.out or HERE / "results" / f"decode_speed_{args.device}_{args.precision}.json")
+    suffix = "" if args.arch == "fvsrn" else f"_{args.arch}"
+    out = Path(args.out or HERE / "results" / f"decode_speed_{args.device}_{args.precision}{suffix}.json")
     out.write_text(json.dumps(summary, indent=2) + "\n")
     print(f"speedup (full grid) vs baseline: {summary['speedup_full_vs_baseline']:.2f}x -> {out}")
 

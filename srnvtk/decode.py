@@ -15,11 +15,14 @@ import torch
 from .devices import resolve_device
 from .errors import SettingsError
 from .lattice import CPU_BLOCK_POINTS, LatticeFVSRN
-from .models import FVSRN
+from .models import FVSRN, Neurcomp
+from .neurcomp_eval import FoldedNeurcomp
 from .sampling import normalized_axis
 from .volume import Geometry
 
 DEFAULT_BATCH_POINTS = 1 << 18  # points per block handed to the network (bounds the memory)
+# Neurcomp on the CPU: blocks whose activations (width floats per point) stay near the caches.
+NEURCOMP_CPU_BLOCK_POINTS = 1 << 14
 
 
 def strided_geometry(
@@ -165,7 +168,12 @@ def lattice_batch_points(device: torch.device) -> int:
 
 
 def _lattice_evaluator(model: torch.nn.Module, dtype: torch.dtype, batch_points: int):
-    """The fast separable path for plain fV-SRNs, else a generic per-point evaluation."""
+    """The fast separable path for plain fV-SRNs, else a per-point evaluation (Neurcomp's in inference form)."""
+    network = model
+    if isinstance(model, Neurcomp):
+        network = FoldedNeurcomp(model)
+        if model_device(model).type == "cpu":
+            batch_points = min(batch_points, NEURCOMP_CPU_BLOCK_POINTS)
     if isinstance(model, FVSRN):
         try:
             lattice = LatticeFVSRN(model, dtype)
@@ -183,7 +191,7 @@ def _lattice_evaluator(model: torch.nn.Module, dtype: torch.dtype, batch_points:
                 y1 = min(len(ys), y0 + rows)
                 zz, yy, xx = torch.meshgrid(zs[z:z + 1], ys[y0:y1], xs, indexing="ij")
                 positions = torch.stack([xx.reshape(-1), yy.reshape(-1), zz.reshape(-1)], dim=1)
-                out[z, y0:y1] = model(positions).reshape(y1 - y0, len(xs)).to(torch.float32)
+                out[z, y0:y1] = network(positions).reshape(y1 - y0, len(xs)).to(torch.float32)
         return out
 
     return per_point

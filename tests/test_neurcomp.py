@@ -17,6 +17,7 @@ from srnvtk.errors import SettingsError
 from srnvtk.fileformat import SourceInfo, read_srn, write_srn
 from srnvtk.masks import BinaryMask
 from srnvtk.models import build_model
+from srnvtk.models.layers import aspect_of
 from srnvtk.models.neurcomp import Neurcomp, parameter_shapes, prunable_layers
 from srnvtk.quantize import apply_storage_precision
 from srnvtk.volume import Geometry, Volume
@@ -257,3 +258,30 @@ def test_file_round_trip_is_exact(tmp_path, volume, method) -> None:
     assert shapes == parameter_shapes(TINY, srn.model.widths)
     if method == "binary":
         assert min(srn.model.widths[k] for k in prunable_layers(TINY)) < TINY.width  # shrunk matrices
+
+
+@pytest.mark.parametrize("residual", [True, False])
+@pytest.mark.parametrize("clusters", [0, 16])
+def test_inference_form_computes_the_same_function(residual, clusters) -> None:
+    from srnvtk.neurcomp_eval import FoldedNeurcomp
+
+    geometry = Geometry((0, 19, 0, 11, 0, 7), spacing=(1.0, 2.0, 0.5))  # unequal aspect: folded into layer 0
+    model = build_model(NeurcompConfig(width=12, blocks=3, residual=residual, weight_clusters=clusters), geometry)
+    if clusters:
+        model.cluster_weights()
+    positions = torch.rand((300, 3), generator=torch.Generator().manual_seed(0)) * 2 - 1
+    folded = FoldedNeurcomp(model.eval())
+    with torch.no_grad():
+        expected = model(positions)
+    torch.testing.assert_close(folded(positions), expected, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(folded(positions[:7]), expected[:7], atol=1e-5, rtol=1e-5)  # buffers resize
+
+
+def test_inference_form_of_a_pruned_network() -> None:
+    from srnvtk.neurcomp_eval import FoldedNeurcomp
+
+    geometry = Geometry((0, 9, 0, 9, 0, 9))
+    model = Neurcomp(NeurcompConfig(width=10, blocks=2, residual=False), aspect_of(geometry), [10, 4, 7, 3, 10])
+    positions = torch.rand((50, 3), generator=torch.Generator().manual_seed(1)) * 2 - 1
+    with torch.no_grad():
+        torch.testing.assert_close(FoldedNeurcomp(model.eval())(positions), model(positions), atol=1e-5, rtol=1e-5)
