@@ -144,8 +144,9 @@ def markdown(data: dict) -> str:
     lines += ["", "## What each codec's bytes count", ""]
     for codec, label in codecs_in(rows):
         first = next(r for r in rows if r["codec"] == codec)
-        lines.append(f"- {label} ({first.get('package', '')}): {first.get('bytes_counted', '')}; "
-                     f"parameter: {first.get('parameter_name', 'model sized by config_for_ratio')}")
+        parameter = first.get("parameter_name", "the model planned and fitted to the budget (srnvtk.ratecontrol)")
+        counted = first.get("bytes_counted", "")
+        lines.append(f"- {label} ({first.get('package', '')}): {counted}; parameter: {parameter}")
     if data.get("notes"):
         lines += ["", "## Notes", ""] + [f"- {note}" for note in data["notes"]]
     return "\n".join(lines) + "\n"
