@@ -413,7 +413,9 @@ def test_sigint_stops_a_real_run(tmp_path, tiny_vti) -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    assert proc.returncode == 130, err
+    # 130, or (rarely, under load) death by SIGINT after the same clean-up: CPython re-raises SIGINT at exit
+    # when it saw a KeyboardInterrupt escape somewhere. A shell reports both as $? = 130.
+    assert proc.returncode in (130, -signal.SIGINT), err
     assert "srnvtk: interrupted" in err and "Traceback" not in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny.vti"]
 
