@@ -21,16 +21,17 @@ def kmeans_1d(values: torch.Tensor, clusters: int, iterations: int = LLOYD_ITERA
     """(codebook (k,), indices (values' shape, uint8)) minimising the squared error of codebook[indices].
 
     Deterministic: the centroids start at evenly spaced quantiles and follow Lloyd's iterations; in 1D the
-    nearest centroid is found by bucketing against the midpoints of the sorted centroids. k is at most the
-    number of distinct values, so no cluster is empty at the start.
+    nearest centroid is found by bucketing against the midpoints of the sorted centroids. With no more
+    distinct values than clusters the codebook is those values, padded with copies of the largest: always k
+    entries, so a reader can build the layer from the settings alone.
     """
     if not 2 <= clusters <= MAX_CLUSTERS:
         raise ValueError(f"clusters must be within [2, {MAX_CLUSTERS}], got {clusters}")
     flat = values.detach().reshape(-1).double()
     distinct = torch.unique(flat)
     if distinct.numel() <= clusters:
-        codebook = distinct
         indices = torch.bucketize(flat, distinct)
+        codebook = torch.cat([distinct, distinct[-1:].expand(clusters - distinct.numel())])
         return codebook.to(values.dtype), indices.reshape(values.shape).to(torch.uint8)
     codebook = torch.quantile(flat, torch.linspace(0, 1, clusters, dtype=torch.float64))
     for _ in range(iterations):

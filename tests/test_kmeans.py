@@ -134,3 +134,16 @@ def test_unclustered_neurcomp_stays_format_version_3(tmp_path, volume) -> None:
     assert read_srn(path).format_version == 3
     model = build_model(CLUSTERED, volume.geometry)
     assert model.clustered_layers() == []  # clustering happens in training, not at construction
+
+
+def test_a_layer_with_fewer_weights_than_clusters_still_has_every_shared_value(tmp_path, volume) -> None:
+    """Few distinct weights: the codebook is padded to the configured size, so the file reads back."""
+    codebook, indices = kmeans_1d(torch.tensor([0.5, -1.0, 0.5]), 8)
+    assert codebook.shape == (8,) and torch.equal(codebook[indices.long()], torch.tensor([0.5, -1.0, 0.5]))
+    narrow = NeurcompConfig(width=6, blocks=1, weight_clusters=256)  # 36 weights per hidden matrix
+    path = tmp_path / "n.srn"
+    result = compress(volume, narrow, TRAIN, path)
+    srn = read_srn(path)
+    s = srn.source
+    np.testing.assert_array_equal(decode(srn.model, s.geometry, s.geometry, s.value_range, s.dtype, "cpu"),
+                                  result.reconstruction)
