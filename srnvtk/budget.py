@@ -126,12 +126,15 @@ def grow_latent_for_budget(model: nn.Module, budget: int, measure: Measure, geom
     return model.config.grid_resolution - start
 
 
-def budget_fit(budget: int, source: SourceInfo, pruning: PruningConfig | None) -> Callable[[nn.Module], None]:
-    """The trainer's fit callback (srnvtk.train) for this budget: grow (unpruned fV-SRN only), then trim."""
+def budget_fit(budget: int, source: SourceInfo, pruning: PruningConfig | None,
+               grow: bool = True) -> Callable[[nn.Module], None]:
+    """The trainer's fit callback (srnvtk.train) for this budget: grow (unpruned fV-SRN only, when asked),
+    then trim."""
 
     def fit(model: nn.Module) -> None:
         measure = file_size_probe(model, source, pruning)
-        grow_latent_for_budget(model, budget, measure, source.geometry)
+        if grow:
+            grow_latent_for_budget(model, budget, measure, source.geometry)
         fit_latent_to_budget(model, budget, measure)
 
     return fit

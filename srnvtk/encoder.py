@@ -72,7 +72,7 @@ def _fvsrn_file_bytes(config: FVSRNConfig, geometry: Geometry, pruning: PruningC
     """Grid (or wavelet coefficient) uint8 codes before gzip and their float32 scales and offsets, weights fp16,
     HDF5 structure; a pruned grid adds its packed keep mask."""
     shape = grid_shape_for(config, geometry)
-    grid = config.grid_channels * int(np.prod(shape))
+    grid = latent_code_bytes(config, geometry)
     grid += grid // 1024 + 64 * config.grid_channels  # gzip's worst case (codes it cannot shrink), chunk index
     quantization = 8 * config.grid_channels * _quantization_groups(config, shape)
     in_features = 3 + 6 * config.fourier_features + config.grid_channels
@@ -84,6 +84,11 @@ def _fvsrn_file_bytes(config: FVSRNConfig, geometry: Geometry, pruning: PruningC
         units *= config.grid_channels if pruning.granularity == "position_channel" else 1
         mask = (units + 7) // 8 + KEEP_MASK_OVERHEAD_BYTES
     return grid + quantization + 2 * weights + mask + FILE_OVERHEAD_BYTES
+
+
+def source_info(volume: Volume) -> SourceInfo:
+    """What a file records about the source array (InputError for values that cannot be trained on)."""
+    return SourceInfo(volume.name, volume.dtype, volume.geometry, validate_for_training(volume))
 
 
 def budget_for_ratio(ratio: float, geometry: Geometry) -> int:
@@ -158,11 +163,13 @@ def compress(
         if progress is not None:
             progress(TRAIN_SHARE + (1 - TRAIN_SHARE) * fraction, "reconstructing")
 
-    source = SourceInfo(volume.name, volume.dtype, volume.geometry, validate_for_training(volume))
+    source = source_info(volume)
     fit = None if target_bytes is None else budget_fit(target_bytes, source, pruning)
     result = train(volume, model_config, train_config, train_progress, should_abort, pruning, fit)
-    if fit is not None:
-        fit(result.model)
+    if target_bytes is not None:
+        # Fine-tuning changed the codes and so what gzip makes of them: trim once more, never grow (new
+        # entries would go untrained).
+        budget_fit(target_bytes, source, pruning, grow=False)(result.model)
         model_config = result.model.config  # the fit may have grown the grid
     stored = apply_storage_precision(result.model)
     reconstruction = decode(

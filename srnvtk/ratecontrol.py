@@ -23,12 +23,18 @@ from pathlib import Path
 
 from .budget import file_size_probe
 from .config import PSNR_TRIALS, FVSRNConfig, ModelConfig, NeurcompConfig, PruningConfig, TrainConfig
-from .encoder import CompressResult, budget_for_ratio, compress, config_for_ratio, estimated_file_bytes
+from .encoder import (
+    CompressResult,
+    budget_for_ratio,
+    compress,
+    config_for_ratio,
+    estimated_file_bytes,
+    source_info,
+)
 from .errors import SettingsError
-from .fileformat import SourceInfo
 from .models import build_model
 from .train import AbortCallback, ProgressCallback
-from .volume import Geometry, Volume, validate_for_training
+from .volume import Geometry, Volume
 
 # How many times their share of the budget an fV-SRN's uncompressed latent codes may take before the fit.
 LATENT_HEADROOM = 1.4
@@ -59,7 +65,7 @@ def _widest_neurcomp(ratio: float, volume: Volume, base: NeurcompConfig, pruning
                      budget: int) -> NeurcompConfig:
     """The widest network whose (unpruned) file fits: from the estimate's bound, widened while it fits."""
     config = config_for_ratio(ratio, volume.geometry, base, pruning)
-    source = SourceInfo(volume.name, volume.dtype, volume.geometry, validate_for_training(volume))
+    source = source_info(volume)
 
     def file_bytes(candidate: NeurcompConfig) -> int:
         model = build_model(candidate, volume.geometry)
@@ -154,7 +160,7 @@ def _search(volume: Volume, target_psnr: float, train_config: TrainConfig, base:
                                        trial_progress, should_abort, pruning)
         except SettingsError:  # too few bytes for any model: this ratio fails
             history.append((ratio, None))
-            failing = ratio
+            failing = ratio if failing is None else min(failing, ratio)
         else:
             quality = result.stats["psnr"]
             history.append((ratio, quality))

@@ -12,9 +12,9 @@ from srnvtk.budget import budget_fit, file_size_probe, fit_latent_to_budget, gro
 from srnvtk.config import FVSRNConfig, NeurcompConfig, PruningConfig, TrainConfig
 from srnvtk.datasets import default_geometry, default_volume_values
 from srnvtk.decode import decode
-from srnvtk.encoder import budget_for_ratio
+from srnvtk.encoder import budget_for_ratio, source_info
 from srnvtk.errors import SettingsError
-from srnvtk.fileformat import SourceInfo, read_srn
+from srnvtk.fileformat import read_srn
 from srnvtk.models import build_model
 from srnvtk.models.fvsrn import grid_shape_for
 from srnvtk.ratecontrol import compress_to_psnr, compress_to_ratio, plan_for_ratio
@@ -35,9 +35,22 @@ def volume() -> Volume:
     return Volume(default_volume_values(SHAPE), default_geometry(SHAPE), "density")
 
 
-def source_of(volume: Volume) -> SourceInfo:
-    return SourceInfo(volume.name, volume.dtype, volume.geometry, (float(volume.values.min()),
-                                                                  float(volume.values.max())))
+def random_grid_model(volume: Volume, seed: int, normal: bool = False):
+    """An untrained small fV-SRN (grid resolution 10) with random grid values; also returns its generator."""
+    model = build_model(dataclasses.replace(SMALL_FVSRN, grid_resolution=10), volume.geometry)
+    generator = torch.Generator().manual_seed(seed)
+    draw = torch.randn if normal else torch.rand
+    with torch.no_grad():
+        model.grid.copy_(draw(model.grid.shape, generator=generator))
+    return model, generator
+
+
+def assert_file_decodes_to(path, reconstruction) -> None:
+    """What was fitted is what a reader rebuilds, exactly."""
+    srn = read_srn(path)
+    s = srn.source
+    np.testing.assert_array_equal(decode(srn.model, s.geometry, s.geometry, s.value_range, s.dtype, "cpu"),
+                                  reconstruction)
 
 
 @pytest.mark.parametrize("base", list(BASES))
@@ -50,10 +63,7 @@ def test_ratio_lands_within_five_percent_under_the_budget(tmp_path, volume, base
     assert result.file_bytes == size
     assert 0.95 * budget <= size <= budget
     assert ratio <= result.stats["ratio"] <= ratio / 0.95
-    srn = read_srn(path)  # what was fitted is what a reader rebuilds, exactly
-    decoded = decode(srn.model, srn.source.geometry, srn.source.geometry, srn.source.value_range, srn.source.dtype,
-                     "cpu")
-    np.testing.assert_array_equal(decoded, result.reconstruction)
+    assert_file_decodes_to(path, result.reconstruction)
 
 
 def test_the_fit_trims_an_overfull_file(volume) -> None:
@@ -61,7 +71,7 @@ def test_the_fit_trims_an_overfull_file(volume) -> None:
     model = build_model(config, volume.geometry)
     with torch.no_grad():
         model.grid.copy_(torch.rand_like(model.grid))  # uniform codes: gzip cannot shrink them
-    probe = file_size_probe(model, source_of(volume), None)
+    probe = file_size_probe(model, source_info(volume), None)
     budget = int(0.8 * probe(None))
     dropped = fit_latent_to_budget(model, budget, probe)
     assert dropped > 0
@@ -72,15 +82,12 @@ def test_the_fit_trims_an_overfull_file(volume) -> None:
 
 
 def test_the_fit_drops_the_smallest_entries_first(volume) -> None:
-    config = dataclasses.replace(SMALL_FVSRN, grid_resolution=10)
-    model = build_model(config, volume.geometry)
-    with torch.no_grad():
-        model.grid.copy_(torch.randn_like(model.grid))
+    model, _generator = random_grid_model(volume, seed=0, normal=True)
     norms = model.grid.detach().square().sum(0)
     order, _keep = ranked_entries(model)
     ranked = norms.reshape(-1)[order]
     assert torch.all(ranked[:-1] >= ranked[1:])
-    probe = file_size_probe(model, source_of(volume), None)
+    probe = file_size_probe(model, source_info(volume), None)
     fit_latent_to_budget(model, probe(None) - 1500, probe)
     kept = model.grid_keep[0]
     assert norms[kept].min() >= norms[~kept].max()
@@ -88,15 +95,11 @@ def test_the_fit_drops_the_smallest_entries_first(volume) -> None:
 
 def test_the_fit_respects_an_earlier_pruning(volume) -> None:
     """Entries pruned before stay pruned; a per-entry keep mask is ranked per entry."""
-    config = dataclasses.replace(SMALL_FVSRN, grid_resolution=10)
-    model = build_model(config, volume.geometry)
-    generator = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        model.grid.copy_(torch.randn(model.grid.shape, generator=generator))
+    model, generator = random_grid_model(volume, seed=1, normal=True)
     earlier = torch.rand(model.grid.shape, generator=generator) > 0.3
     model.set_grid_keep(earlier)
     pruning = PruningConfig(method="binary", granularity="position_channel")
-    probe = file_size_probe(model, source_of(volume), pruning)
+    probe = file_size_probe(model, source_info(volume), pruning)
     fit_latent_to_budget(model, probe(None) - 800, probe)
     assert model.grid_keep.shape == earlier.shape
     assert not torch.any(model.grid_keep & ~earlier)
@@ -107,23 +110,23 @@ def test_a_model_that_fits_is_left_alone(volume) -> None:
     config = dataclasses.replace(SMALL_FVSRN, grid_resolution=6)
     model = build_model(config, volume.geometry)
     before = model.grid.detach().clone()
-    probe = file_size_probe(model, source_of(volume), None)
+    probe = file_size_probe(model, source_info(volume), None)
     assert fit_latent_to_budget(model, probe(None), probe) == 0
     assert model.grid_keep is None and torch.equal(model.grid, before)
 
 
 def test_a_budget_below_the_network_alone_is_refused(volume) -> None:
     model = build_model(SMALL_FVSRN, volume.geometry)
-    probe = file_size_probe(model, source_of(volume), None)
+    probe = file_size_probe(model, source_info(volume), None)
     with pytest.raises(SettingsError, match="too small even for the network without its grid"):
         fit_latent_to_budget(model, 1000, probe)
 
 
 def test_neurcomp_is_sized_exactly(volume) -> None:
     config, budget = plan_for_ratio(10.0, volume, BASES["neurcomp"])
-    probe = file_size_probe(build_model(config, volume.geometry), source_of(volume), None)
+    probe = file_size_probe(build_model(config, volume.geometry), source_info(volume), None)
     wider = dataclasses.replace(config, width=config.width + 1)
-    probe_wider = file_size_probe(build_model(wider, volume.geometry), source_of(volume), None)
+    probe_wider = file_size_probe(build_model(wider, volume.geometry), source_info(volume), None)
     assert probe(None) <= budget < probe_wider(None)
 
 
@@ -198,9 +201,9 @@ def test_a_short_file_grows_its_grid_then_fits(volume, base) -> None:
     model = build_model(config, volume.geometry).eval()
     with torch.no_grad():
         model.latent.copy_(torch.rand(model.latent.shape, generator=torch.Generator().manual_seed(3)))
-    probe = file_size_probe(model, source_of(volume), None)
+    probe = file_size_probe(model, source_info(volume), None)
     budget = probe(None) + 6000  # room for many more entries
-    budget_fit(budget, source_of(volume), None)(model)
+    budget_fit(budget, source_info(volume), None)(model)
     assert model.config.grid_resolution > 6
     assert model.latent.shape[1:] == grid_shape_for(model.config, volume.geometry)
     assert 0.95 * budget <= probe(None) <= budget
@@ -210,7 +213,7 @@ def test_a_pruned_grid_is_not_grown(volume) -> None:
     config = dataclasses.replace(SMALL_FVSRN, grid_resolution=6)
     model = build_model(config, volume.geometry)
     model.set_grid_keep(torch.ones((1, *model.grid.shape[1:]), dtype=torch.bool))
-    probe = file_size_probe(model, source_of(volume), None)
+    probe = file_size_probe(model, source_info(volume), None)
     assert grow_latent_for_budget(model, probe(None) * 3, probe, volume.geometry) == 0
     with pytest.raises(ValueError, match="cannot be resized"):
         model.resize_latent(config, (8, 8, 8))
@@ -224,22 +227,15 @@ def test_pruned_ratio_target_keeps_the_best_ranked_units_that_fit(tmp_path, volu
     budget = 4 * volume.values.size / 6.0
     assert 0.95 * budget <= path.stat().st_size <= budget
     assert result.stats["pruned_fraction"] > 0  # a grid planned larger than the budget, trimmed by rank
-    srn = read_srn(path)
-    decoded = decode(srn.model, srn.source.geometry, srn.source.geometry, srn.source.value_range, srn.source.dtype,
-                     "cpu")
-    np.testing.assert_array_equal(decoded, result.reconstruction)
+    assert_file_decodes_to(path, result.reconstruction)
 
 
 def test_learned_ranking_decides_which_units_survive(volume) -> None:
-    config = dataclasses.replace(SMALL_FVSRN, grid_resolution=10)
-    model = build_model(config, volume.geometry)
-    generator = torch.Generator().manual_seed(4)
-    with torch.no_grad():
-        model.grid.copy_(torch.rand(model.grid.shape, generator=generator))
+    model, generator = random_grid_model(volume, seed=4)
     # A ranking unrelated to the values' magnitude: the fit must follow it.
     model.unit_importance = torch.rand((1, *model.grid.shape[1:]), generator=generator)
     ranking = model.unit_importance.clone()
-    probe = file_size_probe(model, source_of(volume), None)
+    probe = file_size_probe(model, source_info(volume), None)
     fit_latent_to_budget(model, probe(None) - 1500, probe)
     kept = model.grid_keep[0]
     assert ranking[0][kept].min() >= ranking[0][~kept].max()
