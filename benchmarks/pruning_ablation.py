@@ -63,31 +63,46 @@ ARCHITECTURES = {"fvsrn": FVSRNConfig(), "neurcomp": NeurcompConfig(), "neurcomp
 REGION = (64, 64, 64, 128)
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_region_arguments(parser: argparse.ArgumentParser) -> None:
+    """--volume, --array and --region: where the benchmarks on a region of the shared volume read it."""
     parser.add_argument("--volume", default=str(DEFAULT_VOLUME))
     parser.add_argument("--array", default="density")
     parser.add_argument("--region", type=int, nargs=4, default=list(REGION), metavar=("X0", "Y0", "Z0", "N"))
+
+
+def ablation_parser(description: str, name: str) -> argparse.ArgumentParser:
+    """The options every ablation shares (region, sizes, training, output, --quick); callers add their own."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_region_arguments(parser)
     parser.add_argument("--ratios", type=float, nargs="+", default=[50.0, 100.0, 200.0],
                         help="sizes, as ratios of the unpruned file (default 50 100 200)")
-    parser.add_argument("--archs", nargs="+", choices=list(ARCHITECTURES), default=["fvsrn", "neurcomp"])
-    parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
     parser.add_argument("--steps", type=int, default=3000, help="training steps of every run (default 3000)")
     parser.add_argument("--batch-size", type=int, default=16384)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", default=str(HERE / "results" / "pruning_ablation"),
+    parser.add_argument("--out", default=str(HERE / "results" / name),
                         help="output path without extension (.json, .md, .png are written)")
     parser.add_argument("--quick", action="store_true",
                         help="smoke test: a 48^3 region, 30 steps of 2048, ratios 4 and 8 (results under /tmp)")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def apply_quick(args: argparse.Namespace, parser: argparse.ArgumentParser, name: str) -> argparse.Namespace:
+    """--quick: the smoke-test settings, results under the temporary folder unless --out was given."""
     if args.quick:
         args.region = [104, 104, 80, 48]
         args.ratios, args.steps, args.batch_size = [4.0, 8.0], 30, 2048
         if args.out == parser.get_default("out"):
-            args.out = str(Path(tempfile.gettempdir()) / "pruning_ablation_quick")
+            args.out = str(Path(tempfile.gettempdir()) / f"{name}_quick")
     return args
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = ablation_parser(__doc__, "pruning_ablation")
+    parser.add_argument("--archs", nargs="+", choices=list(ARCHITECTURES), default=["fvsrn", "neurcomp"])
+    parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
+    return apply_quick(parser.parse_args(argv), parser, "pruning_ablation")
 
 
 def load_region(args: argparse.Namespace) -> Volume | None:

@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 import torch
-from pruning_ablation import DEFAULT_VOLUME, REGION, load_region
+from pruning_ablation import add_region_arguments, load_region
 
 from srnvtk.config import FVSRNConfig, NeurcompConfig, TrainConfig
 from srnvtk.decode import decode
@@ -42,9 +42,7 @@ HERE = Path(__file__).resolve().parent
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--volume", default=str(DEFAULT_VOLUME))
-    parser.add_argument("--array", default="density")
-    parser.add_argument("--region", type=int, nargs=4, default=list(REGION), metavar=("X0", "Y0", "Z0", "N"))
+    add_region_arguments(parser)
     parser.add_argument("--ratio", type=float, default=100.0)
     parser.add_argument("--steps", type=int, default=1500)
     parser.add_argument("--batch-size", type=int, default=16384)

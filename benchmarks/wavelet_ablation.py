@@ -35,7 +35,7 @@ import time
 from pathlib import Path
 
 import torch
-from pruning_ablation import DEFAULT_VOLUME, REGION, gain_against, start_run
+from pruning_ablation import ablation_parser, apply_quick, gain_against, start_run
 
 from srnvtk.config import PRUNING_METHODS, FVSRNConfig, PruningConfig, TrainConfig
 from srnvtk.encoder import compress, config_for_ratio
@@ -44,31 +44,16 @@ from srnvtk.fileformat import read_srn
 from srnvtk.pruning import pruned_fractions
 from srnvtk.volume import Volume
 
-HERE = Path(__file__).resolve().parent
 PLAIN = "plain"
 GRIDS = (PLAIN, "haar", "db2", "bior2.2")
 METHODS = ("none", "variational", "binary")  # the pruning ablation's best methods on the plain grid
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--volume", default=str(DEFAULT_VOLUME))
-    parser.add_argument("--array", default="density")
-    parser.add_argument("--region", type=int, nargs=4, default=list(REGION), metavar=("X0", "Y0", "Z0", "N"))
-    parser.add_argument("--ratios", type=float, nargs="+", default=[50.0, 100.0, 200.0],
-                        help="sizes, as ratios of the unpruned file (default 50 100 200)")
+    parser = ablation_parser(__doc__, "wavelet_ablation")
     parser.add_argument("--grids", nargs="+", default=list(GRIDS),
                         help=f"'{PLAIN}' and PyWavelets wavelet names (default {' '.join(GRIDS)})")
     parser.add_argument("--methods", nargs="+", choices=PRUNING_METHODS, default=list(METHODS))
-    parser.add_argument("--steps", type=int, default=3000, help="training steps of every run (default 3000)")
-    parser.add_argument("--batch-size", type=int, default=16384)
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", default=str(HERE / "results" / "wavelet_ablation"),
-                        help="output path without extension (.json, .md, .png are written)")
-    parser.add_argument("--quick", action="store_true",
-                        help="smoke test: a 48^3 region, 30 steps of 2048, ratios 4 and 8 (results under /tmp)")
     args = parser.parse_args(argv)
     if PLAIN not in args.grids:
         parser.error(f"--grids needs '{PLAIN}': every comparison is against the plain grid")
@@ -78,12 +63,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                 FVSRNConfig(wavelet=grid)
             except SettingsError as exc:
                 parser.error(str(exc))
-    if args.quick:
-        args.region = [104, 104, 80, 48]
-        args.ratios, args.steps, args.batch_size = [4.0, 8.0], 30, 2048
-        if args.out == parser.get_default("out"):
-            args.out = str(Path(tempfile.gettempdir()) / "wavelet_ablation_quick")
-    return args
+    return apply_quick(args, parser, "wavelet_ablation")
 
 
 def model_settings(grid: str) -> FVSRNConfig:
