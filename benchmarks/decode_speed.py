@@ -6,7 +6,10 @@ a 16-channel fV-SRN grid of 32^3 with a 4x32 MLP; --arch neurcomp, a residual Ne
 2x upsampled grid (512^3). Each case runs in its own process so its peak memory (ru_maxrss) is its own;
 the bound is the output array plus 256 MB above the process's footprint before decoding.
 Baseline: a plain loop over z-slices, each slice's positions through model(positions).
-The limit: MLP multiply-adds per voxel x 2 / the device's measured fp32 matmul rate.
+fV-SRN on the CPU decodes with the fused C kernel (srnvtk.native) when a compiler works; the full grid is also
+decoded with it switched off (SRNVTK_NATIVE=0), the torch path a machine without a compiler gets.
+The limit: MLP multiply-adds per voxel x 2 / the device's measured fp32 matmul rate. (The lattice path does
+the first layer per axis, not per voxel, so it can exceed this nominal limit.)
 
     .venv/bin/python benchmarks/decode_speed.py [--arch fvsrn|neurcomp] [--device cpu|cuda] [--out FILE]
 """
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -26,6 +30,7 @@ import torch
 
 from srnvtk.config import FVSRNConfig, NeurcompConfig
 from srnvtk.decode import decode, resampled_geometry, strided_geometry
+from srnvtk.lattice import LatticeFVSRN
 from srnvtk.models import build_model
 from srnvtk.volume import Geometry
 
@@ -77,6 +82,9 @@ def _sync(device: torch.device) -> None:
 def run_case(name: str, device: str, baseline: bool, precision: str, arch: str) -> dict:
     """One case in this process: voxels/s and peak memory above the pre-decode footprint."""
     model = benchmark_model(arch)
+    path = "per-point network"
+    if arch == "fvsrn":
+        path = "fused C kernel" if LatticeFVSRN(model).fused is not None and device == "cpu" else "torch lattice"
     output = CASES[name]()
     torch_device = torch.device("cuda" if device == "cuda" else "cpu")
     model.to(torch_device)
@@ -93,7 +101,7 @@ def run_case(name: str, device: str, baseline: bool, precision: str, arch: str) 
     seconds = time.perf_counter() - start
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     row = {
-        "case": name, "method": "baseline z-slice loop" if baseline else f"srnvtk decode ({precision})",
+        "case": name, "method": "baseline z-slice loop" if baseline else f"srnvtk decode ({precision}, {path})",
         "device": torch_device.type, "voxels": int(values.size), "seconds": seconds,
         "voxels_per_s": values.size / seconds, "output_bytes": int(values.nbytes),
         "peak_rss_above_start_bytes": int(max(0, peak - before)),
@@ -135,11 +143,16 @@ def main() -> None:
     flops = mlp_flops_per_voxel(model)
     rate = matmul_rate(device)
     rows = []
-    for name, baseline in [("full 256^3", True)] + [(name, False) for name in CASES]:
+    runs = [("full 256^3", True, False)] + [(name, False, False) for name in CASES]
+    if args.arch == "fvsrn" and args.device == "cpu":
+        runs.append(("full 256^3", False, True))
+    for name, baseline, torch_only in runs:
         cmd = [sys.executable, __file__, "--device", args.device, "--precision", args.precision, "--arch", args.arch,
                "--case", name]
         cmd += ["--baseline"] if baseline else []
-        row = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.splitlines()[-1])
+        env = dict(os.environ, SRNVTK_NATIVE="0") if torch_only else None
+        result = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env)
+        row = json.loads(result.stdout.splitlines()[-1])
         row["limit_voxels_per_s"] = rate / flops
         row["fraction_of_limit"] = row["voxels_per_s"] / row["limit_voxels_per_s"]
         print(json.dumps(row), flush=True)
@@ -149,6 +162,8 @@ def main() -> None:
         "mlp_flops_per_voxel": flops,
         "matmul_flops_per_s": rate, "rows": rows,
         "speedup_full_vs_baseline": rows[1]["voxels_per_s"] / rows[0]["voxels_per_s"],
+        "speedup_full_torch_path_vs_baseline": (rows[-1]["voxels_per_s"] / rows[0]["voxels_per_s"]
+                                                if len(rows) > len(CASES) + 1 else None),
     }
     suffix = "" if args.arch == "fvsrn" else f"_{args.arch}"
     out = Path(args.out or HERE / "results" / f"decode_speed_{args.device}_{args.precision}{suffix}.json")

@@ -9,7 +9,9 @@ cd "$(dirname "$0")/.."
 TORCH_SPEC="torch==2.13.0"   # the CPU wheel; an unpinned torch pulls a multi-GB CUDA build
 
 need_apt=()
-for pkg in paraview python3-paraview python3-venv python3-h5py xvfb xauth openmpi-bin; do
+# gcc + libc6-dev: srnvtk compiles its fused CPU decoding kernel on first use (srnvtk/native); without them
+# decoding falls back to a slower torch path.
+for pkg in paraview python3-paraview python3-venv python3-h5py xvfb xauth openmpi-bin gcc libc6-dev; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need_apt+=("$pkg")
 done
 if [ ${#need_apt[@]} -gt 0 ]; then

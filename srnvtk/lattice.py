@@ -7,11 +7,14 @@ Three identities make a lattice much cheaper than scattered points:
   the first layer is a sum of three small per-axis tables;
 - trilinear interpolation on a lattice separates into three 1D linear interpolations (z, then y, then x),
   each a gather and a lerp over whole planes instead of eight gathers per point.
-What is left per voxel is the dense MLP after the first layer, done in cache-sized batches.
+What is left per voxel is the dense MLP after the first layer. On the CPU a fused C kernel
+(srnvtk/native/lattice_kernel.c, built on first use) does the x interpolation and the whole MLP per 16 voxels
+in registers; without a C compiler, torch does it in cache-sized batches.
 """
 
 from __future__ import annotations
 
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import torch
@@ -19,6 +22,7 @@ from torch import nn
 
 from .models.fvsrn import FVSRN
 from .models.layers import Snake
+from .native.lattice import AxisWeights, FusedLattice
 
 # On the CPU every MLP block has exactly this many rows (the last one padded): small enough for the
 # activations to stay in cache, and always the same shape so the matrix library takes the same code path
@@ -54,6 +58,9 @@ class LatticeFVSRN:
         self.fourier = model.fourier
         self.rest = nn.Sequential(*layers[2:]).to(dtype)  # after the first Linear and its Snake
         self.device = grid.device
+        self.fused = None  # the C kernel, where it can be built and the lattice is evaluated in fp32 on the CPU
+        if self.device.type == "cpu" and dtype == torch.float32:
+            self.fused = FusedLattice.build(self.projected, list(self.rest))
 
     def axis_table(self, axis: int, coords: torch.Tensor) -> torch.Tensor:
         """(n, width): position and Fourier contribution of one axis' coordinates to the first layer."""
@@ -73,11 +80,13 @@ class LatticeFVSRN:
         Works on blocks of at most batch_points points (several z planes, or a few rows of one),
         so memory stays bounded: small blocks keep a CPU's activations in cache, large ones feed a GPU.
         """
+        tables = [self.axis_table(a, c).to(self.dtype) for a, c in enumerate((xs, ys, zs))]
+        tables[0] = tables[0] + self.bias.to(self.dtype)
+        if self.fused is not None:
+            return self._evaluate_fused(xs, ys, zs, tables)
         pad_to = 1
         if self.device.type == "cpu":
             batch_points = pad_to = CPU_BLOCK_POINTS
-        tables = [self.axis_table(a, c).to(self.dtype) for a, c in enumerate((xs, ys, zs))]
-        tables[0] = tables[0] + self.bias.to(self.dtype)
         nz, ny, nx = len(zs), len(ys), len(xs)
         out = torch.empty((nz, ny, nx), dtype=torch.float32, device=self.device)
         planes = max(1, min(nz, batch_points // max(nx * ny, 1)))
@@ -96,20 +105,33 @@ class LatticeFVSRN:
                     block = self._mlp_tail(hidden.reshape(-1, hidden.shape[-1]), pad_to)
                     out[z0:z1, y0:y1] = block.reshape(z1 - z0, y1 - y0, nx)
 
-        starts = range(0, nz, planes)
+        run_pieces(fill, range(0, nz, planes), parallel=self.device.type == "cpu")
+        return out
+
+    def _evaluate_fused(self, xs: torch.Tensor, ys: torch.Tensor, zs: torch.Tensor,
+                        tables: list[torch.Tensor]) -> torch.Tensor:
+        fused = self.fused
+        depth, height, width = self.projected.shape[:3]
+        z, y, x = axis_weights(depth, zs), axis_weights(height, ys), axis_weights(width, xs)
+        table_x, table_y, table_z = (fused.pad_table(t) for t in tables)
+        nz, ny, nx = len(zs), len(ys), len(xs)
+        out = torch.empty((nz, ny, nx), dtype=torch.float32)
+        # Pieces for the threads: runs of whole z planes, or, with fewer planes than threads, runs of rows of
+        # one plane (each piece's output is then one contiguous stretch of out).
         threads = torch.get_num_threads()
-        if self.device.type != "cpu" or threads == 1 or len(starts) == 1:
-            for z0 in starts:
-                fill(z0)
-            return out
-        # Cache-sized blocks are too small for torch's intra-op threads to pay off: give each CPU thread
-        # whole z planes instead, with one intra-op thread each (torch releases the GIL inside its kernels).
-        torch.set_num_threads(1)
-        try:
-            with ThreadPoolExecutor(threads) as pool:
-                list(pool.map(fill, starts))
-        finally:
-            torch.set_num_threads(threads)
+        if nz >= 2 * threads:
+            step = max(1, nz // (4 * threads))
+            pieces = [(z0, min(nz, z0 + step), 0, ny) for z0 in range(0, nz, step)]
+        else:
+            step = max(1, ny // (4 * threads))
+            pieces = [(k, k + 1, y0, min(ny, y0 + step)) for k in range(nz) for y0 in range(0, ny, step)]
+
+        def fill(piece: tuple[int, int, int, int]) -> None:
+            z0, z1, y0, y1 = piece
+            fused.run(_part(z, z0, z1), _part(y, y0, y1), x, [table_x, table_y[y0:y1], table_z[z0:z1]],
+                      out[z0:z1, y0:y1].view(z1 - z0, y1 - y0, nx))
+
+        run_pieces(fill, pieces, parallel=True)
         return out
 
     def _mlp_tail(self, hidden: torch.Tensor, pad_to: int) -> torch.Tensor:
@@ -127,19 +149,59 @@ class LatticeFVSRN:
         return hidden[:rows].reshape(-1).to(torch.float32)
 
 
+def run_pieces(fill, pieces, parallel: bool) -> None:
+    """fill(piece) for every piece, on torch's number of CPU threads when parallel.
+
+    Cache-sized blocks are too small for torch's intra-op threads to pay off: each worker thread takes whole
+    pieces instead, with one intra-op thread (torch's kernels and the C kernel release the GIL)."""
+    pieces = list(pieces)
+    threads = torch.get_num_threads()
+    if not parallel or threads == 1 or len(pieces) == 1:
+        for piece in pieces:
+            fill(piece)
+        return
+    torch.set_num_threads(1)
+    try:
+        list(_worker_pool(threads).map(fill, pieces))
+    finally:
+        torch.set_num_threads(threads)
+
+
+_pools: dict[int, ThreadPoolExecutor] = {}
+_pools_lock = threading.Lock()
+
+
+def _worker_pool(threads: int) -> ThreadPoolExecutor:
+    """A pool kept for the process: starting threads for every block of a decode costs milliseconds each."""
+    with _pools_lock:
+        if threads not in _pools:
+            _pools[threads] = ThreadPoolExecutor(threads, thread_name_prefix="srnvtk-lattice")
+        return _pools[threads]
+
+
+def _part(weights: AxisWeights, start: int, stop: int) -> AxisWeights:
+    return tuple(w[start:stop] for w in weights)
+
+
 def snake_(x: torch.Tensor) -> torch.Tensor:
     """x + sin(x)^2 in place, in two passes over memory."""
     s = torch.sin(x)
     return x.addcmul_(s, s)
 
 
-def interpolate_axis(values: torch.Tensor, coords: torch.Tensor, axis: int) -> torch.Tensor:
-    """Linear interpolation along one axis at normalised coords in [-1, 1] (align_corners, border clamp)."""
-    n = values.shape[axis]
+def axis_weights(n: int, coords: torch.Tensor) -> AxisWeights:
+    """Linear interpolation weights on n samples at normalised coords in [-1, 1] (align_corners, border clamp):
+    the lower and upper sample of each coordinate and the upper one's weight."""
     u = ((coords.to(torch.float32) + 1.0) * 0.5 * (n - 1)).clamp_(0, n - 1)
     lo = u.floor().clamp_(max=max(n - 2, 0)).to(torch.long)
     hi = (lo + 1).clamp_(max=n - 1)
-    t = (u - lo).to(values.dtype)
+    return lo, hi, u - lo
+
+
+def interpolate_axis(values: torch.Tensor, coords: torch.Tensor, axis: int) -> torch.Tensor:
+    """Linear interpolation of values along one axis at normalised coords in [-1, 1] (see axis_weights)."""
+    lo, hi, t = axis_weights(values.shape[axis], coords)
+    t = t.to(values.dtype)
     shape = [1] * values.dim()
     shape[axis] = -1
     t = t.reshape(shape)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -28,6 +29,19 @@ def _one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _kernel_cache(tmp_path_factory):
+    """The run-time compiled C kernels (srnvtk.native) build into a fresh cache: the suite sees a first build,
+    and leaves nothing in the home directory. Child processes (CLI, pvpython) inherit it."""
+    previous = os.environ.get("SRNVTK_CACHE_DIR")
+    os.environ["SRNVTK_CACHE_DIR"] = str(tmp_path_factory.mktemp("kernels"))
+    yield
+    if previous is None:
+        os.environ.pop("SRNVTK_CACHE_DIR", None)
+    else:
+        os.environ["SRNVTK_CACHE_DIR"] = previous
 
 
 @pytest.fixture

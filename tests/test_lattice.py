@@ -1,4 +1,7 @@
-"""The fast lattice decoder agrees with evaluating the network point by point."""
+"""The fast lattice decoder agrees with evaluating the network point by point.
+
+Every test runs twice: with the fused C kernel (srnvtk.native; skipped where no C compiler works) and with
+the torch path that replaces it there."""
 
 from __future__ import annotations
 
@@ -13,9 +16,19 @@ from srnvtk.config import FVSRNConfig
 from srnvtk.decode import decode, resampled_geometry, strided_geometry
 from srnvtk.lattice import LatticeFVSRN
 from srnvtk.models import build_model
+from srnvtk.native import find_compiler
 from srnvtk.volume import Geometry
 
 SOURCE = Geometry((0, 20, 0, 16, 0, 12), (0.5, -1.0, 2.0), (0.1, 0.2, 0.15))
+
+
+@pytest.fixture(autouse=True, params=["fused", "torch"])
+def lattice_path(request, monkeypatch):
+    if request.param == "torch":
+        monkeypatch.setenv("SRNVTK_NATIVE", "0")
+    elif find_compiler() is None:
+        pytest.skip("no C compiler for the fused kernel")
+    return request.param
 
 
 def random_model(**settings) -> torch.nn.Module:
@@ -36,14 +49,16 @@ def per_point(model: torch.nn.Module, xs, ys, zs) -> torch.Tensor:
 
 
 @pytest.mark.parametrize("settings", [{}, {"fourier_features": 0}, {"mlp_layers": 1, "grid_channels": 3},
-                                      {"grid_shape": (5, 2, 7), "mlp_width": 8}])
-def test_lattice_equals_point_evaluation(settings):
+                                      {"grid_shape": (5, 2, 7), "mlp_width": 8}, {"mlp_width": 13, "mlp_layers": 3}])
+def test_lattice_equals_point_evaluation(settings, lattice_path):
     model = random_model(grid_resolution=9, **settings)
     # coordinates inside, on and beyond the border (clamped like grid_sample's border padding)
     xs, ys, zs = torch.linspace(-1.1, 1.0, 23), torch.linspace(-1, 1.2, 11), torch.tensor([-1.0, -0.33, 0.0, 0.9, 1.0])
     reference = per_point(model, xs, ys, zs)
     with torch.inference_mode():
-        fast = LatticeFVSRN(model).evaluate(xs, ys, zs, batch_points=37)
+        lattice = LatticeFVSRN(model)
+        assert (lattice.fused is not None) == (lattice_path == "fused")
+        fast = lattice.evaluate(xs, ys, zs, batch_points=37)
     scale = reference.abs().max().item()
     assert scale > 0.1
     assert (fast - reference).abs().max().item() <= 1e-5 * scale

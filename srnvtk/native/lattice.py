@@ -1,0 +1,108 @@
+"""The fused CPU lattice kernel (lattice_kernel.c): its arguments packed once per model, a call per piece."""
+
+from __future__ import annotations
+
+import ctypes
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..models.layers import Snake
+from . import load_kernel
+
+OUT_BLOCK = 8  # the kernel's output-unit blocking: its WIDTH must be a multiple of this
+
+_pointer, _int, _float = ctypes.c_void_p, ctypes.c_int64, ctypes.c_float
+_ARGTYPES = [
+    _pointer, _int, _int,  # projected grid, its height and width in cells
+    _pointer, _pointer, _pointer, _int,  # z: lo, hi, t, count
+    _pointer, _pointer, _pointer, _int,  # y
+    _pointer, _pointer, _pointer, _int,  # x
+    _pointer, _pointer, _pointer,  # per-axis first-layer tables
+    _pointer, _pointer, _int,  # hidden layers' transposed weights, biases, count
+    _pointer, _float,  # head weights and bias
+    _pointer,  # output
+]
+
+AxisWeights = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # lo (int64), hi (int64), t (float32) per point
+
+
+class FusedLattice:
+    """One fV-SRN's lattice pieces in the kernel's layout: the width padded with zero units (Snake(0) = 0 and
+    their outgoing weights are zero, so they change nothing), hidden weights transposed."""
+
+    def __init__(self, function, projected: torch.Tensor, hidden: list[nn.Linear], head: nn.Linear) -> None:
+        self.function = function
+        width = projected.shape[-1]
+        self.width = -(-width // OUT_BLOCK) * OUT_BLOCK
+        pad = self.width - width
+        self.projected = F.pad(projected.float(), (0, pad)).contiguous()
+        weights = [F.pad(layer.weight.detach().float().t(), (0, pad, 0, pad)) for layer in hidden]
+        biases = [F.pad(layer.bias.detach().float(), (0, pad)) for layer in hidden]
+        self.weights_t = torch.stack(weights).contiguous() if weights else torch.zeros(1)
+        self.biases = torch.stack(biases).contiguous() if biases else torch.zeros(1)
+        self.hidden = len(hidden)
+        self.head = F.pad(head.weight.detach().float().reshape(-1), (0, pad)).contiguous()
+        self.head_bias = float(head.bias.detach())
+
+    @classmethod
+    def build(cls, projected: torch.Tensor, layers: list[nn.Module]) -> FusedLattice | None:
+        """None when the kernel cannot be built here or layers (after the first Linear and Snake) are not
+        (Linear width->width, Snake)* then Linear width->1."""
+        linears = layers[0::2]
+        width = projected.shape[-1]
+        if projected.device.type != "cpu" or len(layers) % 2 == 0:
+            return None
+        if not (all(isinstance(m, nn.Linear) for m in linears) and all(isinstance(m, Snake) for m in layers[1::2])):
+            return None
+        if [(m.in_features, m.out_features) for m in linears] != [(width, width)] * (len(linears) - 1) + [(width, 1)]:
+            return None
+        width = -(-projected.shape[-1] // OUT_BLOCK) * OUT_BLOCK
+        library = load_kernel("lattice_kernel.c", {"WIDTH": width})
+        if library is None:
+            return None
+        function = library.srn_lattice_decode
+        function.argtypes = _ARGTYPES
+        function.restype = ctypes.c_int
+        return cls(function, projected, linears[:-1], linears[-1])
+
+    def pad_table(self, table: torch.Tensor) -> torch.Tensor:
+        return F.pad(table.float(), (0, self.width - table.shape[-1])).contiguous()
+
+    def run(self, z: AxisWeights, y: AxisWeights, x: AxisWeights, tables: list[torch.Tensor],
+            out: torch.Tensor) -> None:
+        """Fill out (len(z), len(y), len(x)), contiguous float32, from the padded (n, width) tables (x, y, z);
+        the kernel releases the GIL (ctypes), so threads can run pieces side by side."""
+        depth, height, width_cells, channels = self.projected.shape
+        if len(tables) != 3:
+            raise ValueError("lattice kernel: one table per axis")
+        for (lo, hi, t), table, cells in zip((x, y, z), tables, (width_cells, height, depth), strict=True):
+            well_typed = lo.dtype == hi.dtype == torch.int64 and t.dtype == torch.float32
+            if not (well_typed and len(lo) == len(hi) == len(t) and table.shape == (len(t), channels)):
+                raise ValueError("lattice kernel: malformed axis weights or table")
+            if len(t) and not (0 <= min(lo.min(), hi.min()) and max(lo.max(), hi.max()) < cells):  # C trusts them
+                raise ValueError("lattice kernel: interpolation index outside the grid")
+        if out.shape != (len(z[2]), len(y[2]), len(x[2])) or out.dtype != torch.float32 or not out.is_contiguous():
+            raise ValueError("lattice kernel: output of the wrong shape or layout")
+        keep = [self.projected, *z, *y, *x, *tables, self.weights_t, self.biases, self.head, out]
+        if not all(tensor.is_contiguous() for tensor in keep):
+            raise ValueError("lattice kernel: arguments must be contiguous")
+        status = self.function(
+            _ptr(self.projected), height, width_cells,
+            *_axis(z), *_axis(y), *_axis(x),
+            *(_ptr(table) for table in tables),
+            _ptr(self.weights_t), _ptr(self.biases), self.hidden, _ptr(self.head), self.head_bias,
+            _ptr(out),
+        )
+        if status != 0:
+            raise MemoryError("lattice kernel: could not allocate its scratch memory")
+
+
+def _ptr(tensor: torch.Tensor) -> int:
+    return tensor.data_ptr()
+
+
+def _axis(weights: AxisWeights) -> tuple:
+    lo, hi, t = weights
+    return _ptr(lo), _ptr(hi), _ptr(t), len(t)

@@ -1,0 +1,144 @@
+"""The run-time compiled C kernels: built and cached where a compiler works, the torch path where none does."""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from srnvtk import native
+from srnvtk.config import FVSRNConfig
+from srnvtk.lattice import LatticeFVSRN, axis_weights
+from srnvtk.models import build_model
+from srnvtk.volume import Geometry
+
+SOURCE = Geometry((0, 30, 0, 20, 0, 10))
+needs_compiler = pytest.mark.skipif(native.find_compiler() is None, reason="no C compiler")
+
+
+@pytest.fixture
+def fresh_cache(tmp_path, monkeypatch):
+    """An empty kernel cache and no libraries loaded yet in this process."""
+    monkeypatch.setenv("SRNVTK_CACHE_DIR", str(tmp_path / "kernels"))
+    monkeypatch.setattr(native, "_loaded", {})
+    return tmp_path / "kernels"
+
+
+def random_model(weight_scale: float = 0.3, **settings) -> torch.nn.Module:
+    torch.manual_seed(5)
+    model = build_model(FVSRNConfig(grid_resolution=7, **settings), SOURCE)
+    with torch.no_grad():
+        model.grid.normal_()
+        for p in model.mlp.parameters():
+            p.normal_(0.0, weight_scale)
+    return model.eval()
+
+
+def lattice_values(model: torch.nn.Module, zs: torch.Tensor | None = None) -> tuple[LatticeFVSRN, torch.Tensor]:
+    xs, ys = torch.linspace(-1, 1, 37), torch.linspace(-1, 1, 19)
+    zs = torch.linspace(-1, 1, 6) if zs is None else zs
+    with torch.inference_mode():
+        lattice = LatticeFVSRN(model)
+        return lattice, lattice.evaluate(xs, ys, zs, batch_points=1 << 12)
+
+
+@needs_compiler
+def test_kernel_is_built_once_and_then_loaded_from_the_cache(fresh_cache, monkeypatch):
+    lattice, first = lattice_values(random_model())
+    assert lattice.fused is not None
+    assert len(list(fresh_cache.glob("lattice_kernel-*.so"))) == 1
+    assert not list(fresh_cache.glob(".*"))  # no partial build left beside it
+    monkeypatch.setattr(native, "_loaded", {})  # a new process, as far as loading goes
+    commands = []
+    run = native.subprocess.run
+    monkeypatch.setattr(native.subprocess, "run", lambda args, **kw: commands.append(args) or run(args, **kw))
+    lattice, again = lattice_values(random_model())
+    assert lattice.fused is not None
+    assert commands and not any("-o" in args for args in commands)  # the compiler was asked its version only
+    assert torch.equal(first, again)
+
+
+@needs_compiler
+def test_a_damaged_cached_library_is_rebuilt(fresh_cache):
+    lattice_values(random_model())
+    (library,) = fresh_cache.glob("lattice_kernel-*.so")
+    damaged = library.with_name("damaged")
+    damaged.write_bytes(b"\x7fELF truncated")
+    damaged.replace(library)  # a new file: this process's loaded copy stays mapped
+    # a new process (this one would be handed its loaded copy by the dynamic loader, whatever the file holds)
+    load = "from srnvtk.native import load_kernel; print(load_kernel('lattice_kernel.c', {'WIDTH': 32}) is not None)"
+    result = subprocess.run([sys.executable, "-c", load], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "True"
+    assert library.stat().st_size > 1000
+
+
+def test_a_failing_compiler_falls_back_to_torch_with_the_same_values(fresh_cache, monkeypatch, caplog):
+    monkeypatch.setenv("CC", "false")  # a 'compiler' that always fails
+    model = random_model()
+    with caplog.at_level(logging.INFO, logger="srnvtk.native"):
+        lattice, values = lattice_values(model)
+    assert lattice.fused is None
+    assert "using the torch path" in caplog.text
+    assert not list(fresh_cache.glob("*.so")) and not list(fresh_cache.glob(".*"))
+    monkeypatch.setenv("SRNVTK_NATIVE", "0")
+    _, reference = lattice_values(model)
+    assert torch.equal(values, reference)
+
+
+def test_no_compiler_at_all_falls_back(fresh_cache, monkeypatch):
+    monkeypatch.setattr(native, "find_compiler", lambda: None)
+    assert native.load_kernel("lattice_kernel.c", {"WIDTH": 8}) is None
+    assert lattice_values(random_model())[0].fused is None
+
+
+def test_native_kernels_can_be_switched_off(fresh_cache, monkeypatch):
+    monkeypatch.setenv("SRNVTK_NATIVE", "off")
+    assert native.load_kernel("lattice_kernel.c", {"WIDTH": 8}) is None
+    assert not fresh_cache.exists()
+
+
+@needs_compiler
+@pytest.mark.parametrize("scale", [0.3, 30.0])
+def test_fused_snake_matches_torch_for_small_and_large_activations(monkeypatch, scale):
+    # scale 30 drives first-layer activations to hundreds of radians: the sine's range reduction is exercised
+    model = random_model(weight_scale=scale, mlp_width=24, mlp_layers=3)
+    lattice, fused = lattice_values(model)
+    assert lattice.fused is not None
+    monkeypatch.setenv("SRNVTK_NATIVE", "0")
+    _, reference = lattice_values(model)
+    assert (fused - reference).abs().max() <= 2e-6 * reference.abs().max()
+
+
+@needs_compiler
+def test_one_plane_is_split_between_threads_without_changing_values():
+    model = random_model()
+    previous = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        lattice, one = lattice_values(model, torch.tensor([0.1]))
+        torch.set_num_threads(2)
+        _, two = lattice_values(model, torch.tensor([0.1]))
+    finally:
+        torch.set_num_threads(previous)
+    assert lattice.fused is not None
+    assert torch.equal(one, two)
+
+
+@needs_compiler
+def test_the_kernel_refuses_indices_outside_the_grid():
+    lattice, _ = lattice_values(random_model())
+    fused = lattice.fused
+    depth, height, width = lattice.projected.shape[:3]
+    z, y = axis_weights(depth, torch.zeros(1)), axis_weights(height, torch.zeros(1))
+    x = axis_weights(width, torch.zeros(2))
+    bad_x = (x[0] + width, x[1], x[2])
+    tables = [fused.pad_table(torch.zeros(n, lattice.projected.shape[-1])) for n in (2, 1, 1)]
+    out = torch.empty(1, 1, 2)
+    fused.run(z, y, x, tables, out)  # well-formed: fine
+    with pytest.raises(ValueError, match="outside the grid"):
+        fused.run(z, y, bad_x, tables, out)
+    with pytest.raises(ValueError, match="output"):
+        fused.run(z, y, x, tables, torch.empty(1, 2, 2))
