@@ -16,13 +16,14 @@ from .devices import resolve_device
 from .errors import SettingsError
 from .lattice import CPU_BLOCK_POINTS, LatticeFVSRN
 from .models import FVSRN, Neurcomp
+from .native.neurcomp import FusedNeurcomp
 from .neurcomp_eval import FoldedNeurcomp
 from .sampling import normalized_axis
 from .volume import Geometry
 
 DEFAULT_BATCH_POINTS = 1 << 18  # points per block handed to the network (bounds the memory)
-# The fused CPU lattice kernel's memory does not grow with its block (only the block's output does): larger
-# blocks let its threads share the work with fewer hand-overs.
+# The fused CPU kernels' memory does not grow with their block (only the block's output does): larger blocks
+# let their threads share the work with fewer hand-overs.
 FUSED_SLAB_POINTS = 1 << 22
 # Neurcomp on the CPU: blocks whose activations (width floats per point) stay near the caches.
 NEURCOMP_CPU_BLOCK_POINTS = 1 << 14
@@ -185,12 +186,15 @@ def _lattice_evaluator(model: torch.nn.Module, dtype: torch.dtype, batch_points:
             if batch_points is None:
                 batch_points = FUSED_SLAB_POINTS if lattice.fused is not None else DEFAULT_BATCH_POINTS
             return (lambda xs, ys, zs: lattice.evaluate(xs, ys, zs, points)), batch_points
-    batch_points = batch_points or DEFAULT_BATCH_POINTS
     network = model
     if isinstance(model, Neurcomp):
         network = FoldedNeurcomp(model)
+        fused = FusedNeurcomp.build(network)
+        if fused is not None:
+            return fused.evaluate, batch_points or FUSED_SLAB_POINTS
         if model_device(model).type == "cpu":
-            batch_points = min(batch_points, NEURCOMP_CPU_BLOCK_POINTS)
+            batch_points = min(batch_points or DEFAULT_BATCH_POINTS, NEURCOMP_CPU_BLOCK_POINTS)
+    batch_points = batch_points or DEFAULT_BATCH_POINTS
 
     def per_point(xs: torch.Tensor, ys: torch.Tensor, zs: torch.Tensor) -> torch.Tensor:
         out = torch.empty((len(zs), len(ys), len(xs)), dtype=torch.float32, device=xs.device)

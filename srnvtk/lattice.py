@@ -14,15 +14,13 @@ in registers; without a C compiler, torch does it in cache-sized batches.
 
 from __future__ import annotations
 
-import threading
-from concurrent.futures import ThreadPoolExecutor
-
 import torch
 from torch import nn
 
 from .models.fvsrn import FVSRN
 from .models.layers import Snake
 from .native.lattice import AxisWeights, FusedLattice
+from .parallel import Piece, fill_lattice, run_pieces
 
 # On the CPU every MLP block has exactly this many rows (the last one padded): small enough for the
 # activations to stay in cache, and always the same shape so the matrix library takes the same code path
@@ -114,25 +112,12 @@ class LatticeFVSRN:
         depth, height, width = self.projected.shape[:3]
         z, y, x = axis_weights(depth, zs), axis_weights(height, ys), axis_weights(width, xs)
         table_x, table_y, table_z = (fused.pad_table(t) for t in tables)
-        nz, ny, nx = len(zs), len(ys), len(xs)
-        out = torch.empty((nz, ny, nx), dtype=torch.float32)
-        # Pieces for the threads: runs of whole z planes, or, with fewer planes than threads, runs of rows of
-        # one plane (each piece's output is then one contiguous stretch of out).
-        threads = torch.get_num_threads()
-        if nz >= 2 * threads:
-            step = max(1, nz // (4 * threads))
-            pieces = [(z0, min(nz, z0 + step), 0, ny) for z0 in range(0, nz, step)]
-        else:
-            step = max(1, ny // (4 * threads))
-            pieces = [(k, k + 1, y0, min(ny, y0 + step)) for k in range(nz) for y0 in range(0, ny, step)]
 
-        def fill(piece: tuple[int, int, int, int]) -> None:
+        def fill(piece: Piece, out: torch.Tensor) -> None:
             z0, z1, y0, y1 = piece
-            fused.run(_part(z, z0, z1), _part(y, y0, y1), x, [table_x, table_y[y0:y1], table_z[z0:z1]],
-                      out[z0:z1, y0:y1].view(z1 - z0, y1 - y0, nx))
+            fused.run(_part(z, z0, z1), _part(y, y0, y1), x, [table_x, table_y[y0:y1], table_z[z0:z1]], out)
 
-        run_pieces(fill, pieces, parallel=True)
-        return out
+        return fill_lattice((len(zs), len(ys), len(xs)), fill)
 
     def _mlp_tail(self, hidden: torch.Tensor, pad_to: int) -> torch.Tensor:
         """Snake of the first layer, then the remaining Linear/Snake layers; activations updated in place."""
@@ -147,36 +132,6 @@ class LatticeFVSRN:
             else:
                 snake_(hidden)
         return hidden[:rows].reshape(-1).to(torch.float32)
-
-
-def run_pieces(fill, pieces, parallel: bool) -> None:
-    """fill(piece) for every piece, on torch's number of CPU threads when parallel.
-
-    Cache-sized blocks are too small for torch's intra-op threads to pay off: each worker thread takes whole
-    pieces instead, with one intra-op thread (torch's kernels and the C kernel release the GIL)."""
-    pieces = list(pieces)
-    threads = torch.get_num_threads()
-    if not parallel or threads == 1 or len(pieces) == 1:
-        for piece in pieces:
-            fill(piece)
-        return
-    torch.set_num_threads(1)
-    try:
-        list(_worker_pool(threads).map(fill, pieces))
-    finally:
-        torch.set_num_threads(threads)
-
-
-_pools: dict[int, ThreadPoolExecutor] = {}
-_pools_lock = threading.Lock()
-
-
-def _worker_pool(threads: int) -> ThreadPoolExecutor:
-    """A pool kept for the process: starting threads for every block of a decode costs milliseconds each."""
-    with _pools_lock:
-        if threads not in _pools:
-            _pools[threads] = ThreadPoolExecutor(threads, thread_name_prefix="srnvtk-lattice")
-        return _pools[threads]
 
 
 def _part(weights: AxisWeights, start: int, stop: int) -> AxisWeights:

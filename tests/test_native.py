@@ -1,4 +1,5 @@
-"""The run-time compiled C kernels: built and cached where a compiler works, the torch path where none does."""
+"""The run-time compiled C kernels: built and cached where a compiler works, the torch path where none does;
+the fused fV-SRN and Neurcomp kernels compute their models' functions."""
 
 from __future__ import annotations
 
@@ -6,13 +7,19 @@ import logging
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 
 from srnvtk import native
-from srnvtk.config import FVSRNConfig
+from srnvtk.config import FVSRNConfig, NeurcompConfig
+from srnvtk.decode import decode, strided_geometry
 from srnvtk.lattice import LatticeFVSRN, axis_weights
 from srnvtk.models import build_model
+from srnvtk.models.layers import aspect_of
+from srnvtk.models.neurcomp import Neurcomp
+from srnvtk.native.neurcomp import FusedNeurcomp
+from srnvtk.neurcomp_eval import FoldedNeurcomp
 from srnvtk.volume import Geometry
 
 SOURCE = Geometry((0, 30, 0, 20, 0, 10))
@@ -142,3 +149,52 @@ def test_the_kernel_refuses_indices_outside_the_grid():
         fused.run(z, y, bad_x, tables, out)
     with pytest.raises(ValueError, match="output"):
         fused.run(z, y, x, tables, torch.empty(1, 2, 2))
+
+
+# ---------------------------------------------------------------------------------------------
+# Neurcomp
+
+
+def neurcomp_lattice_check(model: Neurcomp) -> None:
+    """The fused kernel on a lattice against the model's own forward pass at the same points."""
+    xs, ys, zs = torch.linspace(-1, 1, 21), torch.linspace(-1, 0.5, 7), torch.linspace(-0.9, 1, 5)
+    fused = FusedNeurcomp.build(FoldedNeurcomp(model.eval()))
+    assert fused is not None
+    zz, yy, xx = torch.meshgrid(zs, ys, xs, indexing="ij")
+    with torch.no_grad():
+        expected = model(torch.stack([xx.reshape(-1), yy.reshape(-1), zz.reshape(-1)], 1)).reshape(5, 7, 21)
+    torch.testing.assert_close(fused.evaluate(xs, ys, zs), expected, atol=1e-5, rtol=1e-5)
+
+
+@needs_compiler
+@pytest.mark.parametrize("residual", [True, False])
+@pytest.mark.parametrize("clusters", [0, 16])
+def test_fused_neurcomp_computes_the_models_function(residual, clusters) -> None:
+    geometry = Geometry((0, 19, 0, 11, 0, 7), spacing=(1.0, 2.0, 0.5))  # unequal aspect: folded into layer 0
+    torch.manual_seed(2)
+    model = build_model(NeurcompConfig(width=12, blocks=3, residual=residual, weight_clusters=clusters), geometry)
+    if clusters:
+        model.cluster_weights()
+    neurcomp_lattice_check(model)
+
+
+@needs_compiler
+@pytest.mark.parametrize("widths", [[10, 4, 7, 3, 10], [10, 0, 10, 9, 10]])
+def test_fused_neurcomp_of_pruned_networks(widths) -> None:
+    # pruned layers of any width, down to none at all (the outer layer then gives sin(bias))
+    torch.manual_seed(3)
+    residual = widths[2] == widths[0] == widths[4]
+    model = Neurcomp(NeurcompConfig(width=10, blocks=2, residual=residual), aspect_of(SOURCE), widths)
+    neurcomp_lattice_check(model)
+
+
+@needs_compiler
+def test_decode_uses_the_fused_neurcomp_and_strides_are_exact_slices(monkeypatch) -> None:
+    torch.manual_seed(4)
+    model = build_model(NeurcompConfig(width=16, blocks=2), SOURCE).eval()
+    full = decode(model, SOURCE, SOURCE, (0.0, 1.0), "float32", "cpu")
+    strided = decode(model, SOURCE, strided_geometry(SOURCE, (3, 2, 4)), (0.0, 1.0), "float32", "cpu")
+    np.testing.assert_array_equal(strided, full[::4, ::2, ::3])
+    monkeypatch.setenv("SRNVTK_NATIVE", "0")
+    reference = decode(model, SOURCE, SOURCE, (0.0, 1.0), "float32", "cpu")
+    assert np.abs(full - reference).max() <= 1e-5 * np.abs(reference).max()

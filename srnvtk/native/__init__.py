@@ -52,11 +52,12 @@ def find_compiler() -> str | None:
     return None
 
 
-def load_kernel(source: str, defines: dict[str, int]) -> ctypes.CDLL | None:
-    """The library built from SOURCE_DIR/source with -D<name>=<value> for each define; None when it cannot
-    be built here (the reason is logged once). Built at most once per process and settings."""
+def load_kernel(source: str, defines: dict[str, int] | None = None) -> ctypes.CDLL | None:
+    """The library built from SOURCE_DIR/source (and the headers beside it) with -D<name>=<value> for each
+    define; None when it cannot be built here (the reason is logged once). Built once per process and settings."""
     if not native_enabled():
         return None
+    defines = defines or {}
     key = (source, tuple(sorted(defines.items())))
     with _lock:
         if key not in _loaded:
@@ -84,7 +85,9 @@ def _build(source: Path, defines: dict[str, int]) -> Path:
         raise RuntimeError("no C compiler found (set CC, or install gcc)")
     args = [*FLAGS, *(f"-D{name}={int(value)}" for name, value in sorted(defines.items()))]
     fingerprint = hashlib.sha256()
-    for part in (source.read_bytes(), " ".join(args).encode(), _compiler_version(compiler), _cpu_description()):
+    headers = [header.read_bytes() for header in sorted(source.parent.glob("*.h"))]
+    for part in (source.read_bytes(), *headers, " ".join(args).encode(), _compiler_version(compiler),
+                 _cpu_description()):
         fingerprint.update(part)
         fingerprint.update(b"\0")
     target = cache_dir() / f"{source.stem}-{fingerprint.hexdigest()[:20]}.so"

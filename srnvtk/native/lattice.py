@@ -11,11 +11,11 @@ from torch import nn
 from ..models.layers import Snake
 from . import load_kernel
 
-OUT_BLOCK = 8  # the kernel's output-unit blocking: its WIDTH must be a multiple of this
+OUT_BLOCK = 8  # simd.h: the MLP width handed to the kernel is a multiple of this
 
 _pointer, _int, _float = ctypes.c_void_p, ctypes.c_int64, ctypes.c_float
 _ARGTYPES = [
-    _pointer, _int, _int,  # projected grid, its height and width in cells
+    _pointer, _int, _int, _int,  # projected grid, its height and width in cells, the (padded) MLP width
     _pointer, _pointer, _pointer, _int,  # z: lo, hi, t, count
     _pointer, _pointer, _pointer, _int,  # y
     _pointer, _pointer, _pointer, _int,  # x
@@ -58,8 +58,7 @@ class FusedLattice:
             return None
         if [(m.in_features, m.out_features) for m in linears] != [(width, width)] * (len(linears) - 1) + [(width, 1)]:
             return None
-        width = -(-projected.shape[-1] // OUT_BLOCK) * OUT_BLOCK
-        library = load_kernel("lattice_kernel.c", {"WIDTH": width})
+        library = load_kernel("lattice_kernel.c", {"WIDTH": -(-width // OUT_BLOCK) * OUT_BLOCK})
         if library is None:
             return None
         function = library.srn_lattice_decode
@@ -89,14 +88,16 @@ class FusedLattice:
         if not all(tensor.is_contiguous() for tensor in keep):
             raise ValueError("lattice kernel: arguments must be contiguous")
         status = self.function(
-            _ptr(self.projected), height, width_cells,
+            _ptr(self.projected), height, width_cells, channels,
             *_axis(z), *_axis(y), *_axis(x),
             *(_ptr(table) for table in tables),
             _ptr(self.weights_t), _ptr(self.biases), self.hidden, _ptr(self.head), self.head_bias,
             _ptr(out),
         )
-        if status != 0:
+        if status == -1:
             raise MemoryError("lattice kernel: could not allocate its scratch memory")
+        if status != 0:
+            raise RuntimeError(f"lattice kernel: failed with status {status}")
 
 
 def _ptr(tensor: torch.Tensor) -> int:
