@@ -6,8 +6,8 @@ a 16-channel fV-SRN grid of 32^3 with a 4x32 MLP; --arch neurcomp, a residual Ne
 2x upsampled grid (512^3). Each case runs in its own process so its peak memory (ru_maxrss) is its own;
 the bound is the output array plus 256 MB above the process's footprint before decoding.
 Baseline: a plain loop over z-slices, each slice's positions through model(positions).
-fV-SRN on the CPU decodes with the fused C kernel (srnvtk.native) when a compiler works; the full grid is also
-decoded with it switched off (SRNVTK_NATIVE=0), the torch path a machine without a compiler gets.
+On the CPU both architectures decode with their fused C kernel (srnvtk.native) when a compiler works; the full
+grid is also decoded with it switched off (SRNVTK_NATIVE=0), the torch path a machine without a compiler gets.
 The limit: MLP multiply-adds per voxel x 2 / the device's measured fp32 matmul rate. (The lattice path does
 the first layer per axis, not per voxel, so it can exceed this nominal limit.)
 
@@ -32,6 +32,8 @@ from srnvtk.config import FVSRNConfig, NeurcompConfig
 from srnvtk.decode import decode, resampled_geometry, strided_geometry
 from srnvtk.lattice import LatticeFVSRN
 from srnvtk.models import build_model
+from srnvtk.native.neurcomp import FusedNeurcomp
+from srnvtk.neurcomp_eval import FoldedNeurcomp
 from srnvtk.volume import Geometry
 
 HERE = Path(__file__).resolve().parent
@@ -82,9 +84,12 @@ def _sync(device: torch.device) -> None:
 def run_case(name: str, device: str, baseline: bool, precision: str, arch: str) -> dict:
     """One case in this process: voxels/s and peak memory above the pre-decode footprint."""
     model = benchmark_model(arch)
-    path = "per-point network"
     if arch == "fvsrn":
-        path = "fused C kernel" if LatticeFVSRN(model).fused is not None and device == "cpu" else "torch lattice"
+        fused = device == "cpu" and LatticeFVSRN(model).fused is not None
+        path = "fused C kernel" if fused else "torch lattice"
+    else:
+        fused = device == "cpu" and FusedNeurcomp.build(FoldedNeurcomp(model)) is not None
+        path = "fused C kernel" if fused else "torch inference form"
     output = CASES[name]()
     torch_device = torch.device("cuda" if device == "cuda" else "cpu")
     model.to(torch_device)
@@ -144,7 +149,7 @@ def main() -> None:
     rate = matmul_rate(device)
     rows = []
     runs = [("full 256^3", True, False)] + [(name, False, False) for name in CASES]
-    if args.arch == "fvsrn" and args.device == "cpu":
+    if args.device == "cpu":
         runs.append(("full 256^3", False, True))
     for name, baseline, torch_only in runs:
         cmd = [sys.executable, __file__, "--device", args.device, "--precision", args.precision, "--arch", args.arch,

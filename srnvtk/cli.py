@@ -480,7 +480,7 @@ def _run_decompress(args: argparse.Namespace) -> int:
     try:
         values = decode(
             srn.model, source.geometry, geometry, source.value_range, source.dtype, device,
-            progress=bar,
+            progress=bar, threads=args.threads,
         )
     finally:
         bar.close()
@@ -760,6 +760,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--extent", type=int, nargs=6, metavar=("I0", "I1", "J0", "J1", "K0", "K1"),
                    help="only this region, in the source's index space")
     p.add_argument("--device", choices=DEVICES, default="auto", help="where to decode (default auto)")
+    p.add_argument("--threads", type=int, default=0, metavar="T",
+                   help="CPU threads for decoding (default: torch's choice, one per core)")
     p.add_argument("--quiet", action="store_true", help="no progress output on stderr")
     p.set_defaults(run=_run_decompress)
 

@@ -117,18 +117,25 @@ def decode(
     batch_points: int | None = None,
     progress: Callable[[float], None] | None = None,
     precision: str = "fp32",
+    threads: int = 0,
 ) -> np.ndarray:
     """Values[z, y, x] of the network on the output grid, denormalised and cast to dtype.
 
     batch_points: points decoded per block (bounds the working memory); None picks it per evaluation path.
     precision 'fp16' (or 'auto' on CUDA) runs the MLP in half precision on CUDA; the CPU always uses fp32.
     CUDA running out of memory falls back to the CPU with a warning.
+    threads: CPU threads for this decode (0: torch's current setting, torch.get_num_threads()).
     """
     if batch_points is not None and batch_points < 1:
         raise SettingsError("batch_points must be >= 1")
     if precision not in PRECISIONS:
         raise SettingsError(f"precision must be one of {', '.join(PRECISIONS)}, got '{precision}'")
+    if threads < 0:
+        raise SettingsError("threads must be >= 0")
     torch_device = resolve_device(device)
+    previous_threads = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
     try:
         return _decode_on(model, source, output, value_range, dtype, torch_device, batch_points, progress, precision)
     except torch.cuda.OutOfMemoryError:
@@ -140,6 +147,9 @@ def decode(
                       stacklevel=2)
         return _decode_on(model, source, output, value_range, dtype, torch.device("cpu"), batch_points, progress,
                           "fp32")
+    finally:
+        if threads:
+            torch.set_num_threads(previous_threads)
 
 
 def _decode_on(model, source, output, value_range, dtype, torch_device, batch_points, progress, precision):

@@ -309,6 +309,7 @@ class SRNReader(VTKPythonAlgorithmBase):
         self._dimensions = (0, 0, 0)
         self._region: tuple[int, ...] | None = None
         self._device = "auto"
+        self._threads = 0
         self._cache_key: tuple | None = None
         self._file: SRNFile | None = None
 
@@ -336,6 +337,13 @@ class SRNReader(VTKPythonAlgorithmBase):
             _set_if_changed(self, "_device", check_device(str(device)))
         except SRNError as exc:
             report_error(self, str(exc))
+
+    def SetThreads(self, n: int) -> None:
+        """CPU threads for decoding; 0 keeps torch's default (one per core)."""
+        if int(n) < 0:
+            report_error(self, "threads must be >= 0")
+            return
+        _set_if_changed(self, "_threads", int(n))
 
     def srn_file(self) -> SRNFile:
         """The loaded file, re-read when its path, size or modification time changes."""
@@ -382,7 +390,7 @@ class SRNReader(VTKPythonAlgorithmBase):
             piece = Geometry(extent, whole.origin, whole.spacing)
             values = decode(
                 srn.model, srn.source.geometry, piece, srn.source.value_range, srn.source.dtype,
-                self._device, progress=self.UpdateProgress,
+                self._device, progress=self.UpdateProgress, threads=self._threads,
             )
         except SRNError as exc:
             return report_error(self, str(exc))

@@ -129,6 +129,13 @@ def test_decompress_full_equals_the_encoders_reconstruction(compressed, full_dec
     assert [p.name for p in tmp_path.iterdir()] == ["full.vti"]  # no temporary left behind
 
 
+def test_decompress_on_one_thread_gives_the_same_values(compressed, full_decode, tmp_path) -> None:
+    out = tmp_path / "one.vti"
+    code, _, err = run("decompress", compressed["srn"], out, "--threads", "1", "--quiet")
+    assert code == 0, err
+    assert np.array_equal(point_values(out)[0], full_decode)
+
+
 @pytest.mark.parametrize("stride", [["2"], ["3", "2", "1"]])
 def test_decompress_strided(compressed, full_decode, tmp_path, stride) -> None:
     out = tmp_path / "strided.vti"
@@ -364,6 +371,7 @@ def test_invalid_compress_options(tmp_path, tiny_vti, options, expected) -> None
         (["--extent", "100", "200", "0", "1", "0", "1"], "lies outside the grid"),
         (["--device", "tpu"], "invalid choice: 'tpu'"),
         (["--stride", "2", "--dimensions", "4", "4", "4"], "not allowed with"),
+        (["--threads", "-1"], "threads must be >= 0"),
     ],
 )
 def test_invalid_decompress_options(compressed, tmp_path, options, expected) -> None:

@@ -261,6 +261,15 @@ def test_bad_dimensions_raise(dims) -> None:
         resampled_geometry(SOURCE, dims)
 
 
+def test_threads_setting_keeps_values_and_is_restored(model) -> None:
+    before = torch.get_num_threads()
+    one = run(model, SOURCE, threads=1)
+    assert torch.get_num_threads() == before
+    assert np.array_equal(run(model, SOURCE, threads=2), one)
+    with pytest.raises(SettingsError, match="threads"):
+        run(model, SOURCE, threads=-1)
+
+
 def test_bad_batch_points_raise(model) -> None:
     with pytest.raises(SettingsError, match="batch_points"):
         run(model, SOURCE, batch_points=0)

@@ -485,6 +485,15 @@ def test_reader_bad_settings(encoded, vtk_errors) -> None:
     reader.SetSubExtent(40, 50, 0, 5, 5, 9)
     assert not reader.Update()
     assert "lies outside the grid" in vtk_errors()
+    reader.SetThreads(-1)
+    assert "SRNReader: threads must be >= 0" in vtk_errors()
+
+
+def test_reader_threads_do_not_change_the_values(encoded) -> None:
+    reader = reader_for(encoded["path"])
+    reader.SetThreads(1)
+    assert reader.Update()
+    assert np.array_equal(point_array(output_of(reader), "density"), encoded["reconstruction"])
 
 
 # ---------------------------------------------------------------------------------------------
