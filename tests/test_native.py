@@ -95,6 +95,20 @@ def test_a_failing_compiler_falls_back_to_torch_with_the_same_values(fresh_cache
     assert torch.equal(values, reference)
 
 
+def test_an_unusable_or_shared_cache_falls_back(fresh_cache, monkeypatch, tmp_path):
+    not_a_folder = tmp_path / "file"
+    not_a_folder.write_text("")
+    monkeypatch.setenv("SRNVTK_CACHE_DIR", str(not_a_folder))
+    assert native.load_kernel("lattice_kernel.c", {"WIDTH": 8}) is None
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)  # writable by anyone: a planted library could be loaded from here
+    monkeypatch.setenv("SRNVTK_CACHE_DIR", str(shared))
+    native._loaded.clear()
+    assert native.load_kernel("lattice_kernel.c", {"WIDTH": 8}) is None
+    assert not list(shared.iterdir())
+
+
 def test_no_compiler_at_all_falls_back(fresh_cache, monkeypatch):
     monkeypatch.setattr(native, "find_compiler", lambda: None)
     assert native.load_kernel("lattice_kernel.c", {"WIDTH": 8}) is None

@@ -5,7 +5,8 @@ speed comes from the CPU's full vector width; so it is built where it runs rathe
 compiler works, or with SRNVTK_NATIVE=0, `load_kernel` returns None and callers use their torch path.
 Built libraries live in $SRNVTK_CACHE_DIR (default ~/.cache/srnvtk/kernels), named by a hash of the source,
 the settings, the compiler and the CPU, and are written under a temporary name and then renamed, so a
-concurrent or interrupted build never leaves a half-written library to load.
+concurrent or interrupted build never leaves a half-written library to load. The folder is made private
+(0700), and a library is loaded only when this user owns it and nobody else can write to it or its folder.
 """
 
 from __future__ import annotations
@@ -92,8 +93,11 @@ def _build(source: Path, defines: dict[str, int]) -> Path:
         fingerprint.update(b"\0")
     target = cache_dir() / f"{source.stem}-{fingerprint.hexdigest()[:20]}.so"
     if target.exists():
+        _check_trusted(target)
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
+    target.parent.parent.mkdir(parents=True, exist_ok=True)
+    target.parent.mkdir(mode=0o700, exist_ok=True)  # private whatever the umask
+    _check_trusted(target.parent)
     handle, partial = tempfile.mkstemp(dir=target.parent, prefix=f".{target.stem}-", suffix=".so")
     os.close(handle)
     try:
@@ -101,11 +105,20 @@ def _build(source: Path, defines: dict[str, int]) -> Path:
                                 timeout=COMPILE_SECONDS)
         if result.returncode != 0:
             raise RuntimeError(f"{Path(compiler).name} failed: {result.stderr.strip()[-500:]}")
+        os.chmod(partial, 0o700)  # the linker made it by the umask, which may let the group write
         os.replace(partial, target)
     finally:
         if os.path.exists(partial):
             os.unlink(partial)
     return target
+
+
+def _check_trusted(path: Path) -> None:
+    """Loading a library runs its code: only load what this user owns and nobody else can write (a cache put
+    in a shared folder such as /tmp must not let another user plant a library there)."""
+    status = path.stat()
+    if hasattr(os, "getuid") and (status.st_uid != os.getuid() or status.st_mode & 0o022):
+        raise RuntimeError(f"{path} is not owned by this user or others can write to it")
 
 
 def _compiler_version(compiler: str) -> bytes:

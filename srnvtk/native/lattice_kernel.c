@@ -46,21 +46,24 @@ int srn_lattice_decode(const float *grid, int64_t height, int64_t width_cells, i
     if (width != WIDTH) return -2;
     const axis_weights zs = {z_lo, z_hi, z_t, nz}, ys = {y_lo, y_hi, y_t, ny}, xs = {x_lo, x_hi, x_t, nx};
     const int64_t plane_size = height * width_cells * WIDTH, row_size = width_cells * WIDTH;
-    float *plane = malloc(sizeof(float) * plane_size);
-    float *row = malloc(sizeof(float) * row_size);
-    float row_table[WIDTH];
+    /* Per output row only four source rows matter: interpolate them in z, then in y (the order of the torch
+     * path), so scratch memory stays a few rows whatever the grid's size. */
+    float *rows = malloc(sizeof(float) * 3 * row_size);
     lanes_f *h = aligned_alloc(sizeof(lanes_f), 2 * WIDTH * sizeof(lanes_f)), *next = h + WIDTH;
-    if (!plane || !row || !h) {
-        free(plane);
-        free(row);
+    if (!rows || !h) {
+        free(rows);
         free(h);
         return -1;
     }
+    float *row_lo = rows, *row_hi = rows + row_size, *row = rows + 2 * row_size;
+    float row_table[WIDTH];
     lanes_f *const activations = h;
     for (int64_t z = 0; z < zs.n; z++) {
-        lerp_rows(grid + zs.lo[z] * plane_size, grid + zs.hi[z] * plane_size, zs.t[z], plane_size, plane);
+        const float *below = grid + zs.lo[z] * plane_size, *above = grid + zs.hi[z] * plane_size;
         for (int64_t y = 0; y < ys.n; y++) {
-            lerp_rows(plane + ys.lo[y] * row_size, plane + ys.hi[y] * row_size, ys.t[y], row_size, row);
+            lerp_rows(below + ys.lo[y] * row_size, above + ys.lo[y] * row_size, zs.t[z], row_size, row_lo);
+            lerp_rows(below + ys.hi[y] * row_size, above + ys.hi[y] * row_size, zs.t[z], row_size, row_hi);
+            lerp_rows(row_lo, row_hi, ys.t[y], row_size, row);
             for (int64_t c = 0; c < WIDTH; c++) row_table[c] = table_y[y * WIDTH + c] + table_z[z * WIDTH + c];
             float *values = out + (z * ys.n + y) * xs.n;
             for (int64_t x0 = 0; x0 < xs.n; x0 += LANES) {
@@ -87,8 +90,7 @@ int srn_lattice_decode(const float *grid, int64_t height, int64_t width_cells, i
             }
         }
     }
-    free(plane);
-    free(row);
+    free(rows);
     free(activations);
     return 0;
 }
