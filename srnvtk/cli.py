@@ -31,6 +31,7 @@ from .config import (
     DEVICES,
     GRANULARITIES,
     NEURCOMP_REFERENCE_WIDTH,
+    PRECISIONS,
     PRUNING_METHODS,
     PSNR_TRIALS,
     SIGMA_MODES,
@@ -480,7 +481,7 @@ def _run_decompress(args: argparse.Namespace) -> int:
     try:
         values = decode(
             srn.model, source.geometry, geometry, source.value_range, source.dtype, device,
-            progress=bar, threads=args.threads,
+            progress=bar, threads=args.threads, precision=args.precision,
         )
     finally:
         bar.close()
@@ -762,6 +763,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", choices=DEVICES, default="auto", help="where to decode (default auto)")
     p.add_argument("--threads", type=int, default=0, metavar="T",
                    help="CPU threads for decoding (default: torch's choice, one per core)")
+    p.add_argument("--precision", choices=PRECISIONS, default="fp32",
+                   help="the MLP's precision on CUDA: fp16, or auto (fp16 where a probe shows it within 1e-3 of "
+                        "the value range); the CPU always uses fp32 (default fp32)")
     p.add_argument("--quiet", action="store_true", help="no progress output on stderr")
     p.set_defaults(run=_run_decompress)
 

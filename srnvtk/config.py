@@ -11,6 +11,7 @@ from typing import Any, ClassVar
 from .errors import SettingsError
 
 DEVICES = ("auto", "cpu", "cuda")
+PRECISIONS = ("auto", "fp32", "fp16")  # decoding on CUDA (srnvtk.decode)
 PRUNING_METHODS = ("none", "smallify", "variational", "binary")
 GRANULARITIES = ("position", "position_channel")
 SIGMA_MODES = ("static", "dynamic")

@@ -12,6 +12,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
+from .config import PRECISIONS
 from .devices import resolve_device
 from .errors import SettingsError
 from .lattice import CPU_BLOCK_POINTS, LatticeFVSRN
@@ -103,7 +104,30 @@ def to_dtype(values: torch.Tensor | np.ndarray, dtype: str, in_place: bool = Fal
     return values.to(torch_dtype).cpu().numpy()
 
 
-PRECISIONS = ("auto", "fp32", "fp16")
+# 'auto' takes half precision only where it costs no accuracy: its values on a probe lattice (this many points
+# per axis) within HALF_TOLERANCE of fp32's, in units of the value range (the network's normalised output).
+HALF_PROBE_POINTS = 17
+HALF_TOLERANCE = 1e-3
+
+
+def half_precision_error(model: torch.nn.Module, device: torch.device) -> float:
+    """Largest difference between the network's half- and single-precision output on a probe lattice over its
+    whole domain, as a fraction of the value range (0 when the architecture has no half-precision path)."""
+    if not isinstance(model, FVSRN):
+        return 0.0
+    axis = torch.linspace(-1.0, 1.0, HALF_PROBE_POINTS, device=device)
+    model = model.to(device).eval()
+    with torch.inference_mode():
+        half, _ = _lattice_evaluator(model, torch.float16, None)
+        full, _ = _lattice_evaluator(model, torch.float32, None)
+        return float((half(axis, axis, axis) - full(axis, axis, axis)).abs().max())
+
+
+def use_half_precision(model: torch.nn.Module, device: torch.device, precision: str) -> bool:
+    """fp16 only on CUDA: when asked for, or for 'auto' when half_precision_error is within HALF_TOLERANCE."""
+    if device.type != "cuda" or precision == "fp32":
+        return False
+    return precision == "fp16" or half_precision_error(model, device) <= HALF_TOLERANCE
 
 
 @torch.inference_mode()
@@ -122,7 +146,8 @@ def decode(
     """Values[z, y, x] of the network on the output grid, denormalised and cast to dtype.
 
     batch_points: points decoded per block (bounds the working memory); None picks it per evaluation path.
-    precision 'fp16' (or 'auto' on CUDA) runs the MLP in half precision on CUDA; the CPU always uses fp32.
+    precision 'fp16' runs the MLP in half precision on CUDA; 'auto' does so where a probe shows it within 1e-3
+    of the value range of fp32 (use_half_precision); the CPU always uses fp32.
     CUDA running out of memory falls back to the CPU with a warning.
     threads: CPU threads for this decode (0: torch's current setting, torch.get_num_threads()).
     """
@@ -154,7 +179,7 @@ def decode(
 
 def _decode_on(model, source, output, value_range, dtype, torch_device, batch_points, progress, precision):
     model = model.to(torch_device).eval()
-    half = torch_device.type == "cuda" and precision in ("auto", "fp16")
+    half = use_half_precision(model, torch_device, precision)
     evaluate, slab_points = _lattice_evaluator(model, torch.float16 if half else torch.float32, batch_points)
     nx, ny, nz = output.dimensions
     axes = [torch.from_numpy(normalized_axis(source, a, world_axis(output, a))).to(torch_device) for a in range(3)]

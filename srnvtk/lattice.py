@@ -14,6 +14,8 @@ in registers; without a C compiler, torch does it in cache-sized batches.
 
 from __future__ import annotations
 
+import copy
+
 import torch
 from torch import nn
 
@@ -54,7 +56,8 @@ class LatticeFVSRN:
         self.projected = torch.einsum("oc,cdhw->dhwo", w_grid, grid).to(dtype).contiguous()
         self.bias = first.bias.detach()
         self.fourier = model.fourier
-        self.rest = nn.Sequential(*layers[2:]).to(dtype)  # after the first Linear and its Snake
+        # After the first Linear and its Snake; a copy, as .to(dtype) would otherwise convert the model's own layers
+        self.rest = copy.deepcopy(nn.Sequential(*layers[2:])).to(dtype)
         self.device = grid.device
         self.fused = None  # the C kernel, where it can be built and the lattice is evaluated in fp32 on the CPU
         if self.device.type == "cpu" and dtype == torch.float32:

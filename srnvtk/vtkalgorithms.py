@@ -16,7 +16,15 @@ from vtkmodules.vtkCommonCore import vtkDoubleArray, vtkOutputWindow, vtkStringA
 from vtkmodules.vtkCommonDataModel import vtkDataObject, vtkImageData
 from vtkmodules.vtkCommonExecutionModel import vtkAlgorithm, vtkStreamingDemandDrivenPipeline
 
-from .config import FVSRNConfig, NeurcompConfig, PruningConfig, TrainConfig, check_device, model_config_class
+from .config import (
+    PRECISIONS,
+    FVSRNConfig,
+    NeurcompConfig,
+    PruningConfig,
+    TrainConfig,
+    check_device,
+    model_config_class,
+)
 from .decode import decode, resampled_geometry, strided_geometry
 from .encoder import CompressResult, compress
 from .errors import SettingsError, SRNError
@@ -310,6 +318,7 @@ class SRNReader(VTKPythonAlgorithmBase):
         self._region: tuple[int, ...] | None = None
         self._device = "auto"
         self._threads = 0
+        self._precision = "fp32"
         self._cache_key: tuple | None = None
         self._file: SRNFile | None = None
 
@@ -337,6 +346,13 @@ class SRNReader(VTKPythonAlgorithmBase):
             _set_if_changed(self, "_device", check_device(str(device)))
         except SRNError as exc:
             report_error(self, str(exc))
+
+    def SetPrecision(self, precision: str) -> None:
+        """The MLP's precision on CUDA: fp32, fp16, or auto (fp16 where it stays within 1e-3 of the range)."""
+        if str(precision) not in PRECISIONS:
+            report_error(self, f"precision must be one of {', '.join(PRECISIONS)}, got '{precision}'")
+            return
+        _set_if_changed(self, "_precision", str(precision))
 
     def SetThreads(self, n: int) -> None:
         """CPU threads for decoding; 0 keeps torch's default (one per core)."""
@@ -390,7 +406,7 @@ class SRNReader(VTKPythonAlgorithmBase):
             piece = Geometry(extent, whole.origin, whole.spacing)
             values = decode(
                 srn.model, srn.source.geometry, piece, srn.source.value_range, srn.source.dtype,
-                self._device, progress=self.UpdateProgress, threads=self._threads,
+                self._device, progress=self.UpdateProgress, threads=self._threads, precision=self._precision,
             )
         except SRNError as exc:
             return report_error(self, str(exc))

@@ -129,9 +129,9 @@ def test_decompress_full_equals_the_encoders_reconstruction(compressed, full_dec
     assert [p.name for p in tmp_path.iterdir()] == ["full.vti"]  # no temporary left behind
 
 
-def test_decompress_on_one_thread_gives_the_same_values(compressed, full_decode, tmp_path) -> None:
+def test_decompress_on_one_thread_with_auto_precision_gives_the_same_values(compressed, full_decode, tmp_path) -> None:
     out = tmp_path / "one.vti"
-    code, _, err = run("decompress", compressed["srn"], out, "--threads", "1", "--quiet")
+    code, _, err = run("decompress", compressed["srn"], out, "--threads", "1", "--precision", "auto", "--quiet")
     assert code == 0, err
     assert np.array_equal(point_values(out)[0], full_decode)
 
@@ -372,6 +372,7 @@ def test_invalid_compress_options(tmp_path, tiny_vti, options, expected) -> None
         (["--device", "tpu"], "invalid choice: 'tpu'"),
         (["--stride", "2", "--dimensions", "4", "4", "4"], "not allowed with"),
         (["--threads", "-1"], "threads must be >= 0"),
+        (["--precision", "fp8"], "invalid choice: 'fp8'"),
     ],
 )
 def test_invalid_decompress_options(compressed, tmp_path, options, expected) -> None:

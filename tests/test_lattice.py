@@ -115,18 +115,49 @@ def test_cuda_out_of_memory_falls_back_to_the_cpu(monkeypatch):
     np.testing.assert_array_equal(values, expected)
 
 
+def test_half_precision_error_is_small_for_a_tame_network_and_large_for_a_wild_one():
+    torch.manual_seed(0)
+    tame = build_model(FVSRNConfig(grid_resolution=8), SOURCE).eval()  # as initialised: small activations
+    assert 0 < decode_module.half_precision_error(tame, torch.device("cpu")) <= 0.5 * decode_module.HALF_TOLERANCE
+    wild = random_model(grid_resolution=8)  # unit-variance grid, weights of 0.3: activations of several units
+    assert decode_module.half_precision_error(wild, torch.device("cpu")) > 10 * decode_module.HALF_TOLERANCE
+
+
+def test_a_half_precision_lattice_leaves_the_model_in_float32():
+    model = random_model(grid_resolution=4)
+    LatticeFVSRN(model, torch.float16)
+    assert {p.dtype for p in model.parameters()} == {torch.float32}
+
+
+def test_auto_precision_takes_half_only_on_cuda_and_only_where_it_is_accurate(monkeypatch):
+    model = random_model(grid_resolution=4)
+    cuda, cpu = torch.device("cuda"), torch.device("cpu")
+    use_half = decode_module.use_half_precision
+    monkeypatch.setattr(decode_module, "half_precision_error", lambda *_: 0.5 * decode_module.HALF_TOLERANCE)
+    assert use_half(model, cuda, "auto") and use_half(model, cuda, "fp16") and not use_half(model, cuda, "fp32")
+    assert not use_half(model, cpu, "auto") and not use_half(model, cpu, "fp16")
+    monkeypatch.setattr(decode_module, "half_precision_error", lambda *_: 2 * decode_module.HALF_TOLERANCE)
+    assert not use_half(model, cuda, "auto") and use_half(model, cuda, "fp16")
+
+
 def test_bad_precision_is_refused():
     with pytest.raises(ValueError, match="precision"):
         decode(random_model(grid_resolution=4), SOURCE, SOURCE, (0.0, 1.0), precision="fp8")
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-def test_fp16_on_cuda_agrees_with_fp32_within_1e_3_of_the_range():
-    model = random_model(grid_resolution=8)
+@pytest.mark.parametrize("network", ["tame", "wild"])
+def test_auto_precision_on_cuda_agrees_with_fp32_within_1e_3_of_the_range(network):
+    torch.manual_seed(0)
+    if network == "tame":
+        model = build_model(FVSRNConfig(grid_resolution=8), SOURCE).eval()
+    else:
+        model = random_model(grid_resolution=8)
     fp32 = decode(model, SOURCE, SOURCE, (0.0, 1.0), "float32", "cuda", precision="fp32")
-    fp16 = decode(model, SOURCE, SOURCE, (0.0, 1.0), "float32", "cuda", precision="fp16")
-    value_range = fp32.max() - fp32.min()
-    assert np.abs(fp16 - fp32).max() < 1e-3 * value_range
+    auto = decode(model, SOURCE, SOURCE, (0.0, 1.0), "float32", "cuda", precision="auto")
+    assert np.abs(auto - fp32).max() < 1e-3  # the value range is 1: fp16 where it is this close, else fp32
+    if network == "tame":
+        assert decode_module.use_half_precision(model, torch.device("cuda"), "auto")
 
 
 def test_threads_split_planes_without_changing_the_values():

@@ -487,11 +487,14 @@ def test_reader_bad_settings(encoded, vtk_errors) -> None:
     assert "lies outside the grid" in vtk_errors()
     reader.SetThreads(-1)
     assert "SRNReader: threads must be >= 0" in vtk_errors()
+    reader.SetPrecision("fp8")
+    assert "SRNReader: precision must be one of auto, fp32, fp16, got 'fp8'" in vtk_errors()
 
 
-def test_reader_threads_do_not_change_the_values(encoded) -> None:
+def test_reader_threads_and_precision_on_the_cpu_do_not_change_the_values(encoded) -> None:
     reader = reader_for(encoded["path"])
     reader.SetThreads(1)
+    reader.SetPrecision("auto")  # fp32 on the CPU
     assert reader.Update()
     assert np.array_equal(point_array(output_of(reader), "density"), encoded["reconstruction"])
 
