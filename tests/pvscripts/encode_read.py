@@ -44,6 +44,11 @@ save_array(os.path.join(out, "read.npy"), point_values(read))
 save_array(os.path.join(out, "strided.npy"), point_values(strided_image))
 save_array(os.path.join(out, "sub.npy"), point_values(sub_image))
 pd = encoded.GetPointData()
+# Which CPU evaluation ParaView's Python got: the fused C kernel (srnvtk.native) or the torch path.
+from srnvtk.fileformat import read_srn  # noqa: E402
+from srnvtk.lattice import LatticeFVSRN  # noqa: E402
+from srnvtk.native import find_compiler  # noqa: E402
+
 write_json(os.path.join(out, "result.json"), {
     "encoder_field": field_values(encoded),
     "reader_field": field_values(read),
@@ -55,6 +60,8 @@ write_json(os.path.join(out, "result.json"), {
     "strided_spacing": list(strided_image.GetSpacing()),
     "sub_extent": list(sub_image.GetExtent()),
     "encoder_arrays": [pd.GetArrayName(i) for i in range(pd.GetNumberOfArrays())],
+    "fused_kernel": LatticeFVSRN(read_srn(srn).model).fused is not None,
+    "compiler": find_compiler(),
 })
 print("encode_read.py done")
 sys.stdout.flush()
