@@ -49,11 +49,14 @@ static inline lanes_f clamp_unit(lanes_f v) {
     return (lanes_f)((too_big & signed_one) | (~too_big & bits));
 }
 
-/* sin(x)^2: period pi, so the sign of the reduced sine is moot. */
+/* sin(x)^2: period pi, so the sign of the reduced sine is moot. Capped at 1 for huge |x| (see clamp_unit);
+ * a NaN may become 1 here, but Snake adds x, which carries it. */
 static inline lanes_f sin_squared(lanes_f x) {
     lanes_f k;
-    lanes_f s = clamp_unit(sin_reduced(reduce_by_pi(x, &k)));
-    return s * s;
+    lanes_f s = sin_reduced(reduce_by_pi(x, &k));
+    lanes_f s2 = s * s;
+    lanes_i too_big = s2 > 1.0f;
+    return (lanes_f)(((lanes_i)s2 & ~too_big) | (too_big & 0x3f800000)); /* 0x3f800000: the bits of 1.0f */
 }
 
 /* sin(x) = (-1)^k sin(x - k pi). */
