@@ -32,11 +32,8 @@ import numpy as np
 import torch
 
 from srnvtk.config import FVSRNConfig, NeurcompConfig
-from srnvtk.decode import decode, resampled_geometry, strided_geometry
-from srnvtk.lattice import LatticeFVSRN
+from srnvtk.decode import decode, evaluation_path, resampled_geometry, strided_geometry
 from srnvtk.models import build_model
-from srnvtk.native.neurcomp import FusedNeurcomp
-from srnvtk.neurcomp_eval import FoldedNeurcomp
 from srnvtk.volume import Geometry
 
 HERE = Path(__file__).resolve().parent
@@ -92,15 +89,10 @@ def run_case(name: str, device: str, baseline: bool, precision: str, arch: str, 
     """One case in this process: voxels/s (median of the repeats) and peak memory above the pre-decode
     footprint."""
     model = benchmark_model(arch)
-    if arch == "fvsrn":
-        fused = device == "cpu" and LatticeFVSRN(model).fused is not None
-        path = "fused C kernel" if fused else "torch lattice"
-    else:
-        fused = device == "cpu" and FusedNeurcomp.build(FoldedNeurcomp(model)) is not None
-        path = "fused C kernel" if fused else "torch inference form"
     output = CASES[name]()
     torch_device = torch.device("cuda" if device == "cuda" else "cpu")
     model.to(torch_device)
+    path = evaluation_path(model)
     decode(model, SOURCE, strided_geometry(SOURCE, (16, 16, 16)), (0.0, 255.0), "uint8", device)  # warm-up
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     if torch_device.type == "cuda":

@@ -460,7 +460,7 @@ def _stride(values: list[int] | None) -> tuple[int, int, int]:
 
 
 def _run_decompress(args: argparse.Namespace) -> int:
-    from .decode import decode, resampled_geometry, strided_geometry
+    from .decode import decode, evaluation_path, model_device, resampled_geometry, strided_geometry
     from .fileformat import read_srn
     from .vtkio import image_from_arrays
 
@@ -478,6 +478,7 @@ def _run_decompress(args: argparse.Namespace) -> int:
         geometry = strided_geometry(source.geometry, stride, region)
 
     bar = ProgressBar("decoding", enabled=not args.quiet)
+    start = time.perf_counter()
     try:
         values = decode(
             srn.model, source.geometry, geometry, source.value_range, source.dtype, device,
@@ -485,12 +486,16 @@ def _run_decompress(args: argparse.Namespace) -> int:
         )
     finally:
         bar.close()
+    seconds = time.perf_counter() - start
     image = image_from_arrays(geometry, {source.array_name: values}, active=source.array_name)
     _write_image(image, args.output)
     print(
         f"wrote {args.output}: '{source.array_name}' ({source.dtype}) on {_dims(geometry.dimensions)} points, "
         f"extent {' '.join(str(e) for e in geometry.extent)}, spacing {_numbers(geometry.spacing)}"
     )
+    where = model_device(srn.model).type.upper()
+    print(f"decoded in {seconds:.2f} s ({values.size / max(seconds, 1e-9) / 1e6:.2f} M points/s; "
+          f"{evaluation_path(srn.model)} on the {where})")
     return 0
 
 

@@ -196,6 +196,20 @@ def _decode_on(model, source, output, value_range, dtype, torch_device, batch_po
     return result
 
 
+def evaluation_path(model: torch.nn.Module) -> str:
+    """How decode evaluates this model on the device it is on now, for reports: 'fused C kernel' (the CPU, a
+    compiler at hand), 'torch lattice' (fV-SRN), 'torch inference form' (Neurcomp) or 'torch network'."""
+    if isinstance(model, FVSRN):
+        try:
+            lattice = LatticeFVSRN(model)
+        except TypeError:
+            return "torch network"
+        return "fused C kernel" if lattice.fused is not None else "torch lattice"
+    if isinstance(model, Neurcomp):
+        return "fused C kernel" if FusedNeurcomp.build(FoldedNeurcomp(model)) is not None else "torch inference form"
+    return "torch network"
+
+
 def model_device(model: torch.nn.Module) -> torch.device:
     return next(model.parameters()).device
 

@@ -13,7 +13,7 @@ import torch
 
 from srnvtk import native
 from srnvtk.config import FVSRNConfig, NeurcompConfig
-from srnvtk.decode import decode, strided_geometry
+from srnvtk.decode import decode, evaluation_path, strided_geometry
 from srnvtk.lattice import LatticeFVSRN, axis_weights
 from srnvtk.models import build_model
 from srnvtk.models.layers import aspect_of
@@ -212,3 +212,13 @@ def test_decode_uses_the_fused_neurcomp_and_strides_are_exact_slices(monkeypatch
     monkeypatch.setenv("SRNVTK_NATIVE", "0")
     reference = decode(model, SOURCE, SOURCE, (0.0, 1.0), "float32", "cpu")
     assert np.abs(full - reference).max() <= 1e-5 * np.abs(reference).max()
+
+
+@pytest.mark.parametrize("native_on", [True, False])
+def test_evaluation_path_names_what_decode_uses(monkeypatch, native_on):
+    if not native_on:
+        monkeypatch.setenv("SRNVTK_NATIVE", "0")
+    fused = native_on and native.find_compiler() is not None
+    assert evaluation_path(random_model()) == ("fused C kernel" if fused else "torch lattice")
+    neurcomp = build_model(NeurcompConfig(width=8, blocks=1), SOURCE)
+    assert evaluation_path(neurcomp) == ("fused C kernel" if fused else "torch inference form")
