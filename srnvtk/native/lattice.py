@@ -11,7 +11,12 @@ from torch import nn
 from ..models.layers import Snake
 from . import load_kernel
 
-OUT_BLOCK = 8  # simd.h: the MLP width handed to the kernel is a multiple of this
+OUT_BLOCK = 8  # simd.h: the widths handed to the kernels are multiples of this
+
+
+def padded_width(width: int) -> int:
+    """width rounded up to a multiple of OUT_BLOCK (the kernels' padding with zero units)."""
+    return -(-width // OUT_BLOCK) * OUT_BLOCK
 
 _pointer, _int, _float = ctypes.c_void_p, ctypes.c_int64, ctypes.c_float
 _ARGTYPES = [
@@ -35,7 +40,7 @@ class FusedLattice:
     def __init__(self, function, projected: torch.Tensor, hidden: list[nn.Linear], head: nn.Linear) -> None:
         self.function = function
         width = projected.shape[-1]
-        self.width = -(-width // OUT_BLOCK) * OUT_BLOCK
+        self.width = padded_width(width)
         pad = self.width - width
         self.projected = F.pad(projected.float(), (0, pad)).contiguous()
         weights = [F.pad(layer.weight.detach().float().t(), (0, pad, 0, pad)) for layer in hidden]
@@ -58,7 +63,7 @@ class FusedLattice:
             return None
         if [(m.in_features, m.out_features) for m in linears] != [(width, width)] * (len(linears) - 1) + [(width, 1)]:
             return None
-        library = load_kernel("lattice_kernel.c", {"WIDTH": -(-width // OUT_BLOCK) * OUT_BLOCK})
+        library = load_kernel("lattice_kernel.c", {"WIDTH": padded_width(width)})
         if library is None:
             return None
         function = library.srn_lattice_decode
@@ -84,9 +89,9 @@ class FusedLattice:
                 raise ValueError("lattice kernel: interpolation index outside the grid")
         if out.shape != (len(z[2]), len(y[2]), len(x[2])) or out.dtype != torch.float32 or not out.is_contiguous():
             raise ValueError("lattice kernel: output of the wrong shape or layout")
-        keep = [self.projected, *z, *y, *x, *tables, self.weights_t, self.biases, self.head, out]
-        if not all(tensor.is_contiguous() for tensor in keep):
-            raise ValueError("lattice kernel: arguments must be contiguous")
+        arguments = [self.projected, *z, *y, *x, *tables, self.weights_t, self.biases, self.head, out]
+        if not all(tensor.is_contiguous() and tensor.device.type == "cpu" for tensor in arguments):
+            raise ValueError("lattice kernel: arguments must be contiguous CPU tensors")
         status = self.function(
             _ptr(self.projected), height, width_cells, channels,
             *_axis(z), *_axis(y), *_axis(x),

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 from ..parallel import Piece, fill_lattice
 from . import load_kernel
-from .lattice import OUT_BLOCK
+from .lattice import padded_width
 
 _pointer, _int = ctypes.c_void_p, ctypes.c_int64
 _ARGTYPES = [
@@ -19,10 +19,6 @@ _ARGTYPES = [
     _pointer, ctypes.c_float,  # head weights and bias
     _pointer,  # output
 ]
-
-
-def _padded(width: int) -> int:
-    return -(-width // OUT_BLOCK) * OUT_BLOCK
 
 
 class FusedNeurcomp:
@@ -36,7 +32,7 @@ class FusedNeurcomp:
         widths, weights, biases = [], [], []
         previous = 3  # the positions are not padded: the kernel reads exactly three inputs
         for weight_t, bias in layers:
-            width = _padded(weight_t.shape[1])
+            width = padded_width(weight_t.shape[1])
             weights.append(F.pad(weight_t, (0, width - weight_t.shape[1], 0, previous - weight_t.shape[0])).reshape(-1))
             biases.append(F.pad(bias, (0, width - bias.shape[0])))
             widths.append(width)
@@ -79,9 +75,11 @@ class FusedNeurcomp:
         """Fill out (len(zs), len(ys), len(xs)), contiguous float32, with the network's values on the lattice
         of these normalised float32 coordinates. The GIL is released (ctypes) while the kernel runs."""
         coords = (xs, ys, zs)
-        if not all(c.dtype == torch.float32 and c.dim() == 1 and c.is_contiguous() for c in coords):
-            raise ValueError("neurcomp kernel: coordinates must be contiguous 1D float32")
-        if out.shape != (len(zs), len(ys), len(xs)) or out.dtype != torch.float32 or not out.is_contiguous():
+        if not all(c.dtype == torch.float32 and c.dim() == 1 and c.is_contiguous() and c.device.type == "cpu"
+                   for c in coords):
+            raise ValueError("neurcomp kernel: coordinates must be contiguous 1D float32 CPU tensors")
+        well_placed = out.dtype == torch.float32 and out.is_contiguous() and out.device.type == "cpu"
+        if out.shape != (len(zs), len(ys), len(xs)) or not well_placed:
             raise ValueError("neurcomp kernel: output of the wrong shape or layout")
         status = self.function(
             xs.data_ptr(), len(xs), ys.data_ptr(), len(ys), zs.data_ptr(), len(zs),
