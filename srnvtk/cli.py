@@ -767,7 +767,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="only this region, in the source's index space")
     p.add_argument("--device", choices=DEVICES, default="auto", help="where to decode (default auto)")
     p.add_argument("--threads", type=int, default=0, metavar="T",
-                   help="CPU threads for decoding (default: torch's choice, one per core)")
+                   help="CPU threads for decoding (default: one per core, shared between the MPI ranks "
+                        "on this machine)")
     p.add_argument("--precision", choices=PRECISIONS, default="fp32",
                    help="the MLP's precision on CUDA: fp16, or auto (fp16 where a probe shows it within 1e-3 of "
                         "the value range); the CPU always uses fp32 (default fp32)")

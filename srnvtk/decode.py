@@ -19,6 +19,7 @@ from .lattice import CPU_BLOCK_POINTS, LatticeFVSRN
 from .models import FVSRN, Neurcomp
 from .native.neurcomp import FusedNeurcomp
 from .neurcomp_eval import FoldedNeurcomp
+from .parallel import default_threads
 from .sampling import normalized_axis
 from .volume import Geometry
 
@@ -149,7 +150,8 @@ def decode(
     precision 'fp16' runs the MLP in half precision on CUDA; 'auto' does so where a probe shows it within 1e-3
     of the value range of fp32 (use_half_precision); the CPU always uses fp32.
     CUDA running out of memory falls back to the CPU with a warning.
-    threads: CPU threads for this decode (0: torch's current setting, torch.get_num_threads()).
+    threads: CPU threads for this decode (0: srnvtk.parallel.default_threads(), torch's count shared between the
+    MPI ranks on this machine).
     """
     if batch_points is not None and batch_points < 1:
         raise SettingsError("batch_points must be >= 1")
@@ -159,7 +161,8 @@ def decode(
         raise SettingsError("threads must be >= 0")
     torch_device = resolve_device(device)
     previous_threads = torch.get_num_threads()
-    if threads:
+    threads = threads or default_threads()
+    if threads != previous_threads:
         torch.set_num_threads(threads)
     try:
         return _decode_on(model, source, output, value_range, dtype, torch_device, batch_points, progress, precision)
@@ -173,7 +176,7 @@ def decode(
         return _decode_on(model, source, output, value_range, dtype, torch.device("cpu"), batch_points, progress,
                           "fp32")
     finally:
-        if threads:
+        if threads != previous_threads:
             torch.set_num_threads(previous_threads)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -9,6 +10,26 @@ from concurrent.futures import ThreadPoolExecutor
 import torch
 
 Piece = tuple[int, int, int, int]  # z0, z1, y0, y1: planes z0..z1-1, rows y0..y1-1 of each
+
+# How MPI launchers tell a process how many ranks share its machine (Open MPI, MPICH/Intel MPI, MVAPICH, Slurm)
+LOCAL_RANKS_VARIABLES = ("OMPI_COMM_WORLD_LOCAL_SIZE", "MPI_LOCALNRANKS", "MV2_COMM_WORLD_LOCAL_SIZE",
+                         "SLURM_NTASKS_PER_NODE")
+
+
+def default_threads() -> int:
+    """CPU threads for a decode when none are asked for: torch's count (one per core), shared between the MPI
+    ranks on this machine (pvbatch runs one reader piece per rank), unless OMP_NUM_THREADS already chose."""
+    threads = torch.get_num_threads()
+    if os.environ.get("OMP_NUM_THREADS"):
+        return threads
+    for name in LOCAL_RANKS_VARIABLES:
+        try:
+            ranks = int(os.environ.get(name, ""))
+        except ValueError:
+            continue
+        if ranks > 1:
+            return max(1, threads // ranks)
+    return threads
 
 
 def run_pieces(fill: Callable, pieces: Iterable, parallel: bool) -> None:

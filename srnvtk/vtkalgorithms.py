@@ -355,7 +355,7 @@ class SRNReader(VTKPythonAlgorithmBase):
         _set_if_changed(self, "_precision", str(precision))
 
     def SetThreads(self, n: int) -> None:
-        """CPU threads for decoding; 0 keeps torch's default (one per core)."""
+        """CPU threads for decoding; 0: one per core, shared between the MPI ranks on this machine."""
         if int(n) < 0:
             report_error(self, "threads must be >= 0")
             return

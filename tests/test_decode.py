@@ -270,6 +270,29 @@ def test_threads_setting_keeps_values_and_is_restored(model) -> None:
         run(model, SOURCE, threads=-1)
 
 
+def test_default_threads_are_shared_between_local_mpi_ranks(monkeypatch) -> None:
+    from srnvtk.parallel import LOCAL_RANKS_VARIABLES, default_threads
+
+    for name in (*LOCAL_RANKS_VARIABLES, "OMP_NUM_THREADS"):
+        monkeypatch.delenv(name, raising=False)
+    previous = torch.get_num_threads()
+    try:
+        torch.set_num_threads(4)
+        assert default_threads() == 4
+        monkeypatch.setenv("OMPI_COMM_WORLD_LOCAL_SIZE", "3")
+        assert default_threads() == 1  # 4 cores for 3 ranks
+        monkeypatch.setenv("OMPI_COMM_WORLD_LOCAL_SIZE", "2")
+        assert default_threads() == 2
+        monkeypatch.setenv("OMP_NUM_THREADS", "4")  # the user chose: kept
+        assert default_threads() == 4
+        monkeypatch.delenv("OMP_NUM_THREADS")
+        monkeypatch.setenv("OMPI_COMM_WORLD_LOCAL_SIZE", "not a number")
+        monkeypatch.setenv("MPI_LOCALNRANKS", "8")
+        assert default_threads() == 1
+    finally:
+        torch.set_num_threads(previous)
+
+
 def test_bad_batch_points_raise(model) -> None:
     with pytest.raises(SettingsError, match="batch_points"):
         run(model, SOURCE, batch_points=0)
