@@ -52,8 +52,8 @@ class LatticeFVSRN:
         w_grid = weight[:, 3 + n_fourier:]
         if w_grid.shape[1] != channels:
             raise TypeError("first layer does not match the grid's channels")
-        # (D, H, W, width): the grid already multiplied into the first layer, channels last for gathers
-        self.projected = torch.einsum("oc,cdhw->dhwo", w_grid, grid).to(dtype).contiguous()
+        self.grid, self.w_grid = grid, w_grid
+        self._projected: torch.Tensor | None = None
         self.bias = first.bias.detach()
         self.fourier = model.fourier
         # After the first Linear and its Snake; a copy, as .to(dtype) would otherwise convert the model's own layers
@@ -61,7 +61,15 @@ class LatticeFVSRN:
         self.device = grid.device
         self.fused = None  # the C kernel, where it can be built and the lattice is evaluated in fp32 on the CPU
         if self.device.type == "cpu" and dtype == torch.float32:
-            self.fused = FusedLattice.build(self.projected, list(self.rest))
+            self.fused = FusedLattice.build(grid, w_grid, list(self.rest))
+
+    @property
+    def projected(self) -> torch.Tensor:
+        """(D, H, W, width): the grid multiplied into the first layer, channels last for gathers (the torch
+        path's; made on first use, as the fused kernel projects the rows it needs itself)."""
+        if self._projected is None:
+            self._projected = torch.einsum("oc,cdhw->dhwo", self.w_grid, self.grid).to(self.dtype).contiguous()
+        return self._projected
 
     def axis_table(self, axis: int, coords: torch.Tensor) -> torch.Tensor:
         """(n, width): position and Fourier contribution of one axis' coordinates to the first layer."""
@@ -112,7 +120,7 @@ class LatticeFVSRN:
     def _evaluate_fused(self, xs: torch.Tensor, ys: torch.Tensor, zs: torch.Tensor,
                         tables: list[torch.Tensor]) -> torch.Tensor:
         fused = self.fused
-        depth, height, width = self.projected.shape[:3]
+        depth, height, width = self.grid.shape[1:]
         z, y, x = axis_weights(depth, zs), axis_weights(height, ys), axis_weights(width, xs)
         table_x, table_y, table_z = (fused.pad_table(t) for t in tables)
 

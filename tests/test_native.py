@@ -134,6 +134,14 @@ def test_fused_snake_matches_torch_for_small_and_large_activations(monkeypatch, 
 
 
 @needs_compiler
+def test_the_fused_path_makes_no_projected_copy_of_the_grid():
+    # the kernel projects the rows it needs: memory does not grow with the latent grid (the torch path's copy
+    # is width / channels times the grid)
+    lattice, _ = lattice_values(random_model())
+    assert lattice.fused is not None and lattice._projected is None
+
+
+@needs_compiler
 def test_one_plane_is_split_between_threads_without_changing_values():
     model = random_model()
     previous = torch.get_num_threads()
@@ -152,11 +160,11 @@ def test_one_plane_is_split_between_threads_without_changing_values():
 def test_the_kernel_refuses_indices_outside_the_grid():
     lattice, _ = lattice_values(random_model())
     fused = lattice.fused
-    depth, height, width = lattice.projected.shape[:3]
+    depth, height, width = lattice.grid.shape[1:]
     z, y = axis_weights(depth, torch.zeros(1)), axis_weights(height, torch.zeros(1))
     x = axis_weights(width, torch.zeros(2))
     bad_x = (x[0] + width, x[1], x[2])
-    tables = [fused.pad_table(torch.zeros(n, lattice.projected.shape[-1])) for n in (2, 1, 1)]
+    tables = [fused.pad_table(torch.zeros(n, lattice.w_grid.shape[0])) for n in (2, 1, 1)]
     out = torch.empty(1, 1, 2)
     fused.run(z, y, x, tables, out)  # well-formed: fine
     with pytest.raises(ValueError, match="outside the grid"):

@@ -20,7 +20,8 @@ def padded_width(width: int) -> int:
 
 _pointer, _int, _float = ctypes.c_void_p, ctypes.c_int64, ctypes.c_float
 _ARGTYPES = [
-    _pointer, _int, _int, _int,  # projected grid, its height and width in cells, the (padded) MLP width
+    _pointer, _int, _int, _int, _int,  # latent grid (channels, depth, height, width in cells)
+    _pointer, _int,  # the first layer's grid weights, transposed; the (padded) MLP width
     _pointer, _pointer, _pointer, _int,  # z: lo, hi, t, count
     _pointer, _pointer, _pointer, _int,  # y
     _pointer, _pointer, _pointer, _int,  # x
@@ -35,14 +36,17 @@ AxisWeights = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # lo (int64), hi 
 
 class FusedLattice:
     """One fV-SRN's lattice pieces in the kernel's layout: the width padded with zero units (Snake(0) = 0 and
-    their outgoing weights are zero, so they change nothing), hidden weights transposed."""
+    their outgoing weights are zero, so they change nothing), weights transposed. The latent grid is used as the
+    model holds it (channels first); the kernel projects the rows it needs through grid_weight itself."""
 
-    def __init__(self, function, projected: torch.Tensor, hidden: list[nn.Linear], head: nn.Linear) -> None:
+    def __init__(self, function, grid: torch.Tensor, grid_weight: torch.Tensor, hidden: list[nn.Linear],
+                 head: nn.Linear) -> None:
         self.function = function
-        width = projected.shape[-1]
+        width = grid_weight.shape[0]
         self.width = padded_width(width)
         pad = self.width - width
-        self.projected = F.pad(projected.float(), (0, pad)).contiguous()
+        self.grid = grid.detach().float().contiguous()
+        self.grid_weight_t = F.pad(grid_weight.detach().float().t(), (0, pad)).contiguous()  # (channels, width)
         weights = [F.pad(layer.weight.detach().float().t(), (0, pad, 0, pad)) for layer in hidden]
         biases = [F.pad(layer.bias.detach().float(), (0, pad)) for layer in hidden]
         self.weights_t = torch.stack(weights).contiguous() if weights else torch.zeros(1)
@@ -52,12 +56,15 @@ class FusedLattice:
         self.head_bias = float(head.bias.detach())
 
     @classmethod
-    def build(cls, projected: torch.Tensor, layers: list[nn.Module]) -> FusedLattice | None:
+    def build(cls, grid: torch.Tensor, grid_weight: torch.Tensor, layers: list[nn.Module]) -> FusedLattice | None:
         """None when the kernel cannot be built here or layers (after the first Linear and Snake) are not
-        (Linear width->width, Snake)* then Linear width->1."""
+        (Linear width->width, Snake)* then Linear width->1. grid: (channels, depth, height, width);
+        grid_weight: (width, channels), the first layer's weights on the grid's channels."""
         linears = layers[0::2]
-        width = projected.shape[-1]
-        if projected.device.type != "cpu" or len(layers) % 2 == 0:
+        width = grid_weight.shape[0]
+        if grid.device.type != "cpu" or grid.dim() != 4 or grid_weight.shape[1] != grid.shape[0]:
+            return None
+        if len(layers) % 2 == 0:
             return None
         if not (all(isinstance(m, nn.Linear) for m in linears) and all(isinstance(m, Snake) for m in layers[1::2])):
             return None
@@ -69,7 +76,7 @@ class FusedLattice:
         function = library.srn_lattice_decode
         function.argtypes = _ARGTYPES
         function.restype = ctypes.c_int
-        return cls(function, projected, linears[:-1], linears[-1])
+        return cls(function, grid, grid_weight, linears[:-1], linears[-1])
 
     def pad_table(self, table: torch.Tensor) -> torch.Tensor:
         return F.pad(table.float(), (0, self.width - table.shape[-1])).contiguous()
@@ -78,22 +85,23 @@ class FusedLattice:
             out: torch.Tensor) -> None:
         """Fill out (len(z), len(y), len(x)), contiguous float32, from the padded (n, width) tables (x, y, z);
         the kernel releases the GIL (ctypes), so threads can run pieces side by side."""
-        depth, height, width_cells, channels = self.projected.shape
+        channels, depth, height, width_cells = self.grid.shape
         if len(tables) != 3:
             raise ValueError("lattice kernel: one table per axis")
         for (lo, hi, t), table, cells in zip((x, y, z), tables, (width_cells, height, depth), strict=True):
             well_typed = lo.dtype == hi.dtype == torch.int64 and t.dtype == torch.float32
-            if not (well_typed and len(lo) == len(hi) == len(t) and table.shape == (len(t), channels)):
+            if not (well_typed and len(lo) == len(hi) == len(t) and table.shape == (len(t), self.width)):
                 raise ValueError("lattice kernel: malformed axis weights or table")
             if len(t) and not (0 <= min(lo.min(), hi.min()) and max(lo.max(), hi.max()) < cells):  # C trusts them
                 raise ValueError("lattice kernel: interpolation index outside the grid")
         if out.shape != (len(z[2]), len(y[2]), len(x[2])) or out.dtype != torch.float32 or not out.is_contiguous():
             raise ValueError("lattice kernel: output of the wrong shape or layout")
-        arguments = [self.projected, *z, *y, *x, *tables, self.weights_t, self.biases, self.head, out]
+        arguments = [self.grid, self.grid_weight_t, *z, *y, *x, *tables, self.weights_t, self.biases, self.head,
+                     out]
         if not all(tensor.is_contiguous() and tensor.device.type == "cpu" for tensor in arguments):
             raise ValueError("lattice kernel: arguments must be contiguous CPU tensors")
         status = self.function(
-            _ptr(self.projected), height, width_cells, channels,
+            _ptr(self.grid), channels, depth, height, width_cells, _ptr(self.grid_weight_t), self.width,
             *_axis(z), *_axis(y), *_axis(x),
             *(_ptr(table) for table in tables),
             _ptr(self.weights_t), _ptr(self.biases), self.hidden, _ptr(self.head), self.head_bias,
