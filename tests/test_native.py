@@ -3,9 +3,11 @@ the fused fV-SRN and Neurcomp kernels compute their models' functions."""
 
 from __future__ import annotations
 
+import fnmatch
 import logging
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -230,3 +232,13 @@ def test_evaluation_path_names_what_decode_uses(monkeypatch, native_on):
     assert evaluation_path(random_model()) == ("fused C kernel" if fused else "torch lattice")
     neurcomp = build_model(NeurcompConfig(width=8, blocks=1), SOURCE)
     assert evaluation_path(neurcomp) == ("fused C kernel" if fused else "torch inference form")
+
+
+def test_every_kernel_source_is_packaged():
+    # a wheel without simd.h would fail every build and silently fall back to the torch path
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    root = Path(native.__file__).resolve().parents[2]
+    patterns = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
+    sources = [p.name for p in Path(native.SOURCE_DIR).iterdir() if p.suffix in (".c", ".h")]
+    assert {"lattice_kernel.c", "neurcomp_kernel.c", "simd.h"} <= set(sources)
+    assert all(any(fnmatch.fnmatch(name, pattern) for pattern in patterns["srnvtk.native"]) for name in sources)
