@@ -289,6 +289,18 @@ def start_run(args: argparse.Namespace) -> tuple[Volume, dict, Path, list[dict]]
     return volume, training, out, resume_rows(out.with_suffix(".json"), training)
 
 
+def pending_runs(specs: list[dict], rows: list[dict], keys: tuple[str, ...]) -> list[dict]:
+    """The planned runs that rows (resumed from an earlier run) do not cover yet; keys name a run."""
+    done = {tuple(r[k] for k in keys) for r in rows}
+    todo = [spec for spec in specs if tuple(spec[k] for k in keys) not in done]
+    print(f"{len(todo)} runs to do, {len(done)} already done", file=sys.stderr)
+    return todo
+
+
+def machine_info() -> dict:
+    return {"platform": platform.platform(), "torch": torch.__version__, "threads": torch.get_num_threads()}
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     started = start_run(args)
@@ -296,10 +308,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     volume, training, out, rows = started
     json_path = out.with_suffix(".json")
-    done = {(r["arch"], r["method"], r["target_ratio"]) for r in rows}
-    todo = [spec for spec in plan(args) if (spec["arch"], spec["method"], spec["target_ratio"]) not in done]
-    print(f"{len(todo)} runs to do, {len(done)} already done", file=sys.stderr)
-    machine = {"platform": platform.platform(), "torch": torch.__version__, "threads": torch.get_num_threads()}
+    todo = pending_runs(plan(args), rows, ("arch", "method", "target_ratio"))
+    machine = machine_info()
     for i, spec in enumerate(todo, 1):
         label = f"[{i}/{len(todo)}] {spec['arch']} {spec['method']} ratio {spec['target_ratio']:g}"
         try:

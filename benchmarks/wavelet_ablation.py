@@ -28,14 +28,12 @@ import argparse
 import dataclasses
 import json
 import os
-import platform
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import torch
-from pruning_ablation import ablation_parser, apply_quick, gain_against, start_run
+from pruning_ablation import ablation_parser, apply_quick, gain_against, machine_info, pending_runs, start_run
 
 from srnvtk.config import PRUNING_METHODS, FVSRNConfig, PruningConfig, TrainConfig
 from srnvtk.encoder import compress, config_for_ratio
@@ -293,10 +291,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     volume, training, out, rows = started
     json_path = out.with_suffix(".json")
-    done = {(r["grid"], r["method"], r["target_ratio"]) for r in rows}
-    todo = [spec for spec in plan(args) if (spec["grid"], spec["method"], spec["target_ratio"]) not in done]
-    print(f"{len(todo)} runs to do, {len(done)} already done", file=sys.stderr)
-    machine = {"platform": platform.platform(), "torch": torch.__version__, "threads": torch.get_num_threads()}
+    todo = pending_runs(plan(args), rows, ("grid", "method", "target_ratio"))
+    machine = machine_info()
 
     def save() -> dict:
         settings = settings_of(training, rows, args)

@@ -8,8 +8,9 @@ Three identities make a lattice much cheaper than scattered points:
 - trilinear interpolation on a lattice separates into three 1D linear interpolations (z, then y, then x),
   each a gather and a lerp over whole planes instead of eight gathers per point.
 What is left per voxel is the dense MLP after the first layer. On the CPU a fused C kernel
-(srnvtk/native/lattice_kernel.c, built on first use) does the x interpolation and the whole MLP per 16 voxels
-in registers; without a C compiler, torch does it in cache-sized batches.
+(srnvtk/native/lattice_kernel.c, built on first use) projects only the grid rows each output row reads, then
+does the x interpolation and the whole MLP per 16 voxels in registers; without a C compiler, torch projects the
+whole grid once per decode and does the rest in cache-sized batches.
 """
 
 from __future__ import annotations
