@@ -6,14 +6,16 @@ grid, strided subsamples, target dimensions (up- or downsampling) and any sub-ex
 
 from __future__ import annotations
 
+import copy
 import warnings
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
-from .config import PRECISIONS
-from .devices import resolve_device
+from .config import PRECISIONS, DecodeConfig
+from .devices import resolve_device, torch_threads
 from .errors import SettingsError
 from .lattice import CPU_BLOCK_POINTS, LatticeFVSRN
 from .models import FVSRN, Neurcomp
@@ -22,6 +24,9 @@ from .neurcomp_eval import FoldedNeurcomp
 from .parallel import default_threads
 from .sampling import normalized_axis
 from .volume import Geometry
+
+if TYPE_CHECKING:
+    from .fileformat import SRNFile
 
 DEFAULT_BATCH_POINTS = 1 << 18  # points per block handed to the network (bounds the memory)
 # The fused CPU kernels' memory does not grow with their block (only the block's output does): larger blocks
@@ -117,7 +122,7 @@ def half_precision_error(model: torch.nn.Module, device: torch.device) -> float:
     if not isinstance(model, FVSRN):
         return 0.0
     axis = torch.linspace(-1.0, 1.0, HALF_PROBE_POINTS, device=device)
-    model = model.to(device).eval()
+    model = _on_device(model, device)
     with torch.inference_mode():
         half, _ = _lattice_evaluator(model, torch.float16, None)
         full, _ = _lattice_evaluator(model, torch.float32, None)
@@ -131,27 +136,35 @@ def use_half_precision(model: torch.nn.Module, device: torch.device, precision: 
     return precision == "fp16" or half_precision_error(model, device) <= HALF_TOLERANCE
 
 
+def output_grid(source: Geometry, config: DecodeConfig) -> Geometry:
+    """The grid a reader reconstructs for these settings: resampled dimensions, or every stride-th point, of
+    the whole source grid or of the settings' sub-extent."""
+    if config.dimensions is not None:
+        return resampled_geometry(source, config.dimensions, config.extent)
+    return strided_geometry(source, config.stride, config.extent)
+
+
 @torch.inference_mode()
 def decode(
-    model: torch.nn.Module,
-    source: Geometry,
-    output: Geometry,
-    value_range: tuple[float, float],
-    dtype: str = "float32",
+    srn: SRNFile,
+    output: Geometry | None = None,
+    *,
     device: str = "auto",
-    batch_points: int | None = None,
-    progress: Callable[[float], None] | None = None,
     precision: str = "fp32",
     threads: int = 0,
+    batch_points: int | None = None,
+    progress: Callable[[float], None] | None = None,
 ) -> np.ndarray:
-    """Values[z, y, x] of the network on the output grid, denormalised and cast to dtype.
+    """Values[z, y, x] of a file's (or a freshly trained) network on the output grid (the source grid when
+    None), denormalised and cast to the source's dtype.
 
-    batch_points: points decoded per block (bounds the working memory); None picks it per evaluation path.
     precision 'fp16' runs the MLP in half precision on CUDA; 'auto' does so where a probe shows it within 1e-3
     of the value range of fp32 (use_half_precision); the CPU always uses fp32.
-    CUDA running out of memory falls back to the CPU with a warning.
     threads: CPU threads for this decode (0: srnvtk.parallel.default_threads(), torch's count shared between the
-    MPI ranks on this machine).
+    MPI ranks on this machine); torch's own count is restored afterwards.
+    batch_points: points decoded per block (bounds the working memory); None picks it per evaluation path.
+    The caller's model stays where it is: another device gets a copy. CUDA running out of memory falls back to
+    the CPU with a warning.
     """
     if batch_points is not None and batch_points < 1:
         raise SettingsError("batch_points must be >= 1")
@@ -160,40 +173,44 @@ def decode(
     if threads < 0:
         raise SettingsError("threads must be >= 0")
     torch_device = resolve_device(device)
-    previous_threads = torch.get_num_threads()
-    threads = threads or default_threads()
-    if threads != previous_threads:
-        torch.set_num_threads(threads)
-    try:
-        return _decode_on(model, source, output, value_range, dtype, torch_device, batch_points, progress, precision)
-    except torch.cuda.OutOfMemoryError:
-        if torch_device.type != "cuda":
-            raise
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
-        warnings.warn("CUDA ran out of memory while decoding; decoding on the CPU instead", RuntimeWarning,
-                      stacklevel=2)
-        return _decode_on(model, source, output, value_range, dtype, torch.device("cpu"), batch_points, progress,
-                          "fp32")
-    finally:
-        if threads != previous_threads:
-            torch.set_num_threads(previous_threads)
+    output = output or srn.source.geometry
+    with torch_threads(threads or default_threads()):
+        try:
+            return _decode_on(srn, output, torch_device, batch_points, progress, precision)
+        except torch.cuda.OutOfMemoryError:
+            if torch_device.type != "cuda":
+                raise
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            warnings.warn("CUDA ran out of memory while decoding; decoding on the CPU instead", RuntimeWarning,
+                          stacklevel=2)
+            return _decode_on(srn, output, torch.device("cpu"), batch_points, progress, "fp32")
 
 
-def _decode_on(model, source, output, value_range, dtype, torch_device, batch_points, progress, precision):
-    model = model.to(torch_device).eval()
+def _on_device(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+    """The model itself when it is on the device, else a copy there (never moves the caller's model)."""
+    if model_device(model) == device:
+        return model
+    return copy.deepcopy(model).to(device).eval()
+
+
+def _decode_on(srn: SRNFile, output: Geometry, torch_device: torch.device, batch_points: int | None,
+               progress: Callable[[float], None] | None, precision: str) -> np.ndarray:
+    source = srn.source
+    model = _on_device(srn.model, torch_device)
     half = use_half_precision(model, torch_device, precision)
     evaluate, slab_points = _lattice_evaluator(model, torch.float16 if half else torch.float32, batch_points)
     nx, ny, nz = output.dimensions
-    axes = [torch.from_numpy(normalized_axis(source, a, world_axis(output, a))).to(torch_device) for a in range(3)]
-    result = np.empty((nz, ny, nx), dtype=np.dtype(dtype))
-    vmin, vmax = value_range
+    axes = [torch.from_numpy(normalized_axis(source.geometry, a, world_axis(output, a))).to(torch_device)
+            for a in range(3)]
+    result = np.empty((nz, ny, nx), dtype=np.dtype(source.dtype))
+    vmin, vmax = source.value_range
     slab = max(1, min(nz, slab_points // max(nx * ny, 1)))
     for z0 in range(0, nz, slab):
         z1 = min(nz, z0 + slab)
         values = evaluate(axes[0], axes[1], axes[2][z0:z1]).to(torch.float64)
         values.mul_(vmax - vmin).add_(vmin)  # in place: at 10+ M voxels/s every pass over float64 tells
-        result[z0:z1] = to_dtype(values, dtype, in_place=True)
+        result[z0:z1] = to_dtype(values, source.dtype, in_place=True)
         if progress is not None:
             progress(z1 / nz)
     return result

@@ -15,7 +15,7 @@ from .budget import budget_fit
 from .config import FVSRNConfig, ModelConfig, NeurcompConfig, PruningConfig, TrainConfig
 from .decode import decode
 from .errors import SettingsError
-from .fileformat import SourceInfo, write_srn
+from .fileformat import SourceInfo, SRNFile, write_srn
 from .metrics import psnr
 from .models.fvsrn import grid_shape_for
 from .models.neurcomp import full_widths, hidden_layers, parameter_shapes
@@ -141,12 +141,13 @@ def config_for_ratio(
 
 def compress(
     volume: Volume,
-    model_config: ModelConfig,
-    train_config: TrainConfig,
+    *,
+    model_config: ModelConfig | None = None,
+    train_config: TrainConfig | None = None,
+    pruning: PruningConfig | None = None,
     path: str | os.PathLike | None = None,
     progress: ProgressCallback | None = None,
     should_abort: AbortCallback | None = None,
-    pruning: PruningConfig | None = None,
     target_bytes: int | None = None,
 ) -> CompressResult:
     """Train on the volume and (when path is given) write the .srn file; stats describe the stored model.
@@ -163,19 +164,20 @@ def compress(
         if progress is not None:
             progress(TRAIN_SHARE + (1 - TRAIN_SHARE) * fraction, "reconstructing")
 
+    model_config = model_config or FVSRNConfig()
+    train_config = train_config or TrainConfig()
     source = source_info(volume)
     fit = None if target_bytes is None else budget_fit(target_bytes, source, pruning)
-    result = train(volume, model_config, train_config, train_progress, should_abort, pruning, fit)
+    result = train(volume, model_config, train_config, progress=train_progress, should_abort=should_abort,
+                   pruning=pruning, fit=fit)
     if target_bytes is not None:
         # Fine-tuning changed the codes and so what gzip makes of them: trim once more, never grow (new
         # entries would go untrained).
         budget_fit(target_bytes, source, pruning, grow=False)(result.model)
         model_config = result.model.config  # the fit may have grown the grid
     stored = apply_storage_precision(result.model)
-    reconstruction = decode(
-        result.model, volume.geometry, volume.geometry, result.value_range, volume.dtype,
-        train_config.device, progress=decode_progress,
-    )
+    in_memory = SRNFile(result.model, result.model.config, source, pruning=pruning or PruningConfig())
+    reconstruction = decode(in_memory, device=train_config.device, progress=decode_progress)
     stats = {
         "psnr": psnr(volume.values, reconstruction, result.value_range[1] - result.value_range[0]),
         "train_seconds": result.seconds,

@@ -91,6 +91,14 @@ class SRNFile:
     tensor_bytes: dict[str, int] = field(default_factory=dict)
     pruning: PruningConfig = field(default_factory=PruningConfig)
     format_version: int = FORMAT_VERSION
+    srnvtk_version: str = __version__  # of the srnvtk that wrote the file
+
+    @classmethod
+    def of_model(cls, model: torch.nn.Module, geometry: Geometry, value_range: tuple[float, float],
+                 dtype: str = "float32", array_name: str = "values", pruning: PruningConfig | None = None) -> SRNFile:
+        """A file's contents for a model in memory (not written), e.g. to decode what was just trained."""
+        source = SourceInfo(array_name, dtype, geometry, (float(value_range[0]), float(value_range[1])))
+        return cls(model, model.config, source, pruning=pruning or PruningConfig())
 
 
 def write_srn(
@@ -233,7 +241,9 @@ def _read_contents(f: h5py.File) -> SRNFile:
         grid = arrays.get(GRID)
         structure = {"grid_shape": list(grid.shape[1:]) if grid is not None else None, "keep_shape": None}
     model = _model_from_stored(config, source.geometry, StoredModel(arrays, layout, structure, index_layout))
-    return SRNFile(model, config, source, stats, tensor_bytes, pruning, version)
+    writer = f.attrs.get("srnvtk_version", "")
+    writer = writer.decode("utf-8", "replace") if isinstance(writer, bytes) else str(writer)
+    return SRNFile(model, config, source, stats, tensor_bytes, pruning, version, writer)
 
 
 def _json(text, what: str):

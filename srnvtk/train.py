@@ -24,19 +24,18 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from .config import ModelConfig, PruningConfig, TrainConfig
-from .devices import resolve_device, set_threads
+from .devices import resolve_device, torch_threads
 from .errors import TrainingAborted
-from .models import build_model, default_learning_rate
+from .models import SRNModel, build_model, default_learning_rate
 from .pruning import MaskObjective, attach_masks, kept_unit_fraction, pruned_fraction
 from .sampling import voxel_positions
 from .volume import Volume, validate_for_training
 
 ProgressCallback = Callable[[float, str], None]
 AbortCallback = Callable[[], bool]
-FitCallback = Callable[[nn.Module], None]  # changes what the model keeps (see srnvtk.ratecontrol)
+FitCallback = Callable[[SRNModel], None]  # changes what the model keeps (see srnvtk.ratecontrol)
 
 # Without pruning, a rate fit comes after this share of the training budget; the rest fine-tunes what it kept.
 FIT_AT = 0.85
@@ -44,12 +43,11 @@ FIT_AT = 0.85
 
 @dataclass
 class TrainResult:
-    model: nn.Module
+    model: SRNModel
     value_range: tuple[float, float]
     seconds: float
     final_loss: float  # MSE of the last reported batch
     steps: int
-    pruned_fraction: float = 0.0  # of the unpruned model's parameter entries
 
 
 @dataclass
@@ -94,16 +92,28 @@ def train(
     volume: Volume,
     model_config: ModelConfig,
     train_config: TrainConfig,
+    *,
     progress: ProgressCallback | None = None,
     should_abort: AbortCallback | None = None,
     pruning: PruningConfig | None = None,
     fit: FitCallback | None = None,
 ) -> TrainResult:
     """Fit a new network to the volume (pruning it when asked, then fitting it to a byte budget when `fit` is
-    given); deterministic for a given seed on the CPU."""
-    pruning = pruning or PruningConfig()
+    given); deterministic for a given seed on the CPU. train_config.threads applies while it runs."""
+    with torch_threads(train_config.threads):
+        return _train(volume, model_config, train_config, progress, should_abort, pruning or PruningConfig(), fit)
+
+
+def _train(
+    volume: Volume,
+    model_config: ModelConfig,
+    train_config: TrainConfig,
+    progress: ProgressCallback | None,
+    should_abort: AbortCallback | None,
+    pruning: PruningConfig,
+    fit: FitCallback | None,
+) -> TrainResult:
     value_range = validate_for_training(volume)
-    set_threads(train_config.threads)
     device = resolve_device(train_config.device)
     torch.manual_seed(train_config.seed)
     model = build_model(model_config, volume.geometry).to(device)
@@ -118,7 +128,7 @@ def train(
         attach_masks(model, pruning)
         split = pruning.mask_phase_fraction
         phases = [_Phase("masks", 0.0, split, learning_rate, finetune_rate, MaskObjective(pruning, model))]
-    elif fit is not None or getattr(model, "clusters_weights", False):
+    elif fit is not None or model.shares_weights:
         split = FIT_AT
         phases = [_Phase("", 0.0, split, learning_rate, finetune_rate)]
     else:
@@ -132,23 +142,22 @@ def train(
         if phase.fit_first:
             if fit is not None:
                 fit(model)
-            if hasattr(model, "cluster_weights"):
-                model.cluster_weights()
+            model.share_weights()
         loss_value = _run_phase(model, phase, budget, targets, volume, train_config, generator, progress,
                                 should_abort, loss_value)
         if phase.objective is not None:
             # Under a byte budget the fit, not the method's threshold, chooses the survivors (by the masks'
             # ranking) where the architecture supports it (fV-SRN).
-            if fit is not None and hasattr(model, "unit_importance"):
+            if fit is not None and model.latent_name is not None:
                 model.bake_masks(rank_only=True)
             else:
                 model.bake_masks()
     model.eval()
-    return TrainResult(model, value_range, budget.seconds, loss_value, budget.step, pruned_fraction(model))
+    return TrainResult(model, value_range, budget.seconds, loss_value, budget.step)
 
 
 def _run_phase(
-    model: nn.Module,
+    model: SRNModel,
     phase: _Phase,
     budget: _Budget,
     targets: torch.Tensor,
@@ -199,7 +208,7 @@ def _run_phase(
     return loss_value
 
 
-def _message(model: nn.Module, phase: _Phase, budget: _Budget, loss: float) -> str:
+def _message(model: SRNModel, phase: _Phase, budget: _Budget, loss: float) -> str:
     text = f"step {budget.step}/{budget.steps} loss {loss:.3g}"
     if not phase.name:
         return text

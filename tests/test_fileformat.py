@@ -40,7 +40,7 @@ def written(tmp_path_factory, volume) -> dict:
     """One real compress run with a file, shared by the module."""
     folder = tmp_path_factory.mktemp("srn")
     path = folder / "tiny.srn"
-    result = compress(volume, MODEL, TRAIN, path)
+    result = compress(volume, model_config=MODEL, train_config=TRAIN, path=path)
     return {"path": path, "folder": folder, "result": result}
 
 
@@ -80,8 +80,7 @@ def test_read_back_decodes_exactly_to_the_reconstruction(written, volume) -> Non
     srn = read_srn(written["path"])
     rec = written["result"].reconstruction
     assert rec.dtype == volume.values.dtype and rec.shape == volume.values.shape
-    again = decode(srn.model, srn.source.geometry, srn.source.geometry, srn.source.value_range, srn.source.dtype,
-                   "cpu")
+    again = decode(srn, device="cpu")
     assert again.dtype == rec.dtype
     assert np.abs(again.astype(np.float64) - rec.astype(np.float64)).max() == 0
 
@@ -361,8 +360,7 @@ def test_version_1_files_are_still_read(good, written) -> None:
         del f["stats"].attrs["pruned_fraction"]
     srn = read_srn(good)
     assert srn.format_version == 1 and srn.pruning.method == "none" and "pruned_fraction" not in srn.stats
-    geometry = srn.source.geometry
-    again = decode(srn.model, geometry, geometry, srn.source.value_range, srn.source.dtype, "cpu")
+    again = decode(srn, device="cpu")
     assert np.array_equal(again, written["result"].reconstruction)
 
 
@@ -374,8 +372,7 @@ def test_version_2_files_are_still_read(good, written) -> None:
         f.attrs["model_config"] = json.dumps({k: v for k, v in settings.items() if not k.startswith("wavelet")})
     srn = read_srn(good)
     assert srn.format_version == 2 and srn.model_config.wavelet is None
-    geometry = srn.source.geometry
-    again = decode(srn.model, geometry, geometry, srn.source.value_range, srn.source.dtype, "cpu")
+    again = decode(srn, device="cpu")
     assert np.array_equal(again, written["result"].reconstruction)
 
 

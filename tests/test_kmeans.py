@@ -77,7 +77,7 @@ def volume() -> Volume:
 @pytest.fixture(scope="module")
 def clustered_file(tmp_path_factory, volume) -> dict:
     path = tmp_path_factory.mktemp("kmeans") / "c.srn"
-    result = compress(volume, CLUSTERED, TRAIN, path)
+    result = compress(volume, model_config=CLUSTERED, train_config=TRAIN, path=path)
     return {"path": path, "result": result}
 
 
@@ -94,8 +94,7 @@ def test_training_ends_with_clustered_hidden_matrices(clustered_file) -> None:
 
 def test_clustered_file_decodes_exactly_to_the_reconstruction(clustered_file) -> None:
     srn = read_srn(clustered_file["path"])
-    s = srn.source
-    decoded = decode(srn.model, s.geometry, s.geometry, s.value_range, s.dtype, "cpu")
+    decoded = decode(srn, device="cpu")
     np.testing.assert_array_equal(decoded, clustered_file["result"].reconstruction)
 
 
@@ -130,7 +129,8 @@ def test_damaged_indices_give_a_clear_error(tmp_path, clustered_file, change, fr
 
 def test_unclustered_neurcomp_stays_format_version_3(tmp_path, volume) -> None:
     path = tmp_path / "p.srn"
-    compress(volume, dataclasses.replace(CLUSTERED, weight_clusters=0), dataclasses.replace(TRAIN, steps=3), path)
+    compress(volume, model_config=dataclasses.replace(CLUSTERED, weight_clusters=0),
+             train_config=dataclasses.replace(TRAIN, steps=3), path=path)
     assert read_srn(path).format_version == 3
     model = build_model(CLUSTERED, volume.geometry)
     assert model.clustered_layers() == []  # clustering happens in training, not at construction
@@ -142,8 +142,7 @@ def test_a_layer_with_fewer_weights_than_clusters_still_has_every_shared_value(t
     assert codebook.shape == (8,) and torch.equal(codebook[indices.long()], torch.tensor([0.5, -1.0, 0.5]))
     narrow = NeurcompConfig(width=6, blocks=1, weight_clusters=256)  # 36 weights per hidden matrix
     path = tmp_path / "n.srn"
-    result = compress(volume, narrow, TRAIN, path)
+    result = compress(volume, model_config=narrow, train_config=TRAIN, path=path)
     srn = read_srn(path)
-    s = srn.source
-    np.testing.assert_array_equal(decode(srn.model, s.geometry, s.geometry, s.value_range, s.dtype, "cpu"),
+    np.testing.assert_array_equal(decode(srn, device="cpu"),
                                   result.reconstruction)

@@ -67,8 +67,8 @@ def runs(tmp_path_factory, volume):
             pruning = PruningConfig() if method == "none" else pushed(method, case)
             path = folder / f"{case}-{method}.srn"
             messages: list[tuple[float, str]] = []
-            result = compress(volume, config, TRAIN, path, progress=lambda f, m: messages.append((f, m)),
-                              pruning=pruning)
+            result = compress(volume, model_config=config, train_config=TRAIN, path=path,
+                              progress=lambda f, m: messages.append((f, m)), pruning=pruning)
             cache[case, method] = {"result": result, "path": path, "messages": messages, "pruning": pruning}
         return cache[case, method]
 
@@ -118,8 +118,7 @@ def test_file_round_trip_is_exact(runs, case, method) -> None:
     srn = read_srn(run["path"])
     assert srn.pruning == run["pruning"]
     assert srn.model_config == CASES[case][0]
-    again = decode(srn.model, srn.source.geometry, srn.source.geometry, srn.source.value_range, srn.source.dtype,
-                   "cpu")
+    again = decode(srn, device="cpu")
     assert np.array_equal(again, run["result"].reconstruction)
     assert pruned_fractions(srn.model) == pytest.approx(run["result"].pruned_fractions)
 
@@ -324,7 +323,7 @@ def test_gaussian_likelihood_static_and_dynamic() -> None:
 @pytest.mark.parametrize("case", ["fvsrn-position", "neurcomp-residual"])
 def test_variational_with_dynamic_sigma(volume, tmp_path, case) -> None:
     pruning = dataclasses.replace(pushed("variational", case), sigma="dynamic")
-    result = compress(volume, CASES[case][0], TRAIN, tmp_path / "d.srn", pruning=pruning)
+    result = compress(volume, model_config=CASES[case][0], train_config=TRAIN, path=tmp_path / "d.srn", pruning=pruning)
     assert 0 < result.stats["pruned_fraction"] < 1 and math.isfinite(result.stats["psnr"])
     srn = read_srn(tmp_path / "d.srn")  # the sigma network is a training aid: not in the file
     assert srn.pruning.sigma == "dynamic"

@@ -1,13 +1,10 @@
 """Scene representation networks srnvtk can train and store: fV-SRN (plain or wavelet grid) and Neurcomp.
 
-All map positions in [-1, 1]^3 (N, 3) to normalised values (N,) and share the pruning interface that
-srnvtk.pruning drives: structure, mask_shapes, attach_masks, masks, masked_values, bake_masks and
-entry_counts.
+All map positions in [-1, 1]^3 (N, 3) to normalised values (N,) and implement the same interface,
+srnvtk.models.protocol.SRNModel, which training, pruning, storage, rate control and decoding use.
 """
 
 from __future__ import annotations
-
-from torch import nn
 
 from ..config import (
     ARCHITECTURES,
@@ -21,6 +18,7 @@ from ..errors import SettingsError
 from ..volume import Geometry
 from .fvsrn import FVSRN, aspect_of, grid_shape_for
 from .neurcomp import Neurcomp
+from .protocol import SRNModel
 from .wavelet_fvsrn import WaveletFVSRN
 
 
@@ -30,7 +28,7 @@ def _fvsrn(config: FVSRNConfig, grid_shape: tuple[int, int, int], geometry: Geom
     return cls(config, grid_shape, aspect_of(geometry))
 
 
-def build_model(config: ModelConfig, geometry: Geometry) -> FVSRN | Neurcomp:
+def build_model(config: ModelConfig, geometry: Geometry) -> SRNModel:
     """A freshly initialised network sized for a volume with this geometry."""
     if isinstance(config, FVSRNConfig):
         return _fvsrn(config, grid_shape_for(config, geometry), geometry)
@@ -39,7 +37,7 @@ def build_model(config: ModelConfig, geometry: Geometry) -> FVSRN | Neurcomp:
     raise SettingsError(f"unknown model settings {type(config).__name__}; architectures: {', '.join(ARCHITECTURES)}")
 
 
-def model_from_structure(config: ModelConfig, geometry: Geometry, structure: dict) -> FVSRN | Neurcomp:
+def model_from_structure(config: ModelConfig, geometry: Geometry, structure: dict) -> SRNModel:
     """An (untrained) network with the stored shapes: fV-SRN's grid shape (and wavelet levels), Neurcomp's
     pruned widths.
 
@@ -74,12 +72,7 @@ def default_learning_rate(config: ModelConfig) -> float:
     return rate * NEURCOMP_REFERENCE_WIDTH / max(config.width, NEURCOMP_REFERENCE_WIDTH)
 
 
-def unit_count(model: nn.Module) -> int:
-    """Prunable units the model's masks cover."""
-    return sum(mask.num_units for mask in model.masks())
-
-
 __all__ = [
     "ARCHITECTURES", "DEFAULT_LEARNING_RATES", "FVSRN", "Neurcomp", "WaveletFVSRN", "build_model",
-    "default_learning_rate", "model_from_structure", "unit_count",
+    "SRNModel", "default_learning_rate", "model_from_structure",
 ]
