@@ -493,6 +493,22 @@ def _run_generate(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------------------------------------
+# paraview
+
+
+def _run_paraview(args: argparse.Namespace) -> int:
+    from .paraview_plugin import launch, paraview_environment, plugin_folder
+
+    if args.print_path:
+        env = paraview_environment()
+        print(f"PV_PLUGIN_PATH={plugin_folder()}")
+        print(f"PYTHONPATH={env['PYTHONPATH']}")
+        return 0
+    launch(args.program, args.args)
+    return 0  # not reached: launch replaces this process
+
+
+# ---------------------------------------------------------------------------------------------
 # Parser and entry point
 
 
@@ -538,6 +554,16 @@ def build_parser(encoder_classes: tuple[type, ...] = ENCODER_SETTINGS,
                    help="points per axis (default 64 64 64)")
     p.add_argument("--seed", type=int, default=0, help="moves the blobs and the interface's phases (default 0)")
     p.set_defaults(run=_run_generate)
+
+    p = sub.add_parser("paraview", help="start ParaView (or pvpython, pvbatch) with the srnvtk plugin loaded",
+                       description="Start a ParaView program with the SRN Encoder and SRN Reader: writes the plugin "
+                                   "XML to srnvtk's cache folder and sets PV_PLUGIN_PATH and PYTHONPATH.")
+    p.add_argument("program", nargs="?", default="paraview", choices=("paraview", "pvpython", "pvbatch", "pvserver"),
+                   help="which program (default paraview)")
+    p.add_argument("args", nargs=argparse.REMAINDER, help="passed on to the program")
+    p.add_argument("--print-path", action="store_true",
+                   help="print the PV_PLUGIN_PATH and PYTHONPATH to use, and start nothing")
+    p.set_defaults(run=_run_paraview)
     return parser
 
 
