@@ -505,26 +505,25 @@ def _run_decompress(args: argparse.Namespace) -> int:
 
 def info_dict(path: str) -> dict[str, Any]:
     """Everything `srnvtk info` shows, as plain JSON-ready values (non-finite numbers become None)."""
-    import h5py
-
-    from .fileformat import read_srn
+    from .fileformat import FORMAT_NAME, read_srn
     from .pruning import pruned_fractions
 
     _check_input(path)
-    srn = read_srn(path)
-    with h5py.File(path, "r") as f:  # read_srn validated it; these attributes are informational
-        attrs = {key: f.attrs.get(key) for key in ("format", "format_version", "architecture", "srnvtk_version")}
+    srn = read_srn(path)  # everything below comes from the checked file: no second parse of it
     source = srn.source
     geometry = source.geometry
     stats: dict[str, Any] = {}
     for key, value in srn.stats.items():
-        stats[key] = int(value) if key in ("steps", "file_bytes") else _finite_or_none(value)
-    return {
+        if math.isnan(value):  # a damaged or hand-made file: there is no value to show
+            continue
+        value = _finite_or_none(value)  # a lossless PSNR is infinite: null
+        stats[key] = int(value) if key in ("steps", "file_bytes") and value is not None else value
+    return _json_safe({
         "file": str(path),
-        "format": _plain(attrs["format"]),
-        "format_version": int(attrs["format_version"]),
-        "architecture": _plain(attrs["architecture"]),
-        "srnvtk_version": _plain(attrs["srnvtk_version"]),
+        "format": FORMAT_NAME,
+        "format_version": srn.format_version,
+        "architecture": srn.model_config.architecture,
+        "srnvtk_version": srn.srnvtk_version,
         "model_config": _plain(dataclasses.asdict(srn.model_config)),
         "model_structure": _plain(srn.model.structure()),
         "pruning_config": _plain(dataclasses.asdict(srn.pruning)),
@@ -540,7 +539,18 @@ def info_dict(path: str) -> dict[str, Any]:
         },
         "stats": stats,
         "tensor_bytes": dict(srn.tensor_bytes),
-    } | ({"grid_shape": [int(s) for s in srn.model.grid.shape[1:]]} if hasattr(srn.model, "grid") else {})
+    } | ({"grid_shape": [int(s) for s in srn.model.grid.shape[1:]]} if hasattr(srn.model, "grid") else {}))
+
+
+def _json_safe(value: Any) -> Any:
+    """Non-finite floats anywhere as None, so that the info is always valid JSON."""
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
 
 
 def _plain(value: Any) -> Any:
@@ -616,13 +626,13 @@ def _run_info(args: argparse.Namespace) -> int:
     section("stats")
     if "psnr" in stats:
         row("PSNR", "inf (lossless)" if stats["psnr"] is None else format_psnr(stats["psnr"]))
-    if "ratio" in stats:
+    if stats.get("ratio") is not None:
         row("ratio", f"{stats['ratio']:.1f}x against float32")
-    if "file_bytes" in stats:
+    if stats.get("file_bytes") is not None:
         row("file bytes", f"{stats['file_bytes']:,} ({human_bytes(stats['file_bytes'])})")
-    if "train_seconds" in stats:
+    if stats.get("train_seconds") is not None:
         row("train time", human_seconds(stats["train_seconds"]))
-    if "steps" in stats:
+    if stats.get("steps") is not None:
         row("steps", stats["steps"])
     if stats.get("final_loss") is not None:
         row("final loss", f"{stats['final_loss']:.4g}")
@@ -633,7 +643,7 @@ def _run_info(args: argparse.Namespace) -> int:
         rows.append(("  " + name, f"{size:>10,}"))
     tensors_total = sum(info["tensor_bytes"].values())
     rows.append(("  total", f"{tensors_total:>10,}"))
-    if "file_bytes" in stats:
+    if stats.get("file_bytes") is not None:
         rows.append(("  HDF5 structure", f"{stats['file_bytes'] - tensors_total:>10,}"))
     section("pruned fraction per parameter")
     for name, fraction in info["pruned_fractions"].items():
