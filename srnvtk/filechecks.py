@@ -86,7 +86,13 @@ def check_text(value: Any, what: str, max_bytes: int = MAX_TEXT_BYTES) -> str:
             raise FileFormatError(f"{what} is not UTF-8 text") from None
     if not isinstance(value, str):
         raise FileFormatError(f"{what} is not text")
-    if len(value) > max_bytes or len(value.encode("utf-8", "surrogatepass")) > max_bytes:
+    if len(value) > max_bytes:
+        raise FileFormatError(f"{what} is longer than {max_bytes} bytes")
+    try:
+        size = len(value.encode("utf-8"))  # refuses lone surrogates (h5py's escapes of bytes that are not UTF-8)
+    except UnicodeEncodeError:
+        raise FileFormatError(f"{what} is not UTF-8 text") from None
+    if size > max_bytes:
         raise FileFormatError(f"{what} is longer than {max_bytes} bytes")
     if "\x00" in value:
         raise FileFormatError(f"{what} holds a NUL character")
@@ -123,9 +129,9 @@ def check_geometry(extent: Any, origin: Any, spacing: Any) -> Geometry:
         if not isinstance(seq, (list, tuple)) or len(seq) != count:
             raise FileFormatError("source geometry has the wrong number of values")
         if what == "extent" and not all(_is_int(v) for v in seq):
-            raise FileFormatError(f"source extent {one_line(seq, 120)} is not integers")
+            raise _bad_geometry(f"extent {one_line(seq, 120)} is not integers")
         if what != "extent" and not all(_is_number(v) for v in seq):
-            raise FileFormatError(f"source {what} {one_line(seq, 120)} is not numbers")
+            raise _bad_geometry(f"{what} {one_line(seq, 120)} is not numbers")
         values[i] = seq
     ext = tuple(int(v) for v in values[0])
     org = tuple(float(v) for v in values[1])

@@ -35,6 +35,7 @@ import contextlib
 import ctypes
 import json
 import math
+import mmap
 import os
 import resource
 import select
@@ -342,6 +343,7 @@ def _parse(path: str, announce) -> tuple[dict, dict[str, np.ndarray]]:
     file_size = os.path.getsize(path)
     with open(path, "rb") as raw:
         _check_superblock(raw.read(64))
+        _check_global_heaps(raw, file_size)
         try:
             f = h5py.File(path, "r")
         except OSError as exc:
@@ -357,8 +359,10 @@ def _parse(path: str, announce) -> tuple[dict, dict[str, np.ndarray]]:
 def _check_superblock(head: bytes) -> None:
     """An HDF5 signature at offset 0, 8-byte addresses and base address 0: the offsets HDF5 reports are then
     positions in the file (h5py never writes a user block)."""
-    if len(head) < 48 or not head.startswith(HDF5_SIGNATURE):
-        raise DamagedFileError("it is not an HDF5 file" if len(head) >= 8 else "it is too short for an HDF5 file")
+    if len(head) < 48:
+        raise DamagedFileError("it is too short for an HDF5 file")
+    if not head.startswith(HDF5_SIGNATURE):
+        raise DamagedFileError("it does not start with an HDF5 signature (srnvtk never writes a user block)")
     version = head[8]
     if version in (0, 1):
         offsets_size, base_at = head[13], 24 if version == 0 else 28
@@ -368,6 +372,33 @@ def _check_superblock(head: bytes) -> None:
         raise DamagedFileError(f"its HDF5 superblock version {version} is unknown")
     if offsets_size != 8 or struct.unpack_from("<Q", head, base_at)[0] != 0:
         raise FileFormatError("its HDF5 superblock has a layout srnvtk never writes (user block or short addresses)")
+
+
+def _check_global_heaps(raw, file_size: int) -> None:
+    """Walk every global heap collection (where HDF5 keeps variable-length strings: all of srnvtk's text
+    attributes) as HDF5 will, before it does: HDF5 steps from object to object by each one's declared size and
+    loops forever where a damaged size makes no progress (a zeroed block: size 0), which no checksum guards.
+
+    Collections are found by their signature; one that only looks like a collection by chance (in raw data) is
+    walked too, but refused only on a step that makes no progress, which random or real data practically never
+    gives at exactly the positions the walk reaches.
+    """
+    if file_size < 16:
+        return
+    with mmap.mmap(raw.fileno(), 0, access=mmap.ACCESS_READ) as data:
+        at = data.find(b"GCOL")
+        while at >= 0:
+            size = struct.unpack_from("<Q", data, at + 8)[0] if at + 16 <= file_size else 0
+            if 4096 <= size <= file_size - at and data[at + 4] == 1:  # version 1, at least HDF5's minimum size
+                end, position = at + size, at + 16
+                while position + 16 <= end:
+                    index, _refs, _reserved, object_size = struct.unpack_from("<HHIQ", data, position)
+                    step = object_size if index == 0 else (16 + ((object_size + 7) & ~7)) % (1 << 64)
+                    if not 0 < step < (1 << 63):  # HDF5 would stay at (or move back before) this object
+                        raise DamagedFileError(f"its global heap at byte {at} is corrupted (an object at byte "
+                                               f"{position} declares {object_size} bytes)")
+                    position += step
+            at = data.find(b"GCOL", at + 1)
 
 
 def _walk(f, file_size: int) -> tuple[dict, list[_Stored]]:
