@@ -72,11 +72,13 @@ def _length(rng: random.Random, size: int) -> int:
 
 
 def mutate(data: bytes, seed: int) -> tuple[bytes, list[str]]:
-    """The bytes damaged by one to three mutations drawn from the seed, and their descriptions."""
+    """The bytes damaged by one to three mutations drawn from the seed (more when they left the bytes as they were,
+    as zeroing zeros does), and their descriptions."""
     rng = random.Random(seed)
     out = bytearray(data)
-    done = []
-    for _ in range(rng.choice((1, 1, 1, 2, 3))):
+    done: list[str] = []
+    count = rng.choice((1, 1, 1, 2, 3))
+    while len(done) < count or (out == data and len(done) < 10):  # a mutation that changed nothing: one more
         if not out:
             break
         kind = rng.choice(MUTATIONS)
@@ -94,7 +96,10 @@ def mutate(data: bytes, seed: int) -> tuple[bytes, list[str]]:
         elif kind == "truncate":
             del out[at:]
         elif kind == "duplicate_range":
-            out[rng.randrange(len(out) + 1):0] = out[at:at + length]
+            to = rng.randrange(len(out) + 1)
+            out[to:to] = out[at:at + length]
+            done.append(f"{kind} {length} @ {at} -> {to}")
+            continue
         elif kind == "remove_range":
             del out[at:at + length]
         else:
@@ -240,6 +245,7 @@ def run(
     folder: str | os.PathLike | None = None,
     progress: Callable[[int, dict], None] | None = None,
     keep: Callable[[dict], bool] | None = None,
+    env: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """Fuzz: `cases` mutated files, taken from the samples in turn; case i uses seed `seed + i`.
 
@@ -247,11 +253,12 @@ def run(
     worker (None: the module's). keep(record): keep that mutated file in folder and list the case (default:
     those neither refused nor unchanged, and refusals because the parse was stopped). Returns the counts
     (overall, per kind, per mutation), the clean errors' causes and the kept cases, with their seeds.
+    env: the worker's environment (default: this process's).
     """
     keep = keep or _notable
     folder = Path(folder or tempfile.mkdtemp(prefix="srnvtk-fuzz-"))
     folder.mkdir(parents=True, exist_ok=True)
-    work = Worker(reader, read_seconds)
+    work = Worker(reader, read_seconds, env)
     originals = {str(s.path): Path(s.path).read_bytes() for s in samples}
     counts: Counter = Counter()
     by_kind: dict[str, Counter] = {s.kind: Counter() for s in samples}
