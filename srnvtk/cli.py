@@ -450,13 +450,13 @@ def _run_info(args: argparse.Namespace) -> int:
     section("stats")
     if "psnr" in stats:
         row("PSNR", "inf (lossless)" if stats["psnr"] is None else format_psnr(stats["psnr"]))
-    if "ratio" in stats:
+    if stats.get("ratio") is not None:
         row("ratio", f"{stats['ratio']:.1f}x against float32")
-    if "file_bytes" in stats:
+    if stats.get("file_bytes") is not None:
         row("file bytes", f"{stats['file_bytes']:,} ({human_bytes(stats['file_bytes'])})")
-    if "train_seconds" in stats:
+    if stats.get("train_seconds") is not None:
         row("train time", human_seconds(stats["train_seconds"]))
-    if "steps" in stats:
+    if stats.get("steps") is not None:
         row("steps", stats["steps"])
     if stats.get("final_loss") is not None:
         row("final loss", f"{stats['final_loss']:.4g}")
@@ -467,7 +467,7 @@ def _run_info(args: argparse.Namespace) -> int:
         rows.append(("  " + name, f"{size:>10,}"))
     tensors_total = sum(info["tensor_bytes"].values())
     rows.append(("  total", f"{tensors_total:>10,}"))
-    if "file_bytes" in stats:
+    if stats.get("file_bytes") is not None:
         rows.append(("  HDF5 structure", f"{stats['file_bytes'] - tensors_total:>10,}"))
     section("pruned fraction per parameter")
     for name, fraction in info["pruned_fractions"].items():

@@ -154,9 +154,10 @@ def decode(
     threads: int = 0,
     batch_points: int | None = None,
     progress: Callable[[float], None] | None = None,
+    dtype: str | None = None,
 ) -> np.ndarray:
     """Values[z, y, x] of a file's (or a freshly trained) network on the output grid (the source grid when
-    None), denormalised and cast to the source's dtype.
+    None), denormalised and cast to dtype (None: the source's type, as a reader gives it).
 
     precision 'fp16' runs the MLP in half precision on CUDA; 'auto' does so where a probe shows it within 1e-3
     of the value range of fp32 (use_half_precision); the CPU always uses fp32.
@@ -176,7 +177,7 @@ def decode(
     output = output or srn.source.geometry
     with torch_threads(threads or default_threads()):
         try:
-            return _decode_on(srn, output, torch_device, batch_points, progress, precision)
+            return _decode_on(srn, output, torch_device, batch_points, progress, precision, dtype)
         except torch.cuda.OutOfMemoryError:
             if torch_device.type != "cuda":
                 raise
@@ -184,7 +185,7 @@ def decode(
                 torch.cuda.empty_cache()
             warnings.warn("CUDA ran out of memory while decoding; decoding on the CPU instead", RuntimeWarning,
                           stacklevel=2)
-            return _decode_on(srn, output, torch.device("cpu"), batch_points, progress, "fp32")
+            return _decode_on(srn, output, torch.device("cpu"), batch_points, progress, "fp32", dtype)
 
 
 def _on_device(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
@@ -195,22 +196,23 @@ def _on_device(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
 
 
 def _decode_on(srn: SRNFile, output: Geometry, torch_device: torch.device, batch_points: int | None,
-               progress: Callable[[float], None] | None, precision: str) -> np.ndarray:
+               progress: Callable[[float], None] | None, precision: str, dtype: str | None) -> np.ndarray:
     source = srn.source
+    dtype = dtype or source.dtype
     model = _on_device(srn.model, torch_device)
     half = use_half_precision(model, torch_device, precision)
     evaluate, slab_points = _lattice_evaluator(model, torch.float16 if half else torch.float32, batch_points)
     nx, ny, nz = output.dimensions
     axes = [torch.from_numpy(normalized_axis(source.geometry, a, world_axis(output, a))).to(torch_device)
             for a in range(3)]
-    result = np.empty((nz, ny, nx), dtype=np.dtype(source.dtype))
+    result = np.empty((nz, ny, nx), dtype=np.dtype(dtype))
     vmin, vmax = source.value_range
     slab = max(1, min(nz, slab_points // max(nx * ny, 1)))
     for z0 in range(0, nz, slab):
         z1 = min(nz, z0 + slab)
         values = evaluate(axes[0], axes[1], axes[2][z0:z1]).to(torch.float64)
         values.mul_(vmax - vmin).add_(vmin)  # in place: at 10+ M voxels/s every pass over float64 tells
-        result[z0:z1] = to_dtype(values, source.dtype, in_place=True)
+        result[z0:z1] = to_dtype(values, dtype, in_place=True)
         if progress is not None:
             progress(z1 / nz)
     return result

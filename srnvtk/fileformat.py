@@ -43,9 +43,11 @@ import numpy as np
 import torch
 
 from . import __version__
-from .config import ARCHITECTURES, ModelConfig, PruningConfig, from_json, model_config_class, to_json
-from .errors import FileFormatError, SRNError
+from .config import ModelConfig, PruningConfig, from_json, model_config_class, to_json
+from .errors import DamagedFileError, FileFormatError, SRNError
+from .filechecks import check_array_name, check_geometry, check_source_dtype, check_value_range
 from .kmeans import ClusteredLinear
+from .legacy_hdf5 import LegacyContents, read_legacy
 from .metrics import compression_ratio
 from .models import model_from_structure
 from .quantize import (
@@ -58,7 +60,7 @@ from .quantize import (
     StoredModel,
     stored_state,
 )
-from .volume import SUPPORTED_DTYPES, Geometry
+from .volume import Geometry
 
 FORMAT_NAME = "srnvtk"
 FORMAT_VERSION = 3  # what a file without clustered weights is written as
@@ -202,48 +204,44 @@ def _write_contents(
 
 
 def read_srn(path: str | os.PathLike) -> SRNFile:
-    """Load and validate a .srn file; any problem becomes a FileFormatError naming the file."""
+    """Load and validate a .srn file; any problem becomes a FileFormatError naming the file.
+
+    The HDF5 parsing and every check of sizes, types and links happen in srnvtk.legacy_hdf5 (in a bounded child
+    process); here the checked contents become a model."""
     path = Path(path)
     if not path.is_file():
         raise FileFormatError(f"no such .srn file: '{path}'")
     try:
-        with h5py.File(path, "r") as f:
-            return _read_contents(f)
+        return _read_contents(read_legacy(path))
+    except DamagedFileError as exc:
+        raise FileFormatError(f"'{path}' is truncated, corrupted or not a srnvtk file ({exc})") from None
     except SRNError as exc:
         raise FileFormatError(f"'{path}' is not a valid srnvtk file: {exc}") from None
     except (OSError, KeyError, ValueError, TypeError, RuntimeError) as exc:
         raise FileFormatError(f"'{path}' is truncated, corrupted or not a srnvtk file ({exc})") from None
 
 
-def _read_contents(f: h5py.File) -> SRNFile:
-    if f.attrs.get("format") != FORMAT_NAME:
-        raise FileFormatError("it lacks the srnvtk format marker")
-    version = int(f.attrs["format_version"])
-    if version not in READABLE_VERSIONS:
-        readable = ", ".join(str(v) for v in READABLE_VERSIONS)
-        raise FileFormatError(f"format version {version} is not supported (this srnvtk reads versions {readable})")
-    architecture = str(f.attrs["architecture"])
-    if architecture not in ARCHITECTURES:
-        raise FileFormatError(f"unknown architecture '{architecture}'")
-    config = from_json(model_config_class(architecture), f.attrs["model_config"])
-    pruning = from_json(PruningConfig, f.attrs["pruning_config"]) if "pruning_config" in f.attrs else PruningConfig()
-    source = _read_source(f["source"])
-    stats = {key: float(f["stats"].attrs[key]) for key in STAT_KEYS if key in f["stats"].attrs}
-    arrays = {name: np.asarray(ds[()]) for name, ds in f["tensors"].items()}
-    tensor_bytes = {name: int(ds.id.get_storage_size()) for name, ds in f["tensors"].items()}
-    layout = _json(f["tensors"][WEIGHTS].attrs[WEIGHTS_LAYOUT], "weights_layout") if WEIGHTS in f["tensors"] else []
+def _read_contents(f: LegacyContents) -> SRNFile:
+    version = f.version  # legacy_hdf5 checked the marker, the version and every type, shape and size
+    architecture = str(f.root["architecture"])
+    config = from_json(model_config_class(architecture), f.root["model_config"])
+    pruning = from_json(PruningConfig, f.root["pruning_config"]) if "pruning_config" in f.root else PruningConfig()
+    source = _read_source(f.source)
+    stats = {key: float(f.stats[key]) for key in STAT_KEYS if key in f.stats}
+    arrays = dict(f.arrays)
+    tensor_bytes = dict(f.tensor_bytes)
+    layout = _json(f.layouts[WEIGHTS_LAYOUT], "weights_layout") if WEIGHTS in arrays else []
     index_layout = []
-    if WEIGHT_INDICES in f["tensors"]:
-        index_layout = _json(f["tensors"][WEIGHT_INDICES].attrs[INDICES_LAYOUT], "indices_layout")
-    if "model_structure" in f.attrs:
-        structure = _json(f.attrs["model_structure"], "model_structure")
+    if WEIGHT_INDICES in arrays:
+        index_layout = _json(f.layouts[INDICES_LAYOUT], "indices_layout")
+    if "model_structure" in f.root:
+        structure = _json(f.root["model_structure"], "model_structure")
     else:  # version 1: an unpruned fV-SRN whose grid codes carry the shape
         grid = arrays.get(GRID)
         structure = {"grid_shape": list(grid.shape[1:]) if grid is not None else None, "keep_shape": None}
     model = _model_from_stored(config, source.geometry, StoredModel(arrays, layout, structure, index_layout))
-    writer = f.attrs.get("srnvtk_version", "")
-    writer = writer.decode("utf-8", "replace") if isinstance(writer, bytes) else str(writer)
-    return SRNFile(model, config, source, stats, tensor_bytes, pruning, version, writer)
+    return SRNFile(model, config, source, stats, tensor_bytes, pruning, version,
+                   str(f.root.get("srnvtk_version", "")))
 
 
 def _json(text, what: str):
@@ -253,22 +251,11 @@ def _json(text, what: str):
         raise FileFormatError(f"{what} is not valid JSON ({exc})") from None
 
 
-def _read_source(group: h5py.Group) -> SourceInfo:
-    dtype = str(group.attrs["dtype"])
-    if dtype not in SUPPORTED_DTYPES:
-        raise FileFormatError(f"unsupported array type '{dtype}'")
-    extent = tuple(int(v) for v in group.attrs["extent"])
-    origin = tuple(float(v) for v in group.attrs["origin"])
-    spacing = tuple(float(v) for v in group.attrs["spacing"])
-    if len(extent) != 6 or len(origin) != 3 or len(spacing) != 3:
-        raise FileFormatError("source geometry has the wrong number of values")
-    geometry = Geometry(extent, origin, spacing)
-    if min(geometry.dimensions) < 2 or not all(np.isfinite(spacing)) or 0.0 in spacing:
-        raise FileFormatError(f"source geometry is invalid (extent {extent}, spacing {spacing})")
-    value_range = (float(group.attrs["value_min"]), float(group.attrs["value_max"]))
-    if not value_range[1] > value_range[0]:
-        raise FileFormatError(f"value range {value_range} is empty")
-    return SourceInfo(str(group.attrs["array_name"]), dtype, geometry, value_range)
+def _read_source(source: dict) -> SourceInfo:
+    dtype = check_source_dtype(source["dtype"])
+    geometry = check_geometry(source["extent"], source["origin"], source["spacing"])
+    value_range = check_value_range(source["value_min"], source["value_max"])
+    return SourceInfo(check_array_name(source["array_name"]), dtype, geometry, value_range)
 
 
 def _model_from_stored(config: ModelConfig, geometry: Geometry, stored: StoredModel) -> torch.nn.Module:

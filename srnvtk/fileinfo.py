@@ -55,9 +55,10 @@ def srn_info(srn: SRNFile) -> dict[str, Any]:
 
 
 def stats_info(stats: dict[str, float]) -> dict[str, Any]:
-    """The training and file statistics, integers where they count something, None where not finite."""
+    """The training and file statistics, integers where they count something; an infinite value (a lossless
+    PSNR) as None; NaN (a damaged or hand-made file: no value to show) left out."""
     return {key: int(value) if key in INTEGER_STATS and math.isfinite(value) else plain(value)
-            for key, value in stats.items()}
+            for key, value in stats.items() if not math.isnan(value)}
 
 
 def plain(value: Any) -> Any:

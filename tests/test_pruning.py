@@ -234,7 +234,7 @@ def test_damaged_keep_mask_is_reported(runs, tmp_path) -> None:
         packed = f["tensors/grid_keep"][()]
         del f["tensors/grid_keep"]
         f["tensors/grid_keep"] = packed[:-1]
-    with pytest.raises(FileFormatError, match="keep mask does not fit the grid"):
+    with pytest.raises(FileFormatError, match="keep mask has the wrong type or shape"):
         read_srn(path)
     with h5py.File(path, "r+") as f:
         del f["tensors/grid_keep"]

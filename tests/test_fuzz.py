@@ -1,0 +1,111 @@
+"""The mutation fuzzer (srnvtk.fuzz) in CI: a few hundred damaged copies of the legacy sample files of every
+kind, each read and decoded in a worker with a timeout: no hang, no crash by signal, no traceback; damage that
+goes unnoticed only where the legacy HDF5 format has no checksum. Also: the harness tells those outcomes apart.
+
+tests/data/formats holds the valid files: a file of a newer kind placed there is fuzzed the same way.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import struct
+import time
+from pathlib import Path
+
+import h5py
+import pytest
+
+from srnvtk import fuzz
+
+HERE = Path(__file__).resolve().parent
+FORMATS = HERE / "data" / "formats"
+CASES = 320
+SEED = 1_000_000
+
+
+def test_mutations_are_seeded() -> None:
+    data = (FORMATS / "v1.srn").read_bytes()
+    first, what = fuzz.mutate(data, 7)
+    assert fuzz.mutate(data, 7) == (first, what) and 1 <= len(what) <= 3
+    outputs = {fuzz.mutate(data, seed)[0] for seed in range(200)}
+    assert len(outputs) > 180 and data not in outputs
+    kinds = {m.split()[0] for seed in range(400) for m in fuzz.mutate(data, seed)[1]}
+    assert kinds == set(fuzz.MUTATIONS)
+
+
+def unprotected_ranges(path: Path) -> list[tuple[int, int]]:
+    """Byte ranges of a legacy file that no checksum covers: contiguous raw data and the global heap (texts)."""
+    ranges = []
+    with h5py.File(path, "r") as f:
+        def visit(_name, obj) -> None:
+            if isinstance(obj, h5py.Dataset) and obj.id.get_offset() is not None:
+                ranges.append((obj.id.get_offset(), obj.id.get_offset() + obj.id.get_storage_size()))
+
+        f.visititems(visit)
+    data = path.read_bytes()
+    at = data.find(b"GCOL")
+    while at >= 0:
+        ranges.append((at, at + struct.unpack_from("<Q", data, at + 8)[0]))
+        at = data.find(b"GCOL", at + 1)
+    return ranges
+
+
+def explained(original: Path, damaged: Path) -> bool:
+    """The damage reaches bytes no checksum covers (in place: one of them changed; shifted: one lies after it)."""
+    a, b = original.read_bytes(), damaged.read_bytes()
+    ranges = unprotected_ranges(original)
+    diffs = [i for i in range(min(len(a), len(b))) if a[i] != b[i]]
+    if len(a) == len(b):
+        return any(lo <= i < hi for i in diffs for lo, hi in ranges)
+    first = diffs[0] if diffs else min(len(a), len(b))
+    return any(hi > first for _lo, hi in ranges)
+
+
+def test_fuzz_the_legacy_samples(tmp_path) -> None:
+    samples = fuzz.samples_in(FORMATS)
+    assert {s.kind for s in samples} >= {"v1", "v2", "v3", "v4"}  # plain, pruned, wavelet, Neurcomp k-means
+    start = time.perf_counter()
+    result = fuzz.run(samples, CASES, seed=SEED, timeout=20.0, read_seconds=2.0, folder=tmp_path)
+    counts = result["counts"]
+    bad = [r for r in result["notable"] if r["outcome"] in ("hang", "signal", "traceback")]
+    assert counts["hang"] == counts["signal"] == counts["traceback"] == 0, bad[:5]
+    assert sum(counts.values()) == CASES and counts["clean_error"] > CASES // 2 and counts["accepted_same"] > 0
+    for kind, kind_counts in result["by_kind"].items():
+        assert sum(kind_counts.values()) == CASES // len(samples), kind
+    for record in result["notable"]:
+        if record["outcome"] == "accepted_changed":
+            damaged = tmp_path / f"case-{record['seed']}.srn"
+            assert explained(FORMATS / record["sample"], damaged), record
+    assert time.perf_counter() - start < 150
+
+
+# readers for the harness test below (run in the worker, which imports this module)
+def hang(_path):
+    time.sleep(60)
+
+
+def crash(_path):
+    os.kill(os.getpid(), signal.SIGSEGV)
+
+
+def fail(_path):
+    raise IndexError("a bug")
+
+
+def two_lines(_path):
+    from srnvtk.errors import FileFormatError
+
+    raise FileFormatError("first\nsecond")
+
+
+@pytest.mark.parametrize(("reader", "outcome"), [("hang", "hang"), ("crash", "signal"), ("fail", "traceback"),
+                                                 ("two_lines", "traceback"), ("read_and_decode", "accepted_same")])
+def test_the_harness_tells_outcomes_apart(reader, outcome) -> None:
+    spec = f"srnvtk.fuzz:{reader}" if reader == "read_and_decode" else f"test_fuzz:{reader}"
+    worker = fuzz.Worker(spec, None, dict(os.environ, PYTHONPATH=str(HERE)))
+    try:  # the first answer includes the worker's start (imports): generous, except where it must hang
+        answer = worker.ask({"reference_of": str(FORMATS / "v1.srn")}, timeout=8.0 if reader == "hang" else 60.0)
+    finally:
+        worker.stop()
+    assert answer["outcome"] == outcome, answer
