@@ -468,7 +468,8 @@ def _run_info(args: argparse.Namespace) -> int:
     tensors_total = sum(info["tensor_bytes"].values())
     rows.append(("  total", f"{tensors_total:>10,}"))
     if stats.get("file_bytes") is not None:
-        rows.append(("  HDF5 structure", f"{stats['file_bytes'] - tensors_total:>10,}"))
+        structure = "HDF5 structure" if info["format_version"] < 5 else "header and container"
+        rows.append(("  " + structure, f"{stats['file_bytes'] - tensors_total:>10,}"))
     section("pruned fraction per parameter")
     for name, fraction in info["pruned_fractions"].items():
         rows.append(("  " + name, f"{100 * fraction:>9.1f}%"))

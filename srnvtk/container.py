@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import FileFormatError
+from .errors import DamagedFileError, FileFormatError
 
 MAGIC = b"\x89SRN\r\n\x1a\n"
 PREFIX = struct.Struct("<8sHHIII")  # magic, version, flags, header length, section count, CRC
@@ -91,16 +91,16 @@ def decode_section(data: bytes, codec: int, raw_length: int) -> bytes:
     if kind == RAW and dict_log2 == 0:
         out = data
     elif raw_length == 0:  # zlib reads a limit of 0 as "no limit"
-        raise FileFormatError("damaged file (a compressed section of no bytes)")
+        raise DamagedFileError("a compressed section of no bytes")
     elif kind == ZLIB and dict_log2 == 0:
         out = _inflate_exactly(zlib.decompressobj(-15), data, raw_length)
     elif kind == LZMA and MIN_LZMA_DICT_LOG2 <= dict_log2 <= MAX_LZMA_DICT_LOG2:
         decoder = lzma.LZMADecompressor(format=lzma.FORMAT_RAW, filters=_lzma_filters(dict_log2))
         out = _inflate_exactly(decoder, data, raw_length)
     else:
-        raise FileFormatError(f"damaged file (unknown section codec {codec})")
+        raise DamagedFileError(f"unknown section codec {codec}")
     if len(out) != raw_length:
-        raise FileFormatError(f"damaged file (a section holds {len(out)} bytes, its table says {raw_length})")
+        raise DamagedFileError(f"a section holds {len(out)} bytes, its table says {raw_length}")
     return out
 
 
@@ -111,11 +111,11 @@ def _inflate_exactly(decoder: Any, data: bytes, limit: int) -> bytes:
         if not decoder.eof:  # the output may have filled up just before the end-of-stream mark
             rest = getattr(decoder, "unconsumed_tail", b"")
             if decoder.decompress(rest, 1) or not decoder.eof:
-                raise FileFormatError("damaged file (a section decodes to more or fewer bytes than declared)")
+                raise DamagedFileError("a section decodes to more or fewer bytes than declared")
     except (zlib.error, lzma.LZMAError) as exc:
-        raise FileFormatError(f"damaged file (a section does not decode: {exc})") from None
+        raise DamagedFileError(f"a section does not decode: {exc}") from None
     if decoder.unused_data:
-        raise FileFormatError("damaged file (a section has bytes after its end)")
+        raise DamagedFileError("a section has bytes after its end")
     return out
 
 
@@ -195,16 +195,16 @@ class Container:
             size = os.fstat(handle.fileno()).st_size
             prefix = handle.read(PREFIX.size)
             if len(prefix) < PREFIX.size or not is_container(prefix):
-                raise FileFormatError("not a srnvtk container (no magic number)")
+                raise DamagedFileError("not a srnvtk container (no magic number)")
             _magic, version, flags, header_length, count, crc = PREFIX.unpack(prefix)
             table_length = ENTRY.size * count
             if count > MAX_SECTIONS or PREFIX.size + header_length + table_length > size:
-                raise FileFormatError("damaged file (truncated: its header and section table run past its end)")
+                raise DamagedFileError("truncated: its header and section table run past its end")
             compressed = handle.read(header_length)
             table = handle.read(table_length)
         expected = zlib.crc32(table, zlib.crc32(compressed, zlib.crc32(prefix[:20])))
         if crc != expected:
-            raise FileFormatError("damaged file (checksum mismatch in the header)")
+            raise DamagedFileError("checksum mismatch in the header")
         if flags != 0:
             raise FileFormatError(f"unsupported container flags {flags}")
         header = _parse_header(compressed)
@@ -215,7 +215,7 @@ class Container:
             offset += length
         if offset != size:
             state = "truncated" if offset > size else "longer than its sections"
-            raise FileFormatError(f"damaged file ({state}: {size} bytes, its table says {offset})")
+            raise DamagedFileError(f"{state}: {size} bytes, its table says {offset}")
         return cls(path, version, header, sections, size)
 
     def read(self, index: int) -> bytes:
@@ -227,7 +227,7 @@ class Container:
             handle.seek(section.offset)
             data = handle.read(section.length)
         if len(data) != section.length or zlib.crc32(data) != section.crc:
-            raise FileFormatError(f"damaged file (checksum mismatch in section {index})")
+            raise DamagedFileError(f"checksum mismatch in section {index}")
         return decode_section(data, section.codec, section.raw_length)
 
 
@@ -236,9 +236,9 @@ def _parse_header(compressed: bytes) -> dict[str, Any]:
     try:
         text = inflater.decompress(compressed, MAX_HEADER_BYTES)
     except zlib.error:
-        raise FileFormatError("damaged file (the header does not inflate)") from None
+        raise DamagedFileError("the header does not inflate") from None
     if inflater.unconsumed_tail or not inflater.eof:
-        raise FileFormatError(f"the header is beyond the format's {MAX_HEADER_BYTES} bytes, or damaged")
+        raise DamagedFileError(f"the header is beyond the format's {MAX_HEADER_BYTES} bytes, or damaged")
     try:
         header = json.loads(text.decode("utf-8"), parse_constant=_no_constant)
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:

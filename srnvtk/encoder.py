@@ -25,13 +25,12 @@ from .train import AbortCallback, ProgressCallback, train
 from .volume import Geometry, Volume, validate_for_training
 from .wavelet import level_groups, resolve_levels, subbands
 
-# HDF5 structure (superblock, groups, attributes, object headers, chunk index) of a version-1 file:
-# about 9 kB measured on real files, plus a margin; used only to size models for a target ratio.
-# tests/test_fileformat.py checks real files against it.
-FILE_OVERHEAD_BYTES = 12_000
-# A pruned grid's extra dataset (the packed keep mask): object header, chunk index, gzip's worst case.
-KEEP_MASK_OVERHEAD_BYTES = 1_024
-INDICES_OVERHEAD_BYTES = 1_024  # the same for clustered Neurcomp weights' index dataset
+# A file's container and header beyond its tensors (srnvtk.fileformat): under 1 kB on real files, plus a margin
+# for long settings; used only to size models for a target ratio. tests/test_fileformat.py checks real files.
+FILE_OVERHEAD_BYTES = 2_048
+# A pruned grid's extra section (the packed keep mask): its table entry and header description.
+KEEP_MASK_OVERHEAD_BYTES = 64
+INDICES_OVERHEAD_BYTES = 64  # the same for clustered Neurcomp weights' indices
 TRAIN_SHARE = 0.9  # of the progress bar; the rest is the final reconstruction
 
 
@@ -69,11 +68,10 @@ def _quantization_groups(config: FVSRNConfig, shape: tuple[int, int, int]) -> in
 
 
 def _fvsrn_file_bytes(config: FVSRNConfig, geometry: Geometry, pruning: PruningConfig | None) -> int:
-    """Grid (or wavelet coefficient) uint8 codes before gzip and their float32 scales and offsets, weights fp16,
-    HDF5 structure; a pruned grid adds its packed keep mask."""
+    """Grid (or wavelet coefficient) uint8 codes before coding (a section is never stored larger than raw) and
+    their float32 scales and offsets, weights fp16, the container; a pruned grid adds its packed keep mask."""
     shape = grid_shape_for(config, geometry)
     grid = latent_code_bytes(config, geometry)
-    grid += grid // 1024 + 64 * config.grid_channels  # gzip's worst case (codes it cannot shrink), chunk index
     quantization = 8 * config.grid_channels * _quantization_groups(config, shape)
     in_features = 3 + 6 * config.fourier_features + config.grid_channels
     w = config.mlp_width

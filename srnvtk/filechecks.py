@@ -210,14 +210,18 @@ def _int_list(value: Any, what: str, length: int | None = None, low: int = 0) ->
 
 
 def check_layout(text: Any, expected: Mapping[str, tuple[int, ...]], what: str) -> list[list]:
-    """A packed layout (JSON [[name, shape], ...]) holding exactly the expected names and shapes, in any order.
+    """A packed layout (JSON text, or its parsed list: [[name, shape], ...]) holding exactly the expected names
+    and shapes, in any order.
 
     Returns it as [[name, [sizes]], ...] in the file's order (the order the vector is packed in)."""
-    text = check_text(text, what)
-    try:
-        data = json.loads(text)
-    except (ValueError, RecursionError) as exc:
-        raise FileFormatError(f"{what} is not valid JSON ({one_line(exc, 120)})") from None
+    if isinstance(text, list):
+        data = text
+    else:
+        text = check_text(text, what)
+        try:
+            data = json.loads(text)
+        except (ValueError, RecursionError) as exc:
+            raise FileFormatError(f"{what} is not valid JSON ({one_line(exc, 120)})") from None
     if not isinstance(data, list) or len(data) > 4 * len(expected) + 4:
         raise FileFormatError(f"{what} is not a list of [name, shape] pairs")
     layout, found = [], {}

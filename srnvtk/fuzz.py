@@ -318,7 +318,7 @@ def _cause(message: str) -> str:
     if "crashed" in message:
         return "parse crashed (child)"
     gist = message.split(": ", 1)[-1] if " is not a valid srnvtk file: " in message else message
-    if "truncated, corrupted or not a srnvtk file (" in gist:
+    if "damaged or not a srnvtk file (" in gist:
         gist = gist.split("(", 1)[1]
     words = [w for w in gist.replace("(", " ").replace(")", " ").split() if not any(c.isdigit() for c in w)]
     return " ".join(words[:6])

@@ -82,7 +82,7 @@ def test_info_text(compressed) -> None:
     code, out, err = run("info", compressed["srn"])
     assert code == 0, err
     srn, size = compressed["file"], os.path.getsize(compressed["srn"])
-    assert "srnvtk format version 3, architecture fvsrn" in out
+    assert "srnvtk format version 5, architecture fvsrn" in out
     assert "'density' (uint8)" in out
     assert "16 x 14 x 12" in out
     assert f"{size:,}" in out
@@ -96,7 +96,7 @@ def test_info_json_matches_the_file(compressed) -> None:
     assert code == 0, err
     info = json.loads(out)
     srn = compressed["file"]
-    assert info["format"] == "srnvtk" and info["format_version"] == 3 and info["architecture"] == "fvsrn"
+    assert info["format"] == "srnvtk" and info["format_version"] == 5 and info["architecture"] == "fvsrn"
     assert info["model_config"]["grid_channels"] == srn.model_config.grid_channels == 4
     assert info["model_config"]["mlp_width"] == 16 and info["model_config"]["fourier_features"] == 2
     assert info["grid_shape"] == list(srn.model.grid.shape[1:])

@@ -23,13 +23,14 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+from legacy_writer import write_legacy_srn
 
 from srnvtk import legacy_hdf5
 from srnvtk.cli import main as cli_main
 from srnvtk.config import FVSRNConfig
 from srnvtk.datasets import default_geometry
 from srnvtk.errors import FileFormatError
-from srnvtk.fileformat import SourceInfo, read_srn, write_srn
+from srnvtk.fileformat import SourceInfo, read_srn
 from srnvtk.models import build_model
 from srnvtk.quantize import apply_storage_precision
 
@@ -46,7 +47,7 @@ def base(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("base") / "base.srn"
     geometry = default_geometry((12, 10, 9))
     stored = apply_storage_precision(build_model(CONFIG, geometry))
-    write_srn(path, CONFIG, stored, SourceInfo("density", "float32", geometry, (0.0, 1.0)), {"psnr": 30.0})
+    write_legacy_srn(path, CONFIG, stored, SourceInfo("density", "float32", geometry, (0.0, 1.0)), {"psnr": 30.0})
     return path
 
 
@@ -336,7 +337,7 @@ def test_a_parse_that_does_not_finish_is_stopped(monkeypatch) -> None:
     monkeypatch.setattr(legacy_hdf5, "READ_SECONDS", 1.0)
     children = _children()
     message = assert_refused(HOSTILE / "zeroed_global_heap.srn", "reading it did not finish in 1 s")
-    assert message.endswith("is truncated, corrupted or not a srnvtk file (reading it did not finish in 1 s)")
+    assert message.endswith("is damaged or not a srnvtk file (reading it did not finish in 1 s)")
     assert _children() == children  # the child was killed and collected: no zombie
 
 

@@ -7,10 +7,10 @@ import dataclasses
 import math
 import time
 
-import h5py
 import numpy as np
 import pytest
 import torch
+from srn_editing import edit
 
 from srnvtk.config import FVSRNConfig, NeurcompConfig, PruningConfig, TrainConfig
 from srnvtk.datasets import default_geometry, default_volume_values
@@ -230,15 +230,13 @@ def test_storing_a_model_with_masks_is_refused() -> None:
 def test_damaged_keep_mask_is_reported(runs, tmp_path) -> None:
     path = tmp_path / "bad.srn"
     path.write_bytes(runs("fvsrn-position", "binary")["path"].read_bytes())
-    with h5py.File(path, "r+") as f:
-        packed = f["tensors/grid_keep"][()]
-        del f["tensors/grid_keep"]
-        f["tensors/grid_keep"] = packed[:-1]
-    with pytest.raises(FileFormatError, match="keep mask has the wrong type or shape"):
+    original = path.read_bytes()
+    edit(path, tensors=lambda t: t.__setitem__("grid_keep", t["grid_keep"][:-1]))
+    with pytest.raises(FileFormatError, match="the tensor grid_keep is stored as"):
         read_srn(path)
-    with h5py.File(path, "r+") as f:
-        del f["tensors/grid_keep"]
-        f["tensors/grid_keep"] = np.full_like(packed, 255)  # more kept entries than stored values
+    path.write_bytes(original)
+    # more kept entries than stored values
+    edit(path, tensors=lambda t: t.__setitem__("grid_keep", np.full_like(t["grid_keep"], 255)))
     with pytest.raises(FileFormatError, match="stored grid values for"):
         read_srn(path)
 

@@ -447,7 +447,7 @@ def test_reader_truncated_file(encoded, tmp_path, vtk_errors) -> None:
     path.write_bytes(encoded["path"].read_bytes()[:1000])
     reader = reader_for(path)
     assert not reader.Update()
-    assert "SRNReader:" in vtk_errors() and "truncated, corrupted or not a srnvtk file" in vtk_errors()
+    assert "SRNReader:" in vtk_errors() and "damaged or not a srnvtk file" in vtk_errors()
     assert str(path) in vtk_errors()
 
 

@@ -7,10 +7,10 @@ import dataclasses
 import xml.etree.ElementTree as ElementTree
 from pathlib import Path
 
-import h5py
 import numpy as np
 import pytest
 import torch
+from srn_editing import edit, stored_tensors
 
 from srnvtk.config import FVSRNConfig, PruningConfig, TrainConfig, from_json, to_json
 from srnvtk.datasets import default_geometry, default_volume_values
@@ -199,9 +199,9 @@ def test_masks_prune_coefficients_and_files_shrink(runs, method) -> None:
     model = read_srn(pruned["path"]).model
     keep = np.broadcast_to(model.grid_keep.numpy(), model.coefficients.shape)
     assert np.all(model.coefficients.detach().numpy()[~keep] == 0)
-    with h5py.File(pruned["path"], "r") as f:
-        assert f["tensors"][GRID].shape == (int(keep.sum()),)  # only the surviving coefficients
-        assert f["tensors"][GRID_KEEP].dtype == np.uint8
+    tensors = stored_tensors(pruned["path"])
+    assert tensors[GRID].shape == (int(keep.sum()),)  # only the surviving coefficients
+    assert tensors[GRID_KEEP].dtype == np.uint8
 
 
 @pytest.mark.parametrize("method", METHODS)
@@ -272,32 +272,25 @@ def copy_of(path: Path, tmp_path: Path) -> Path:
 
 
 def test_stored_levels_must_match(runs, tmp_path) -> None:
-    import json
 
     bad = copy_of(runs("none")["path"], tmp_path)
-    with h5py.File(bad, "r+") as f:
-        structure = json.loads(f.attrs["model_structure"])
-        f.attrs["model_structure"] = json.dumps({**structure, "wavelet_levels": [1, 1, 2]})
+    edit(bad, header=lambda h: h["structure"].__setitem__("wavelet_levels", [1, 1, 2]))
     with pytest.raises(FileFormatError, match=r"wavelet levels \(1, 1, 2\) were stored"):
         read_srn(bad)
-    with h5py.File(bad, "r+") as f:
-        f.attrs["model_structure"] = json.dumps({k: v for k, v in structure.items() if k != "wavelet_levels"})
+    edit(bad, header=lambda h: h["structure"].pop("wavelet_levels") and None)
     with pytest.raises(FileFormatError, match="does not fit the settings"):
         read_srn(bad)
 
 
 def test_level_scales_must_match(runs, tmp_path) -> None:
-    bad = copy_of(runs("binary")["path"], tmp_path)
-    with h5py.File(bad, "r+") as f:
-        quant = f["tensors"][GRID_QUANT][()]
-        del f["tensors"][GRID_QUANT]
-        f["tensors"][GRID_QUANT] = quant[:, :, :-1]
-    with pytest.raises(FileFormatError, match="grid scale/offset has the wrong type or shape"):
+    path = runs("binary")["path"]
+    bad = copy_of(path, tmp_path)
+    edit(bad, tensors=lambda t: t.__setitem__(GRID_QUANT, t[GRID_QUANT][:, :, :-1]))
+    with pytest.raises(FileFormatError, match="the tensor grid_quant is stored as"):
         read_srn(bad)
-    with h5py.File(bad, "r+") as f:
-        del f["tensors"][GRID_QUANT]
-        f["tensors"][GRID_QUANT] = quant[:, :, 0]  # a plain grid's layout
-    with pytest.raises(FileFormatError, match="wrong type or shape"):
+    bad = copy_of(path, tmp_path)
+    edit(bad, tensors=lambda t: t.__setitem__(GRID_QUANT, t[GRID_QUANT][:, :, 0]))  # a plain grid's layout
+    with pytest.raises(FileFormatError, match="the tensor grid_quant is stored as"):
         read_srn(bad)
 
 

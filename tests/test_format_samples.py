@@ -1,8 +1,9 @@
-"""The committed legacy sample files (tests/data/formats/v1.srn ... v4.srn, HDF5 format versions 1-4) keep
-reading, and keep decoding to the values recorded here, in every later srnvtk; also inside ParaView's Python.
+"""The committed sample files, one per format version (tests/data/formats/v1.srn ... v4.srn: HDF5; v5.srn: the
+container), keep reading, and keep decoding to the values recorded here, in every later srnvtk; also inside
+ParaView's Python.
 
-The files were made once by tests/data/formats/make_legacy_samples.py and must never be regenerated: their
-hashes are checked, so a changed file fails here rather than silently moving the goalposts.
+The files were made once by tests/data/formats/make_samples.py and must never be regenerated: their hashes are
+checked, so a changed file fails here rather than silently moving the goalposts.
 """
 
 from __future__ import annotations
@@ -32,6 +33,9 @@ EXPECTED = {
     "v4": ("72b04593b46165af105076fc312b6f7eaad726e8ea2eb6e804248c36b56a734d", "neurcomp", "none",
            {"widths": [10, 10, 10, 10, 10], "clustered_layers": [1, 2, 3, 4]},
            (93.2663, 58.8656, -21.0291, 176.9534, 156.1329, 133.0575, 17.448)),
+    "v5": ("13409c2515c3d0b84fd110b29dbdd2238a694f514fac806bb3a4bf5b74d9c33f", "fvsrn", "variational",
+           {"grid_shape": [6, 7, 8], "keep_shape": [1, 6, 7, 8], "wavelet_levels": [2, 2, 3]},
+           (114.2674, 86.0356, -16.3853, 237.4738, 204.2756, 124.8401, 6.9787)),
 }
 TOLERANCE = 0.01  # of values in [0, 255]: the fused C kernel and torch round differently in the last bits
 
@@ -63,10 +67,10 @@ def test_sample_reads_and_decodes_as_recorded(name) -> None:
     np.testing.assert_allclose(decoded_stats(FORMATS / f"{name}.srn"), stats, rtol=0, atol=TOLERANCE)
 
 
-def test_every_legacy_version_has_a_sample() -> None:
-    from srnvtk.legacy_hdf5 import LEGACY_VERSIONS
+def test_every_version_has_a_sample() -> None:
+    from srnvtk.fileformat import READABLE_VERSIONS
 
-    assert sorted(p.stem for p in FORMATS.glob("v*.srn")) == [f"v{v}" for v in LEGACY_VERSIONS]
+    assert sorted(p.stem for p in FORMATS.glob("v*.srn")) == [f"v{v}" for v in READABLE_VERSIONS]
 
 
 @pytest.mark.paraview
