@@ -17,6 +17,7 @@ callback is asked before every step of either.
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,8 +28,8 @@ import torch.nn.functional as F
 
 from .config import ModelConfig, PruningConfig, TrainConfig
 from .devices import resolve_device, torch_threads
-from .errors import TrainingAborted
-from .models import SRNModel, build_model, default_learning_rate
+from .errors import SettingsError, TrainingAborted
+from .models import SRNModel, build_model, default_learning_rate, parameter_count
 from .pruning import MaskObjective, attach_masks, kept_unit_fraction, pruned_fraction
 from .sampling import voxel_positions
 from .volume import Volume, validate_for_training
@@ -115,6 +116,7 @@ def _train(
 ) -> TrainResult:
     value_range = validate_for_training(volume)
     device = resolve_device(train_config.device)
+    check_memory(model_config, volume, device)
     torch.manual_seed(train_config.seed)
     model = build_model(model_config, volume.geometry).to(device)
     targets = normalized_values(volume, value_range).to(device)
@@ -154,6 +156,31 @@ def _train(
                 model.bake_masks()
     model.eval()
     return TrainResult(model, value_range, budget.seconds, loss_value, budget.step)
+
+
+# Bytes per trainable value while training: the value, its gradient and Adam's two moments (float32 each).
+TRAINING_BYTES_PER_VALUE = 16
+
+
+def check_memory(model_config: ModelConfig, volume: Volume, device: torch.device) -> None:
+    """SettingsError, before anything is allocated, when the model cannot be trained in this machine's memory
+    (a model larger than the machine gets a clear message, not the allocator's)."""
+    needed = parameter_count(model_config, volume.geometry) * TRAINING_BYTES_PER_VALUE + 4 * volume.values.size
+    available = available_memory(device)
+    if available is not None and needed > available:
+        raise SettingsError(f"the model needs about {needed / 2**30:.1f} GiB to train ({needed:,} bytes), more "
+                            f"than the {available / 2**30:.1f} GiB of memory on the {device.type.upper()}; choose a "
+                            "smaller grid, fewer channels or a narrower network")
+
+
+def available_memory(device: torch.device) -> int | None:
+    """Total memory of the device (CUDA) or of the machine (CPU); None where it cannot be told."""
+    if device.type == "cuda":
+        return int(torch.cuda.get_device_properties(device).total_memory)
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
 
 
 def _run_phase(
