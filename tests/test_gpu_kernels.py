@@ -34,6 +34,8 @@ XS, YS, ZS = torch.linspace(-1.1, 1.0, 9), torch.linspace(-1, 1.2, 7), torch.ten
 
 @pytest.fixture(scope="module", autouse=True)
 def interpreter():
+    if torch.cuda.is_available() and not gpu.interpreting():
+        pytest.skip("a GPU is here: test_gpu_cuda.py checks the compiled kernels (TRITON_INTERPRET=1 runs these)")
     if not gpu.use_interpreter():  # imports triton itself: the interpreter must be chosen before that
         pytest.skip(f"no Triton interpreter here: {gpu.unavailable_reason() or 'triton was imported for a GPU'}")
 
@@ -149,6 +151,8 @@ def test_every_output_voxel_is_written():
         out = torch.full(shape, float("nan"))
         evaluator.fill(*(torch.linspace(-1, 1, n) for n in reversed(shape)), out, 1.0, 0.0)
         assert torch.isfinite(out).all()
+    with pytest.raises(ValueError, match="shape"):
+        evaluator.fill(XS, YS, ZS, torch.empty(len(ZS) + 1, len(YS), len(XS)), 1.0, 0.0)
 
 
 @pytest.fixture

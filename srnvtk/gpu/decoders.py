@@ -101,6 +101,17 @@ class _TritonLattice:
     def fill(self, xs: torch.Tensor, ys: torch.Tensor, zs: torch.Tensor, out: torch.Tensor, scale: float,
              offset: float) -> None:
         """out[z, y, x] = value * scale + offset (out: contiguous, on the device, any dtype)."""
+        self.launch(self.prepare(xs, ys, zs), out, scale, offset)
+
+    def prepare(self, xs: torch.Tensor, ys: torch.Tensor, zs: torch.Tensor) -> tuple[list, dict, tuple]:
+        """What a launch on this lattice needs besides the output (a few small torch operations)."""
+        return (*self.arguments(xs, ys, zs), (len(zs), len(ys), len(xs)))
+
+    def launch(self, prepared: tuple[list, dict, tuple], out: torch.Tensor, scale: float, offset: float) -> None:
+        """One kernel launch over out, for the lattice made ready by prepare."""
+        arguments, named, lattice = prepared
+        if tuple(out.shape) != lattice:  # the kernel trusts its indices
+            raise ValueError(f"Triton decoder: output of shape {tuple(out.shape)} for a lattice of {lattice}")
         nz, ny, nx = out.shape
         if out.numel() == 0:
             return
@@ -118,10 +129,9 @@ class _TritonLattice:
         low, high = (float(torch.iinfo(out.dtype).min), float(torch.iinfo(out.dtype).max)) if rounding else (0.0, 0.0)
         shape = dict(nx=nx, ny=ny, nrows=nz * ny, n_tiles_x=n_tiles_x, n_tiles=n_tiles, scale=float(scale),
                      offset=float(offset), low=low, high=high, COLS=cols, ROWS=rows, ROUND=rounding)
-        arguments, named = self.arguments(xs, ys, zs)
-        launch = (min(n_tiles, programs),)
+        grid = (min(n_tiles, programs),)
         try:
-            self.kernel[launch](out, *arguments, **named, **shape, SIN=SIN_MODES[self.sin], num_warps=self.num_warps)
+            self.kernel[grid](out, *arguments, **named, **shape, SIN=SIN_MODES[self.sin], num_warps=self.num_warps)
         except Exception as error:  # noqa: BLE001 (any compiler failure of the approximate sines)
             if self.sin != "approx":
                 raise
@@ -129,7 +139,7 @@ class _TritonLattice:
             warnings.warn(f"Triton decoder: approximate sines failed ({type(error).__name__}: {error}); using the "
                           "polynomial", RuntimeWarning, stacklevel=2)
             self.sin = "poly"
-            self.fill(xs, ys, zs, out, scale, offset)
+            self.launch(prepared, out, scale, offset)
 
     def arguments(self, xs: torch.Tensor, ys: torch.Tensor, zs: torch.Tensor) -> tuple[list, dict]:
         """The kernel's model- and lattice-specific arguments: positional (after out), and named."""
