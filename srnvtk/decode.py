@@ -194,7 +194,7 @@ def _decode_on(model, source, output, value_range, dtype, torch_device, batch_po
         z1 = min(nz, z0 + slab)
         values = None if direct is None else direct(axes[0], axes[1], axes[2][z0:z1], value_range, dtype)
         if values is not None:
-            result[z0:z1] = values.cpu().numpy()
+            torch.from_numpy(result[z0:z1]).copy_(values)  # one copy, from the device into the array
         else:
             values = evaluate(axes[0], axes[1], axes[2][z0:z1]).to(torch.float64)
             values.mul_(vmax - vmin).add_(vmin)  # in place: at 10+ M voxels/s every pass over float64 tells

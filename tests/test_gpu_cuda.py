@@ -82,21 +82,22 @@ def assert_agrees(values: torch.Tensor, reference: torch.Tensor, tolerance: floa
 def test_fvsrn_kernel_agrees_with_the_cpu_kernel(settings):
     model = random_fvsrn(**settings)
     reference = cpu_reference(model)
-    for sin in ("poly", "exact"):
-        assert_agrees(on_gpu(model, sin=sin), reference, 1e-5)
-    assert_agrees(on_gpu(model, sin="approx"), reference, 1e-4)
+    assert_agrees(on_gpu(model), reference, 1e-5)
+    if not settings:  # every sine once (each variant is a compilation of several seconds)
+        assert_agrees(on_gpu(model, sin="exact"), reference, 1e-5)
+        assert_agrees(on_gpu(model, sin="approx"), reference, 1e-4)
 
 
 @pytest.mark.parametrize("residual", [True, False])
 def test_neurcomp_kernel_agrees_with_the_cpu(residual):
     torch.manual_seed(2)
-    model = build_model(NeurcompConfig(width=48, blocks=3, residual=residual), SOURCE).eval()
+    model = build_model(NeurcompConfig(width=24, blocks=3, residual=residual), SOURCE).eval()
     reference = cpu_reference(model)
-    for sin in ("poly", "exact"):
-        assert_agrees(on_gpu(model, sin=sin), reference, 1e-5)
-    assert_agrees(on_gpu(model, sin="approx"), reference, 1e-4)
+    assert_agrees(on_gpu(model), reference, 1e-5)
+    if residual:
+        assert_agrees(on_gpu(model, sin="approx"), reference, 1e-4)
     pruned = Neurcomp(NeurcompConfig(width=24, blocks=2, residual=residual), aspect_of(SOURCE),
-                      [24, 17, 24, 5, 24] if residual else [13, 7, 11, 5, 9]).eval()
+                      [24, 17, 24, 5, 24] if residual else [24, 17, 20, 5, 18]).eval()
     assert_agrees(on_gpu(pruned), cpu_reference(pruned), 1e-5)
 
 

@@ -189,9 +189,11 @@ def assert_same_voxels(values: np.ndarray, expected: np.ndarray) -> None:
 
 
 @pytest.mark.parametrize("dtype", ["uint8", "int16", "uint16", "int8", "float32", "float64"])
-def test_the_output_dtype_is_written_on_the_device_like_the_cpu_path_would(triton_decode, monkeypatch, dtype):
+def test_the_output_dtype_is_written_by_the_kernel_like_the_cpu_path_would(triton_decode, monkeypatch, dtype):
     model = random_fvsrn(0.05)
     value_range = {"int8": (-100.0, 100.0), "int16": (-3000.0, 20000.0)}.get(dtype, (3.0, 250.0))
+    direct = gpu.lattice_evaluator(model).denormalized(XS, YS, ZS, value_range, dtype)
+    assert (direct is None) == (dtype in ("uint16", "float64"))  # these take the float64 path of decode
     values = decode(model, SOURCE, SOURCE, value_range, dtype, "cpu")
     assert values.dtype == np.dtype(dtype)
     monkeypatch.setattr(decode_module, "_gpu_evaluator", lambda model, dtype: None)

@@ -30,15 +30,20 @@ from . import SIN_MODES, interpreting, load_kernels, runs_on
 
 MAX_WIDTH = 128  # wider MLPs (or more grid channels than MAX_CHANNELS) keep the torch paths: registers run out
 MAX_CHANNELS = 64
-BLOCK = 128  # voxels per tile: the M of every product (Triton's products need at least 16)
+# Tiles and warps, chosen without a GPU from ptxas's report for sm_90 (benchmarks/gpu_compile.py, triton 3.9):
+# with fp16 products (tensor cores) 128 voxels per tile and 8 warps spill nothing (fV-SRN 204 registers, Neurcomp
+# 238), where 4 warps spill (255 registers, 300 bytes); fp32 products are multiply-adds whose operands need more
+# registers: 64 voxels per tile (Neurcomp still spills 300 bytes, a tenth of what 128 do). benchmarks/gpu_decode.py
+# times other choices on a GPU.
+BLOCK = {True: 128, False: 64}  # voxels per tile, by fp16 products: the M of every product (at least 16)
+NUM_WARPS = 8
 MAX_COLS = 128  # a tile covers up to this many voxels of one row, else several rows
-NUM_WARPS = 4
 PROGRAMS_PER_SM = 8  # persistent programs per multiprocessor on a GPU
 INTERPRETER_PROGRAMS = 2  # the interpreter runs programs one after another: two exercise the persistent loop
 SLAB_POINTS = 1 << 26  # voxels per launch (srnvtk.decode slabs the output by this): 256 MB of float32
 # Output dtypes written directly (fp32 arithmetic is exact enough for them); others get float32 values that
-# srnvtk.decode denormalises in float64.
-DIRECT_DTYPES = ("float32", "uint8", "int8", "uint16", "int16")
+# srnvtk.decode denormalises in float64. Not uint16: torch's support for it on CUDA is partial.
+DIRECT_DTYPES = ("float32", "uint8", "int8", "int16")
 
 
 def padded(n: int) -> int:
@@ -73,12 +78,11 @@ class _TritonLattice:
     """What both decoders share: the output, the tiling of the lattice and the launch."""
 
     slab_points = SLAB_POINTS
-    path = "Triton kernel"
 
     def __init__(self, device: torch.device, dtype: torch.dtype, sin: str) -> None:
         self.device, self.half, self.sin = device, dtype == torch.float16, sin
         self.kernels = load_kernels()
-        self.block, self.num_warps, self.programs_per_sm = BLOCK, NUM_WARPS, PROGRAMS_PER_SM
+        self.block, self.num_warps, self.programs_per_sm = BLOCK[self.half], NUM_WARPS, PROGRAMS_PER_SM
 
     def __call__(self, xs: torch.Tensor, ys: torch.Tensor, zs: torch.Tensor) -> torch.Tensor:
         """Normalised float32 values on the lattice zs x ys x xs (normalised coordinates), [z, y, x]."""
@@ -127,12 +131,13 @@ class _TritonLattice:
             programs = INTERPRETER_PROGRAMS
         rounding = not out.dtype.is_floating_point
         low, high = (float(torch.iinfo(out.dtype).min), float(torch.iinfo(out.dtype).max)) if rounding else (0.0, 0.0)
-        shape = dict(nx=nx, ny=ny, nrows=nz * ny, n_tiles_x=n_tiles_x, n_tiles=n_tiles, scale=float(scale),
-                     offset=float(offset), low=low, high=high, COLS=cols, ROWS=rows, ROUND=rounding)
+        shape = dict(nx=nx, ny=ny, nrows=nz * ny, col_bits=cols.bit_length() - 1, n_tiles_x=n_tiles_x,
+                     n_tiles=n_tiles, scale=float(scale), offset=float(offset), low=low, high=high, BLOCK=self.block,
+                     ROUND=rounding)
         grid = (min(n_tiles, programs),)
         try:
             self.kernel[grid](out, *arguments, **named, **shape, SIN=SIN_MODES[self.sin], num_warps=self.num_warps)
-        except Exception as error:  # noqa: BLE001 (any compiler failure of the approximate sines)
+        except Exception as error:  # any compiler failure of the approximate sines
             if self.sin != "approx":
                 raise
             # The approximate instructions are inline assembly: should a Triton refuse them, keep decoding
@@ -195,9 +200,25 @@ class TritonFVSRN(_TritonLattice):
         self.kernel = self.kernels.fvsrn_lattice_kernel
 
     def tables(self, xs: torch.Tensor, ys: torch.Tensor, zs: torch.Tensor) -> list[torch.Tensor]:
-        """(n, WP) position/Fourier tables per axis (x, y, z); x's holds the first layer's bias."""
-        tables = [self.lattice.axis_table(a, c.to(torch.float32)) for a, c in enumerate((xs, ys, zs))]
-        tables[0] = tables[0] + self.lattice.bias
+        """(n, WP) position/Fourier tables per axis (x, y, z); x's holds the first layer's bias.
+
+        srnvtk.lattice.LatticeFVSRN.axis_table's sums, but one product at a time: a matrix product's rounding may
+        depend on how many rows it has (the library picks its kernel by shape), and a voxel's value must not depend
+        on the lattice it is decoded in."""
+        lattice, fourier = self.lattice, self.lattice.fourier
+        k = fourier.octaves
+        tables = []
+        for axis, coords in enumerate((xs, ys, zs)):
+            coords = coords.to(torch.float32)
+            table = coords[:, None] * lattice.w_pos[:, axis]
+            if k:
+                angles = coords[:, None] * fourier.aspect[axis] * fourier.frequencies  # (n, K)
+                sines, cosines = torch.sin(angles), torch.cos(angles)
+                for octave in range(k):  # FourierFeatures' order: [sin(x, k..), sin(y, ..), sin(z, ..), cos(x ..) ...]
+                    table = table + sines[:, octave, None] * lattice.w_fourier[:, axis * k + octave]
+                    table = table + cosines[:, octave, None] * lattice.w_fourier[:, 3 * k + axis * k + octave]
+            tables.append(table)
+        tables[0] = tables[0] + lattice.bias
         return [_pad(t, (t.shape[0], self.wp), torch.float32) for t in tables]
 
     def arguments(self, xs, ys, zs) -> tuple[list, dict]:

@@ -3,8 +3,9 @@
 Imported only through srnvtk.gpu (which imports triton lazily): whether a kernel is compiled for a GPU or run
 by Triton's interpreter on the CPU (TRITON_INTERPRET=1) is fixed when this module is first imported.
 
-Each program of a launch is persistent: it loops over tiles of ROWS output rows x COLS voxels (rows are the
-flattened (z, y) pairs of the lattice, so a short x axis still fills a tile), and every tile runs the same
+Each program of a launch is persistent: it loops over tiles of BLOCK voxels, 2^col_bits of each of several output
+rows (rows are the flattened (z, y) pairs of the lattice, so a short x axis still fills a tile), and every tile
+runs the same
 instruction sequence whatever its position, so a voxel's value does not depend on the stride, extent or piece it
 is decoded in. Per tile:
 
@@ -99,12 +100,13 @@ def _store(out_ptr, offsets, mask, value, scale, offset, low, high, ROUND: tl.co
 
 
 @triton.jit
-def _tile(tile, n_tiles_x, nx, nrows, COLS: tl.constexpr, ROWS: tl.constexpr):
-    """The voxels of one tile: x index, row index (clamped into the lattice) and which are real."""
-    lane = tl.arange(0, ROWS * COLS)
+def _tile(tile, n_tiles_x, nx, nrows, col_bits, BLOCK: tl.constexpr):
+    """The voxels of one tile of 2^col_bits columns (a run time value: one compiled kernel serves every lattice):
+    x index, row index (both clamped into the lattice) and which are real."""
+    lane = tl.arange(0, BLOCK)
     tile_row = tile // n_tiles_x
-    x = (tile - tile_row * n_tiles_x) * COLS + lane % COLS
-    row = tile_row * ROWS + lane // COLS
+    x = (tile - tile_row * n_tiles_x) * (1 << col_bits) + (lane & ((1 << col_bits) - 1))
+    row = tile_row * (BLOCK >> col_bits) + (lane >> col_bits)
     valid = (x < nx) & (row < nrows)
     return tl.minimum(x, nx - 1), tl.minimum(row, nrows - 1), valid
 
@@ -114,10 +116,10 @@ def fvsrn_lattice_kernel(
     out_ptr, grid_ptr, grid_weight_ptr, weights_ptr, biases_ptr, head_ptr, head_bias,
     x_lo_ptr, x_hi_ptr, x_t_ptr, y_lo_ptr, y_hi_ptr, y_t_ptr, z_lo_ptr, z_hi_ptr, z_t_ptr,
     table_x_ptr, table_y_ptr, table_z_ptr,
-    nx, ny, nrows, stride_z, stride_y, n_tiles_x, n_tiles,
+    nx, ny, nrows, stride_z, stride_y, col_bits, n_tiles_x, n_tiles,
     scale, offset, low, high,
-    CP: tl.constexpr, WP: tl.constexpr, HIDDEN: tl.constexpr, COLS: tl.constexpr, ROWS: tl.constexpr,
-    HALF: tl.constexpr, SIN: tl.constexpr, ROUND: tl.constexpr,
+    CP: tl.constexpr, WP: tl.constexpr, HIDDEN: tl.constexpr, BLOCK: tl.constexpr, HALF: tl.constexpr,
+    SIN: tl.constexpr, ROUND: tl.constexpr,
 ):
     """out[z, y, x] for the lattice of the axis weights; grid is (depth, height, width, CP) channels last,
     grid_weight (CP, WP), weights (HIDDEN, WP, WP) as (in, out), biases (HIDDEN, WP), head (WP), tables (n, WP)
@@ -128,7 +130,7 @@ def fvsrn_lattice_kernel(
     grid_weight = tl.load(grid_weight_ptr + channel[:, None] * WP + unit[None, :])
     head = tl.load(head_ptr + unit)
     for tile in range(tl.program_id(0), n_tiles, tl.num_programs(0)):
-        x, row, valid = _tile(tile, n_tiles_x, nx, nrows, COLS, ROWS)
+        x, row, valid = _tile(tile, n_tiles_x, nx, nrows, col_bits, BLOCK)
         z = row // ny
         y = row - z * ny
         x0, x1, tx = tl.load(x_lo_ptr + x), tl.load(x_hi_ptr + x), tl.load(x_t_ptr + x)
@@ -138,20 +140,20 @@ def fvsrn_lattice_kernel(
         r00, r01 = z0 * stride_z + y0 * stride_y, z0 * stride_z + y1 * stride_y
         r10, r11 = z1 * stride_z + y0 * stride_y, z1 * stride_z + y1 * stride_y
         c0, c1 = (x0 * CP)[:, None] + channel[None, :], (x1 * CP)[:, None] + channel[None, :]
-        tz, ty, tx = tz[:, None], ty[:, None], tx[:, None]
+        wz, wy, wx = tz[:, None], ty[:, None], tx[:, None]
         a = tl.load(grid_ptr + r00[:, None] + c0).to(tl.float32)
         b = tl.load(grid_ptr + r10[:, None] + c0).to(tl.float32)
-        lo_lo = a + tz * (b - a)
+        lo_lo = a + wz * (b - a)
         a = tl.load(grid_ptr + r01[:, None] + c0).to(tl.float32)
         b = tl.load(grid_ptr + r11[:, None] + c0).to(tl.float32)
-        left = lo_lo + ty * ((a + tz * (b - a)) - lo_lo)
+        left = lo_lo + wy * ((a + wz * (b - a)) - lo_lo)
         a = tl.load(grid_ptr + r00[:, None] + c1).to(tl.float32)
         b = tl.load(grid_ptr + r10[:, None] + c1).to(tl.float32)
-        lo_hi = a + tz * (b - a)
+        lo_hi = a + wz * (b - a)
         a = tl.load(grid_ptr + r01[:, None] + c1).to(tl.float32)
         b = tl.load(grid_ptr + r11[:, None] + c1).to(tl.float32)
-        right = lo_hi + ty * ((a + tz * (b - a)) - lo_hi)
-        features = left + tx * (right - left)
+        right = lo_hi + wy * ((a + wz * (b - a)) - lo_hi)
+        features = left + wx * (right - left)
         if HALF:
             hidden = tl.dot(features.to(tl.float16), grid_weight)
         else:
@@ -188,10 +190,10 @@ def _sine_layer(source, weights_ptr, biases_ptr, layer, square, unit, WP: tl.con
 @triton.jit
 def neurcomp_lattice_kernel(
     out_ptr, xs_ptr, ys_ptr, zs_ptr, first_ptr, weights_ptr, biases_ptr, head_ptr, head_bias,
-    nx, ny, nrows, n_tiles_x, n_tiles,
+    nx, ny, nrows, col_bits, n_tiles_x, n_tiles,
     scale, offset, low, high,
-    WP: tl.constexpr, BLOCKS: tl.constexpr, RESIDUAL: tl.constexpr, COLS: tl.constexpr, ROWS: tl.constexpr,
-    HALF: tl.constexpr, SIN: tl.constexpr, ROUND: tl.constexpr,
+    WP: tl.constexpr, BLOCKS: tl.constexpr, RESIDUAL: tl.constexpr, BLOCK: tl.constexpr, HALF: tl.constexpr,
+    SIN: tl.constexpr, ROUND: tl.constexpr,
 ):
     """out[z, y, x] of a folded Neurcomp on the lattice xs x ys x zs; first is (4, WP): the first layer's three
     weight rows and its bias; the blocks' layers: weights (2 BLOCKS, WP, WP) as (in, out), biases (2 BLOCKS, WP);
@@ -202,12 +204,12 @@ def neurcomp_lattice_kernel(
     w_z, b_0 = tl.load(first_ptr + 2 * WP + unit), tl.load(first_ptr + 3 * WP + unit)
     head = tl.load(head_ptr + unit)
     for tile in range(tl.program_id(0), n_tiles, tl.num_programs(0)):
-        x, row, valid = _tile(tile, n_tiles_x, nx, nrows, COLS, ROWS)
+        x, row, valid = _tile(tile, n_tiles_x, nx, nrows, col_bits, BLOCK)
         z = row // ny
         y = row - z * ny
         px, py, pz = tl.load(xs_ptr + x)[:, None], tl.load(ys_ptr + y)[:, None], tl.load(zs_ptr + z)[:, None]
         stream = _sine(((b_0[None, :] + px * w_x[None, :]) + py * w_y[None, :]) + pz * w_z[None, :], SIN)
-        for block in tl.static_range(BLOCKS):
+        for block in range(BLOCKS):  # a loop, not unrolled: 7 unrolled blocks take half a minute to compile
             inner = _sine_layer(stream, weights_ptr, biases_ptr, 2 * block, square, unit, WP, HALF, SIN)
             outer = _sine_layer(inner, weights_ptr, biases_ptr, 2 * block + 1, square, unit, WP, HALF, SIN)
             if RESIDUAL:
