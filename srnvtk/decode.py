@@ -119,7 +119,7 @@ HALF_TOLERANCE = 1e-3
 def half_precision_error(model: torch.nn.Module, device: torch.device) -> float:
     """Largest difference between the network's half- and single-precision output on a probe lattice over its
     whole domain, as a fraction of the value range (0 when the architecture has no half-precision path)."""
-    if not isinstance(model, FVSRN):
+    if not isinstance(model, (FVSRN, Neurcomp)):
         return 0.0
     axis = torch.linspace(-1.0, 1.0, HALF_PROBE_POINTS, device=device)
     model = _on_device(model, device)
@@ -208,11 +208,16 @@ def _decode_on(srn: SRNFile, output: Geometry, torch_device: torch.device, batch
     result = np.empty((nz, ny, nx), dtype=np.dtype(dtype))
     vmin, vmax = source.value_range
     slab = max(1, min(nz, slab_points // max(nx * ny, 1)))
+    direct = getattr(evaluate, "denormalized", None)  # the GPU kernels write the output's dtype on the device
     for z0 in range(0, nz, slab):
         z1 = min(nz, z0 + slab)
-        values = evaluate(axes[0], axes[1], axes[2][z0:z1]).to(torch.float64)
-        values.mul_(vmax - vmin).add_(vmin)  # in place: at 10+ M voxels/s every pass over float64 tells
-        result[z0:z1] = to_dtype(values, dtype, in_place=True)
+        values = None if direct is None else direct(axes[0], axes[1], axes[2][z0:z1], source.value_range, dtype)
+        if values is not None:
+            torch.from_numpy(result[z0:z1]).copy_(values)  # one copy, from the device into the array
+        else:
+            values = evaluate(axes[0], axes[1], axes[2][z0:z1]).to(torch.float64)
+            values.mul_(vmax - vmin).add_(vmin)  # in place: at 10+ M voxels/s every pass over float64 tells
+            result[z0:z1] = to_dtype(values, dtype, in_place=True)
         if progress is not None:
             progress(z1 / nz)
     return result
@@ -220,7 +225,10 @@ def _decode_on(srn: SRNFile, output: Geometry, torch_device: torch.device, batch
 
 def evaluation_path(model: torch.nn.Module) -> str:
     """How decode evaluates this model on the device it is on now, for reports: 'fused C kernel' (the CPU, a
-    compiler at hand), 'torch lattice' (fV-SRN), 'torch inference form' (Neurcomp) or 'torch network'."""
+    compiler at hand), 'Triton kernel' (CUDA, triton at hand), 'torch lattice' (fV-SRN), 'torch inference form'
+    (Neurcomp) or 'torch network'."""
+    if _gpu_evaluator(model, torch.float32) is not None:
+        return "Triton kernel"
     if isinstance(model, FVSRN):
         try:
             lattice = LatticeFVSRN(model)
@@ -244,9 +252,22 @@ def lattice_batch_points(device: torch.device) -> int:
     return int(max(1 << 16, min(1 << 24, free // 4 // 1024)))
 
 
+def _gpu_evaluator(model: torch.nn.Module, dtype: torch.dtype):
+    """The fused Triton kernels (srnvtk.gpu) for a model on CUDA; None elsewhere, and where triton is missing or the
+    model is not covered (the torch paths then decode)."""
+    if model_device(model).type != "cuda":
+        return None
+    from .gpu import lattice_evaluator
+
+    return lattice_evaluator(model, dtype)
+
+
 def _lattice_evaluator(model: torch.nn.Module, dtype: torch.dtype, batch_points: int | None):
     """The fast separable path for plain fV-SRNs, else a per-point evaluation (Neurcomp's in inference form);
     with the number of points to hand it at a time (batch_points, or the path's own default when None)."""
+    gpu = _gpu_evaluator(model, dtype)
+    if gpu is not None:
+        return gpu, batch_points or gpu.slab_points
     if isinstance(model, FVSRN):
         try:
             lattice = LatticeFVSRN(model, dtype)
