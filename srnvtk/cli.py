@@ -303,16 +303,51 @@ def _describe_model(config: ModelConfig, geometry) -> str:
             f"MLP {config.mlp_layers} x {config.mlp_width}")
 
 
+def _open_source(path: str, array: str | None):
+    """The input as a srnvtk.sources.BrickSource: NRRD streams, anything else is read whole by VTK."""
+    from .sources import VolumeSource, open_source
+    from .vtkio import volume_from_image
+
+    if Path(path).suffix.lower() in (".nrrd", ".nhdr"):
+        return open_source(path, array)
+    return VolumeSource(volume_from_image(_read_image(path), array))
+
+
 def _run_compress(args: argparse.Namespace) -> int:
+    from .distributed import agree, world
+    from .sources import VolumeSource
+    from .volume import Volume
+
+    comm = world(args.mpi)
+
+    def setup():
+        settings = encoder_settings(args)
+        _check_input(args.input)
+        _check_output(args.output, args.input)
+        return settings, _open_source(args.input, args.array)
+
+    try:
+        settings, source = agree(comm, setup)
+        size = settings.bricks.size_for(source.geometry.num_points, comm.size)
+        if size:
+            return _compress_bricks(args, settings, source, size, comm)
+    except SRNError:
+        if comm.rank == 0:
+            raise
+        return EXIT_ERROR  # every rank raises the same error; rank 0 prints it
+    if isinstance(source, VolumeSource):
+        volume = source.volume
+    else:
+        volume = Volume(source.read(source.geometry.extent), source.geometry, source.name)
+    return _compress_whole(args, settings, volume)
+
+
+def _compress_whole(args: argparse.Namespace, settings: EncoderSettings, volume) -> int:
+    """One network for the whole volume."""
     from .devices import resolve_device
     from .ratecontrol import encode, plan_for_ratio
     from .volume import validate_for_training
-    from .vtkio import volume_from_image
 
-    settings = encoder_settings(args)
-    _check_input(args.input)
-    _check_output(args.output, args.input)
-    volume = volume_from_image(_read_image(args.input), args.array)
     validate_for_training(volume)
     target, train, pruning = settings.encode, settings.train, settings.pruning
     if not args.quiet:
@@ -352,11 +387,59 @@ def _run_compress(args: argparse.Namespace) -> int:
     return 0
 
 
+def _compress_bricks(args: argparse.Namespace, settings: EncoderSettings, source, size: int, comm) -> int:
+    """Bricks, on this process or on every MPI rank (srnvtk.distributed); rank 0 reports."""
+    import dataclasses
+
+    import numpy as np
+
+    from .bricks import layout_for
+    from .devices import resolve_device, use_local_gpu
+    from .distributed import compress_bricks
+    from .parallel import default_threads
+
+    layout = layout_for(source.geometry, size, settings.bricks.halo)
+    count = int(np.prod(layout.counts(source.geometry)))
+    if comm.size > 1 and not settings.train.threads:  # one thread per core, shared by this machine's ranks
+        settings = dataclasses.replace(settings, train=dataclasses.replace(settings.train, threads=default_threads()))
+    use_local_gpu(settings.train.device)
+    lead = comm.rank == 0
+    train, target = settings.train, settings.encode
+    if lead and not args.quiet:
+        aim = f"fitted to {4 * source.geometry.num_points / target.ratio:,.0f} bytes" if target.ratio else \
+            _describe_model(settings.model_config, source.geometry)
+        print(f"compressing '{source.name}' ({_dims(source.geometry.dimensions)} {source.dtype}) from {args.input}: "
+              f"{count} bricks of {size}^3 (halo {layout.halo}) on {comm.size} rank{'s' if comm.size > 1 else ''}, "
+              f"{aim}, {train.steps} steps of {train.batch_size} per brick on {resolve_device(train.device)}",
+              file=sys.stderr)
+    bar = ProgressBar("compressing", enabled=lead and not args.quiet)
+    start = time.perf_counter()
+    try:
+        result = compress_bricks(source, settings, brick_size=size, halo=settings.bricks.halo, path=args.output,
+                                 comm=comm, progress=bar)
+    finally:
+        bar.close()
+    seconds = time.perf_counter() - start
+    if not lead:
+        return 0
+    stats = result.stats
+    print(f"wrote {args.output}")
+    print(f"  file size   {human_bytes(result.file_bytes)} ({result.file_bytes:,} bytes), {count} bricks")
+    print(f"  ratio       {stats['ratio']:.1f}x against float32")
+    print(f"  PSNR        {format_psnr(stats['psnr'])}")
+    print(f"  train time  {human_seconds(stats['train_seconds'])} ({int(stats['steps'])} steps in all bricks), "
+          f"{human_seconds(seconds)} in all")
+    memory = ", ".join(f"{human_bytes(rss)}" for rss in result.peak_rss)
+    print(f"  peak memory {memory} ({'per rank' if comm.size > 1 else 'this process'})")
+    return 0
+
+
 # ---------------------------------------------------------------------------------------------
 # decompress
 
 
 def _run_decompress(args: argparse.Namespace) -> int:
+    from .brickfile import BrickedFile
     from .decode import decode, evaluation_path, model_device, output_grid
     from .fileformat import read_srn
     from .vtkio import image_from_arrays
@@ -382,9 +465,15 @@ def _run_decompress(args: argparse.Namespace) -> int:
         f"wrote {args.output}: '{source.array_name}' ({source.dtype}) on {_dims(geometry.dimensions)} points, "
         f"extent {' '.join(str(e) for e in geometry.extent)}, spacing {_numbers(geometry.spacing)}"
     )
+    rate = f"{values.size / max(seconds, 1e-9) / 1e6:.2f} M points/s"
+    if isinstance(srn, BrickedFile):
+        read = srn.sections_read
+        first = srn.model(next(iter(srn.bricks)))
+        print(f"decoded in {seconds:.2f} s ({rate}; {read} of {len(srn.bricks)} bricks read, "
+              f"{evaluation_path(first)} on the {model_device(first).type.upper()})")
+        return 0
     where = model_device(srn.model).type.upper()
-    print(f"decoded in {seconds:.2f} s ({values.size / max(seconds, 1e-9) / 1e6:.2f} M points/s; "
-          f"{evaluation_path(srn.model)} on the {where})")
+    print(f"decoded in {seconds:.2f} s ({rate}; {evaluation_path(srn.model)} on the {where})")
     return 0
 
 
@@ -406,6 +495,8 @@ def _run_info(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(info, indent=2, allow_nan=False))
         return 0
+    if "bricks" in info:
+        return _print_bricked_info(info)
     src, stats = info["source"], info["stats"]
     rows: list[tuple[str, str]] = []
 
@@ -479,6 +570,55 @@ def _run_info(args: argparse.Namespace) -> int:
     return 0
 
 
+BRICK_ROWS = 32  # bricks listed one per line by `srnvtk info` (beyond: a summary)
+
+
+def _print_bricked_info(info: dict[str, Any]) -> int:
+    """`srnvtk info` of a bricked file: source, stats, the brick layout and where the bytes go."""
+    src, stats, bricks = info["source"], info["stats"], info["bricks"]
+    version = f", written by srnvtk {info['srnvtk_version']}" if info["srnvtk_version"] else ""
+    print(f"{info['file']}: {info['format']} format version {info['format_version']} (bricks){version}")
+    print(f"source      '{src['array_name']}' ({src['dtype']}), {_dims(src['dimensions'])} points, extent "
+          f"{' '.join(str(e) for e in src['extent'])}, spacing {_numbers(src['spacing'])}, origin "
+          f"{_numbers(src['origin'])}, values {src['value_range'][0]:g} .. {src['value_range'][1]:g}")
+    if "psnr" in stats:
+        print(f"PSNR        {'inf (lossless)' if stats['psnr'] is None else format_psnr(stats['psnr'])}")
+    print(f"ratio       {stats['ratio']:.1f}x against float32, {stats['file_bytes']:,} bytes "
+          f"({human_bytes(stats['file_bytes'])})")
+    if stats.get("train_seconds") is not None:
+        print(f"training    {human_seconds(stats['train_seconds'])}, {int(stats.get('steps', 0)):,} steps in all "
+              "bricks")
+    counts, size = bricks["counts"], bricks["size"]
+    print(f"bricks      {bricks['count']} = {' x '.join(map(str, counts))} of {' x '.join(map(str, size))} points, "
+          f"halo {bricks['halo']}")
+    b = bricks["bytes"]
+    print(f"bytes       {b['tensors']:,} in the bricks' tensors, {b['bookkeeping']:,} bookkeeping "
+          f"({b['bookkeeping_per_brick']} per brick), {b['fixed']:,} fixed (header, index, statistics)")
+    for n, entry in enumerate(bricks["settings"]):
+        c = entry["model_config"]
+        print(f"settings {n}  MLP {c['mlp_layers']} x {c['mlp_width']}, {c['grid_channels']} channels, "
+              f"{c['fourier_features']} Fourier octaves"
+              + (f", {c['wavelet']} wavelet grid" if c.get("wavelet") else "")
+              + (f", pruning {entry['pruning_config']['method']}" if entry["pruning_config"]["method"] != "none"
+                 else ""))
+    rows = bricks["per_brick"]
+    if len(rows) <= BRICK_ROWS:
+        print(f"{'brick':<14}{'core extent':<32}{'grid (z y x)':<16}{'bytes':>9}{'PSNR':>9}{'steps':>8}")
+        for row in rows:
+            psnr_text = "-" if row.get("psnr") is None and "psnr" not in row else (
+                "inf" if row.get("psnr") is None else f"{row['psnr']:.2f}")
+            print(f"{str(tuple(row['brick'])):<14}{' '.join(map(str, row['core'])):<32}"
+                  f"{' '.join(map(str, row['grid_shape'])):<16}{row['bytes']:>9,}{psnr_text:>9}"
+                  f"{int(row.get('steps', 0)):>8}")
+    else:
+        sizes = sorted(row["bytes"] for row in rows)
+        quality = sorted(row["psnr"] for row in rows if row.get("psnr") is not None)
+        print(f"per brick   bytes {sizes[0]:,} .. {sizes[len(sizes) // 2]:,} (median) .. {sizes[-1]:,}"
+              + (f"; PSNR {quality[0]:.2f} .. {quality[len(quality) // 2]:.2f} .. {quality[-1]:.2f} dB"
+                 if quality else "") + " (--json lists every brick)")
+    return 0
+
+
 # ---------------------------------------------------------------------------------------------
 # generate
 
@@ -527,10 +667,15 @@ def build_parser(encoder_classes: tuple[type, ...] = ENCODER_SETTINGS,
     p = sub.add_parser("compress", help="train a network on one array of a .vti file and write a .srn file",
                        description="Train an fV-SRN or Neurcomp network on one point-data array, optionally "
                                    "pruning it while training, and store it as a .srn file.")
-    p.add_argument("input", metavar="IN.vti")
+    p.add_argument("input", metavar="IN.vti|IN.nrrd", help="VTK image data (read whole) or NRRD with raw encoding "
+                   "(read a brick at a time)")
     p.add_argument("output", metavar="OUT.srn")
     p.add_argument("--array", metavar="NAME", help="point-data array to compress (default: the active scalars)")
     p.add_argument("--quiet", action="store_true", help="no progress output on stderr (the summary still prints)")
+    p.add_argument("--mpi", choices=("auto", "on", "off"), default="auto",
+                   help="run as one of the MPI ranks started by mpirun/mpiexec/srun (auto: when started so; on: an "
+                        "error without a launcher; off: one process), each rank compressing its own bricks into one "
+                        "file (default auto)")
     add_arguments(p, encoder_classes)
     p.set_defaults(run=_run_compress)
 

@@ -27,7 +27,7 @@ ARCHITECTURES = ("fvsrn", "neurcomp")
 MAX_WAVELET_LEVELS = 16  # each level halves the axes: more than enough for any grid resolution allowed
 INT32_MAX = 2**31 - 1  # ParaView's integer properties are 32-bit
 
-OUTPUT, MODEL, TRAINING, PRUNING, READING = "Output", "Model", "Training", "Pruning", "Reading"
+OUTPUT, MODEL, BRICKS, TRAINING, PRUNING, READING = "Output", "Model", "Bricks", "Training", "Pruning", "Reading"
 FVSRN_ONLY = Condition("architecture", ("fvsrn",))
 NEURCOMP_ONLY = Condition("architecture", ("neurcomp",))
 PRUNING_ON = Condition("method", ("none",), inverse=True)
@@ -290,6 +290,43 @@ class TrainConfig:
         check_settings(self)
 
 
+# Bricks (srnvtk.bricks, srnvtk.distributed); the defaults are measured in benchmarks/README.md (bricks ablation).
+AUTO_BRICK_SIZE = 128  # the brick size 0 ("automatic") stands for where bricks are used
+AUTO_BRICK_POINTS = 256**3  # volumes with more points are cut into bricks automatically
+MIN_BRICK_SIZE = 4
+
+
+@dataclass(frozen=True)
+class BrickConfig:
+    """Cutting the volume into bricks, each compressed by its own network (srnvtk.bricks): what lets a volume be
+    compressed by many MPI ranks, each holding one brick at a time, and read a piece at a time."""
+
+    brick_size: int = setting(
+        0, f"Points per side of a brick: the volume is cut into bricks of this size, each compressed by its own "
+        f"network trained on the brick and its halo, and blended across brick borders when read. A reader decodes "
+        f"only the bricks a piece needs. 0: automatic, bricks of {AUTO_BRICK_SIZE} for volumes larger than "
+        f"{round(AUTO_BRICK_POINTS ** (1 / 3))}^3 points or under MPI with several ranks, else one network for the "
+        f"whole volume. Training steps are per brick.", BRICKS, property="BrickSize", flag="--brick-size",
+        metavar="N", low=0, high=INT32_MAX)
+    halo: int = setting(
+        4, "Points each brick's network also covers beyond its brick on every side; a reader blends neighbouring "
+        "networks across this overlap so values and gradients stay continuous at brick borders. 0: no overlap, "
+        "brick borders may show.", BRICKS, property="BrickHalo", flag="--halo", metavar="H", low=0, high=INT32_MAX,
+        advanced=True)
+
+    def __post_init__(self) -> None:
+        check_settings(self)
+        if 0 < self.brick_size < MIN_BRICK_SIZE:
+            raise SettingsError(f"brick size must be 0 (automatic) or at least {MIN_BRICK_SIZE}, got "
+                                f"{self.brick_size}")
+
+    def size_for(self, points: int, ranks: int = 1) -> int:
+        """The brick size to use for a volume of this many points on this many ranks; 0: no bricks."""
+        if self.brick_size:
+            return self.brick_size
+        return AUTO_BRICK_SIZE if ranks > 1 or points > AUTO_BRICK_POINTS else 0
+
+
 @dataclass(frozen=True)
 class EncoderSettings:
     """Everything the encoder (command line or SRN Encoder) is given: one instance of each settings class."""
@@ -299,6 +336,7 @@ class EncoderSettings:
     neurcomp: NeurcompConfig = NeurcompConfig()
     pruning: PruningConfig = PruningConfig()
     train: TrainConfig = TrainConfig()
+    bricks: BrickConfig = BrickConfig()
 
     @property
     def model_config(self) -> ModelConfig:
@@ -306,7 +344,8 @@ class EncoderSettings:
         return self.neurcomp if self.encode.architecture == "neurcomp" else self.fvsrn
 
 
-ENCODER_SETTINGS = (EncodeConfig, FVSRNConfig, NeurcompConfig, PruningConfig, TrainConfig)  # the encoder's face
+# the encoder's face
+ENCODER_SETTINGS = (EncodeConfig, FVSRNConfig, NeurcompConfig, PruningConfig, TrainConfig, BrickConfig)
 
 
 def _whole_grid_if_empty(extent: Any) -> Any:

@@ -26,16 +26,17 @@ Fixed cost of a file: 24 bytes plus the compressed header; per section 13 bytes.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import lzma
 import os
 import struct
 import tempfile
 import zlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from .errors import DamagedFileError, FileFormatError
 
@@ -126,20 +127,50 @@ def _deflate(raw: bytes) -> bytes:
 
 def pack(version: int, header: dict[str, Any], sections: Sequence[Encoded]) -> bytes:
     """The whole file as bytes."""
-    if len(sections) > MAX_SECTIONS:
-        raise FileFormatError(f"{len(sections)} sections, the format allows {MAX_SECTIONS}")
+    entries = [SectionEntry(len(s.data), zlib.crc32(s.data), s.codec, s.raw_length) for s in sections]
+    return b"".join([pack_head(version, header, entries), *(s.data for s in sections)])
+
+
+@dataclass(frozen=True)
+class SectionEntry:
+    """A section's line in the table: what `pack_head` needs of a section whose bytes are written elsewhere."""
+
+    length: int
+    crc: int
+    codec: int
+    raw_length: int
+
+    @classmethod
+    def of(cls, section: Encoded) -> SectionEntry:
+        return cls(len(section.data), zlib.crc32(section.data), section.codec, section.raw_length)
+
+
+def pack_head(version: int, header: dict[str, Any], entries: Sequence[SectionEntry]) -> bytes:
+    """Everything before the sections' bytes: prefix, header and table, for sections described by their entries
+    (a writer that streams the sections' bytes from elsewhere writes this first, then the bytes in order)."""
+    if len(entries) > MAX_SECTIONS:
+        raise FileFormatError(f"{len(entries)} sections, the format allows {MAX_SECTIONS}")
     text = json.dumps(header, separators=(",", ":"), sort_keys=True, allow_nan=False).encode("utf-8")
     if len(text) > MAX_HEADER_BYTES:
         raise FileFormatError(f"a header of {len(text)} bytes is beyond the format's {MAX_HEADER_BYTES}")
     compressed = _deflate(text)
-    table = b"".join(ENTRY.pack(len(s.data), zlib.crc32(s.data), s.codec, s.raw_length) for s in sections)
-    start = struct.pack("<8sHHII", MAGIC, version, 0, len(compressed), len(sections))
+    table = b"".join(ENTRY.pack(e.length, e.crc, e.codec, e.raw_length) for e in entries)
+    start = struct.pack("<8sHHII", MAGIC, version, 0, len(compressed), len(entries))
     crc = zlib.crc32(table, zlib.crc32(compressed, zlib.crc32(start)))
-    return b"".join([start, struct.pack("<I", crc), compressed, table, *(s.data for s in sections)])
+    return b"".join([start, struct.pack("<I", crc), compressed, table])
 
 
 def write_atomically(path: str | os.PathLike, data: bytes) -> int:
     """Write to a temporary name beside path, then rename: a crash never leaves half a file under the name."""
+    with atomic_writer(path) as handle:
+        handle.write(data)
+    return len(data)
+
+
+@contextlib.contextmanager
+def atomic_writer(path: str | os.PathLike) -> Iterator[BinaryIO]:
+    """A binary file handle on a temporary name beside path, renamed onto path once the block completes (after
+    an fsync); on any exception, or an interrupt, the temporary file is removed and nothing appears at path."""
     path = Path(path)
     folder = path.parent
     if not folder.is_dir():
@@ -147,7 +178,7 @@ def write_atomically(path: str | os.PathLike, data: bytes) -> int:
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
     try:
         with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
+            yield handle
             handle.flush()
             os.fsync(handle.fileno())
         os.chmod(tmp_name, 0o666 & ~_current_umask())  # mkstemp makes it owner-only
@@ -156,7 +187,6 @@ def write_atomically(path: str | os.PathLike, data: bytes) -> int:
         if os.path.exists(tmp_name):
             os.unlink(tmp_name)
         raise
-    return len(data)
 
 
 def _current_umask() -> int:

@@ -37,14 +37,33 @@ def default_volume_values(shape: tuple[int, int, int] = DEFAULT_SHAPE, seed: int
     Deterministic: the same shape and seed always give the same array. The seed moves the blobs and
     shifts the phases of the interface's modes.
     """
+    field = default_field(shape, seed)
+    lo, hi = float(field.min()), float(field.max())
     nx, ny, nz = _check_shape(shape)
+    if hi <= lo:  # only for a single point
+        return np.zeros((nz, ny, nx), dtype=np.uint8)
+    field -= lo
+    field *= 255.0 / (hi - lo)
+    np.rint(field, out=field)
+    return field.astype(np.uint8)
+
+
+def default_field(shape: tuple[int, int, int] = DEFAULT_SHAPE, seed: int = 0,
+                  z_range: tuple[int, int] | None = None) -> np.ndarray:
+    """The field before it is scaled to uint8, float32 values[z, y, x] of the planes z0 <= z < z1 (all of them
+    when z_range is None). Every value depends on its own point alone, so a volume too large for memory is
+    generated plane by plane and equals the whole one (default_volume_values scales it by its min and max)."""
+    nx, ny, nz = _check_shape(shape)
+    z0, z1 = (0, nz) if z_range is None else z_range
+    if not 0 <= z0 < z1 <= nz:
+        raise SettingsError(f"planes {z0}..{z1 - 1} are not within the {nz} planes")
     geometry = default_geometry((nx, ny, nz))
     h = geometry.spacing[0]
     rng = np.random.default_rng(seed)
     # World coordinates as broadcastable float32 axes; every axis spans [0, L] with L <= 1.
     x = (np.arange(nx, dtype=np.float32) * h).reshape(1, 1, nx)
     y = (np.arange(ny, dtype=np.float32) * h).reshape(1, ny, 1)
-    z = (np.arange(nz, dtype=np.float32) * h).reshape(nz, 1, 1)
+    z = (np.arange(z0, z1, dtype=np.float32) * h).reshape(z1 - z0, 1, 1)
     lx, ly, lz = (max((n - 1) * h, h) for n in (nx, ny, nz))
 
     # The interface height: a few sine modes over (x, y), a 2D array, cheap at any size.
@@ -91,15 +110,7 @@ def default_volume_values(shape: tuple[int, int, int] = DEFAULT_SHAPE, seed: int
     # Faint fine-scale texture, so flat regions are not perfectly flat.
     np.multiply(0.02 * np.sin(17.0 * z + 3.0), np.sin(23.0 * x + 1.0) * np.sin(19.0 * y + 2.0), out=scratch)
     field += scratch
-    del scratch
-
-    lo, hi = float(field.min()), float(field.max())
-    if hi <= lo:  # only for a single point
-        return np.zeros((nz, ny, nx), dtype=np.uint8)
-    field -= lo
-    field *= 255.0 / (hi - lo)
-    np.rint(field, out=field)
-    return field.astype(np.uint8)
+    return field
 
 
 def default_volume(shape: tuple[int, int, int] = DEFAULT_SHAPE, seed: int = 0) -> vtkImageData:

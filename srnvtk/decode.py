@@ -26,6 +26,7 @@ from .sampling import normalized_axis
 from .volume import Geometry
 
 if TYPE_CHECKING:
+    from .brickfile import BrickedFile
     from .fileformat import SRNFile
 
 DEFAULT_BATCH_POINTS = 1 << 18  # points per block handed to the network (bounds the memory)
@@ -146,7 +147,7 @@ def output_grid(source: Geometry, config: DecodeConfig) -> Geometry:
 
 @torch.inference_mode()
 def decode(
-    srn: SRNFile,
+    srn: SRNFile | BrickedFile,
     output: Geometry | None = None,
     *,
     device: str = "auto",
@@ -167,6 +168,14 @@ def decode(
     The caller's model stays where it is: another device gets a copy. CUDA running out of memory falls back to
     the CPU with a warning.
     """
+    from .brickfile import BrickedFile
+
+    if isinstance(srn, BrickedFile):  # one network per brick: decode the bricks the output meets, blended
+        from .bricks import decode_bricks
+
+        return decode_bricks({}, srn.layout, srn.source.geometry, srn.source.value_range, output, load=srn.model,
+                             dtype=dtype or srn.source.dtype, threads=threads, device=device, precision=precision,
+                             progress=progress)
     if batch_points is not None and batch_points < 1:
         raise SettingsError("batch_points must be >= 1")
     if precision not in PRECISIONS:

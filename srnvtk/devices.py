@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import warnings
 from collections.abc import Iterator
 
@@ -37,3 +38,19 @@ def torch_threads(threads: int) -> Iterator[None]:
     finally:
         if torch.get_num_threads() != previous:
             torch.set_num_threads(previous)
+
+
+# How MPI launchers tell a process its rank among those on its machine (Open MPI, MPICH/Intel MPI, MVAPICH, Slurm).
+LOCAL_RANK_VARIABLES = ("OMPI_COMM_WORLD_LOCAL_RANK", "MPI_LOCALRANKID", "MV2_COMM_WORLD_LOCAL_RANK", "SLURM_LOCALID")
+
+
+def use_local_gpu(device: str) -> None:
+    """Under MPI with several GPUs on a machine, make this rank's default CUDA device the one its local rank picks
+    (rank modulo the GPUs), so that the ranks of a machine share its GPUs instead of all using the first."""
+    if device == "cpu" or not torch.cuda.is_available():
+        return
+    for name in LOCAL_RANK_VARIABLES:
+        value = os.environ.get(name, "")
+        if value.isdigit():
+            torch.cuda.set_device(int(value) % torch.cuda.device_count())
+            return

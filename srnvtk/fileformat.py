@@ -77,7 +77,7 @@ from .volume import Geometry
 
 FORMAT_NAME = "srnvtk"
 FORMAT_VERSION = 5  # what srnvtk writes
-READABLE_VERSIONS = (*LEGACY_VERSIONS, FORMAT_VERSION)
+READABLE_VERSIONS = (*LEGACY_VERSIONS, FORMAT_VERSION)  # of single-network files; bricked: srnvtk.brickfile
 STAT_KEYS = ("psnr", "train_seconds", "steps", "final_loss", "file_bytes", "ratio", "pruned_fraction")
 STORED_STATS = ("psnr", "train_seconds", "steps", "final_loss", "pruned_fraction")  # size and ratio: measured
 # Coded sections: the latent codes and the keep mask. Not the weights or k-means indices: those keep a
@@ -268,8 +268,12 @@ def _model_from_stored(config: ModelConfig, geometry: Geometry, stored: StoredMo
 
 
 def _read_container(container: Container) -> SRNFile:
+    from .brickfile import BRICKED_VERSION, read_bricked
+
+    if container.version == BRICKED_VERSION:
+        return read_bricked(container)
     if container.version != FORMAT_VERSION:
-        readable = ", ".join(str(v) for v in READABLE_VERSIONS)
+        readable = ", ".join(str(v) for v in (*READABLE_VERSIONS, BRICKED_VERSION))
         raise FileFormatError(f"format version {container.version} is not supported (this srnvtk reads versions "
                               f"{readable})")
     header = container.header

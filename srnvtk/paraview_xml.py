@@ -22,7 +22,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from .config import ENCODER_SETTINGS, MODEL, OUTPUT, PRUNING, READING, TRAINING, DecodeConfig
+from .config import BRICKS, ENCODER_SETTINGS, MODEL, OUTPUT, PRUNING, READING, TRAINING, DecodeConfig
 from .options import Condition, Setting, iter_settings
 
 HEADER = """
@@ -33,7 +33,7 @@ HEADER = """
   Written by `python -m srnvtk.paraview_xml` from the settings declared in srnvtk/config.py: edit those,
   not this file.
 """
-PANEL_GROUPS = (OUTPUT, MODEL, TRAINING, PRUNING, READING)
+PANEL_GROUPS = (OUTPUT, MODEL, BRICKS, TRAINING, PRUNING, READING)
 SRN_FILE = {"extensions": "srn", "file_description": "srnvtk compressed volume"}
 
 

@@ -41,8 +41,36 @@ LATENT_HEADROOM = 1.4
 # With learned pruning, this much more again: the masks rank the units and the fit keeps the best that fit
 # (the pruning ablation found pruned larger grids beat unpruned smaller ones at equal bytes).
 PRUNED_HEADROOM = 2.0
+# With a ratio target an fV-SRN's MLP (stored in fp16) may take at most this share of the budget; a larger one steps
+# down MLP_LADDER, (hidden layers, width, grid channels, Fourier octaves), largest first, never above the settings
+# given (benchmarks/README.md, bricks: the MLP at small budgets).
+MLP_SHARE = 0.2
+MLP_LADDER = ((4, 32, 16, 4), (2, 32, 16, 4), (2, 16, 16, 4), (2, 16, 8, 2), (1, 16, 8, 2), (1, 8, 4, 0))
 PSNR_START_RATIO = 100.0  # the first trial of a quality search (lowered where the volume is too small)
 PSNR_RATIO_PRECISION = 1.15  # stop searching once the passing and failing ratios are this close
+
+
+def mlp_bytes(config: FVSRNConfig) -> int:
+    """Bytes of an fV-SRN's fp16 MLP weights (everything but the latent grid)."""
+    from .filechecks import fvsrn_parameter_shapes
+
+    return 2 * sum(math.prod(s) for s in fvsrn_parameter_shapes(config).values())
+
+
+def shrink_mlp(config: FVSRNConfig, budget: int, share: float = MLP_SHARE) -> FVSRNConfig:
+    """config with its MLP, grid channels and Fourier octaves stepped down MLP_LADDER (never above the settings
+    given) until the MLP takes at most `share` of the budget; unchanged when it does already."""
+    if mlp_bytes(config) <= share * budget:
+        return config
+    candidate = config
+    for layers, width, channels, octaves in MLP_LADDER:
+        candidate = dataclasses.replace(config, mlp_layers=min(layers, config.mlp_layers),
+                                        mlp_width=min(width, config.mlp_width),
+                                        grid_channels=min(channels, config.grid_channels),
+                                        fourier_features=min(octaves, config.fourier_features))
+        if mlp_bytes(candidate) <= share * budget:
+            return candidate
+    return candidate
 
 
 def plan_for_ratio(
@@ -55,6 +83,7 @@ def plan_for_ratio(
     if isinstance(base, NeurcompConfig):
         return _widest_neurcomp(ratio, volume, base, pruning, budget), budget
     headroom = LATENT_HEADROOM * (PRUNED_HEADROOM if pruning is not None and pruning.enabled else 1.0)
+    base = shrink_mlp(base, budget)
     config = config_for_ratio(ratio, geometry, base, pruning, latent_headroom=headroom)
     if config.grid_shape is None:  # one resolution step beyond: the fit trims instead of a step leaving bytes unused
         config = dataclasses.replace(config, grid_resolution=config.grid_resolution + 1)

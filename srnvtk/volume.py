@@ -70,8 +70,10 @@ class Volume:
         return str(self.values.dtype)
 
 
-def validate_for_training(volume: Volume) -> tuple[float, float]:
-    """Check that the volume can be learned; return its (min, max) value range."""
+def validate_for_training(volume: Volume, value_range: tuple[float, float] | None = None) -> tuple[float, float]:
+    """Check that the volume can be learned; return its (min, max) value range, or value_range when given (a brick
+    of a larger volume: the whole volume's range, which may be wider than the brick's values and is checked to
+    be a real interval instead of the values being checked for one)."""
     dims = volume.geometry.dimensions
     if volume.values.size == 0:
         raise InputError(f"array '{volume.name}' is empty")
@@ -88,6 +90,11 @@ def validate_for_training(volume: Volume) -> tuple[float, float]:
     if not finite.all():
         bad = int(volume.values.size - np.count_nonzero(finite))
         raise InputError(f"array '{volume.name}' holds {bad} NaN or infinite values; clean them first")
+    if value_range is not None:
+        vmin, vmax = (float(v) for v in value_range)
+        if not (np.isfinite(vmin) and np.isfinite(vmax) and vmax > vmin):
+            raise InputError(f"value range {value_range} of array '{volume.name}' is not an interval")
+        return vmin, vmax
     vmin, vmax = float(volume.values.min()), float(volume.values.max())
     if vmax <= vmin:
         raise InputError(

@@ -86,7 +86,7 @@ def test_load_plugin_defines_proxies(pvpython, tmp_path):
 
     encoder, reader = info["SRNEncoder"], info["SRNReader"]
     assert encoder["label"] == "SRN Encoder" and reader["label"] == "SRN Reader"
-    assert encoder["groups"] == ["Output", "Model", "Training", "Pruning"]
+    assert encoder["groups"] == ["Output", "Model", "Bricks", "Training", "Pruning"]
     for proxy in (encoder, reader):
         undocumented = [name for name, prop in proxy["properties"].items() if not prop["doc"]]
         assert not undocumented, f"properties without <Documentation>: {undocumented}"

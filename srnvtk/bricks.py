@@ -1,0 +1,464 @@
+"""Bricks: a volume cut into boxes, each compressed by its own small network.
+
+Why: a volume that does not fit one process (1024^3 float32 is 4 GiB, 4096^3 is 256 GiB) is compressed brick by
+brick, by as many processes as there are (srnvtk.distributed), each holding one brick at a time; a reader
+decodes only the bricks that meet the piece it is asked for.
+
+Layout. Bricks of `size` points per axis (x, y, z) tile the grid from its first point; the last brick along an
+axis takes what is left. Brick (i, j, k) is responsible for its *core*, points [i*size, (i+1)*size - 1] along x
+(likewise y, z), and its network is trained on the core plus a *halo* of `halo` points on every side (clipped to
+the grid), so neighbouring networks overlap by 2*halo points.
+
+Borders. Where networks overlap, a reader blends them with weights that fall linearly from 1 to 0 across the
+overlap and sum to one at every point (`blend_weights`, separable over the axes): values and their gradients
+stay continuous across brick borders instead of jumping where one network hands over to the next. Without a
+halo each point belongs to one brick and borders show as seams; benchmarks/README.md measures PSNR on border
+voxels against interior ones for both.
+
+Seeds. Every brick trains with a seed derived from the run's seed and its index (`brick_seed`), never from the
+order or the process it is trained in: a serial run and any number of MPI ranks make the same network for a
+brick, bit for bit on the CPU.
+
+Value range. Every brick is trained on the whole volume's value range (its output [0, 1] stands for the same
+values in every brick), so a reader needs one range per field and a constant brick is no error.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from .config import FVSRNConfig, ModelConfig, PruningConfig, TrainConfig
+from .errors import SettingsError
+from .metrics import chunked_mse
+from .models.protocol import SRNModel
+from .ratecontrol import LATENT_HEADROOM, MLP_SHARE, mlp_bytes, shrink_mlp
+from .volume import Geometry, Volume
+
+Brick = tuple[int, int, int]  # brick index (i, j, k) along x, y, z
+Extent = tuple[int, int, int, int, int, int]
+
+MIN_BRICK_POINTS = 2  # a network needs two points along every axis (srnvtk.volume.validate_for_training)
+
+
+@dataclass(frozen=True)
+class BrickLayout:
+    """How the grid is cut: brick size in points per axis (x, y, z) and the halo each brick adds on every side."""
+
+    size: tuple[int, int, int]
+    halo: int = 0
+
+    def __post_init__(self) -> None:
+        if len(self.size) != 3 or min(self.size) < 2 or self.halo < 0 or self.halo * 2 > min(self.size):
+            raise SettingsError(f"a brick layout needs three sizes >= 2 and a halo of at most half the smallest, got "
+                                f"size {tuple(self.size)} and halo {self.halo}")
+
+    def counts(self, grid: Geometry) -> tuple[int, int, int]:
+        """Bricks per axis (x, y, z) for this grid."""
+        return tuple(-(-n // s) for n, s in zip(grid.dimensions, self.size, strict=True))
+
+    def indices(self, grid: Geometry) -> list[Brick]:
+        """Every brick index (i, j, k), x fastest."""
+        nx, ny, nz = self.counts(grid)
+        return [(i, j, k) for k, j, i in itertools.product(range(nz), range(ny), range(nx))]
+
+    def core(self, grid: Geometry, brick: Brick) -> Extent:
+        """The extent a brick is responsible for, without its halo."""
+        extent = []
+        for a in range(3):
+            lo = grid.extent[2 * a] + brick[a] * self.size[a]
+            extent += [lo, min(lo + self.size[a] - 1, grid.extent[2 * a + 1])]
+        return tuple(extent)
+
+    def extent(self, grid: Geometry, brick: Brick) -> Extent:
+        """The points a brick's network covers: its core and halo, clipped to the grid."""
+        core = self.core(grid, brick)
+        return tuple(max(core[2 * a] - self.halo, grid.extent[2 * a]) if side == 0 else
+                     min(core[2 * a + 1] + self.halo, grid.extent[2 * a + 1])
+                     for a in range(3) for side in (0, 1))
+
+
+def brick_geometry(grid: Geometry, extent: Extent) -> Geometry:
+    """The geometry of a brick covering extent of the grid (the same origin and spacing: the same world points)."""
+    return Geometry(tuple(int(e) for e in extent), grid.origin, grid.spacing)
+
+
+def layout_for(grid: Geometry, size: int | tuple[int, int, int], halo: int) -> BrickLayout:
+    """The layout of bricks of `size` points (one size for every axis, or x y z) with `halo`, checked against the
+    grid: SettingsError for a size or halo that leaves a brick too thin to train."""
+    sizes = (size,) * 3 if isinstance(size, int) else tuple(size)
+    if len(sizes) != 3 or min(sizes) < 2:
+        raise SettingsError(f"brick size must be at least 2 points, got {size}")
+    if halo < 0 or 2 * halo > min(sizes):
+        raise SettingsError(f"the halo ({halo} points) must be between 0 and half the brick size ({min(sizes)})")
+    layout = BrickLayout(sizes, halo)
+    for a, axis in enumerate("xyz"):
+        n = grid.dimensions[a]
+        last = n - (layout.counts(grid)[a] - 1) * sizes[a]  # points in the last brick's core
+        if n > 1 and last + (halo if last < n else 0) < MIN_BRICK_POINTS:
+            raise SettingsError(f"brick size {sizes[a]} leaves a brick of {last} point along {axis} (the grid has "
+                                f"{n}); choose a size that leaves at least {MIN_BRICK_POINTS} points, or a halo")
+    return layout
+
+
+def brick_seed(seed: int, brick: Brick) -> int:
+    """The training seed of one brick: from the run's seed and the brick's index only (see the module)."""
+    state = np.random.SeedSequence([int(seed), *(int(b) for b in brick)]).generate_state(1, dtype=np.uint32)
+    return int(state[0]) & 0x7FFFFFFF
+
+
+def extent_slices(grid: Geometry, extent: Extent) -> tuple[slice, slice, slice]:
+    """The [z, y, x] slices of a grid's values that hold extent."""
+    return tuple(slice(extent[2 * a] - grid.extent[2 * a], extent[2 * a + 1] - grid.extent[2 * a] + 1)
+                 for a in (2, 1, 0))
+
+
+def brick_volume(volume: Volume, layout: BrickLayout, brick: Brick) -> Volume:
+    """The brick's training data (core and halo) as a Volume; a view of the volume's values, no copy."""
+    extent = layout.extent(volume.geometry, brick)
+    return Volume(volume.values[extent_slices(volume.geometry, extent)], brick_geometry(volume.geometry, extent),
+                  volume.name)
+
+
+def blend_weights(points: np.ndarray, core: tuple[int, int], grid: tuple[int, int], halo: int) -> np.ndarray:
+    """A brick's weights along one axis at the given (possibly fractional) point indices.
+
+    1 inside the core away from a neighbour, falling linearly to 0 across the 2*halo points it shares with the
+    neighbour on that side (no fall at the grid's edge); adjacent bricks' weights sum to one at every point
+    between them. Without a halo a point belongs to the brick whose core holds it, a point between two cores (a
+    resampled grid's) to the upper one: the cores are widened by half a point, to [lo - 0.5, hi + 0.5).
+    """
+    points = np.asarray(points, dtype=np.float64)
+    if halo == 0:
+        lo = core[0] - 0.5 if core[0] > grid[0] else -math.inf
+        hi = core[1] + 0.5 if core[1] < grid[1] else math.inf
+        return ((points >= lo) & (points < hi)).astype(np.float64)
+    weights = np.ones(points.shape, dtype=np.float64)
+    if core[0] > grid[0]:  # a neighbour below: the overlap is [core_lo - halo, core_lo + halo - 1]
+        weights = np.minimum(weights, np.clip((points - (core[0] - halo) + 0.5) / (2 * halo), 0.0, 1.0))
+    if core[1] < grid[1]:  # a neighbour above: [core_hi - halo + 1, core_hi + halo]
+        weights = np.minimum(weights, np.clip((core[1] + halo - points + 0.5) / (2 * halo), 0.0, 1.0))
+    return weights
+
+
+def support(core: tuple[int, int], grid: tuple[int, int], halo: int) -> tuple[float, float]:
+    """The interval of point indices where a brick's weight along one axis is not zero (closed at both ends, a
+    superset for halo 0)."""
+    if halo == 0:
+        return (core[0] - 0.5 if core[0] > grid[0] else -math.inf, core[1] + 0.5 if core[1] < grid[1] else math.inf)
+    lo = core[0] - halo - 0.5 if core[0] > grid[0] else -math.inf
+    hi = core[1] + halo + 0.5 if core[1] < grid[1] else math.inf
+    return lo, hi
+
+
+def point_indices(grid: Geometry, output: Geometry, axis: int) -> np.ndarray:
+    """The (fractional) index in grid's lattice of each of output's points along one axis."""
+    lo, hi = output.extent[2 * axis], output.extent[2 * axis + 1]
+    world = output.origin[axis] + output.spacing[axis] * np.arange(lo, hi + 1, dtype=np.float64)
+    return (world - grid.origin[axis]) / grid.spacing[axis]
+
+
+def bricks_meeting(grid: Geometry, layout: BrickLayout, output: Geometry) -> list[Brick]:
+    """The bricks whose weights are not zero somewhere on the output grid: the only ones a decode must read."""
+    found = []
+    ranges = []
+    for a in range(3):
+        points = point_indices(grid, output, a)
+        ranges.append((float(points.min()), float(points.max())))
+    for brick in layout.indices(grid):
+        core = layout.core(grid, brick)
+        if all(_overlaps(support((core[2 * a], core[2 * a + 1]), (grid.extent[2 * a], grid.extent[2 * a + 1]),
+                                 layout.halo), ranges[a]) for a in range(3)):
+            found.append(brick)
+    return found
+
+
+def _overlaps(interval: tuple[float, float], points: tuple[float, float]) -> bool:
+    return interval[0] <= points[1] and points[0] <= interval[1]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# training
+
+
+@dataclass
+class TrainedBrick:
+    """One brick's network at its stored precision, with what training recorded."""
+
+    brick: Brick
+    extent: Extent  # the points it was trained on: core and halo
+    model: SRNModel
+    stats: dict[str, float] = field(default_factory=dict)
+
+
+def train_brick(
+    volume: Volume,
+    brick: Brick,
+    *,
+    model_config: ModelConfig,
+    train_config: TrainConfig,
+    value_range: tuple[float, float],
+    pruning: PruningConfig | None = None,
+    fit: Callable[[SRNModel], None] | None = None,
+    final_fit: Callable[[SRNModel], None] | None = None,
+    progress: Callable[[float, str], None] | None = None,
+    should_abort: Callable[[], bool] | None = None,
+) -> TrainedBrick:
+    """Train one brick's network on its data (`brick_volume`) with the brick's own seed, then round it to the
+    precision a file stores, so that what the caller evaluates is what a reader will see.
+
+    fit: the trainer's rate fit (srnvtk.train); final_fit runs once more after training (fine-tuning changed the
+    codes and so what the coder makes of them)."""
+    from .quantize import apply_storage_precision
+    from .train import train
+
+    config = dataclasses.replace(train_config, seed=brick_seed(train_config.seed, brick))
+    result = train(volume, model_config, config, progress=progress, should_abort=should_abort, pruning=pruning,
+                   fit=fit, value_range=value_range)
+    if final_fit is not None:
+        final_fit(result.model)
+    apply_storage_precision(result.model)
+    stats = {"train_seconds": result.seconds, "steps": float(result.steps), "final_loss": result.final_loss}
+    return TrainedBrick(brick, tuple(volume.geometry.extent), result.model, stats)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# bytes: each brick's share of the file, and a brick's model sized and fitted to it
+
+# What a brick costs in the file beyond its tensors (its section's table entry and its index record).
+BRICK_BOOKKEEPING_BYTES = 40
+
+
+def brick_part_bytes(stored) -> int:
+    """The bytes one brick adds to a file: its latent codes (and keep mask) coded as the writer codes them,
+    everything else raw, and BRICK_BOOKKEEPING_BYTES."""
+    from .container import encode_section
+    from .quantize import GRID, GRID_KEEP
+
+    arrays = stored.arrays
+    coded = b"".join(np.ascontiguousarray(arrays[n]).tobytes() for n in (GRID_KEEP, GRID) if n in arrays)
+    raw = sum(a.nbytes for n, a in arrays.items() if n not in (GRID, GRID_KEEP))
+    return (len(encode_section(coded).data) if coded else 0) + raw + BRICK_BOOKKEEPING_BYTES
+
+
+def brick_measure(model: SRNModel) -> Callable[[torch.Tensor | None], int]:
+    """The bytes of the model's brick if it kept only the given latent entries (None: its own)."""
+    from .quantize import storage_tensors
+
+    return lambda keep: brick_part_bytes(storage_tensors(model, keep))
+
+
+def brick_fit(budget: int, geometry: Geometry, grow: bool = True) -> Callable[[SRNModel], None]:
+    """The trainer's rate fit for one brick (srnvtk.budget's growth and trim, on the brick's bytes)."""
+    from .budget import fit_latent_to_budget, grow_latent_for_budget
+
+    def fit(model: SRNModel) -> None:
+        measure = brick_measure(model)
+        if grow:
+            grow_latent_for_budget(model, budget, measure, geometry)
+        fit_latent_to_budget(model, budget, measure)
+
+    return fit
+
+
+def plan_brick(budget: int, geometry: Geometry, base: FVSRNConfig, headroom: float = LATENT_HEADROOM,
+               share: float = MLP_SHARE) -> FVSRNConfig:
+    """The fV-SRN for one brick's byte budget: the MLP shrunk to its share (shrink_mlp), then the finest grid
+    whose raw codes fit `headroom` times their share, one step finer (the fit trims after training)."""
+    from .encoder import latent_code_bytes
+
+    base = shrink_mlp(base, budget, share)
+    fixed = mlp_bytes(base) + 8 * base.grid_channels + BRICK_BOOKKEEPING_BYTES
+    best = None
+    for resolution in range(2, 1025):
+        candidate = dataclasses.replace(base, grid_resolution=resolution, grid_shape=None)
+        if fixed + latent_code_bytes(candidate, geometry) / headroom > budget:
+            break
+        best = candidate
+    if best is None:
+        raise SettingsError(f"a brick's share of {budget} bytes is too small even for its network ({fixed} bytes); "
+                            "choose a lower ratio or larger bricks")
+    return dataclasses.replace(best, grid_resolution=best.grid_resolution + 1)
+
+
+def brick_budgets(total: int, points: Sequence[int], complexity: Sequence[float] | None = None,
+                  gamma: float = 0.0) -> list[int]:
+    """Each brick's share of `total` bytes: in proportion to the points it is responsible for, times its
+    complexity (relative to the mean) to the power gamma (0: by points alone)."""
+    weights = np.asarray(points, dtype=np.float64)
+    if complexity is not None and gamma:
+        c = np.asarray(complexity, dtype=np.float64)
+        mean = float(np.average(c, weights=weights)) if c.any() else 1.0
+        weights = weights * np.power(np.maximum(c, 1e-6 * max(mean, 1e-12)) / max(mean, 1e-12), gamma)
+    shares = weights / weights.sum()
+    return [int(total * s) for s in shares]
+
+
+def brick_complexity(values: np.ndarray, value_range: tuple[float, float], factor: int = 4) -> float:
+    """How hard a brick is to fit, cheaply: the RMS (in units of the value range) of what its block means over
+    factor^3 points leave unexplained."""
+    v = (np.asarray(values, dtype=np.float32) - value_range[0]) / (value_range[1] - value_range[0])
+    shape = tuple(max(1, n // factor) * factor for n in v.shape)
+    v = v[: shape[0], : shape[1], : shape[2]]
+    if min(shape) < factor:
+        return float(v.std())
+    blocks = v.reshape(shape[0] // factor, factor, shape[1] // factor, factor, shape[2] // factor, factor)
+    means = blocks.mean(axis=(1, 3, 5), keepdims=True)
+    return float(np.sqrt(np.mean(np.square(blocks - means))))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# decoding
+
+
+@torch.inference_mode()
+def decode_bricks(
+    models: Mapping[Brick, SRNModel],
+    layout: BrickLayout,
+    grid: Geometry,
+    value_range: tuple[float, float],
+    output: Geometry | None = None,
+    *,
+    dtype: str = "float32",
+    threads: int = 0,
+    device: str = "cpu",
+    precision: str = "fp32",
+    load: Callable[[Brick], SRNModel] | None = None,
+    progress: Callable[[float], None] | None = None,
+) -> np.ndarray:
+    """values[z, y, x] on the output grid (the whole grid when None) from the bricks' networks, blended.
+
+    Only the bricks that meet the output are evaluated; `load` (brick -> model) is called for bricks missing from
+    `models`, so a reader reads just those. Each brick is evaluated on the output points its weights cover,
+    multiplied by its separable weights and summed in float32 (float64 for a float64 output), then cast to dtype
+    (integers rounded and clipped, as a single network's decode does). Bricks are taken one layer along z at a
+    time, and rows no later layer touches are cast into the result at once, so beyond the result only about one
+    layer of bricks' rows is held in float.
+    """
+    from .decode import decode, to_dtype
+    from .fileformat import SRNFile
+
+    output = output or grid
+    nx, ny, nz = output.dimensions
+    result = np.empty((nz, ny, nx), dtype=np.dtype(dtype))
+    accumulate = np.float64 if np.dtype(dtype) == np.float64 else np.float32
+    indices = [point_indices(grid, output, a) for a in range(3)]
+    meeting = bricks_meeting(grid, layout, output)
+    layers: dict[int, list[tuple[Brick, list[tuple[int, int]], list[np.ndarray]]]] = {}
+    for brick in meeting:
+        core = layout.core(grid, brick)
+        weights, ranges = [], []
+        for a in range(3):
+            w = blend_weights(indices[a], (core[2 * a], core[2 * a + 1]), (grid.extent[2 * a], grid.extent[2 * a + 1]),
+                              layout.halo)
+            nonzero = np.flatnonzero(w)
+            if nonzero.size == 0:
+                break
+            ranges.append((int(nonzero[0]), int(nonzero[-1]) + 1))
+            weights.append(w[ranges[-1][0]:ranges[-1][1]].astype(accumulate))
+        else:
+            layers.setdefault(brick[2], []).append((brick, ranges, weights))
+    order = sorted(layers)
+    window = np.zeros((0, ny, nx), dtype=accumulate)
+    w0 = 0  # the first output row the window holds; rows before it are in the result
+    done = 0
+    for n, k in enumerate(order):
+        z_end = max(r[2][1] for _, r, _ in layers[k])
+        if w0 + len(window) < z_end:
+            window = np.concatenate([window, np.zeros((z_end - w0 - len(window), ny, nx), dtype=accumulate)])
+        for brick, ranges, weights in layers[k]:
+            model = models[brick] if brick in models else (load(brick) if load is not None else None)
+            if model is None:
+                raise SettingsError(f"brick {brick} is needed for this output but was not given")
+            sub = Geometry(tuple(output.extent[2 * a] + r for a in range(3) for r in (ranges[a][0], ranges[a][1] - 1)),
+                           output.origin, output.spacing)
+            srn = SRNFile.of_model(model, brick_geometry(grid, layout.extent(grid, brick)), value_range)
+            values = decode(srn, sub, device=device, threads=threads, precision=precision,
+                            dtype=np.dtype(accumulate).name)
+            values *= weights[2][:, None, None]
+            values *= weights[1][None, :, None]
+            values *= weights[0][None, None, :]
+            (x0, x1), (y0, y1), (z0, z1) = ranges
+            window[z0 - w0:z1 - w0, y0:y1, x0:x1] += values
+            done += 1
+            if progress is not None:
+                progress(done / len(meeting))
+        # rows before the next layer's first row are final
+        final = min(r[2][0] for _, r, _ in layers[order[n + 1]]) if n + 1 < len(order) else nz
+        if final > w0:
+            count = final - w0
+            result[w0:final] = to_dtype(window[:count], dtype, in_place=True)
+            window = window[count:]
+            w0 = final
+    if w0 < nz:  # rows no brick reaches (none on a grid the layout covers)
+        result[w0:] = to_dtype(np.zeros((nz - w0, ny, nx), dtype=accumulate), dtype)
+    return result
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# measuring borders
+
+
+def border_mask(grid: Geometry, layout: BrickLayout, width: int = 2) -> np.ndarray:
+    """[z, y, x] bool: points within `width` points of a plane between two bricks' cores (the grid's own faces
+    are not borders)."""
+    masks = []
+    for a in range(3):
+        n = grid.dimensions[a]
+        near = np.zeros(n, dtype=bool)
+        for b in range(1, layout.counts(grid)[a]):
+            plane = b * layout.size[a] - 0.5  # between the last point of one core and the first of the next
+            points = np.arange(n)
+            near |= np.abs(points - plane) <= width
+        masks.append(near)
+    mx, my, mz = masks
+    return mz[:, None, None] | my[None, :, None] | mx[None, None, :]
+
+
+def border_quality(reference: np.ndarray, reconstruction: np.ndarray, grid: Geometry, layout: BrickLayout,
+                   value_range: float, width: int = 2) -> dict[str, float]:
+    """PSNR over border points and over interior points (border_mask), and the same for the gradient (central
+    differences along every axis, against the reference's): seams show as a lower border PSNR."""
+    mask = border_mask(grid, layout, width)
+    out = {"border_fraction": float(mask.mean())}
+    ref = reference.astype(np.float32)
+    rec = reconstruction.astype(np.float32)
+    for name, a, b in (("", ref, rec),):
+        for region, where in (("border", mask), ("interior", ~mask)):
+            out[f"psnr_{region}{name}"] = _psnr(a[where], b[where], value_range) if where.any() else math.nan
+    grad_sq = {"border": 0.0, "interior": 0.0}
+    count = {"border": 0, "interior": 0}
+    for axis in range(3):
+        da = np.diff(ref, axis=axis)
+        db = np.diff(rec, axis=axis)
+        # a difference between points p and p+1 is at a border when either point is
+        sl_lo = [slice(None)] * 3
+        sl_hi = [slice(None)] * 3
+        sl_lo[axis] = slice(0, -1)
+        sl_hi[axis] = slice(1, None)
+        at = mask[tuple(sl_lo)] | mask[tuple(sl_hi)]
+        err = (da - db).astype(np.float64) ** 2
+        for region, where in (("border", at), ("interior", ~at)):
+            grad_sq[region] += float(err[where].sum())
+            count[region] += int(where.sum())
+    for region in ("border", "interior"):
+        mse = grad_sq[region] / max(count[region], 1)
+        out[f"gradient_psnr_{region}"] = math.inf if mse == 0 else 20 * math.log10(value_range) - 10 * math.log10(mse)
+    return out
+
+
+def _psnr(a: np.ndarray, b: np.ndarray, value_range: float) -> float:
+    mse = chunked_mse(a, b)
+    return math.inf if mse == 0 else 20 * math.log10(value_range) - 10 * math.log10(mse)
+
+
+def total_seconds(bricks: Iterable[TrainedBrick]) -> float:
+    return float(sum(b.stats.get("train_seconds", 0.0) for b in bricks))
+
+
