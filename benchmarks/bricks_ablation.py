@@ -77,8 +77,14 @@ def run_bricks(volume, label: str, args) -> tuple[dict, np.ndarray]:
         sub = volume.values[core[4]:core[5] + 1, core[2]:core[3] + 1, core[0]:core[1] + 1]
         complexity.append(brick_complexity(sub, value_range))
     budgets = brick_budgets(total, points, complexity, gamma)
-    steps = max(1, args.steps // len(bricks))
-    train = TrainConfig(steps=steps, batch_size=args.batch_size, seed=args.seed, device="cpu")
+    # Equal samples per point as the whole run: every brick runs all the steps with a share of the batch (the
+    # hyperparameter sweep found steps matter more than batch size at equal samples), or (--split-steps) the
+    # whole batch for a share of the steps.
+    if args.split_steps:
+        steps, batch = max(1, args.steps // len(bricks)), args.batch_size
+    else:
+        steps, batch = args.steps, max(256, round(args.batch_size * size**3 / grid.num_points))
+    train = TrainConfig(steps=steps, batch_size=batch, seed=args.seed, device="cpu")
     models, used, rows = {}, 0, []
     cpu = time.process_time()
     for brick, budget in zip(bricks, budgets, strict=True):
@@ -104,7 +110,8 @@ def run_bricks(volume, label: str, args) -> tuple[dict, np.ndarray]:
     seconds = time.process_time() - cpu
     rec = decode_bricks(models, layout, grid, value_range, dtype=volume.dtype)
     row = {"file_bytes": used + FIXED_BYTES, "psnr": psnr(volume.values, rec, value_range[1] - value_range[0]),
-           "steps": steps * len(bricks), "steps_per_brick": steps, "bricks": len(bricks), "cpu_seconds": seconds,
+           "steps": steps * len(bricks), "steps_per_brick": steps, "batch_per_brick": batch, "bricks": len(bricks),
+           "cpu_seconds": seconds,
            "size": size, "halo": halo, "gamma": gamma, "per_brick": rows}
     for brick_row in rows:
         core = layout.core(grid, brick_row["brick"])
@@ -120,6 +127,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ratio", type=float, default=100.0)
     parser.add_argument("--steps", type=int, default=3000, help="total steps of a run (bricks share them)")
     parser.add_argument("--batch-size", type=int, default=16384)
+    parser.add_argument("--split-steps", action="store_true",
+                        help="bricks share the steps out (each its share, whole batch) instead of the batch")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--mask-sizes", type=int, nargs="+", default=[64, 32],
                         help="brick sizes whose border masks every run is measured with")
@@ -135,14 +144,16 @@ def main(argv: list[str] | None = None) -> int:
     data["settings"] = {"region": args.region, "volume": Path(args.volume).name, "ratio_default": args.ratio,
                         "batch_size": args.batch_size, "seed": args.seed}
     data["machine"] = machine_info()
-    done = {(r["label"], r["ratio"], r["total_steps"]) for r in data["rows"]}
+    done = {(r["label"], r["ratio"], r["total_steps"], r.get("split_steps", True)) for r in data["rows"]}
     value_range = float(volume.values.max()) - float(volume.values.min())
     for label in args.runs:
-        if (label, args.ratio, args.steps) in done:
+        if (label, args.ratio, args.steps, args.split_steps and label != "whole") in done or (
+                label == "whole" and (label, args.ratio, args.steps, False) in done):
             continue
         start = time.time()
         row, rec = run_whole(volume, args) if label == "whole" else run_bricks(volume, label, args)
         row.update(label=label, ratio=args.ratio, total_steps=args.steps, wall_seconds=time.time() - start,
+                   split_steps=args.split_steps and label != "whole",
                    achieved_ratio=4 * volume.geometry.num_points / row["file_bytes"])
         for size in args.mask_sizes:
             layout = layout_for(volume.geometry, size, 0)

@@ -624,9 +624,18 @@ def _print_bricked_info(info: dict[str, Any]) -> int:
 
 
 def _run_generate(args: argparse.Namespace) -> int:
-    from .datasets import ARRAY_NAME, default_volume
+    from .datasets import ARRAY_NAME, default_geometry, default_slabs, default_volume
 
     _check_output(args.output)
+    if Path(args.output).suffix.lower() == ".nrrd":  # generated and written a slab at a time, any size
+        from .sources import write_nrrd
+
+        shape = tuple(args.shape)
+        size = write_nrrd(args.output, args.dtype, default_geometry(shape), default_slabs(shape, args.seed, args.dtype))
+        print(f"wrote {args.output}: {args.dtype} on {_dims(shape)} points ({human_bytes(size)}, raw NRRD)")
+        return 0
+    if args.dtype != "uint8":
+        raise _CLIError("a .vti volume is generated as uint8; --dtype float32 writes .nrrd files")
     image = default_volume(tuple(args.shape), args.seed)
     _write_image(image, args.output)
     print(f"wrote {args.output}: '{ARRAY_NAME}' (uint8) on {_dims(image.GetDimensions())} points")
@@ -693,9 +702,12 @@ def build_parser(encoder_classes: tuple[type, ...] = ENCODER_SETTINGS,
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(run=_run_info)
 
-    p = sub.add_parser("generate", help="write srnvtk's procedural test volume as a .vti file",
-                       description="Write the built-in synthetic volume (a uint8 'density' array).")
-    p.add_argument("output", metavar="OUT.vti")
+    p = sub.add_parser("generate", help="write srnvtk's procedural test volume as a .vti or .nrrd file",
+                       description="Write the built-in synthetic volume: a uint8 'density' array in a .vti file, or "
+                                   "uint8 or float32 values in a raw NRRD file, generated a slab at a time (any size).")
+    p.add_argument("output", metavar="OUT.vti|OUT.nrrd")
+    p.add_argument("--dtype", choices=("uint8", "float32"), default="uint8",
+                   help="uint8: the field scaled to 0..255; float32: the field itself (.nrrd only; default uint8)")
     p.add_argument("--shape", type=int, nargs=3, default=[64, 64, 64], metavar=("NX", "NY", "NZ"),
                    help="points per axis (default 64 64 64)")
     p.add_argument("--seed", type=int, default=0, help="moves the blobs and the interface's phases (default 0)")

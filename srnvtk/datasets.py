@@ -8,6 +8,7 @@ and structured enough that a poor fit shows. Only default_volume needs VTK.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -111,6 +112,37 @@ def default_field(shape: tuple[int, int, int] = DEFAULT_SHAPE, seed: int = 0,
     np.multiply(0.02 * np.sin(17.0 * z + 3.0), np.sin(23.0 * x + 1.0) * np.sin(19.0 * y + 2.0), out=scratch)
     field += scratch
     return field
+
+
+SLAB_VALUES = 1 << 24  # values per slab when a volume is generated plane by plane (64 MiB of float32)
+
+
+def default_slabs(shape: tuple[int, int, int], seed: int = 0, dtype: str = "uint8") -> Iterator[np.ndarray]:
+    """The default volume as [z, y, x] slabs of whole planes, first to last, never more than one slab in memory:
+    float32, the field as it is; uint8, scaled by the field's min and max (found by a first pass) exactly as
+    default_volume_values scales it."""
+    nx, ny, nz = _check_shape(shape)
+    if dtype not in ("uint8", "float32"):
+        raise SettingsError(f"the generated volume is uint8 or float32, not {dtype}")
+    planes = max(1, SLAB_VALUES // (nx * ny))
+    ranges = [(z, min(nz, z + planes)) for z in range(0, nz, planes)]
+    if dtype == "float32":
+        for z_range in ranges:
+            yield default_field(shape, seed, z_range)
+        return
+    lo, hi = np.inf, -np.inf
+    for z_range in ranges:
+        field = default_field(shape, seed, z_range)
+        lo, hi = min(lo, float(field.min())), max(hi, float(field.max()))
+    for z_range in ranges:
+        field = default_field(shape, seed, z_range)
+        if hi <= lo:
+            yield np.zeros(field.shape, dtype=np.uint8)
+            continue
+        field -= lo
+        field *= 255.0 / (hi - lo)
+        np.rint(field, out=field)
+        yield field.astype(np.uint8)
 
 
 def default_volume(shape: tuple[int, int, int] = DEFAULT_SHAPE, seed: int = 0) -> vtkImageData:

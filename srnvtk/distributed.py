@@ -39,6 +39,7 @@ import math
 import os
 import signal
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -79,6 +80,7 @@ from .volume import Geometry, Volume
 LAUNCHER_VARIABLES = ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK", "MPI_LOCALNRANKS", "PMI_RANK")
 ABORT_TAG = 7701  # failure notes, on a communicator of their own
 CHECK_INTERVAL = 0.2  # seconds between looks for failure notes while training
+MODELS_HELD = 64  # brick networks a rank keeps built while it measures its cores (27 reach into one)
 
 
 class RankError(SRNError):
@@ -298,6 +300,9 @@ class Interrupts:
 
     def __enter__(self) -> Interrupts:
         for signum in (signal.SIGINT, signal.SIGTERM):
+            # A handler installed outside Python (ParaView's) could not be put back afterwards: leave it alone.
+            if signal.getsignal(signum) is None:
+                continue
             try:
                 self._previous[signum] = signal.signal(signum, self._catch)
             except ValueError:  # not the main thread: signals stay as they are
@@ -386,7 +391,8 @@ class _Run:
         self.progress, self.user_abort, self.interrupts = progress, should_abort, interrupts
         self.grid = source.geometry
         self.stored: dict[Brick, StoredBrick] = {}
-        self.models: dict[Brick, Any] = {}
+        self.trained: dict[Brick, FVSRNConfig] = {}  # what each of this rank's bricks trained (grown or not)
+        self.received: dict[Brick, StoredBrick] = {}  # other ranks' bricks that this rank's cores blend with
 
     # -- exchanges ----------------------------------------------------------------------------------------------
     def _phase(self, work: Callable[[], Any]) -> list[Any]:
@@ -429,7 +435,9 @@ class _Run:
         keys = self._phase(lambda: key)
         differ = [r for r, k in enumerate(keys) if k != keys[0]]
         if differ:
-            raise SettingsError(f"ranks {', '.join(map(str, differ))} disagree with rank 0 on the settings "
+            who = f"rank {differ[0]} disagrees" if len(differ) == 1 else \
+                f"ranks {', '.join(map(str, differ))} disagree"
+            raise SettingsError(f"{who} with rank 0 on the settings "
                                 f"({_first_difference(keys[0], keys[differ[0]])}); every rank must run the same "
                                 "command")
         if settings.encode.architecture != "fvsrn":
@@ -485,7 +493,7 @@ class _Run:
             stats["file_bytes"] = float(file_bytes)
             stats["ratio"] = compression_ratio(grid.num_points, file_bytes)
         self._report(1.0, "done")
-        return BrickedResult(layout, stats, file_bytes, mine, {b: self.models[b].config for b in mine},
+        return BrickedResult(layout, stats, file_bytes, mine, dict(self.trained),
                              getattr(self, "reconstruction", None), getattr(self, "box", None), comm.size, peak_rss)
 
     def _survey(self) -> list[tuple[Brick, float, float, int, float]]:
@@ -521,7 +529,7 @@ class _Run:
                                   value_range=self.value_range, pruning=self.settings.pruning, fit=fit,
                                   final_fit=final_fit, progress=brick_progress, should_abort=self._abort)
             del volume
-            self.models[brick] = trained.model
+            self.trained[brick] = trained.model.config
             self.stored[brick] = store_brick(brick, trained.model, trained.stats, self.settings.pruning)
 
     def _measure(self, received: list[StoredBrick], keep_reconstruction: bool,
@@ -529,8 +537,20 @@ class _Run:
         """This rank's cores decoded blended (neighbours from other ranks built from what they sent) against the
         source: (squared error, train seconds, steps)."""
         grid, layout = self.grid, self.layout
-        for item in received:
-            self.models[item.brick] = build_brick_model(item, grid, layout)
+        self.received = {item.brick: item for item in received}
+        # Networks are built from their stored bytes, as a reader builds them, and only the last few kept: a rank
+        # holds its bricks' bytes, never all their networks.
+        models: OrderedDict[Brick, Any] = OrderedDict()
+
+        def load(brick: Brick) -> Any:
+            if brick in models:
+                models.move_to_end(brick)
+                return models[brick]
+            stored = self.stored.get(brick) or self.received[brick]
+            models[brick] = build_brick_model(stored, grid, layout)
+            if len(models) > MODELS_HELD:
+                models.popitem(last=False)
+            return models[brick]
         if keep_reconstruction:
             self.box = box = core_box(grid, layout, self.mine)
             dims = [box[2 * a + 1] - box[2 * a] + 1 for a in range(3)]
@@ -539,7 +559,7 @@ class _Run:
         range_ = self.value_range[1] - self.value_range[0]
         for n, brick in enumerate(self.mine):
             core = layout.core(grid, brick)
-            values = decode_bricks(self.models, layout, grid, self.value_range, brick_geometry(grid, core),
+            values = decode_bricks({}, layout, grid, self.value_range, brick_geometry(grid, core), load=load,
                                    dtype=self.source.dtype, threads=self.settings.train.threads)
             diff = values.astype(np.float64) - self.source.read(core)
             brick_sse = float(np.vdot(diff, diff))

@@ -20,6 +20,7 @@ import math
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from .budget import file_size_probe
 from .config import EncodeConfig, EncoderSettings, FVSRNConfig, ModelConfig, NeurcompConfig, PruningConfig, TrainConfig
@@ -230,10 +231,12 @@ def _largest_ratio(geometry: Geometry, base: ModelConfig | None, pruning: Prunin
 
 @dataclasses.dataclass
 class Encoded:
-    """What `encode` made: the result, and the quality search behind it when a PSNR was the target."""
+    """What `encode` made: the result, the quality search behind it when a PSNR was the target, and the bricked
+    run (srnvtk.distributed.BrickedResult) when the volume was cut into bricks."""
 
     result: CompressResult
     search: PSNRSearch | None = None
+    bricks: Any = None
 
 
 def encode(
@@ -245,7 +248,17 @@ def encode(
     should_abort: AbortCallback | None = None,
 ) -> Encoded:
     """Compress as the encoder's settings say: to a PSNR target, into a ratio target, or with the model's
-    settings as given. What the command line and the SRN Encoder both run."""
+    settings as given; in bricks (srnvtk.distributed) where the brick settings say so. What the command line and
+    the SRN Encoder both run."""
+    size = settings.bricks.size_for(volume.geometry.num_points)
+    if size:
+        from .distributed import compress_bricks
+        from .sources import VolumeSource
+
+        run = compress_bricks(VolumeSource(volume), settings, brick_size=size, halo=settings.bricks.halo, path=path,
+                              progress=progress, should_abort=should_abort, keep_reconstruction=True)
+        first = run.configs[run.bricks[0]]
+        return Encoded(CompressResult(first, run.reconstruction, run.stats, run.file_bytes), bricks=run)
     target = settings.encode
     common = {"model_config": settings.model_config, "train_config": settings.train, "pruning": settings.pruning,
               "path": path, "progress": progress, "should_abort": should_abort}

@@ -6,6 +6,7 @@ Pure vtkmodules, so they run in ParaView 5.11 (VTK 9.2) and with pip's VTK alike
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import os
@@ -18,7 +19,15 @@ from vtkmodules.vtkCommonCore import vtkDoubleArray, vtkOutputWindow, vtkStringA
 from vtkmodules.vtkCommonDataModel import vtkDataObject, vtkImageData
 from vtkmodules.vtkCommonExecutionModel import vtkAlgorithm, vtkStreamingDemandDrivenPipeline
 
-from .config import ENCODER_SETTINGS, DecodeConfig, EncoderSettings, FVSRNConfig, ModelConfig, PruningConfig
+from .config import (
+    ENCODER_SETTINGS,
+    BrickConfig,
+    DecodeConfig,
+    EncoderSettings,
+    FVSRNConfig,
+    ModelConfig,
+    PruningConfig,
+)
 from .decode import decode, output_grid
 from .errors import SettingsError, SRNError
 from .faces import install_setters
@@ -58,7 +67,8 @@ def add_field_data(image: vtkImageData, values: dict[str, object]) -> None:
         fd.AddArray(array)
 
 
-SRN_FIELD_NAMES = (*STAT_KEYS, "source_array", "architecture", "pruning", "grid_resolution", "neurcomp_width")
+SRN_FIELD_NAMES = (*STAT_KEYS, "source_array", "architecture", "pruning", "grid_resolution", "neurcomp_width", "bricks",
+                   "ranks")
 
 
 def reports_errors(method: Callable[..., int]) -> Callable[..., int]:
@@ -119,15 +129,52 @@ class SRNEncoder(VTKPythonAlgorithmBase):
     def pruning_config(self) -> PruningConfig:
         return self.settings[PruningConfig]
 
+    def _pieces(self, outInfo) -> tuple[int, int]:
+        """(this piece, pieces): what the pipeline asks of this process (pvbatch under MPI: its rank, the ranks)."""
+        info = outInfo.GetInformationObject(0)
+        if not info.Has(SDDP.UPDATE_NUMBER_OF_PIECES()):
+            return 0, 1
+        return info.Get(SDDP.UPDATE_PIECE_NUMBER()), max(1, info.Get(SDDP.UPDATE_NUMBER_OF_PIECES()))
+
+    def _layout(self, whole: tuple[int, ...], pieces: int):
+        """The brick layout for the input's whole extent on this many pieces; None: one network, no bricks."""
+        from .bricks import layout_for
+
+        grid = Geometry(tuple(whole))
+        size = self.settings[BrickConfig].size_for(grid.num_points, pieces)
+        return layout_for(grid, size, self.settings[BrickConfig].halo) if size else None
+
     def RequestUpdateExtent(self, request, inInfo, outInfo) -> int:
+        """The whole input, or under MPI only the bricks this rank trains, with their halos: its piece, which the
+        upstream reader reads in parallel (srnvtk.distributed.assign_bricks)."""
         info = inInfo[0].GetInformationObject(0)
-        info.Set(SDDP.UPDATE_EXTENT(), info.Get(SDDP.WHOLE_EXTENT()), 6)
+        whole = info.Get(SDDP.WHOLE_EXTENT())
+        piece, pieces = self._pieces(outInfo)
+        extent = whole
+        if pieces > 1:
+            try:
+                layout = self._layout(whole, pieces)
+            except SRNError:  # reported by RequestData, which fails on the same settings
+                layout = None
+            if layout is not None:
+                from .distributed import assign_bricks, piece_extent
+
+                owners = assign_bricks(layout.counts(Geometry(tuple(whole))), pieces)
+                if owners[piece]:
+                    extent = piece_extent(Geometry(tuple(whole)), layout, owners[piece])
+                    # This extent, whole: readers would otherwise cut their own piece out of it.
+                    info.Set(SDDP.UPDATE_PIECE_NUMBER(), 0)
+                    info.Set(SDDP.UPDATE_NUMBER_OF_PIECES(), 1)
+        info.Set(SDDP.UPDATE_EXTENT(), extent, 6)
         return 1
 
     @reports_errors
     def RequestData(self, request, inInfo, outInfo) -> int:
         image = vtkImageData.GetData(inInfo[0])
         output = vtkImageData.GetData(outInfo)
+        piece, pieces = self._pieces(outInfo)
+        if pieces > 1:
+            return self._encode_piece(image, output, inInfo[0].GetInformationObject(0), piece, pieces)
         volume = volume_from_image(image, self._selected_array())
         settings = self.encoder_settings()
         result = encode(volume, settings, path=self._file_name or None, progress=self._progress,
@@ -143,6 +190,39 @@ class SRNEncoder(VTKPythonAlgorithmBase):
             size = {"neurcomp_width": model_config.width}
         add_field_data(output, {**result.stats, **size, "architecture": model_config.architecture,
                                 "pruning": settings.pruning.method})
+        return 1
+
+    def _encode_piece(self, image: vtkImageData, output: vtkImageData, info, piece: int, pieces: int) -> int:
+        """Under MPI (pvbatch): this rank trains the bricks of its piece, all ranks write one file
+        (srnvtk.distributed); the output is this rank's part of the reconstruction and its error."""
+        from .distributed import MPIComm, compress_bricks
+        from .sources import VolumeSource
+
+        volume = volume_from_image(image, self._selected_array())
+        held = volume.geometry
+        grid = Geometry(tuple(info.Get(SDDP.WHOLE_EXTENT())), held.origin, held.spacing)
+        comm = MPIComm()
+        if (comm.rank, comm.size) != (piece, pieces):
+            raise SettingsError(f"this process is MPI rank {comm.rank} of {comm.size}, but the pipeline asks for piece "
+                                f"{piece} of {pieces}; run the SRN Encoder with one piece per rank")
+        settings = self.encoder_settings()
+        if not settings.train.threads:
+            from .parallel import default_threads
+
+            settings = dataclasses.replace(settings, train=dataclasses.replace(settings.train,
+                                                                               threads=default_threads()))
+        bricks = self.settings[BrickConfig]
+        run = compress_bricks(VolumeSource(volume, grid), settings,
+                              brick_size=bricks.size_for(grid.num_points, pieces), halo=bricks.halo,
+                              path=self._file_name or None, comm=comm, progress=self._progress,
+                              should_abort=self._should_abort, keep_reconstruction=True)
+        box = Geometry(run.reconstruction_extent, held.origin, held.spacing)
+        original = VolumeSource(volume, grid).read(box.extent)
+        error = np.abs(run.reconstruction.astype(np.float32) - original.astype(np.float32))
+        fill_image(output, box, {volume.name: run.reconstruction, ERROR_ARRAY: error}, active=volume.name)
+        self.last_stats = dict(run.stats)
+        add_field_data(output, {**run.stats, "architecture": "fvsrn", "pruning": settings.pruning.method,
+                                "bricks": float(len(run.layout.indices(grid))), "ranks": float(comm.size)})
         return 1
 
     def _progress(self, fraction: float, _message: str) -> None:
