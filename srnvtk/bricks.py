@@ -304,11 +304,10 @@ def brick_complexity(values: np.ndarray, value_range: tuple[float, float], facto
     """How hard a brick is to fit, cheaply: the RMS (in units of the value range) of what its block means over
     factor^3 points leave unexplained."""
     v = (np.asarray(values, dtype=np.float32) - value_range[0]) / (value_range[1] - value_range[0])
-    shape = tuple(max(1, n // factor) * factor for n in v.shape)
+    sides = [min(factor, n) for n in v.shape]  # a thin brick: thinner blocks
+    shape = [n // f * f for n, f in zip(v.shape, sides, strict=True)]
     v = v[: shape[0], : shape[1], : shape[2]]
-    if min(shape) < factor:
-        return float(v.std())
-    blocks = v.reshape(shape[0] // factor, factor, shape[1] // factor, factor, shape[2] // factor, factor)
+    blocks = v.reshape(shape[0] // sides[0], sides[0], shape[1] // sides[1], sides[1], shape[2] // sides[2], sides[2])
     means = blocks.mean(axis=(1, 3, 5), keepdims=True)
     return float(np.sqrt(np.mean(np.square(blocks - means))))
 

@@ -314,6 +314,15 @@ def _open_source(path: str, array: str | None):
 
 
 def _run_compress(args: argparse.Namespace) -> int:
+    from .signals import Interrupts
+
+    # Signals only raise a flag from here on, before torch is imported: under MPI a rank interrupted while it
+    # starts must still meet the others (srnvtk.distributed).
+    with Interrupts() as interrupts:
+        return _compress(args, interrupts)
+
+
+def _compress(args: argparse.Namespace, interrupts) -> int:
     from .distributed import agree, world
     from .sources import VolumeSource
     from .volume import Volume
@@ -327,14 +336,22 @@ def _run_compress(args: argparse.Namespace) -> int:
         return settings, _open_source(args.input, args.array)
 
     try:
-        settings, source = agree(comm, setup)
+        settings, source = agree(comm, setup, interrupts)
         size = settings.bricks.size_for(source.geometry.num_points, comm.size)
         if size:
-            return _compress_bricks(args, settings, source, size, comm)
-    except SRNError:
-        if comm.rank == 0:
+            return _compress_bricks(args, settings, source, size, comm, interrupts)
+    except (SRNError, KeyboardInterrupt) as exc:
+        if comm.size == 1:
             raise
-        return EXIT_ERROR  # every rank raises the same error; rank 0 prints it
+        # Every rank raises the same error (srnvtk.distributed): rank 0 reports it, then all exit together (the
+        # launcher ends the job as soon as one rank exits with an error, perhaps before rank 0 has said why).
+        if comm.rank == 0:
+            text = (str(exc) or "interrupted") if isinstance(exc, KeyboardInterrupt) else f"error: {_describe(exc)}"
+            print(f"{PROG}: {text}", file=sys.stderr, flush=True)
+        comm.barrier()
+        return EXIT_INTERRUPTED if isinstance(exc, KeyboardInterrupt) else EXIT_ERROR
+    interrupts.check()
+    interrupts.__exit__()  # one network: Ctrl-C as usual from here
     if isinstance(source, VolumeSource):
         volume = source.volume
     else:
@@ -387,7 +404,8 @@ def _compress_whole(args: argparse.Namespace, settings: EncoderSettings, volume)
     return 0
 
 
-def _compress_bricks(args: argparse.Namespace, settings: EncoderSettings, source, size: int, comm) -> int:
+def _compress_bricks(args: argparse.Namespace, settings: EncoderSettings, source, size: int, comm,
+                     interrupts) -> int:
     """Bricks, on this process or on every MPI rank (srnvtk.distributed); rank 0 reports."""
     import dataclasses
 
@@ -416,7 +434,7 @@ def _compress_bricks(args: argparse.Namespace, settings: EncoderSettings, source
     start = time.perf_counter()
     try:
         result = compress_bricks(source, settings, brick_size=size, halo=settings.bricks.halo, path=args.output,
-                                 comm=comm, progress=bar)
+                                 comm=comm, progress=bar, interrupts=interrupts)
     finally:
         bar.close()
     seconds = time.perf_counter() - start

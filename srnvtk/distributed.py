@@ -37,7 +37,6 @@ import dataclasses
 import json
 import math
 import os
-import signal
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
@@ -72,6 +71,7 @@ from .config import EncoderSettings, FVSRNConfig, TrainConfig
 from .errors import InputError, SettingsError, SRNError, TrainingAborted
 from .fileformat import SourceInfo
 from .metrics import compression_ratio
+from .signals import Interrupts
 from .sources import BrickSource
 from .volume import Geometry, Volume
 
@@ -116,6 +116,9 @@ class Comm:
 
     def recv_bytes(self, length: int, source: int, tag: int) -> bytes:
         raise SettingsError("a single process receives from no one")
+
+    def barrier(self) -> None:
+        """Wait until every rank is here."""
 
     def notify_failure(self, message: str) -> None:
         """Tell every other rank that this one failed (it will still meet them at the next exchange)."""
@@ -163,6 +166,9 @@ class MPIComm(Comm):
         buffer = bytearray(length)
         self.comm.Recv([buffer, self.mpi.BYTE], source=source, tag=tag)
         return bytes(buffer)
+
+    def barrier(self) -> None:
+        self.comm.Barrier()
 
     def notify_failure(self, message: str) -> None:
         note = message.encode("utf-8", "replace")[:4000]
@@ -289,40 +295,6 @@ class BrickedResult:
     peak_rss: list[int] = field(default_factory=list)  # every rank's peak resident memory before writing, bytes
 
 
-class Interrupts:
-    """While a run lasts, SIGINT (Ctrl-C) and SIGTERM (what launchers send to stop a job) only raise a flag, which
-    the run reads between training steps and between bricks, so this rank stops, cleans up and tells the others
-    at the next exchange instead of vanishing mid-way; a second signal interrupts at once."""
-
-    def __init__(self) -> None:
-        self.caught: int | None = None
-        self._previous: dict[int, Any] = {}
-
-    def __enter__(self) -> Interrupts:
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            # A handler installed outside Python (ParaView's) could not be put back afterwards: leave it alone.
-            if signal.getsignal(signum) is None:
-                continue
-            try:
-                self._previous[signum] = signal.signal(signum, self._catch)
-            except ValueError:  # not the main thread: signals stay as they are
-                break
-        return self
-
-    def _catch(self, signum: int, frame: Any) -> None:
-        if self.caught is not None:
-            raise KeyboardInterrupt
-        self.caught = signum
-
-    def check(self) -> None:
-        if self.caught is not None:
-            raise KeyboardInterrupt
-
-    def __exit__(self, *exc: object) -> None:
-        for signum, handler in self._previous.items():
-            signal.signal(signum, handler)
-
-
 def _describe(exc: BaseException) -> str:
     if isinstance(exc, KeyboardInterrupt):
         return INTERRUPTED
@@ -364,14 +336,17 @@ def compress_bricks(
     progress: Callable[[float, str], None] | None = None,
     should_abort: Callable[[], bool] | None = None,
     keep_reconstruction: bool = False,
+    interrupts: Interrupts | None = None,
 ) -> BrickedResult:
     """Compress the source brick by brick on this rank and its peers into one bricked file at path (see the
     module). settings.encode.ratio sets the whole file's byte budget (None: every brick trains the model
     settings as given); settings.train.steps are per brick, a time limit is for the whole run. Every rank calls
-    this with the same arguments; every rank returns the same stats, or raises the same error."""
+    this with the same arguments; every rank returns the same stats, or raises the same error.
+
+    interrupts: the caller's (srnvtk.signals.Interrupts, already catching signals); None: caught for the run."""
     comm = comm or Comm()
-    with Interrupts() as interrupts:
-        run = _Run(source, settings, brick_size, halo, path, comm, gamma, progress, should_abort, interrupts)
+    with Interrupts(interrupts) as caught:
+        run = _Run(source, settings, brick_size, halo, path, comm, gamma, progress, should_abort, caught)
         try:
             return run.all(keep_reconstruction)
         finally:
@@ -597,14 +572,16 @@ class _Run:
         return self._phase(work)[0]
 
 
-def agree(comm: Comm, work: Callable[[], Any]) -> Any:
-    """work() on every rank, then an exchange: the first rank's failure raised on all ranks alike (so that no rank
-    goes on to wait for one that stopped), else work's result."""
+def agree(comm: Comm, work: Callable[[], Any], interrupts: Interrupts | None = None) -> Any:
+    """work() on every rank, then an exchange: the first rank's failure (or interrupt) raised on all ranks alike (so
+    that no rank goes on to wait for one that stopped), else work's result."""
     if comm.size == 1:
         return work()
     error, result = None, None
     try:
         result = work()
+        if interrupts is not None:
+            interrupts.check()
     except BaseException as exc:  # noqa: BLE001 (every rank must reach the exchange)
         error = _describe(exc)
     _raise_failures([(r, e) for r, e in enumerate(comm.allgather(error)) if e], comm.rank)
@@ -633,7 +610,7 @@ def _raise_failures(failures: list[tuple[int, str]], rank: int) -> None:
         raise RankError(message)  # every rank failing alike (the same bad input): no rank to name
     if message == INTERRUPTED:
         if r == rank:
-            raise KeyboardInterrupt
+            raise KeyboardInterrupt(f"rank {r} was interrupted")
         raise RankError(f"rank {r} was interrupted")
     raise RankError(message if message.startswith(STOPPED) else f"rank {r}: {message}")
 
