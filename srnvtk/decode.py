@@ -23,8 +23,8 @@ from .models import FVSRN, Neurcomp
 from .native.neurcomp import FusedNeurcomp
 from .neurcomp_eval import FoldedNeurcomp
 from .parallel import default_threads
-from .sampling import normalized_axis
 from .parts import blend_weights, brick_geometry
+from .sampling import normalized_axis
 from .volume import Geometry
 
 if TYPE_CHECKING:
@@ -268,10 +268,10 @@ def _decode_bricks(srn: SRNFile, parts: list, request: _Request, torch_device: t
         if not all(w.any() for w in axis_weights):
             continue
         # Every output point the brick covers, as a lattice of its own (strided outputs stay lattices).
+        # (the points an interval of the source grid holds are consecutive output points: a lattice)
         sub = Geometry((0, len(ix) - 1, 0, len(iy) - 1, 0, len(iz) - 1),
-                       tuple(world_axis(output, a)[index[0]] for a, index in enumerate((ix, iy, iz))),
-                       tuple(_step(world_axis(output, a)[index], output.spacing[a]) for a, index in
-                             enumerate((ix, iy, iz))))
+                       tuple(float(world_axis(output, a)[index[0]]) for a, index in enumerate((ix, iy, iz))),
+                       output.spacing)
         model = _on_device(srn.part_model(part.index), torch_device)
         piece = _decode_on(model, brick_geometry(grid, part.extent),
                            dataclasses.replace(request, output=sub, dtype="float64", progress=None), torch_device)
@@ -285,11 +285,6 @@ def _decode_bricks(srn: SRNFile, parts: list, request: _Request, torch_device: t
         raise FileFormatError("the file's bricks do not cover the requested grid")
     total /= weights
     return to_dtype(total, request.dtype, in_place=True)
-
-
-def _step(world: np.ndarray, spacing: float) -> float:
-    """The spacing of a run of consecutive lattice points (any positive value for a single point)."""
-    return float(world[1] - world[0]) if len(world) > 1 else spacing
 
 
 def evaluation_path(model: torch.nn.Module) -> str:

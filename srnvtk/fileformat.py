@@ -27,6 +27,9 @@ that a Neurcomp file's size does not depend on its values (rate control sizes it
 size and ratio are not stored: a reader measures them. Every tensor's dtype and shape is derived from the
 settings and structure and checked (srnvtk.filechecks) before any section is read.
 
+Format version 6 (srnvtk.multipart) holds many networks (fields x time steps x bricks, srnvtk.parts); it is
+written by `write_parts` only for files that need it, so a single network stays a version-5 file.
+
 Versions 1-4 were HDF5 files (srnvtk.legacy_hdf5 documents and reads them, in a bounded child process):
 4 added k-means Neurcomp weights, 3 wavelet grids, 2 pruning; all are still read.
 Files are written to a temporary name beside the target, then renamed, so a crash never leaves half a file.

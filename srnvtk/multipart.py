@@ -174,7 +174,9 @@ def read_multipart(container: Container) -> MultipartContents:
         if key in seen:
             raise FileFormatError(f"two parts for field {part.field}, step {part.step}, brick {part.brick}")
         for section in (coded, raw):
-            if section is not None and section in used:
+            if section is None:
+                continue
+            if section in used:
                 raise FileFormatError(f"section {section} is used by two parts")
             used.add(section)
         seen.add(key)

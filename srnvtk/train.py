@@ -99,11 +99,14 @@ def train(
     should_abort: AbortCallback | None = None,
     pruning: PruningConfig | None = None,
     fit: FitCallback | None = None,
+    value_range: tuple[float, float] | None = None,
 ) -> TrainResult:
     """Fit a new network to the volume (pruning it when asked, then fitting it to a byte budget when `fit` is
-    given); deterministic for a given seed on the CPU. train_config.threads applies while it runs."""
+    given); deterministic for a given seed on the CPU. train_config.threads applies while it runs.
+    value_range: normalise by this range instead of the volume's own (a brick or step of a larger array)."""
     with torch_threads(train_config.threads):
-        return _train(volume, model_config, train_config, progress, should_abort, pruning or PruningConfig(), fit)
+        return _train(volume, model_config, train_config, progress, should_abort, pruning or PruningConfig(), fit,
+                      value_range)
 
 
 def _train(
@@ -114,8 +117,9 @@ def _train(
     should_abort: AbortCallback | None,
     pruning: PruningConfig,
     fit: FitCallback | None,
+    value_range: tuple[float, float] | None,
 ) -> TrainResult:
-    value_range = validate_for_training(volume)
+    value_range = validate_for_training(volume, value_range)
     device = resolve_device(train_config.device)
     check_memory(model_config, volume, device)
     torch.manual_seed(train_config.seed)
