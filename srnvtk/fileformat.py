@@ -57,6 +57,7 @@ from .errors import DamagedFileError, FileFormatError, SettingsError, SRNError
 from .filechecks import (
     check_array_name,
     check_geometry,
+    check_header_keys,
     check_layout,
     check_source_dtype,
     check_structure,
@@ -68,7 +69,7 @@ from .kmeans import ClusteredLinear
 from .legacy_hdf5 import LEGACY_VERSIONS, LegacyContents, read_legacy
 from .metrics import compression_ratio
 from .models import model_from_structure
-from .multipart import MULTIPART_VERSION, load_part, parts_bytes, read_multipart
+from .multipart import MULTIPART_VERSION, STORED_STATS, load_part, parts_bytes, read_multipart, stats_from_bytes
 from .parts import BrickLayout, FieldInfo, PartData, PartInfo, brick_geometry
 from .quantize import (
     GRID,
@@ -89,7 +90,6 @@ FORMAT_NAME = "srnvtk"
 FORMAT_VERSION = 5  # what srnvtk writes for one network (many: MULTIPART_VERSION)
 READABLE_VERSIONS = (*LEGACY_VERSIONS, FORMAT_VERSION, MULTIPART_VERSION)
 STAT_KEYS = ("psnr", "train_seconds", "steps", "final_loss", "file_bytes", "ratio", "pruned_fraction")
-STORED_STATS = ("psnr", "train_seconds", "steps", "final_loss", "pruned_fraction")  # size and ratio: measured
 # Coded sections: the latent codes and the keep mask. Not the weights or k-means indices: those keep a
 # Neurcomp file's size independent of its values, so rate control can size it exactly before training.
 CODECS = {GRID: ("raw", "zlib", "lzma"), GRID_KEEP: ("raw", "zlib", "lzma")}
@@ -333,12 +333,7 @@ def _read_container(container: Container) -> SRNFile:
         raise FileFormatError(f"format version {container.version} is not supported (this srnvtk reads versions "
                               f"{readable})")
     header = container.header
-    unknown = sorted(set(header) - set(HEADER_KEYS))
-    missing = sorted(set(HEADER_KEYS) - set(header))
-    if unknown or missing:
-        raise FileFormatError(f"the header has unknown keys {one_line(unknown, 100)} or lacks {missing}")
-    if header["format"] != FORMAT_NAME:
-        raise FileFormatError("it lacks the srnvtk format marker")
+    check_header_keys(header, HEADER_KEYS, FORMAT_NAME)
     source_fields = _json_object(header["source"], "the source")
     value_range = source_fields.get("value_range")
     if not (isinstance(value_range, list) and len(value_range) == 2):
@@ -359,7 +354,7 @@ def _read_container(container: Container) -> SRNFile:
     arrays, tensor_bytes = _read_tensors(container, _json_object(header["tensors"], "the tensors"), plan.specs,
                                          reserved={stats_index})
     model = _model_from_stored(config, source.geometry, StoredModel(arrays, layout, structure, index_layout))
-    stats = _read_stats(container.read(stats_index))
+    stats = stats_from_bytes(container.read(stats_index))
     stats["file_bytes"] = float(container.size)
     stats["ratio"] = compression_ratio(source.geometry.num_points, container.size)
     writer = header["srnvtk_version"] if isinstance(header["srnvtk_version"], str) else ""
@@ -424,18 +419,6 @@ def _stats_section(description: object, container: Container) -> int:
     if not 0 <= index < len(container.sections) or container.sections[index].raw_length != 8 * len(STORED_STATS):
         raise FileFormatError("the stats section is missing or has the wrong size")
     return index
-
-
-def _read_stats(data: bytes) -> dict[str, float]:
-    """The recorded stats: NaN is "not recorded"; only a PSNR may be infinite (lossless)."""
-    found = {}
-    for key, value in zip(STORED_STATS, np.frombuffer(data, dtype="<f8").tolist(), strict=True):
-        if math.isnan(value):
-            continue
-        if math.isinf(value) and not (key == "psnr" and value > 0):
-            raise FileFormatError(f"the stat {key} is infinite")
-        found[key] = value
-    return found
 
 
 def write_parts(path: str | os.PathLike, geometry: Geometry, times: Sequence[float], fields: Sequence[FieldInfo],

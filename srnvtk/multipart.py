@@ -45,6 +45,7 @@ from .filechecks import (
     WEIGHTS,
     check_array_name,
     check_geometry,
+    check_header_keys,
     check_source_dtype,
     check_structure,
     check_value_range,
@@ -152,12 +153,7 @@ class MultipartContents:
 def read_multipart(container: Container) -> MultipartContents:
     """Check every value of a format-6 header (and every section's size) before any section is read."""
     header = container.header
-    unknown = sorted(set(header) - set(HEADER_KEYS))
-    missing = sorted(set(HEADER_KEYS) - set(header))
-    if unknown or missing:
-        raise FileFormatError(f"the header has unknown keys {one_line(unknown, 100)} or lacks {missing}")
-    if header["format"] != FORMAT_NAME:
-        raise FileFormatError("it lacks the srnvtk format marker")
+    check_header_keys(header, HEADER_KEYS, FORMAT_NAME)
     grid = _object(header["grid"], "the grid")
     geometry = check_geometry(grid.get("extent"), grid.get("origin"), grid.get("spacing"))
     times = _times(header["times"])
@@ -341,7 +337,7 @@ def load_part(container: Container, contents: MultipartContents, index: int) -> 
             count = math.prod(spec.shape)
             arrays[name] = np.frombuffer(data, dtype=spec.dtype, count=count, offset=offset).reshape(spec.shape).copy()
             offset += count * spec.dtype.itemsize
-    stats = dict(zip(STORED_STATS, np.frombuffer(data, dtype="<f8", offset=offset).tolist(), strict=True))
+    stats = stats_from_bytes(data[offset:])
     if coded is not None:
         codes, offset = container.read(coded), 0
         if GRID_KEEP in plan.specs:
@@ -352,13 +348,14 @@ def load_part(container: Container, contents: MultipartContents, index: int) -> 
         arrays[GRID] = np.frombuffer(codes, dtype=UINT8, offset=offset).reshape(shape).copy()
     layout = [[name, list(shape)] for name, shape in plan.weights_layout.items()]
     index_layout = [[name, list(shape)] for name, shape in plan.index_layout.items()]
-    return StoredModel(arrays, layout, part.structure, index_layout), _checked_stats(stats)
+    return StoredModel(arrays, layout, part.structure, index_layout), stats
 
 
-def _checked_stats(stats: dict[str, float]) -> dict[str, float]:
-    """The recorded stats: NaN is "not recorded"; only a PSNR may be infinite (lossless)."""
+def stats_from_bytes(data: bytes) -> dict[str, float]:
+    """The recorded statistics (STORED_STATS as float64): NaN is "not recorded"; only a PSNR may be infinite
+    (lossless)."""
     found = {}
-    for key, value in stats.items():
+    for key, value in zip(STORED_STATS, np.frombuffer(data, dtype="<f8").tolist(), strict=True):
         if math.isnan(value):
             continue
         if math.isinf(value) and not (key == "psnr" and value > 0):
