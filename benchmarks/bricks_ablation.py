@@ -36,12 +36,13 @@ from srnvtk.bricks import (  # noqa: E402
     brick_fit,
     brick_measure,
     brick_volume,
-    decode_bricks,
+    bricks_in_memory,
     layout_for,
     plan_brick,
     train_brick,
 )
 from srnvtk.config import FVSRNConfig, TrainConfig  # noqa: E402
+from srnvtk.decode import decode  # noqa: E402
 from srnvtk.metrics import psnr  # noqa: E402
 from srnvtk.ratecontrol import MLP_LADDER, compress_to_ratio  # noqa: E402
 
@@ -108,7 +109,7 @@ def run_bricks(volume, label: str, args) -> tuple[dict, np.ndarray]:
                              trained.model.config.grid_channels, trained.model.config.fourier_features],
                      "grid": list(trained.model.structure()["grid_shape"])})
     seconds = time.process_time() - cpu
-    rec = decode_bricks(models, layout, grid, value_range, dtype=volume.dtype)
+    rec = decode(bricks_in_memory(models, layout, grid, value_range, volume.dtype), device="cpu")
     row = {"file_bytes": used + FIXED_BYTES, "psnr": psnr(volume.values, rec, value_range[1] - value_range[0]),
            "steps": steps * len(bricks), "steps_per_brick": steps, "batch_per_brick": batch, "bricks": len(bricks),
            "cpu_seconds": seconds,

@@ -43,6 +43,7 @@ from srnvtk.volume import Geometry
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from decode_speed import CASES, SOURCE, baseline_decode, benchmark_model, mlp_flops_per_voxel  # noqa: E402
+from results_io import device_slug, write_results  # noqa: E402
 
 SMOKE_SOURCE = Geometry((0, 9, 0, 8, 0, 6))
 SMOKE_CASES = {
@@ -95,13 +96,9 @@ def main() -> None:
     summary["best"] = best_rows(rows)
     print_table(rows)
     out = args.out or (None if args.smoke else Path(__file__).resolve().parent / "results" /
-                       f"gpu_decode_{slug(summary['machine']['device'])}.json")
+                       f"gpu_decode_{device_slug(summary['machine']['device'])}.json")
     if out is not None:
-        Path(out).parent.mkdir(parents=True, exist_ok=True)
-        partial = Path(f"{out}.tmp")
-        partial.write_text(json.dumps(summary, indent=2) + "\n")
-        partial.replace(out)
-        print(f"-> {out}")
+        write_results(out, summary)
 
 
 def arch_rows(arch: str, device: torch.device, source: Geometry, cases: dict, repeats: int, sweep: bool):
@@ -284,10 +281,6 @@ def print_table(rows: list[dict]) -> None:
         print(f"{row['model']:9} {row['case'][:20]:20} {method[:44]:44} {row['precision']:5} "
               f"{row['voxels_per_s']:10.3e} {row['limit_fraction_tensor_cores']:7.2%}")
 
-
-def slug(text: str) -> str:
-    words = [w for w in text.lower().replace("nvidia", "").split() if w.isalnum()]
-    return "_".join(words) or "gpu"
 
 
 if __name__ == "__main__":

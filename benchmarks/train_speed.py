@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from results_io import device_slug, write_results
 
 from srnvtk.config import TrainConfig
 from srnvtk.datasets import default_geometry, default_volume_values
@@ -93,14 +94,10 @@ def main() -> None:
     print(f"graphed {rows[0]['steps_per_s']:.0f} steps/s vs eager {rows[1]['steps_per_s']:.0f} "
           f"({summary['speedup_steps_per_s']:.2f}x), PSNR {rows[0]['psnr_db']:.2f} vs {rows[1]['psnr_db']:.2f} dB; "
           + "; ".join(f"{r['time_limit_s']:g} s: {r['psnr_db']:.2f} dB at ratio {r['ratio']:.1f}" for r in timed))
-    out = args.out or (None if args.smoke else HERE / "results" / f"train_speed_{slug(summary['machine']['device'])}"
-                       ".json")
+    name = f"train_speed_{device_slug(summary['machine']['device'])}.json"
+    out = args.out or (None if args.smoke else HERE / "results" / name)
     if out is not None:
-        Path(out).parent.mkdir(parents=True, exist_ok=True)
-        partial = Path(f"{out}.tmp")
-        partial.write_text(json.dumps(summary, indent=2) + "\n")
-        partial.replace(out)
-        print(f"-> {out}")
+        write_results(out, summary)
 
 
 def run(volume: Volume, model_config, train_config: TrainConfig, graphs: bool) -> dict:
@@ -143,10 +140,6 @@ def machine() -> dict:
         info["cuda"] = torch.version.cuda
     return info
 
-
-def slug(text: str) -> str:
-    words = [w for w in text.lower().replace("nvidia", "").split() if w.isalnum()]
-    return "_".join(words) or "gpu"
 
 
 if __name__ == "__main__":

@@ -27,9 +27,14 @@ So a brick costs its tensors plus 37 bytes (its record and its section's 13-byte
 file is the container's 24 bytes, the deflated header (a few hundred bytes) and the index section's entry and
 statistics (53 bytes).
 
-A reader checks the header, the table and the whole index before it reads any brick, and then reads only the
-sections of the bricks it is asked for (`BrickedFile.model`; `sections_read` counts them). The file's size and
-ratio are not stored: a reader measures them.
+A reader checks the header, the table and the whole index (every brick's section size against its settings and
+grid shape) before it reads any brick, and then reads only the sections of the bricks it is asked for: read_srn
+gives an SRNFile of one part per brick (srnvtk.parts), whose networks `part_model` builds on demand, and which
+srnvtk.decode decodes like a format-6 file of bricks. The file's size and ratio are not stored: a reader
+measures them.
+
+Why not format 6: there a part costs two table entries (26 bytes), its entry in the JSON header and 40 bytes of
+float64 statistics, about 80 bytes besides its parameters (benchmarks/README.md, bricks: the container); here 37.
 """
 
 from __future__ import annotations
@@ -40,16 +45,14 @@ import math
 import os
 import struct
 import zlib
-from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from . import __version__
-from .bricks import Brick, BrickLayout, brick_geometry
+from .bricks import Brick
 from .config import FVSRNConfig, PruningConfig, from_json
 from .container import Container, Encoded, SectionEntry, atomic_writer, encode_section, pack_head
 from .errors import FileFormatError, SettingsError, SRNError
@@ -60,13 +63,16 @@ from .filechecks import (
     WEIGHTS,
     check_array_name,
     check_geometry,
+    check_header_keys,
     check_source_dtype,
     check_value_range,
     one_line,
     tensor_specs,
 )
-from .fileformat import SourceInfo
+from .fileformat import SourceInfo, SRNFile, _model_from_stored
 from .metrics import compression_ratio
+from .multipart import stats_from_bytes
+from .parts import BrickLayout, FieldInfo, PartInfo, brick_geometry
 from .quantize import StoredModel
 from .volume import Geometry
 
@@ -80,7 +86,6 @@ BRICK_BOOKKEEPING_BYTES = INDEX_RECORD.size + TABLE_ENTRY_BYTES
 TENSOR_ORDER = (GRID_QUANT, WEIGHTS, GRID_KEEP, GRID)  # within a brick's section
 KEEP_NONE, KEEP_POSITION, KEEP_ENTRY = 0, 1, 2
 MAX_GRID_AXIS = 65535  # a u16
-MODEL_CACHE = 64  # bricks a BrickedFile keeps built (a reader's piece decodes its bricks more than once)
 
 
 @dataclass(frozen=True)
@@ -281,69 +286,6 @@ def assemble_stream(path: str | os.PathLike, source: SourceInfo, layout: BrickLa
 # reading
 
 
-@dataclass(frozen=True)
-class BrickInfo:
-    """One brick as the index describes it."""
-
-    brick: Brick
-    section: int
-    grid_shape: tuple[int, int, int]
-    keep: int
-    settings: BrickSettings
-    extent: tuple[int, ...]  # its network's points: core and halo
-    stats: dict[str, float]
-    stored_bytes: int  # its section's bytes in the file
-
-
-class BrickedFile:
-    """A checked bricked file: its layout, every brick's record, and brick networks built on demand (only their
-    sections are read; `sections_read` counts the reads)."""
-
-    def __init__(self, container: Container, source: SourceInfo, layout: BrickLayout, bricks: dict[Brick, BrickInfo],
-                 stats: dict[str, float], settings: list[BrickSettings], srnvtk_version: str) -> None:
-        self.container, self.source, self.layout, self.bricks = container, source, layout, bricks
-        self.stats, self.settings, self.srnvtk_version = stats, settings, srnvtk_version
-        self.format_version = BRICKED_VERSION
-        self.sections_read = 0
-        self._models: OrderedDict[Brick, Any] = OrderedDict()
-
-    @property
-    def model_config(self) -> FVSRNConfig:
-        return self.settings[0].model_config
-
-    @property
-    def pruning(self) -> PruningConfig:
-        return self.settings[0].pruning
-
-    def model(self, brick: Brick):
-        """The brick's network (built from its section on first use; the last MODEL_CACHE are kept)."""
-        if brick in self._models:
-            self._models.move_to_end(brick)
-            return self._models[brick]
-        info = self.bricks.get(tuple(brick))
-        if info is None:
-            raise SettingsError(f"the file has no brick {tuple(brick)}")
-        try:
-            model = self._build(info)
-        except SRNError as exc:
-            raise FileFormatError(f"'{self.container.path}': brick {info.brick}: {exc}") from None
-        except (ValueError, TypeError, KeyError, RuntimeError) as exc:
-            raise FileFormatError(f"'{self.container.path}': brick {info.brick} is damaged ({exc})") from None
-        self._models[info.brick] = model
-        if len(self._models) > MODEL_CACHE:
-            self._models.popitem(last=False)
-        return model
-
-    def _build(self, info: BrickInfo):
-        data = self.container.read(info.section)
-        self.sections_read += 1
-        return _model_from_section(data, info.settings.model_config, info.grid_shape, info.keep,
-                                   brick_geometry(self.source.geometry, info.extent))
-
-    def brick_extent(self, brick: Brick) -> tuple[int, ...]:
-        return self.layout.extent(self.source.geometry, brick)
-
-
 def _structure(config: FVSRNConfig, grid_shape: tuple[int, int, int], keep: int) -> dict[str, Any]:
     channels = config.grid_channels
     keep_shape = None if keep == KEEP_NONE else [1 if keep == KEEP_POSITION else channels, *grid_shape]
@@ -358,8 +300,6 @@ def _structure(config: FVSRNConfig, grid_shape: tuple[int, int, int], keep: int)
 def _model_from_section(data: bytes, settings_config: FVSRNConfig, grid_shape: tuple[int, int, int], keep: int,
                         geometry: Geometry):
     """A brick's network from its section's decoded bytes (see the module for their order)."""
-    from .fileformat import _model_from_stored
-
     config = dataclasses.replace(settings_config, grid_shape=tuple(grid_shape))
     structure = _structure(config, grid_shape, keep)
     plan = tensor_specs(config, structure, geometry)
@@ -395,21 +335,19 @@ def build_brick_model(stored: StoredBrick, grid: Geometry, layout: BrickLayout):
                                brick_geometry(grid, layout.extent(grid, stored.brick)))
 
 
-def read_bricked(container: Container) -> BrickedFile:
-    """Check a format-7 header, its table and its whole index before any brick's section is read."""
+def read_bricked(container: Container) -> SRNFile:
+    """A format-7 file as an SRNFile of parts (one per brick, srnvtk.parts.PartInfo) whose networks are built on
+    demand, each from its own section (`part_model`; `sections_read` counts the reads). The header, the table
+    and the whole index are checked first, every brick's section size against its settings and grid shape."""
     header = container.header
-    unknown = sorted(set(header) - set(HEADER_KEYS))
-    missing = sorted(set(HEADER_KEYS) - set(header))
-    if unknown or missing:
-        raise FileFormatError(f"the header has unknown keys {one_line(unknown, 100)} or lacks {missing}")
-    if header["format"] != FORMAT_NAME:
-        raise FileFormatError("it lacks the srnvtk format marker")
+    check_header_keys(header, HEADER_KEYS, FORMAT_NAME)
     src = header["source"]
     if not isinstance(src, dict) or not isinstance(src.get("value_range"), list) or len(src["value_range"]) != 2:
         raise FileFormatError("the source is not described with a value range of two numbers")
     geometry = check_geometry(src.get("extent"), src.get("origin"), src.get("spacing"))
+    value_range = check_value_range(*src["value_range"])
     source = SourceInfo(check_array_name(src.get("array_name")), check_source_dtype(src.get("dtype")), geometry,
-                        check_value_range(*src["value_range"]))
+                        value_range)
     layout = _layout(header["bricks"], geometry)
     settings = _settings(header["settings"])
     if header["index"] != [0, list(STORED_STATS)]:
@@ -422,27 +360,58 @@ def read_bricked(container: Container) -> BrickedFile:
         raise FileFormatError(f"the index has {container.sections[0].raw_length} bytes, {len(bricks)} bricks need "
                               f"{index_bytes}")
     index = container.read(0)
-    infos = {}
+    parts = []
     for n, brick in enumerate(bricks):
         z, y, x, keep, entry, steps, seconds, loss, core_psnr = INDEX_RECORD.unpack_from(index, n * INDEX_RECORD.size)
         if keep not in (KEEP_NONE, KEEP_POSITION, KEEP_ENTRY) or entry >= len(settings) or min(z, y, x) < 1:
             raise FileFormatError(f"brick {brick}'s record is damaged")
+        config = dataclasses.replace(settings[entry].model_config, grid_shape=(z, y, x))
+        extent = layout.extent(geometry, brick)
+        structure = _structure(config, (z, y, x), keep)
+        _check_section_size(container, 1 + n, tensor_specs(config, structure, brick_geometry(geometry, extent)), brick)
         stats = {k: v for k, v in (("steps", float(steps)), ("train_seconds", seconds), ("final_loss", loss),
                                    ("psnr", core_psnr)) if not math.isnan(v)}
-        infos[brick] = BrickInfo(brick, 1 + n, (z, y, x), keep, settings[entry], layout.extent(geometry, brick),
-                                 stats, container.sections[1 + n].length)
-    stats = {}
-    for key, value in zip(STORED_STATS, np.frombuffer(index, dtype="<f8", offset=len(bricks) * INDEX_RECORD.size)
-                          .tolist(), strict=True):
-        if math.isnan(value):
-            continue
-        if math.isinf(value) and not (key == "psnr" and value > 0):
-            raise FileFormatError(f"the stat {key} is infinite")
-        stats[key] = value
+        parts.append(PartInfo(n, 0, 0, brick, extent, config, settings[entry].pruning, structure, stats,
+                              container.sections[1 + n].length))
+    stats = stats_from_bytes(index[len(bricks) * INDEX_RECORD.size:])
     stats["file_bytes"] = float(container.size)
     stats["ratio"] = compression_ratio(geometry.num_points, container.size)
     writer = header["srnvtk_version"] if isinstance(header["srnvtk_version"], str) else ""
-    return BrickedFile(container, source, layout, infos, stats, settings, one_line(writer, 40))
+    srn: SRNFile | None = None
+
+    def load(index: int):
+        part = parts[index]
+        data = container.read(1 + index)
+        srn.sections_read += 1
+        try:
+            return _model_from_section(data, part.model_config, part.model_config.grid_shape,
+                                       _keep_kind(part.structure), brick_geometry(geometry, part.extent))
+        except SRNError as exc:
+            raise FileFormatError(f"'{container.path}': brick {part.brick}: {exc}") from None
+        except (ValueError, TypeError, KeyError, RuntimeError) as exc:
+            raise FileFormatError(f"'{container.path}': brick {part.brick} is damaged ({exc})") from None
+
+    srn = SRNFile(None, parts[0].model_config, source, stats, {}, parts[0].pruning, BRICKED_VERSION,
+                  one_line(writer, 40), (FieldInfo(source.array_name, source.dtype, 1, (value_range,)),), (0.0,),
+                  tuple(parts), layout, load)
+    return srn
+
+
+def _keep_kind(structure: dict[str, Any]) -> int:
+    keep = structure.get("keep_shape")
+    return KEEP_NONE if keep is None else (KEEP_POSITION if keep[0] == 1 else KEEP_ENTRY)
+
+
+def _check_section_size(container: Container, section: int, plan, brick: Brick) -> None:
+    """A brick's section holds exactly what its settings and grid shape call for (a pruned grid: at most)."""
+    fixed = sum(math.prod(plan.specs[n].shape) * plan.specs[n].dtype.itemsize
+                for n in (GRID_QUANT, WEIGHTS, GRID_KEEP) if n in plan.specs)
+    codes = plan.specs[GRID]
+    length = container.sections[section].raw_length
+    largest = fixed + (codes.max_size if GRID_KEEP in plan.specs else math.prod(codes.shape))
+    if not (fixed <= length <= largest) or (GRID_KEEP not in plan.specs and length != largest):
+        raise FileFormatError(f"brick {brick}'s section has {length} bytes, its settings and grid call for "
+                              f"{fixed}..{largest}")
 
 
 def _layout(value: Any, geometry: Geometry) -> BrickLayout:
@@ -474,12 +443,3 @@ def _settings(value: Any) -> list[BrickSettings]:
             raise FileFormatError(f"invalid brick settings ({one_line(exc, 160)})") from None
         found.append(BrickSettings(config, pruning))
     return found
-
-
-def open_bricked(path: str | os.PathLike) -> BrickedFile:
-    """Open and check a bricked file (FileFormatError naming it for anything amiss)."""
-    path = Path(path)
-    try:
-        return read_bricked(Container.open(path))
-    except SRNError as exc:
-        raise FileFormatError(f"'{path}' is not a valid srnvtk file: {exc}") from None

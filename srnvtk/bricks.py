@@ -10,10 +10,10 @@ axis takes what is left. Brick (i, j, k) is responsible for its *core*, points [
 the grid), so neighbouring networks overlap by 2*halo points.
 
 Borders. Where networks overlap, a reader blends them with weights that fall linearly from 1 to 0 across the
-overlap and sum to one at every point (`blend_weights`, separable over the axes): values and their gradients
-stay continuous across brick borders instead of jumping where one network hands over to the next. Without a
-halo each point belongs to one brick and borders show as seams; benchmarks/README.md measures PSNR on border
-voxels against interior ones for both.
+overlap and sum to one at every point (srnvtk.parts.blend_weights, separable over the axes; srnvtk.decode):
+values and their gradients stay continuous across brick borders instead of jumping where one network hands over
+to the next. Without a halo each point belongs to one brick and borders show as seams; benchmarks/README.md
+measures PSNR on border voxels against interior ones for both.
 
 Seeds. Every brick trains with a seed derived from the run's seed and its index (`brick_seed`), never from the
 order or the process it is trained in: a serial run and any number of MPI ranks make the same network for a
@@ -26,9 +26,8 @@ values in every brick), so a reader needs one range per field and a constant bri
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import math
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -38,6 +37,7 @@ from .config import FVSRNConfig, ModelConfig, PruningConfig, TrainConfig
 from .errors import SettingsError
 from .metrics import chunked_mse
 from .models.protocol import SRNModel
+from .parts import BrickLayout, brick_geometry
 from .ratecontrol import LATENT_HEADROOM, MLP_SHARE, mlp_bytes, shrink_mlp
 from .volume import Geometry, Volume
 
@@ -45,48 +45,6 @@ Brick = tuple[int, int, int]  # brick index (i, j, k) along x, y, z
 Extent = tuple[int, int, int, int, int, int]
 
 MIN_BRICK_POINTS = 2  # a network needs two points along every axis (srnvtk.volume.validate_for_training)
-
-
-@dataclass(frozen=True)
-class BrickLayout:
-    """How the grid is cut: brick size in points per axis (x, y, z) and the halo each brick adds on every side."""
-
-    size: tuple[int, int, int]
-    halo: int = 0
-
-    def __post_init__(self) -> None:
-        if len(self.size) != 3 or min(self.size) < 2 or self.halo < 0 or self.halo * 2 > min(self.size):
-            raise SettingsError(f"a brick layout needs three sizes >= 2 and a halo of at most half the smallest, got "
-                                f"size {tuple(self.size)} and halo {self.halo}")
-
-    def counts(self, grid: Geometry) -> tuple[int, int, int]:
-        """Bricks per axis (x, y, z) for this grid."""
-        return tuple(-(-n // s) for n, s in zip(grid.dimensions, self.size, strict=True))
-
-    def indices(self, grid: Geometry) -> list[Brick]:
-        """Every brick index (i, j, k), x fastest."""
-        nx, ny, nz = self.counts(grid)
-        return [(i, j, k) for k, j, i in itertools.product(range(nz), range(ny), range(nx))]
-
-    def core(self, grid: Geometry, brick: Brick) -> Extent:
-        """The extent a brick is responsible for, without its halo."""
-        extent = []
-        for a in range(3):
-            lo = grid.extent[2 * a] + brick[a] * self.size[a]
-            extent += [lo, min(lo + self.size[a] - 1, grid.extent[2 * a + 1])]
-        return tuple(extent)
-
-    def extent(self, grid: Geometry, brick: Brick) -> Extent:
-        """The points a brick's network covers: its core and halo, clipped to the grid."""
-        core = self.core(grid, brick)
-        return tuple(max(core[2 * a] - self.halo, grid.extent[2 * a]) if side == 0 else
-                     min(core[2 * a + 1] + self.halo, grid.extent[2 * a + 1])
-                     for a in range(3) for side in (0, 1))
-
-
-def brick_geometry(grid: Geometry, extent: Extent) -> Geometry:
-    """The geometry of a brick covering extent of the grid (the same origin and spacing: the same world points)."""
-    return Geometry(tuple(int(e) for e in extent), grid.origin, grid.spacing)
 
 
 def layout_for(grid: Geometry, size: int | tuple[int, int, int], halo: int) -> BrickLayout:
@@ -126,27 +84,6 @@ def brick_volume(volume: Volume, layout: BrickLayout, brick: Brick) -> Volume:
                   volume.name)
 
 
-def blend_weights(points: np.ndarray, core: tuple[int, int], grid: tuple[int, int], halo: int) -> np.ndarray:
-    """A brick's weights along one axis at the given (possibly fractional) point indices.
-
-    1 inside the core away from a neighbour, falling linearly to 0 across the 2*halo points it shares with the
-    neighbour on that side (no fall at the grid's edge); adjacent bricks' weights sum to one at every point
-    between them. Without a halo a point belongs to the brick whose core holds it, a point between two cores (a
-    resampled grid's) to the upper one: the cores are widened by half a point, to [lo - 0.5, hi + 0.5).
-    """
-    points = np.asarray(points, dtype=np.float64)
-    if halo == 0:
-        lo = core[0] - 0.5 if core[0] > grid[0] else -math.inf
-        hi = core[1] + 0.5 if core[1] < grid[1] else math.inf
-        return ((points >= lo) & (points < hi)).astype(np.float64)
-    weights = np.ones(points.shape, dtype=np.float64)
-    if core[0] > grid[0]:  # a neighbour below: the overlap is [core_lo - halo, core_lo + halo - 1]
-        weights = np.minimum(weights, np.clip((points - (core[0] - halo) + 0.5) / (2 * halo), 0.0, 1.0))
-    if core[1] < grid[1]:  # a neighbour above: [core_hi - halo + 1, core_hi + halo]
-        weights = np.minimum(weights, np.clip((core[1] + halo - points + 0.5) / (2 * halo), 0.0, 1.0))
-    return weights
-
-
 def support(core: tuple[int, int], grid: tuple[int, int], halo: int) -> tuple[float, float]:
     """The interval of point indices where a brick's weight along one axis is not zero (closed at both ends, a
     superset for halo 0)."""
@@ -165,18 +102,25 @@ def point_indices(grid: Geometry, output: Geometry, axis: int) -> np.ndarray:
 
 
 def bricks_meeting(grid: Geometry, layout: BrickLayout, output: Geometry) -> list[Brick]:
-    """The bricks whose weights are not zero somewhere on the output grid: the only ones a decode must read."""
-    found = []
+    """The bricks whose weights are not zero somewhere on the output grid, x fastest: the only ones a decode
+    must read. Found per axis from the layout's arithmetic, not by trying every brick."""
     ranges = []
+    counts = layout.counts(grid)
     for a in range(3):
         points = point_indices(grid, output, a)
-        ranges.append((float(points.min()), float(points.max())))
-    for brick in layout.indices(grid):
-        core = layout.core(grid, brick)
-        if all(_overlaps(support((core[2 * a], core[2 * a + 1]), (grid.extent[2 * a], grid.extent[2 * a + 1]),
-                                 layout.halo), ranges[a]) for a in range(3)):
-            found.append(brick)
-    return found
+        lo, hi = float(points.min()), float(points.max())
+        first = grid.extent[2 * a]
+        # brick i's support reaches [first + i*size - halo - 0.5, first + (i+1)*size - 1 + halo + 0.5]
+        i0 = max(0, math.floor((lo - first - layout.halo - 0.5) / layout.size[a]))
+        i1 = min(counts[a] - 1, math.floor((hi - first + layout.halo + 0.5) / layout.size[a]))
+        found = []
+        for i in range(i0, i1 + 1):
+            core = layout.core(grid, tuple(i if b == a else 0 for b in range(3)))
+            if _overlaps(support((core[2 * a], core[2 * a + 1]), (grid.extent[2 * a], grid.extent[2 * a + 1]),
+                                 layout.halo), (lo, hi)):
+                found.append(i)
+        ranges.append(found)
+    return [(i, j, k) for k in ranges[2] for j in ranges[1] for i in ranges[0]]
 
 
 def _overlaps(interval: tuple[float, float], points: tuple[float, float]) -> bool:
@@ -316,88 +260,19 @@ def brick_complexity(values: np.ndarray, value_range: tuple[float, float], facto
 # decoding
 
 
-@torch.inference_mode()
-def decode_bricks(
-    models: Mapping[Brick, SRNModel],
-    layout: BrickLayout,
-    grid: Geometry,
-    value_range: tuple[float, float],
-    output: Geometry | None = None,
-    *,
-    dtype: str = "float32",
-    threads: int = 0,
-    device: str = "cpu",
-    precision: str = "fp32",
-    load: Callable[[Brick], SRNModel] | None = None,
-    progress: Callable[[float], None] | None = None,
-) -> np.ndarray:
-    """values[z, y, x] on the output grid (the whole grid when None) from the bricks' networks, blended.
+def bricks_in_memory(models: dict[Brick, SRNModel], layout: BrickLayout, grid: Geometry,
+                     value_range: tuple[float, float], dtype: str = "float32", name: str = "values"):
+    """Trained brick networks as an srnvtk.fileformat.SRNFile of bricks (not written), for srnvtk.decode."""
+    from .fileformat import SourceInfo, SRNFile
+    from .parts import PartInfo
 
-    Only the bricks that meet the output are evaluated; `load` (brick -> model) is called for bricks missing from
-    `models`, so a reader reads just those. Each brick is evaluated on the output points its weights cover,
-    multiplied by its separable weights and summed in float32 (float64 for a float64 output), then cast to dtype
-    (integers rounded and clipped, as a single network's decode does). Bricks are taken one layer along z at a
-    time, and rows no later layer touches are cast into the result at once, so beyond the result only about one
-    layer of bricks' rows is held in float.
-    """
-    from .decode import decode, to_dtype
-    from .fileformat import SRNFile
-
-    output = output or grid
-    nx, ny, nz = output.dimensions
-    result = np.empty((nz, ny, nx), dtype=np.dtype(dtype))
-    accumulate = np.float64 if np.dtype(dtype) == np.float64 else np.float32
-    indices = [point_indices(grid, output, a) for a in range(3)]
-    meeting = bricks_meeting(grid, layout, output)
-    layers: dict[int, list[tuple[Brick, list[tuple[int, int]], list[np.ndarray]]]] = {}
-    for brick in meeting:
-        core = layout.core(grid, brick)
-        weights, ranges = [], []
-        for a in range(3):
-            w = blend_weights(indices[a], (core[2 * a], core[2 * a + 1]), (grid.extent[2 * a], grid.extent[2 * a + 1]),
-                              layout.halo)
-            nonzero = np.flatnonzero(w)
-            if nonzero.size == 0:
-                break
-            ranges.append((int(nonzero[0]), int(nonzero[-1]) + 1))
-            weights.append(w[ranges[-1][0]:ranges[-1][1]].astype(accumulate))
-        else:
-            layers.setdefault(brick[2], []).append((brick, ranges, weights))
-    order = sorted(layers)
-    window = np.zeros((0, ny, nx), dtype=accumulate)
-    w0 = 0  # the first output row the window holds; rows before it are in the result
-    done = 0
-    for n, k in enumerate(order):
-        z_end = max(r[2][1] for _, r, _ in layers[k])
-        if w0 + len(window) < z_end:
-            window = np.concatenate([window, np.zeros((z_end - w0 - len(window), ny, nx), dtype=accumulate)])
-        for brick, ranges, weights in layers[k]:
-            model = models[brick] if brick in models else (load(brick) if load is not None else None)
-            if model is None:
-                raise SettingsError(f"brick {brick} is needed for this output but was not given")
-            sub = Geometry(tuple(output.extent[2 * a] + r for a in range(3) for r in (ranges[a][0], ranges[a][1] - 1)),
-                           output.origin, output.spacing)
-            srn = SRNFile.of_model(model, brick_geometry(grid, layout.extent(grid, brick)), value_range)
-            values = decode(srn, sub, device=device, threads=threads, precision=precision,
-                            dtype=np.dtype(accumulate).name)
-            values *= weights[2][:, None, None]
-            values *= weights[1][None, :, None]
-            values *= weights[0][None, None, :]
-            (x0, x1), (y0, y1), (z0, z1) = ranges
-            window[z0 - w0:z1 - w0, y0:y1, x0:x1] += values
-            done += 1
-            if progress is not None:
-                progress(done / len(meeting))
-        # rows before the next layer's first row are final
-        final = min(r[2][0] for _, r, _ in layers[order[n + 1]]) if n + 1 < len(order) else nz
-        if final > w0:
-            count = final - w0
-            result[w0:final] = to_dtype(window[:count], dtype, in_place=True)
-            window = window[count:]
-            w0 = final
-    if w0 < nz:  # rows no brick reaches (none on a grid the layout covers)
-        result[w0:] = to_dtype(np.zeros((nz - w0, ny, nx), dtype=accumulate), dtype)
-    return result
+    bricks = [b for b in layout.indices(grid) if b in models]
+    first = models[bricks[0]]
+    parts = tuple(PartInfo(i, 0, 0, b, layout.extent(grid, b), models[b].config, PruningConfig(), {})
+                  for i, b in enumerate(bricks))
+    source = SourceInfo(name, dtype, grid, (float(value_range[0]), float(value_range[1])))
+    return SRNFile(None, first.config, source, parts=parts, bricks=layout,
+                   part_loader=lambda i: models[bricks[i]])
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -457,7 +457,6 @@ def _compress_bricks(args: argparse.Namespace, settings: EncoderSettings, source
 
 
 def _run_decompress(args: argparse.Namespace) -> int:
-    from .brickfile import BrickedFile
     from .decode import decode, evaluation_path, model_device, output_grid
     from .fileformat import read_srn
     from .vtkio import image_from_arrays
@@ -483,15 +482,13 @@ def _run_decompress(args: argparse.Namespace) -> int:
         f"wrote {args.output}: '{source.array_name}' ({source.dtype}) on {_dims(geometry.dimensions)} points, "
         f"extent {' '.join(str(e) for e in geometry.extent)}, spacing {_numbers(geometry.spacing)}"
     )
-    rate = f"{values.size / max(seconds, 1e-9) / 1e6:.2f} M points/s"
-    if isinstance(srn, BrickedFile):
-        read = srn.sections_read
-        first = srn.model(next(iter(srn.bricks)))
-        print(f"decoded in {seconds:.2f} s ({rate}; {read} of {len(srn.bricks)} bricks read, "
-              f"{evaluation_path(first)} on the {model_device(first).type.upper()})")
-        return 0
-    where = model_device(srn.model).type.upper()
-    print(f"decoded in {seconds:.2f} s ({rate}; {evaluation_path(srn.model)} on the {where})")
+    read = srn.sections_read
+    parts = srn.parts_of(0, 0)
+    model = srn.part_model(parts[0].index)
+    where = model_device(model).type.upper()
+    bricks = f"{read} of {len(parts)} bricks read, " if srn.bricks is not None else ""
+    print(f"decoded in {seconds:.2f} s ({values.size / max(seconds, 1e-9) / 1e6:.2f} M points/s; {bricks}"
+          f"{evaluation_path(model)} on the {where})")
     return 0
 
 
@@ -513,6 +510,8 @@ def _run_info(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(info, indent=2, allow_nan=False))
         return 0
+    if "parts" in info:
+        return _print_parts_info(info)
     if "bricks" in info:
         return _print_bricked_info(info)
     src, stats = info["source"], info["stats"]
@@ -634,6 +633,31 @@ def _print_bricked_info(info: dict[str, Any]) -> int:
         print(f"per brick   bytes {sizes[0]:,} .. {sizes[len(sizes) // 2]:,} (median) .. {sizes[-1]:,}"
               + (f"; PSNR {quality[0]:.2f} .. {quality[len(quality) // 2]:.2f} .. {quality[-1]:.2f} dB"
                  if quality else "") + " (--json lists every brick)")
+    return 0
+
+
+def _print_parts_info(info: dict[str, Any]) -> int:
+    """`srnvtk info` of a file of many networks: one line per field and time step (bricks summed)."""
+    grid, stats = info["grid"], info["stats"]
+    print(f"{info['file']}: {info['format']} format version {info['format_version']}, {len(info['parts'])} networks,"
+          f" written by srnvtk {info['srnvtk_version']}")
+    print(f"  grid        {_dims(grid['dimensions'])} points, spacing {_numbers(grid['spacing'])}, origin "
+          f"{_numbers(grid['origin'])}")
+    more = " ..." if len(info["times"]) > 8 else ""
+    print(f"  times       {len(info['times'])}: {_numbers(info['times'][:8])}{more}")
+    if info["bricks"] is not None:
+        bricks = info["bricks"]
+        print(f"  bricks      {_dims(bricks['counts'])} of {_dims(bricks['size'])} points, halo {bricks['halo']}")
+    print(f"  file bytes  {int(stats['file_bytes']):,} ({human_bytes(stats['file_bytes'])}), ratio "
+          f"{stats['ratio']:.1f}x against float32")
+    print(f"  {'field':<16} {'step':>5} {'time':>10} {'bytes':>12} {'PSNR':>9}")
+    groups: dict[tuple[str, int], list[dict]] = {}
+    for part in info["parts"]:
+        groups.setdefault((part["field"], part["step"]), []).append(part)
+    for (name, step), parts in groups.items():
+        quality = [p["stats"].get("psnr") for p in parts]
+        shown = f"{quality[0]:.2f}" if len(quality) == 1 and quality[0] is not None else "-"
+        print(f"  {name:<16} {step:>5} {parts[0]['time']:>10g} {sum(p['bytes'] for p in parts):>12,} {shown:>9}")
     return 0
 
 

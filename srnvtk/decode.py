@@ -7,6 +7,7 @@ grid, strided subsamples, target dimensions (up- or downsampling) and any sub-ex
 from __future__ import annotations
 
 import copy
+import dataclasses
 import warnings
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -16,17 +17,17 @@ import torch
 
 from .config import PRECISIONS, DecodeConfig
 from .devices import resolve_device, torch_threads
-from .errors import SettingsError
+from .errors import FileFormatError, SettingsError
 from .lattice import CPU_BLOCK_POINTS, LatticeFVSRN
 from .models import FVSRN, Neurcomp
 from .native.neurcomp import FusedNeurcomp
 from .neurcomp_eval import FoldedNeurcomp
 from .parallel import default_threads
+from .parts import blend_weights, brick_geometry
 from .sampling import normalized_axis
 from .volume import Geometry
 
 if TYPE_CHECKING:
-    from .brickfile import BrickedFile
     from .fileformat import SRNFile
 
 DEFAULT_BATCH_POINTS = 1 << 18  # points per block handed to the network (bounds the memory)
@@ -147,9 +148,11 @@ def output_grid(source: Geometry, config: DecodeConfig) -> Geometry:
 
 @torch.inference_mode()
 def decode(
-    srn: SRNFile | BrickedFile,
+    srn: SRNFile,
     output: Geometry | None = None,
     *,
+    field: int = 0,
+    step: int = 0,
     device: str = "auto",
     precision: str = "fp32",
     threads: int = 0,
@@ -157,8 +160,10 @@ def decode(
     progress: Callable[[float], None] | None = None,
     dtype: str | None = None,
 ) -> np.ndarray:
-    """Values[z, y, x] of a file's (or a freshly trained) network on the output grid (the source grid when
-    None), denormalised and cast to dtype (None: the source's type, as a reader gives it).
+    """Values[z, y, x] of one field at one time step of a file (or of a freshly trained network) on the output
+    grid (the source grid when None), denormalised and cast to dtype (None: the field's type, as a reader gives
+    it). Of a bricked file only the bricks that meet the output are evaluated (and read); where bricks overlap,
+    their values are blended (srnvtk.parts.blend_weights).
 
     precision 'fp16' runs the MLP in half precision on CUDA; 'auto' does so where a probe shows it within 1e-3
     of the value range of fp32 (use_half_precision); the CPU always uses fp32.
@@ -168,25 +173,20 @@ def decode(
     The caller's model stays where it is: another device gets a copy. CUDA running out of memory falls back to
     the CPU with a warning.
     """
-    from .brickfile import BrickedFile
-
-    if isinstance(srn, BrickedFile):  # one network per brick: decode the bricks the output meets, blended
-        from .bricks import decode_bricks
-
-        return decode_bricks({}, srn.layout, srn.source.geometry, srn.source.value_range, output, load=srn.model,
-                             dtype=dtype or srn.source.dtype, threads=threads, device=device, precision=precision,
-                             progress=progress)
     if batch_points is not None and batch_points < 1:
         raise SettingsError("batch_points must be >= 1")
     if precision not in PRECISIONS:
         raise SettingsError(f"precision must be one of {', '.join(PRECISIONS)}, got '{precision}'")
     if threads < 0:
         raise SettingsError("threads must be >= 0")
+    parts = srn.parts_of(field, step)
+    info = srn.fields[field]
+    request = _Request(output or srn.geometry, info.value_ranges[0], dtype or info.dtype, batch_points, precision,
+                       progress)
     torch_device = resolve_device(device)
-    output = output or srn.source.geometry
     with torch_threads(threads or default_threads()):
         try:
-            return _decode_on(srn, output, torch_device, batch_points, progress, precision, dtype)
+            return _decode_parts(srn, parts, request, torch_device)
         except torch.cuda.OutOfMemoryError:
             if torch_device.type != "cuda":
                 raise
@@ -194,7 +194,24 @@ def decode(
                 torch.cuda.empty_cache()
             warnings.warn("CUDA ran out of memory while decoding; decoding on the CPU instead", RuntimeWarning,
                           stacklevel=2)
-            return _decode_on(srn, output, torch.device("cpu"), batch_points, progress, "fp32", dtype)
+            return _decode_parts(srn, parts, dataclasses.replace(request, precision="fp32"), torch.device("cpu"))
+
+
+@dataclasses.dataclass(frozen=True)
+class _Request:
+    output: Geometry
+    value_range: tuple[float, float]
+    dtype: str
+    batch_points: int | None
+    precision: str
+    progress: Callable[[float], None] | None
+
+
+def _decode_parts(srn: SRNFile, parts: list, request: _Request, torch_device: torch.device) -> np.ndarray:
+    if len(parts) == 1 and parts[0].brick is None:
+        model = _on_device(srn.part_model(parts[0].index), torch_device)
+        return _decode_on(model, srn.geometry, request, torch_device)
+    return _decode_bricks(srn, parts, request, torch_device)
 
 
 def _on_device(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
@@ -204,31 +221,91 @@ def _on_device(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
     return copy.deepcopy(model).to(device).eval()
 
 
-def _decode_on(srn: SRNFile, output: Geometry, torch_device: torch.device, batch_points: int | None,
-               progress: Callable[[float], None] | None, precision: str, dtype: str | None) -> np.ndarray:
-    source = srn.source
-    dtype = dtype or source.dtype
-    model = _on_device(srn.model, torch_device)
-    half = use_half_precision(model, torch_device, precision)
-    evaluate, slab_points = _lattice_evaluator(model, torch.float16 if half else torch.float32, batch_points)
+def _decode_on(model: torch.nn.Module, domain: Geometry, request: _Request, torch_device: torch.device) -> np.ndarray:
+    """One network over the whole output; domain: the grid its inputs span (the source grid, or its brick)."""
+    output, dtype = request.output, request.dtype
+    half = use_half_precision(model, torch_device, request.precision)
+    evaluate, slab_points = _lattice_evaluator(model, torch.float16 if half else torch.float32, request.batch_points)
     nx, ny, nz = output.dimensions
-    axes = [torch.from_numpy(normalized_axis(source.geometry, a, world_axis(output, a))).to(torch_device)
-            for a in range(3)]
+    axes = [torch.from_numpy(normalized_axis(domain, a, world_axis(output, a))).to(torch_device) for a in range(3)]
     result = np.empty((nz, ny, nx), dtype=np.dtype(dtype))
-    vmin, vmax = source.value_range
+    vmin, vmax = request.value_range
     slab = max(1, min(nz, slab_points // max(nx * ny, 1)))
     direct = getattr(evaluate, "denormalized", None)  # the GPU kernels write the output's dtype on the device
     for z0 in range(0, nz, slab):
         z1 = min(nz, z0 + slab)
-        values = None if direct is None else direct(axes[0], axes[1], axes[2][z0:z1], source.value_range, dtype)
+        values = None if direct is None else direct(axes[0], axes[1], axes[2][z0:z1], request.value_range, dtype)
         if values is not None:
             torch.from_numpy(result[z0:z1]).copy_(values)  # one copy, from the device into the array
         else:
             values = evaluate(axes[0], axes[1], axes[2][z0:z1]).to(torch.float64)
             values.mul_(vmax - vmin).add_(vmin)  # in place: at 10+ M voxels/s every pass over float64 tells
             result[z0:z1] = to_dtype(values, dtype, in_place=True)
-        if progress is not None:
-            progress(z1 / nz)
+        if request.progress is not None:
+            request.progress(z1 / nz)
+    return result
+
+
+def _decode_bricks(srn: SRNFile, parts: list, request: _Request, torch_device: torch.device) -> np.ndarray:
+    """Every brick that meets the output (srnvtk.bricks.bricks_meeting: only those are read), evaluated on the
+    output points its weights cover, multiplied by its separable weights (srnvtk.parts.blend_weights, which sum to
+    one) and summed in float32 (float64 for a float64 output). Bricks are taken one layer along z at a time, and
+    rows that no later layer reaches are cast into the result at once: beyond the result only about one layer of
+    bricks' rows is held in float."""
+    from .bricks import bricks_meeting, point_indices
+
+    output, grid, layout = request.output, srn.geometry, srn.bricks
+    by_brick = {part.brick: part for part in parts}
+    nx, ny, nz = output.dimensions
+    result = np.empty((nz, ny, nx), dtype=np.dtype(request.dtype))
+    accumulate = np.float64 if np.dtype(request.dtype) == np.float64 else np.float32
+    positions = [point_indices(grid, output, a) for a in range(3)]  # in the source grid's index space
+    layers: dict[int, list] = {}
+    meeting = bricks_meeting(grid, layout, output)
+    for brick in meeting:
+        core = layout.core(grid, brick)
+        weights, ranges = [], []
+        for a in range(3):
+            w = blend_weights(positions[a], (core[2 * a], core[2 * a + 1]),
+                              (grid.extent[2 * a], grid.extent[2 * a + 1]), layout.halo)
+            nonzero = np.flatnonzero(w)
+            if nonzero.size == 0:
+                break
+            ranges.append((int(nonzero[0]), int(nonzero[-1]) + 1))
+            weights.append(w[ranges[-1][0]:ranges[-1][1]].astype(accumulate))
+        else:
+            if brick not in by_brick:
+                raise FileFormatError(f"the file has no brick {brick} for this field and step")
+            layers.setdefault(brick[2], []).append((by_brick[brick], ranges, weights))
+    order = sorted(layers)
+    window = np.zeros((0, ny, nx), dtype=accumulate)
+    w0, done = 0, 0  # w0: the first output row the window holds (rows before it are in the result)
+    for n, k in enumerate(order):
+        z_end = max(ranges[2][1] for _, ranges, _ in layers[k])
+        if w0 + len(window) < z_end:
+            window = np.concatenate([window, np.zeros((z_end - w0 - len(window), ny, nx), dtype=accumulate)])
+        for part, ranges, weights in layers[k]:
+            sub = Geometry(tuple(output.extent[2 * a] + r for a in range(3) for r in (ranges[a][0], ranges[a][1] - 1)),
+                           output.origin, output.spacing)
+            model = _on_device(srn.part_model(part.index), torch_device)
+            piece = _decode_on(model, brick_geometry(grid, part.extent),
+                               dataclasses.replace(request, output=sub, dtype=np.dtype(accumulate).name, progress=None),
+                               torch_device)
+            piece *= weights[2][:, None, None]
+            piece *= weights[1][None, :, None]
+            piece *= weights[0][None, None, :]
+            (x0, x1), (y0, y1), (z0, z1) = ranges
+            window[z0 - w0:z1 - w0, y0:y1, x0:x1] += piece
+            done += 1
+            if request.progress is not None:
+                request.progress(done / len(meeting))
+        final = min(r[2][0] for _, r, _ in layers[order[n + 1]]) if n + 1 < len(order) else nz
+        if final > w0:
+            result[w0:final] = to_dtype(window[:final - w0], request.dtype, in_place=True)
+            window = window[final - w0:]
+            w0 = final
+    if w0 < nz:
+        raise FileFormatError("the file's bricks do not cover the requested grid")
     return result
 
 

@@ -15,7 +15,7 @@ srnvtk.bricks). The steps, and what the ranks exchange between them:
 4. training: one brick at a time, read with its halo from the source (a streamed source holds nothing else),
    trained, stored (srnvtk.brickfile), dropped.
 5. quality: ranks send each other the stored bricks their neighbours need, and every rank decodes its bricks'
-   cores blended as a reader will (srnvtk.bricks.decode_bricks), against the source read once more; the squared
+   cores blended as a reader will (srnvtk.decode), against the source read once more; the squared
    errors are summed over all ranks into the file's PSNR.
 6. writing: rank 0 writes the file's head and then every brick's section in brick order, from its own memory or
    received from the brick's rank, into a temporary file that is renamed only when complete
@@ -62,15 +62,16 @@ from .bricks import (
     brick_complexity,
     brick_fit,
     brick_geometry,
-    decode_bricks,
     layout_for,
     plan_brick,
     train_brick,
 )
 from .config import EncoderSettings, FVSRNConfig, TrainConfig
+from .decode import decode
 from .errors import InputError, SettingsError, SRNError, TrainingAborted
-from .fileformat import SourceInfo
+from .fileformat import SourceInfo, SRNFile
 from .metrics import compression_ratio
+from .parts import PartInfo
 from .signals import Interrupts
 from .sources import BrickSource
 from .volume import Geometry, Volume
@@ -532,10 +533,18 @@ class _Run:
             self.reconstruction = np.empty(dims[::-1], dtype=np.dtype(self.source.dtype))
         sse = 0.0
         range_ = self.value_range[1] - self.value_range[0]
+        order = layout.indices(grid)
+        source = SourceInfo(self.source.name, self.source.dtype, grid, self.value_range)
+        # this rank's bricks and their neighbours as a file of bricks in memory, decoded as a reader decodes a file
+        near = [b for b in order if b in self.stored or b in self.received]
+        parts = tuple(PartInfo(i, 0, 0, b, layout.extent(grid, b), self.settings.fvsrn, self.settings.pruning, {})
+                      for i, b in enumerate(near))
         for n, brick in enumerate(self.mine):
             core = layout.core(grid, brick)
-            values = decode_bricks({}, layout, grid, self.value_range, brick_geometry(grid, core), load=load,
-                                   dtype=self.source.dtype, threads=self.settings.train.threads)
+            srn = SRNFile(None, self.settings.fvsrn, source, {}, {}, self.settings.pruning, parts=parts,
+                          bricks=layout, part_loader=lambda i, near=near: load(near[i]))
+            values = decode(srn, brick_geometry(grid, core), device=self.settings.train.device,
+                            threads=self.settings.train.threads)
             diff = values.astype(np.float64) - self.source.read(core)
             brick_sse = float(np.vdot(diff, diff))
             sse += brick_sse

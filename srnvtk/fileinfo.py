@@ -13,36 +13,39 @@ from typing import Any
 import numpy as np
 
 from .fileformat import FORMAT_NAME, SRNFile, read_srn
-from .pruning import pruned_fractions
+from .pruning import pruned_fraction, pruned_fractions
 
 INTEGER_STATS = ("steps", "file_bytes")
 
 
 def file_info(path: str | os.PathLike) -> dict[str, Any]:
     """Everything `srnvtk info` shows about the file at path (see srn_info and bricked_info)."""
-    from .brickfile import BrickedFile
+    from .brickfile import BRICKED_VERSION
 
     srn = read_srn(path)
-    info = bricked_info(srn) if isinstance(srn, BrickedFile) else srn_info(srn)
+    info = bricked_info(srn) if srn.format_version == BRICKED_VERSION else srn_info(srn)
     return {"file": str(path), **info}
 
 
-def bricked_info(srn: Any) -> dict[str, Any]:
-    """A bricked file (srnvtk.brickfile): the layout, the settings its bricks share, every brick's record and what
-    the file's bytes go to (bricks' tensors, their bookkeeping, the fixed rest); read from the index alone, no
-    brick is loaded."""
-    from .brickfile import BRICK_BOOKKEEPING_BYTES, KEEP_NONE
+def bricked_info(srn: SRNFile) -> dict[str, Any]:
+    """A bricked file (format 7, srnvtk.brickfile): the layout, the settings its bricks share, every brick's record
+    and what the file's bytes go to (the bricks' tensors, their bookkeeping, the fixed rest); from the index
+    alone, no brick is read."""
+    from .brickfile import BRICK_BOOKKEEPING_BYTES, canonical
 
-    grid = srn.source.geometry
-    layout = srn.layout
+    grid, layout = srn.geometry, srn.bricks
+    settings: list[tuple[Any, Any]] = []
     per_brick = []
-    for brick, b in srn.bricks.items():
-        per_brick.append({"brick": list(brick), "core": list(layout.core(grid, brick)), "extent": list(b.extent),
-                          "grid_shape": list(b.grid_shape), "pruned": b.keep != KEEP_NONE,
-                          "settings": srn.settings.index(b.settings), "bytes": b.stored_bytes,
-                          **{k: plain(v) for k, v in b.stats.items()}})
-    tensors = sum(b.stored_bytes for b in srn.bricks.values())
-    bookkeeping = BRICK_BOOKKEEPING_BYTES * len(srn.bricks)
+    for part in srn.parts:
+        entry = (canonical(part.model_config), part.pruning)
+        if entry not in settings:
+            settings.append(entry)
+        per_brick.append({"brick": list(part.brick), "core": list(layout.core(grid, part.brick)),
+                          "extent": list(part.extent), "grid_shape": list(part.structure["grid_shape"]),
+                          "pruned": part.structure.get("keep_shape") is not None, "settings": settings.index(entry),
+                          "bytes": part.stored_bytes, **{k: plain(v) for k, v in part.stats.items()}})
+    tensors = sum(part.stored_bytes for part in srn.parts)
+    bookkeeping = BRICK_BOOKKEEPING_BYTES * len(srn.parts)
     size = int(srn.stats["file_bytes"])
     return {
         "format": FORMAT_NAME,
@@ -53,9 +56,9 @@ def bricked_info(srn: Any) -> dict[str, Any]:
         "stats": stats_info(srn.stats),
         "bricks": {
             "size": list(layout.size), "halo": layout.halo, "counts": list(layout.counts(grid)),
-            "count": len(srn.bricks),
-            "settings": [{"model_config": plain(dataclasses.asdict(s.model_config)),
-                          "pruning_config": plain(dataclasses.asdict(s.pruning))} for s in srn.settings],
+            "count": len(srn.parts),
+            "settings": [{"model_config": plain(dataclasses.asdict(config)),
+                          "pruning_config": plain(dataclasses.asdict(pruning))} for config, pruning in settings],
             "bytes": {"tensors": tensors, "bookkeeping": bookkeeping, "fixed": size - tensors - bookkeeping,
                       "bookkeeping_per_brick": BRICK_BOOKKEEPING_BYTES},
             "per_brick": per_brick,
@@ -78,6 +81,8 @@ def _source_info(source: Any) -> dict[str, Any]:
 
 def srn_info(srn: SRNFile) -> dict[str, Any]:
     """Settings, structure, source geometry, stats and stored bytes of a loaded file."""
+    if srn.model is None:
+        return parts_info(srn)
     source = srn.source
     geometry = source.geometry
     info = {
@@ -126,3 +131,33 @@ def plain(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return value
+
+
+def parts_info(srn: SRNFile) -> dict[str, Any]:
+    """A file of many networks: its grid, times, fields and brick layout, and per part what it covers, its
+    settings, stored bytes and stats (reading every part's statistics)."""
+    geometry = srn.geometry
+    parts = []
+    for part in srn.parts:
+        model = srn.part_model(part.index)  # reads the part's sections: its stats come with them
+        parts.append({"field": srn.fields[part.field].name, "step": part.step, "time": srn.times[part.step],
+                      "brick": None if part.brick is None else list(part.brick), "extent": list(part.extent),
+                      "architecture": model.architecture, "bytes": part.stored_bytes,
+                      "pruned_fraction": plain(pruned_fraction(model)), "stats": stats_info(part.stats)})
+    first = srn.parts[0]
+    return {
+        "format": FORMAT_NAME,
+        "format_version": int(srn.format_version),
+        "srnvtk_version": srn.srnvtk_version,
+        "grid": {"dimensions": list(geometry.dimensions), "extent": list(geometry.extent),
+                 "spacing": plain(list(geometry.spacing)), "origin": plain(list(geometry.origin))},
+        "times": plain(list(srn.times)),
+        "fields": [{"name": f.name, "dtype": f.dtype, "components": f.components,
+                    "value_ranges": plain([list(r) for r in f.value_ranges])} for f in srn.fields],
+        "bricks": None if srn.bricks is None else {"size": list(srn.bricks.size), "halo": srn.bricks.halo,
+                                                    "counts": list(srn.bricks.counts(geometry))},
+        "model_config": plain(dataclasses.asdict(first.model_config)),
+        "pruning_config": plain(dataclasses.asdict(first.pruning)),
+        "parts": parts,
+        "stats": stats_info(srn.stats),
+    }

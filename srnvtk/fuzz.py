@@ -124,8 +124,10 @@ def read_and_decode(path: str | os.PathLike) -> tuple[str, np.ndarray]:
     srn = read_srn(path)
     source = srn.source
     output = resampled_geometry(source.geometry, DECODE_POINTS)
-    values = decode(srn, output, device="cpu", threads=1, dtype="float32")
-    fingerprint = repr((source, srn.model_config, srn.pruning, srn.format_version))
+    values = np.stack([decode(srn, output, field=f, step=s, device="cpu", threads=1, dtype="float32")
+                       for f in range(len(srn.fields)) for s in range(len(srn.times))])  # every network
+    fingerprint = repr((source, srn.model_config, srn.pruning, srn.format_version, srn.fields, srn.times,
+                        [(p.field, p.step, p.brick, p.model_config, p.pruning) for p in srn.parts]))
     return fingerprint, values
 
 

@@ -103,10 +103,7 @@ def train(
 ) -> TrainResult:
     """Fit a new network to the volume (pruning it when asked, then fitting it to a byte budget when `fit` is
     given); deterministic for a given seed on the CPU. train_config.threads applies while it runs.
-
-    value_range: the (min, max) the network's output [0, 1] stands for; None: the volume's own. A brick of a
-    larger volume (srnvtk.bricks) is trained on the whole volume's range, so that its bricks decode alike and a
-    constant brick is no error."""
+    value_range: normalise by this range instead of the volume's own (a brick or step of a larger array)."""
     with torch_threads(train_config.threads):
         return _train(volume, model_config, train_config, progress, should_abort, pruning or PruningConfig(), fit,
                       value_range)

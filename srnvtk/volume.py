@@ -71,9 +71,8 @@ class Volume:
 
 
 def validate_for_training(volume: Volume, value_range: tuple[float, float] | None = None) -> tuple[float, float]:
-    """Check that the volume can be learned; return its (min, max) value range, or value_range when given (a brick
-    of a larger volume: the whole volume's range, which may be wider than the brick's values and is checked to
-    be a real interval instead of the values being checked for one)."""
+    """Check that the volume can be learned; return its (min, max) value range, or the given one: a part of a
+    larger array (a brick, a time step) is normalised by the whole array's range, and may then be constant."""
     dims = volume.geometry.dimensions
     if volume.values.size == 0:
         raise InputError(f"array '{volume.name}' is empty")
@@ -93,7 +92,7 @@ def validate_for_training(volume: Volume, value_range: tuple[float, float] | Non
     if value_range is not None:
         vmin, vmax = (float(v) for v in value_range)
         if not (np.isfinite(vmin) and np.isfinite(vmax) and vmax > vmin):
-            raise InputError(f"value range {value_range} of array '{volume.name}' is not an interval")
+            raise InputError(f"the value range {value_range} given for '{volume.name}' is empty or not finite")
         return vmin, vmax
     vmin, vmax = float(volume.values.min()), float(volume.values.max())
     if vmax <= vmin:

@@ -12,10 +12,8 @@ import math
 import numpy as np
 import pytest
 
-from srnvtk.brickfile import BRICK_BOOKKEEPING_BYTES, BrickedFile
+from srnvtk.brickfile import BRICK_BOOKKEEPING_BYTES, BRICKED_VERSION
 from srnvtk.bricks import (
-    BrickLayout,
-    blend_weights,
     brick_budgets,
     brick_complexity,
     brick_seed,
@@ -31,6 +29,7 @@ from srnvtk.errors import InputError, SettingsError
 from srnvtk.fileformat import read_srn
 from srnvtk.fileinfo import file_info
 from srnvtk.metrics import psnr
+from srnvtk.parts import BrickLayout, blend_weights
 from srnvtk.sources import VolumeSource, open_nrrd, write_nrrd
 from srnvtk.volume import Geometry, Volume
 
@@ -157,8 +156,8 @@ def test_budgets_follow_points_and_complexity():
 def test_bricked_file_reads_back_what_the_encoder_measured(compressed, volume):
     run, path = compressed["run"], compressed["path"]
     srn = read_srn(path)
-    assert isinstance(srn, BrickedFile) and srn.layout == BrickLayout((12, 12, 12), 2)
-    assert len(srn.bricks) == 8 and srn.sections_read == 0  # the header and index only
+    assert srn.format_version == BRICKED_VERSION and srn.bricks == BrickLayout((12, 12, 12), 2)
+    assert len(srn.parts) == 8 and srn.sections_read == 0  # the header and index only
     whole = decode(srn, device="cpu")
     assert whole.dtype == np.uint8
     np.testing.assert_array_equal(whole, run.reconstruction)
@@ -166,8 +165,8 @@ def test_bricked_file_reads_back_what_the_encoder_measured(compressed, volume):
     assert srn.stats["psnr"] == pytest.approx(psnr(volume.values, whole, value_range))
     assert run.stats["file_bytes"] == path.stat().st_size == srn.stats["file_bytes"]
     assert srn.stats["steps"] == 8 * TRAIN.steps
-    for info in srn.bricks.values():  # each brick's record: its steps and its core's PSNR
-        assert info.stats["steps"] == TRAIN.steps and 0 < info.stats["psnr"] < 100
+    for part in srn.parts:  # each brick's record: its steps and its core's PSNR
+        assert part.stats["steps"] == TRAIN.steps and 0 < part.stats["psnr"] < 100
 
 
 def test_a_piece_reads_only_its_bricks(compressed):
@@ -185,8 +184,8 @@ def test_a_piece_reads_only_its_bricks(compressed):
 def test_lean_container_size_budget(compressed):
     """Fixed overhead under 2 kB, bookkeeping under 64 bytes per brick besides its parameters."""
     srn = read_srn(compressed["path"])
-    tensors = sum(b.stored_bytes for b in srn.bricks.values())
-    fixed = srn.container.size - tensors - len(srn.bricks) * BRICK_BOOKKEEPING_BYTES
+    tensors = sum(part.stored_bytes for part in srn.parts)
+    fixed = compressed["path"].stat().st_size - tensors - len(srn.parts) * BRICK_BOOKKEEPING_BYTES
     assert BRICK_BOOKKEEPING_BYTES < 64
     assert 0 < fixed < 2048
     info = file_info(compressed["path"])["bricks"]

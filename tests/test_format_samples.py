@@ -37,21 +37,58 @@ EXPECTED = {
            {"grid_shape": [6, 7, 8], "keep_shape": [1, 6, 7, 8], "wavelet_levels": [2, 2, 3]},
            (114.2674, 86.0356, -16.3853, 237.4738, 204.2756, 124.8401, 6.9787)),
 }
+# Format 6 (many networks): sha256, time values, parts (field, step, brick), and per time step the decoded 8^3
+# grid's statistics as above. The 8^3 grid's points fall between the source points: within half a point outside a
+# brick's extent its weight is small but not zero, so that blended values stay continuous there (the file is
+# unchanged; the values were first recorded with the brick's weight cut off at its extent).
+SERIES = {
+    "v6": ("cefadc36d3e4009c4d53892a0d9fca29f88a390e3e7e0443404c48536825bf7a", (0.0, 0.25),
+           [(0, 0, (0, 0, 0)), (0, 0, (1, 0, 0)), (0, 1, (0, 0, 0)), (0, 1, (1, 0, 0))],
+           [(113.1767, 86.3707, -2.3328, 239.3562, 202.0587, 140.2528, 14.0385),
+            (113.153, 85.8267, -4.3949, 228.0569, 203.1107, 222.7261, 7.9075)]),
+}
+# Format 7 (bricks): sha256, layout (size, halo), bricks, and the decoded 8^3 grid's statistics as above.
+BRICKED = {
+    "v7": ("5a3870292d08f6e155a7491674a8a11733350a2dadd0929e281e975af12ae895", ((6, 6, 6), 1),
+           [(i, j, k) for k in range(2) for j in range(2) for i in range(2)],
+           (112.1828, 87.0683, -13.9429, 273.6678, 203.4209, 133.6638, 10.8385)),
+}
 TOLERANCE = 0.01  # of values in [0, 255]: the fused C kernel and torch round differently in the last bits
 
 
-def decoded_stats(path: Path) -> tuple[float, ...]:
+def decoded_stats(path: Path, step: int = 0) -> tuple[float, ...]:
     srn = read_srn(path)
-    source = srn.source
-    output = resampled_geometry(source.geometry, (8, 8, 8))
-    values = decode(srn, output, device="cpu", dtype="float32").astype(np.float64)
+    output = resampled_geometry(srn.geometry, (8, 8, 8))
+    values = decode(srn, output, step=step, device="cpu", dtype="float32").astype(np.float64)
     return (values.mean(), values.std(), values.min(), values.max(), values[0, 0, 0], values[3, 4, 5],
             values[7, 7, 7])
 
 
-@pytest.mark.parametrize("name", EXPECTED)
+@pytest.mark.parametrize("name", [*EXPECTED, *SERIES, *BRICKED])
 def test_sample_is_unchanged(name) -> None:
-    assert hashlib.sha256((FORMATS / f"{name}.srn").read_bytes()).hexdigest() == EXPECTED[name][0]
+    expected = {**EXPECTED, **SERIES, **BRICKED}[name][0]
+    assert hashlib.sha256((FORMATS / f"{name}.srn").read_bytes()).hexdigest() == expected
+
+
+@pytest.mark.parametrize("name", SERIES)
+def test_series_sample_reads_and_decodes_as_recorded(name) -> None:
+    _sha, times, parts, stats = SERIES[name]
+    srn = read_srn(FORMATS / f"{name}.srn")
+    assert srn.format_version == int(name[1:]) and srn.times == times
+    assert [(p.field, p.step, p.brick) for p in srn.parts] == parts
+    assert srn.fields[0].name == "density" and srn.geometry.extent == (0, 11, 0, 9, 0, 8)
+    for step, expected in enumerate(stats):
+        np.testing.assert_allclose(decoded_stats(FORMATS / f"{name}.srn", step), expected, rtol=0, atol=TOLERANCE)
+
+
+@pytest.mark.parametrize("name", BRICKED)
+def test_bricked_sample_reads_and_decodes_as_recorded(name) -> None:
+    _sha, (size, halo), bricks, stats = BRICKED[name]
+    srn = read_srn(FORMATS / f"{name}.srn")
+    assert srn.format_version == int(name[1:]) and (srn.bricks.size, srn.bricks.halo) == (size, halo)
+    assert [p.brick for p in srn.parts] == bricks and srn.sections_read == 0
+    assert srn.source.array_name == "density" and srn.geometry.extent == (0, 11, 0, 9, 0, 8)
+    np.testing.assert_allclose(decoded_stats(FORMATS / f"{name}.srn"), stats, rtol=0, atol=TOLERANCE)
 
 
 @pytest.mark.parametrize("name", EXPECTED)
