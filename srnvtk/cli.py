@@ -43,6 +43,7 @@ from .config import (
     check_device,
 )
 from .errors import InputError, SettingsError, SRNError
+from .interrupts import preload_command
 
 if TYPE_CHECKING:  # VTK is imported only by the commands that need it
     from vtkmodules.vtkCommonDataModel import vtkImageData
@@ -809,6 +810,7 @@ def main(argv: list[str] | None = None) -> int:
         return exc.code if isinstance(exc.code, int) else EXIT_ERROR
     try:
         with _warnings_to_stderr():
+            preload_command(args.command)  # no Ctrl-C inside extension-module imports (srnvtk.interrupts)
             return args.run(args)
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import faulthandler
 import json
 import math
 import mmap
@@ -108,7 +109,14 @@ def read_legacy(path: str | os.PathLike) -> LegacyContents:
     if not hasattr(os, "fork"):  # no fork (not Linux/macOS): unbounded, but every check still applies
         return _contents(*_parse(path, lambda _plan: None))
     read_end, write_end = os.pipe()
-    pid = _fork()
+    try:
+        pid = _fork()
+    except OSError as exc:  # no memory or processes left to fork with: the checks still apply, the bounds not
+        os.close(read_end)
+        os.close(write_end)
+        warnings.warn(f"srnvtk: reading {path} in this process, without a time or memory bound: cannot start "
+                      f"a reader process ({exc})", RuntimeWarning, stacklevel=2)
+        return _contents(*_parse(path, lambda _plan: None))
     if pid == 0:  # the child: parse, send, and leave without running any of the parent's exit handlers
         status = 0
         try:
@@ -246,6 +254,7 @@ def _checked_arrays(arrays: Any) -> list[tuple[str, str, tuple[int, ...]]]:
 
 def _child(path: str, fd: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)  # Ctrl-C reaches the whole process group: die at once
+    faulthandler.disable()  # a crash here is reported by the parent in one line, not as the child's stacks
     _die_with_parent()
     _limit(PARSE_MEMORY, READ_SECONDS)
     _block_plugins()
