@@ -127,13 +127,14 @@ def read_legacy(path: str | os.PathLike) -> LegacyContents:
         finally:
             os._exit(status)
     os.close(write_end)
+    child = _Child(pid)
     try:
-        return _receive(read_end, pid)
+        return _receive(read_end, child)
     except (KeyError, TypeError, ValueError, IndexError, struct.error) as exc:  # not what the child sends
         raise DamagedFileError(f"the reader sent malformed contents ({type(exc).__name__})") from None
     finally:
         os.close(read_end)
-        _reap(pid)
+        child.reap()
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -151,25 +152,39 @@ def _fork() -> int:
         return os.fork()
 
 
-def _reap(pid: int) -> int | None:
-    """Kill the child if it still runs, and collect it; its wait status."""
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGKILL)
-    while True:
-        try:
-            return os.waitpid(pid, 0)[1]
-        except ChildProcessError:
-            return None
-        except InterruptedError:
-            continue
+class _Child:
+    """The parsing child: killed and collected exactly once (its pid is never signalled once collected, when the
+    system may already have given it to another process)."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.status: int | None = None
+
+    def reap(self) -> int | None:
+        """Kill the child if it still runs, and collect it; its wait status (None if it cannot be collected)."""
+        if self.status is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signal.SIGKILL)
+            while True:
+                try:
+                    self.status = os.waitpid(self.pid, 0)[1]
+                    break
+                except ChildProcessError:  # someone else collected it (a SIGCHLD handler)
+                    self.status = 0
+                    return None
+                except InterruptedError:
+                    continue
+        return self.status
 
 
 class _Pipe:
     """Reads framed messages from the child until a deadline."""
 
-    def __init__(self, fd: int, pid: int, seconds: float) -> None:
-        self.fd, self.pid, self.seconds = fd, pid, seconds
+    def __init__(self, fd: int, child: _Child, seconds: float) -> None:
+        self.fd, self.child, self.seconds = fd, child, seconds
         self.deadline = time.monotonic() + seconds
+        self.poll = select.poll()  # not select(): it fails for descriptors past 1024, which a GUI may reach
+        self.poll.register(fd, select.POLLIN)
 
     def extend(self, seconds: float) -> None:
         self.seconds += seconds
@@ -179,7 +194,7 @@ class _Pipe:
         done = 0
         while done < len(view):
             left = self.deadline - time.monotonic()
-            if left <= 0 or not select.select([self.fd], [], [], left)[0]:
+            if left <= 0 or not self.poll.poll(max(1, math.ceil(left * 1000))):
                 raise DamagedFileError(f"reading it did not finish in {self.seconds:g} s")
             count = os.readv(self.fd, [view[done:]])
             if count == 0:
@@ -198,7 +213,7 @@ class _Pipe:
         return kind, json.loads(self.read(size).decode("utf-8"))
 
     def _child_failed(self) -> DamagedFileError:
-        status = _reap(self.pid)
+        status = self.child.reap()
         if status is not None and os.WIFSIGNALED(status):
             number = os.WTERMSIG(status)
             name = signal.Signals(number).name if number in signal.valid_signals() else str(number)
@@ -206,8 +221,8 @@ class _Pipe:
         return DamagedFileError("reading it failed without a message")
 
 
-def _receive(fd: int, pid: int) -> LegacyContents:
-    pipe = _Pipe(fd, pid, READ_SECONDS)
+def _receive(fd: int, child: _Child) -> LegacyContents:
+    pipe = _Pipe(fd, child, READ_SECONDS)
     kind, message = pipe.frame()
     if kind == b"E":
         raise (DamagedFileError if message.get("damaged") else FileFormatError)(fc.one_line(message["message"]))

@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import os
 import signal
-import struct
 import time
 from pathlib import Path
 
-import h5py
 import pytest
 
 from srnvtk import fuzz
@@ -34,34 +32,6 @@ def test_mutations_are_seeded() -> None:
     assert kinds == set(fuzz.MUTATIONS)
 
 
-def unprotected_ranges(path: Path) -> list[tuple[int, int]]:
-    """Byte ranges of a legacy file that no checksum covers: contiguous raw data and the global heap (texts)."""
-    ranges = []
-    with h5py.File(path, "r") as f:
-        def visit(_name, obj) -> None:
-            if isinstance(obj, h5py.Dataset) and obj.id.get_offset() is not None:
-                ranges.append((obj.id.get_offset(), obj.id.get_offset() + obj.id.get_storage_size()))
-
-        f.visititems(visit)
-    data = path.read_bytes()
-    at = data.find(b"GCOL")
-    while at >= 0:
-        ranges.append((at, at + struct.unpack_from("<Q", data, at + 8)[0]))
-        at = data.find(b"GCOL", at + 1)
-    return ranges
-
-
-def explained(original: Path, damaged: Path) -> bool:
-    """The damage reaches bytes no checksum covers (in place: one of them changed; shifted: one lies after it)."""
-    a, b = original.read_bytes(), damaged.read_bytes()
-    ranges = unprotected_ranges(original)
-    diffs = [i for i in range(min(len(a), len(b))) if a[i] != b[i]]
-    if len(a) == len(b):
-        return any(lo <= i < hi for i in diffs for lo, hi in ranges)
-    first = diffs[0] if diffs else min(len(a), len(b))
-    return any(hi > first for _lo, hi in ranges)
-
-
 def test_fuzz_the_legacy_samples(tmp_path) -> None:
     samples = fuzz.samples_in(FORMATS)
     assert {s.kind for s in samples} >= {"v1", "v2", "v3", "v4"}  # plain, pruned, wavelet, Neurcomp k-means
@@ -72,11 +42,12 @@ def test_fuzz_the_legacy_samples(tmp_path) -> None:
     assert counts["hang"] == counts["signal"] == counts["traceback"] == 0, bad[:5]
     assert sum(counts.values()) == CASES and counts["clean_error"] > CASES // 2 and counts["accepted_same"] > 0
     for kind, kind_counts in result["by_kind"].items():
-        assert sum(kind_counts.values()) == CASES // len(samples), kind
+        assert sum(kind_counts.values()) in (CASES // len(samples), CASES // len(samples) + 1), kind
     for record in result["notable"]:
-        if record["outcome"] == "accepted_changed":
-            damaged = tmp_path / f"case-{record['seed']}.srn"
-            assert explained(FORMATS / record["sample"], damaged), record
+        if record["outcome"] == "accepted_changed":  # only a legacy file, which has no checksum over these bytes
+            original = FORMATS / record["sample"]
+            assert original.read_bytes().startswith(b"\x89HDF"), record
+            assert fuzz.damage_reaches_unchecked_bytes(original, tmp_path / f"case-{record['seed']}.srn"), record
     assert time.perf_counter() - start < 150
 
 
