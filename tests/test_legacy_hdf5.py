@@ -99,3 +99,21 @@ def test_without_fork_the_checks_still_apply(monkeypatch) -> None:
 def test_no_pickle_in_the_protocol() -> None:
     source = Path(legacy_hdf5.__file__).read_text()
     assert "pickle" not in source.replace("never pickle", "") and "marshal" not in source
+
+
+@pytest.mark.parametrize("libver", ["earliest", "v108", "latest"])
+def test_a_file_saved_in_another_hdf5_object_format_reads(libver, tmp_path) -> None:
+    """Superblock versions 0, 2 and 3 and the older object headers: a legacy file re-saved by another tool."""
+    import h5py
+
+    path = tmp_path / f"{libver}.srn"
+    with h5py.File(FORMATS / "v3.srn", "r") as src, h5py.File(path, "w", libver=libver) as dst:
+        for key, value in src.attrs.items():
+            dst.attrs[key] = value
+        for name in src:
+            src.copy(src[name], dst, name=name)
+    assert path.read_bytes()[8] == {"earliest": 0, "v108": 2, "latest": 3}[libver]
+    original, copy = read_srn(FORMATS / "v3.srn"), read_srn(path)
+    assert copy.format_version == 3 and copy.source == original.source
+    for (name, a), (_n, b) in zip(original.model.state_dict().items(), copy.model.state_dict().items(), strict=True):
+        assert np.array_equal(a.numpy(), b.numpy()), name
