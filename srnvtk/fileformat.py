@@ -44,7 +44,7 @@ import torch
 
 from . import __version__
 from .config import ModelConfig, PruningConfig, from_json, model_config_class, to_json
-from .errors import DamagedFileError, FileFormatError, SRNError
+from .errors import DamagedFileError, FileFormatError, InputError, SRNError
 from .filechecks import check_array_name, check_geometry, check_source_dtype, check_value_range
 from .kmeans import ClusteredLinear
 from .legacy_hdf5 import LegacyContents, read_legacy
@@ -104,8 +104,12 @@ def write_srn(
     stats: dict[str, float],
     pruning: PruningConfig | None = None,
 ) -> int:
-    """Write atomically; the stats gain file_bytes and ratio of the final file. Returns the file's bytes."""
+    """Write atomically; the stats gain file_bytes and ratio of the final file. Returns the file's bytes.
+
+    InputError, before anything is written, for a source that no reader would accept back (srnvtk.filechecks:
+    an array name with markup or control characters, non-positive spacing, ...)."""
     path = Path(path)
+    _check_readable_source(source)
     if path.parent and not path.parent.exists():
         raise FileFormatError(f"cannot write '{path}': folder '{path.parent}' does not exist")
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
@@ -130,6 +134,18 @@ def write_srn(
     stats["file_bytes"] = file_bytes
     stats["ratio"] = compression_ratio(source.geometry.num_points, file_bytes)
     return file_bytes
+
+
+def _check_readable_source(source: SourceInfo) -> None:
+    """The same checks as reading applies: a file this srnvtk would refuse to read is never written."""
+    geometry = source.geometry
+    try:
+        check_array_name(source.array_name)
+        check_source_dtype(source.dtype)
+        check_geometry(geometry.extent, geometry.origin, geometry.spacing)
+        check_value_range(*source.value_range)
+    except FileFormatError as exc:
+        raise InputError(f"the volume cannot be stored: {exc}") from None
 
 
 def srn_file_bytes(
