@@ -28,6 +28,9 @@ Version 3 added the wavelet grid (model_config's wavelet and wavelet_levels); ve
 without wavelets) and 1 (fV-SRN, unpruned, no model_structure or pruning_config) are still read.
 HDF5 1.10 object format (libver v110), so ParaView 5.11's HDF5 reads it. Files are written to a
 temporary name beside the target, then renamed, so a crash never leaves half a file.
+Reading is srnvtk.legacy_hdf5's: HDF5 parses in a forked child with a deadline and a memory cap, only the objects
+above are accepted (no links, external storage or virtual datasets), and every type, shape and size is checked
+against what the settings imply (srnvtk.filechecks) before any data is read.
 """
 
 from __future__ import annotations
