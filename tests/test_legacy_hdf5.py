@@ -9,6 +9,7 @@ import errno
 import math
 import os
 import signal
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -117,3 +118,30 @@ def test_a_file_saved_in_another_hdf5_object_format_reads(libver, tmp_path) -> N
     assert copy.format_version == 3 and copy.source == original.source
     for (name, a), (_n, b) in zip(original.model.state_dict().items(), copy.model.state_dict().items(), strict=True):
         assert np.array_equal(a.numpy(), b.numpy()), name
+
+
+def _heap(objects: list[tuple[int, int]], size: int = 4096) -> bytes:
+    """A global heap collection: (index, object size) records, then the free space as object 0."""
+    body = b""
+    for index, length in objects:
+        body += struct.pack("<HHIQ", index, 1, 0, length) + bytes((length + 7) & ~7)
+    free = size - 16 - len(body)
+    return b"GCOL\x01\x00\x00\x00" + struct.pack("<Q", size) + body + struct.pack("<HHIQ", 0, 0, 0, free) + \
+        bytes(free - 16)
+
+
+@pytest.mark.parametrize("at", [100, (1 << 22) - 2, (1 << 22) + 5])  # the middle one straddles a read block
+def test_global_heap_walk(tmp_path, at) -> None:
+    """A well-formed collection passes; one whose walk reaches an object of size 0 (a zeroed block) is refused
+    wherever it lies in the file."""
+    good, bad = _heap([(1, 20), (2, 5)]), bytearray(_heap([(1, 20), (2, 5)]))
+    bad[16 + 16 + 24:16 + 16 + 24 + 16] = bytes(16)  # the second object's header zeroed
+    for heap, refused in ((good, False), (bytes(bad), True)):
+        path = tmp_path / "heap.bin"
+        path.write_bytes(bytes(at) + heap + bytes(64))
+        with open(path, "rb") as raw:
+            if refused:
+                with pytest.raises(DamagedFileError, match=f"global heap at byte {at} is corrupted"):
+                    legacy_hdf5._check_global_heaps(raw, path.stat().st_size)
+            else:
+                legacy_hdf5._check_global_heaps(raw, path.stat().st_size)
