@@ -4,9 +4,9 @@
 
 Each trial starts `python -m srnvtk compress` on a small generated volume in its own process group, waits a
 seeded random time, then sends SIGINT to the whole group (the terminal does the same: the compiler building a C
-kernel gets it too). Every other trial builds
-its C kernels into a fresh cache, so interrupts also land in kernel builds; its window is 1.2 times an
-uninterrupted run that built them, the others' 1.2 times one that did not. Counted per trial:
+kernel gets it too). Every other trial builds its C kernels into a fresh cache, so interrupts also land in kernel
+builds. The time is drawn between 0 and the length of a current uninterrupted run of the same kind (kernel build or
+not): the median of the last five that ended before their signal, starting from two reference runs. Counted per trial:
 
   interrupted  exit status 130 ("srnvtk: interrupted")
   finished     exit status 0: the run ended before the signal
@@ -29,6 +29,7 @@ import platform
 import random
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -67,6 +68,7 @@ def trial(index: int, delay: float, volume: Path, folder: Path, shared_cache: Pa
     cache = work / "kernels" if fresh_cache else shared_cache
     env = environment(cache)
     output = work / "out.srn"
+    started = time.perf_counter()
     proc = subprocess.Popen(compress_command(volume, output), env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, start_new_session=True)
     time.sleep(delay)
@@ -76,10 +78,11 @@ def trial(index: int, delay: float, volume: Path, folder: Path, shared_cache: Pa
     try:
         out, err = proc.communicate(timeout=60)
         status = proc.returncode
+        elapsed = time.perf_counter() - started
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         out, err = proc.communicate()
-        status = None
+        status, elapsed = None, None
     if status is None:
         outcome = "hang"
     elif status < 0:
@@ -96,7 +99,7 @@ def trial(index: int, delay: float, volume: Path, folder: Path, shared_cache: Pa
     partial = bool(left) or (output.exists() and not output_reads(output, env))
     record = {"trial": index, "delay_s": round(delay, 3), "signalled": signalled, "fresh_cache": fresh_cache,
               "status": status, "outcome": outcome, "partial": partial, "left": left[:10],
-              "output_exists": output.exists()}
+              "output_exists": output.exists(), "seconds": None if elapsed is None else round(elapsed, 2)}
     if outcome == "crash":
         record["signal"] = signal.Signals(-status).name
     if outcome in ("crash", "other", "hang"):
@@ -123,12 +126,17 @@ def main() -> int:
         start = time.perf_counter()
         subprocess.run(compress_command(volume, folder / "reference.srn"), env=environment(shared_cache), check=True)
         lengths.append(time.perf_counter() - start)
+    # how long a run takes now, per kind: the machine's load changes it, so the trials that finish before their
+    # signal keep the window up to date (the median of the last five)
+    durations = {True: [lengths[0]], False: [lengths[1]]}
     rng = random.Random(args.seed)
     records = []
     for index in range(args.trials):
         fresh = index % 2 == 1
-        delay = rng.uniform(0.0, 1.2 * lengths[0 if fresh else 1])
+        delay = rng.uniform(0.0, statistics.median(durations[fresh][-5:]))
         record = trial(index, delay, volume, folder, shared_cache, fresh_cache=fresh)
+        if record["outcome"] == "finished":
+            durations[fresh].append(record["seconds"])
         records.append(record)
         print(f"trial {index}: {delay:.2f} s -> {record['outcome']}" + (" PARTIAL" if record["partial"] else ""),
               flush=True)
