@@ -71,14 +71,18 @@ def trial(index: int, delay: float, volume: Path, folder: Path, shared_cache: Pa
     started = time.perf_counter()
     proc = subprocess.Popen(compress_command(volume, output), env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, start_new_session=True)
-    time.sleep(delay)
+    while time.perf_counter() < started + delay and proc.poll() is None:  # polled: a run's end is its length
+        time.sleep(0.02)
     signalled = proc.poll() is None
     if signalled:
         os.killpg(proc.pid, signal.SIGINT)
+    else:
+        elapsed = time.perf_counter() - started
     try:
         out, err = proc.communicate(timeout=60)
         status = proc.returncode
-        elapsed = time.perf_counter() - started
+        if signalled:
+            elapsed = time.perf_counter() - started
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         out, err = proc.communicate()
