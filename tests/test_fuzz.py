@@ -48,7 +48,7 @@ def test_fuzz_the_legacy_samples(tmp_path) -> None:
             original = FORMATS / record["sample"]
             assert original.read_bytes().startswith(b"\x89HDF"), record
             assert fuzz.damage_reaches_unchecked_bytes(original, tmp_path / f"case-{record['seed']}.srn"), record
-    assert time.perf_counter() - start < 150
+    assert time.perf_counter() - start < 600  # about 30 s on an idle 2-core machine; a loose bound for busy ones
 
 
 # readers for the harness test below (run in the worker, which imports this module)
