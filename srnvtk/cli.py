@@ -25,6 +25,7 @@ from . import __version__
 from .config import ENCODER_SETTINGS, DecodeConfig, EncoderSettings, ModelConfig, NeurcompConfig
 from .errors import InputError, SRNError
 from .faces import add_arguments, check_given, face_value, settings_from_args
+from .interrupts import preload_command
 
 if TYPE_CHECKING:  # VTK is imported only by the commands that need it
     from vtkmodules.vtkCommonDataModel import vtkImageData
@@ -776,6 +777,7 @@ def main(argv: list[str] | None = None) -> int:
         return exc.code if isinstance(exc.code, int) else EXIT_ERROR
     try:
         with _warnings_to_stderr():
+            preload_command(args.command)  # no Ctrl-C inside extension-module imports (srnvtk.interrupts)
             return args.run(args)
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)

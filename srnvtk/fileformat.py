@@ -53,7 +53,7 @@ from . import __version__
 from .config import ModelConfig, PruningConfig, from_json, model_config_class
 from .container import MAGIC as CONTAINER_MAGIC
 from .container import Container, encode_section, is_container, pack, write_atomically
-from .errors import DamagedFileError, FileFormatError, SettingsError, SRNError
+from .errors import DamagedFileError, FileFormatError, InputError, SettingsError, SRNError
 from .filechecks import (
     check_array_name,
     check_geometry,
@@ -183,11 +183,27 @@ def write_srn(
     stats: dict[str, float],
     pruning: PruningConfig | None = None,
 ) -> int:
-    """Write atomically; the stats gain file_bytes and ratio of the file. Returns the file's bytes."""
+    """Write atomically; the stats gain file_bytes and ratio of the file. Returns the file's bytes.
+
+    InputError, before anything is written, for a source that no reader would accept back (srnvtk.filechecks:
+    an array name with markup or control characters, non-positive spacing, ...)."""
+    _check_readable_source(source)
     file_bytes = write_atomically(path, srn_bytes(model_config, stored, source, stats, pruning))
     stats["file_bytes"] = file_bytes
     stats["ratio"] = compression_ratio(source.geometry.num_points, file_bytes)
     return file_bytes
+
+
+def _check_readable_source(source: SourceInfo) -> None:
+    """The same checks as reading applies: a file this srnvtk would refuse to read is never written."""
+    geometry = source.geometry
+    try:
+        check_array_name(source.array_name)
+        check_source_dtype(source.dtype)
+        check_geometry(geometry.extent, geometry.origin, geometry.spacing)
+        check_value_range(*source.value_range)
+    except FileFormatError as exc:
+        raise InputError(f"the volume cannot be stored: {exc}") from None
 
 
 def srn_file_bytes(
