@@ -102,7 +102,7 @@ def run_bricks(volume, label: str, args) -> tuple[dict, np.ndarray]:
                               fit=brick_fit(budget, source.geometry), final_fit=brick_fit(budget, source.geometry,
                                                                                           grow=False))
         models[brick] = trained.model
-        size_bytes = brick_measure(trained.model)(None)
+        size_bytes = brick_measure(trained.model, source.geometry)(None)
         used += size_bytes
         rows.append({"brick": brick, "budget": budget, "bytes": size_bytes, "complexity": complexity[len(rows)],
                      "mlp": [trained.model.config.mlp_layers, trained.model.config.mlp_width,

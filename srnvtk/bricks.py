@@ -175,27 +175,32 @@ def train_brick(
 # ---------------------------------------------------------------------------------------------------------------
 # bytes: each brick's share of the file, and a brick's model sized and fitted to it
 
-# What a brick costs in the file beyond its tensors (its section's table entry and its index record).
-BRICK_BOOKKEEPING_BYTES = 40
+# What a brick may cost in a file beyond its section: its index record and table entry (51 bytes,
+# srnvtk.multipart.PART_BOOKKEEPING_BYTES) and a share of the header (the structures of grids that rate control
+# grew): the issue's 64-byte bound, so rate control's budget holds the whole file.
+BRICK_BOOKKEEPING_BYTES = 64
 
 
-def brick_part_bytes(stored) -> int:
-    """The bytes one brick adds to a file: its latent codes (and keep mask) coded as the writer codes them,
-    everything else raw, and BRICK_BOOKKEEPING_BYTES."""
+def stored_config(config: FVSRNConfig) -> FVSRNConfig:
+    """The settings a file stores for a brick: its grid shape is in its structure, so the resolution the planner
+    chose (and rate control may have grown) is dropped for a fixed value, and bricks share one settings entry."""
+    return dataclasses.replace(config, grid_resolution=2, grid_shape=None)
+
+
+def brick_part_bytes(config: ModelConfig, stored, geometry: Geometry) -> int:
+    """The bytes one brick adds to a file: its section coded as the writer codes it (srnvtk.multipart, format
+    9) and BRICK_BOOKKEEPING_BYTES."""
     from .container import encode_section
-    from .quantize import GRID, GRID_KEEP
+    from .multipart import part_blob
 
-    arrays = stored.arrays
-    coded = b"".join(np.ascontiguousarray(arrays[n]).tobytes() for n in (GRID_KEEP, GRID) if n in arrays)
-    raw = sum(a.nbytes for n, a in arrays.items() if n not in (GRID, GRID_KEEP))
-    return (len(encode_section(coded).data) if coded else 0) + raw + BRICK_BOOKKEEPING_BYTES
+    return len(encode_section(part_blob(config, stored, geometry)).data) + BRICK_BOOKKEEPING_BYTES
 
 
-def brick_measure(model: SRNModel) -> Callable[[torch.Tensor | None], int]:
+def brick_measure(model: SRNModel, geometry: Geometry) -> Callable[[torch.Tensor | None], int]:
     """The bytes of the model's brick if it kept only the given latent entries (None: its own)."""
     from .quantize import storage_tensors
 
-    return lambda keep: brick_part_bytes(storage_tensors(model, keep))
+    return lambda keep: brick_part_bytes(model.config, storage_tensors(model, keep), geometry)
 
 
 def brick_fit(budget: int, geometry: Geometry, grow: bool = True) -> Callable[[SRNModel], None]:
@@ -203,7 +208,7 @@ def brick_fit(budget: int, geometry: Geometry, grow: bool = True) -> Callable[[S
     from .budget import fit_latent_to_budget, grow_latent_for_budget
 
     def fit(model: SRNModel) -> None:
-        measure = brick_measure(model)
+        measure = brick_measure(model, geometry)
         if grow:
             grow_latent_for_budget(model, budget, measure, geometry)
         fit_latent_to_budget(model, budget, measure)

@@ -487,7 +487,7 @@ def _run_decompress(args: argparse.Namespace) -> int:
     parts = srn.parts_of(0, 0)
     model = srn.part_model(parts[0].index)
     where = model_device(model).type.upper()
-    bricks = f"{read} of {len(parts)} bricks read, " if srn.bricks is not None else ""
+    bricks = f"{read} sections read for {len(parts)} bricks, " if srn.bricks is not None else ""
     print(f"decoded in {seconds:.2f} s ({values.size / max(seconds, 1e-9) / 1e6:.2f} M points/s; {bricks}"
           f"{evaluation_path(model)} on the {where})")
     return 0
@@ -513,8 +513,6 @@ def _run_info(args: argparse.Namespace) -> int:
         return 0
     if "parts" in info:
         return _print_parts_info(info)
-    if "bricks" in info:
-        return _print_bricked_info(info)
     src, stats = info["source"], info["stats"]
     rows: list[tuple[str, str]] = []
 
@@ -588,55 +586,6 @@ def _run_info(args: argparse.Namespace) -> int:
     return 0
 
 
-BRICK_ROWS = 32  # bricks listed one per line by `srnvtk info` (beyond: a summary)
-
-
-def _print_bricked_info(info: dict[str, Any]) -> int:
-    """`srnvtk info` of a bricked file: source, stats, the brick layout and where the bytes go."""
-    src, stats, bricks = info["source"], info["stats"], info["bricks"]
-    version = f", written by srnvtk {info['srnvtk_version']}" if info["srnvtk_version"] else ""
-    print(f"{info['file']}: {info['format']} format version {info['format_version']} (bricks){version}")
-    print(f"source      '{src['array_name']}' ({src['dtype']}), {_dims(src['dimensions'])} points, extent "
-          f"{' '.join(str(e) for e in src['extent'])}, spacing {_numbers(src['spacing'])}, origin "
-          f"{_numbers(src['origin'])}, values {src['value_range'][0]:g} .. {src['value_range'][1]:g}")
-    if "psnr" in stats:
-        print(f"PSNR        {'inf (lossless)' if stats['psnr'] is None else format_psnr(stats['psnr'])}")
-    print(f"ratio       {stats['ratio']:.1f}x against float32, {stats['file_bytes']:,} bytes "
-          f"({human_bytes(stats['file_bytes'])})")
-    if stats.get("train_seconds") is not None:
-        print(f"training    {human_seconds(stats['train_seconds'])}, {int(stats.get('steps', 0)):,} steps in all "
-              "bricks")
-    counts, size = bricks["counts"], bricks["size"]
-    print(f"bricks      {bricks['count']} = {' x '.join(map(str, counts))} of {' x '.join(map(str, size))} points, "
-          f"halo {bricks['halo']}")
-    b = bricks["bytes"]
-    print(f"bytes       {b['tensors']:,} in the bricks' tensors, {b['bookkeeping']:,} bookkeeping "
-          f"({b['bookkeeping_per_brick']} per brick), {b['fixed']:,} fixed (header, index, statistics)")
-    for n, entry in enumerate(bricks["settings"]):
-        c = entry["model_config"]
-        print(f"settings {n}  MLP {c['mlp_layers']} x {c['mlp_width']}, {c['grid_channels']} channels, "
-              f"{c['fourier_features']} Fourier octaves"
-              + (f", {c['wavelet']} wavelet grid" if c.get("wavelet") else "")
-              + (f", pruning {entry['pruning_config']['method']}" if entry["pruning_config"]["method"] != "none"
-                 else ""))
-    rows = bricks["per_brick"]
-    if len(rows) <= BRICK_ROWS:
-        print(f"{'brick':<14}{'core extent':<32}{'grid (z y x)':<16}{'bytes':>9}{'PSNR':>9}{'steps':>8}")
-        for row in rows:
-            psnr_text = "-" if row.get("psnr") is None and "psnr" not in row else (
-                "inf" if row.get("psnr") is None else f"{row['psnr']:.2f}")
-            print(f"{str(tuple(row['brick'])):<14}{' '.join(map(str, row['core'])):<32}"
-                  f"{' '.join(map(str, row['grid_shape'])):<16}{row['bytes']:>9,}{psnr_text:>9}"
-                  f"{int(row.get('steps', 0)):>8}")
-    else:
-        sizes = sorted(row["bytes"] for row in rows)
-        quality = sorted(row["psnr"] for row in rows if row.get("psnr") is not None)
-        print(f"per brick   bytes {sizes[0]:,} .. {sizes[len(sizes) // 2]:,} (median) .. {sizes[-1]:,}"
-              + (f"; PSNR {quality[0]:.2f} .. {quality[len(quality) // 2]:.2f} .. {quality[-1]:.2f} dB"
-                 if quality else "") + " (--json lists every brick)")
-    return 0
-
-
 def _print_parts_info(info: dict[str, Any]) -> int:
     """`srnvtk info` of a file of many networks: one line per field and time step (bricks summed)."""
     grid, stats = info["grid"], info["stats"]
@@ -651,6 +600,18 @@ def _print_parts_info(info: dict[str, Any]) -> int:
         print(f"  bricks      {_dims(bricks['counts'])} of {_dims(bricks['size'])} points, halo {bricks['halo']}")
     print(f"  file bytes  {int(stats['file_bytes']):,} ({human_bytes(stats['file_bytes'])}), ratio "
           f"{stats['ratio']:.1f}x against float32")
+    if "bytes" in info:  # format 9
+        b = info["bytes"]
+        print(f"  bytes       {b['parts']:,} in the networks, {b['bookkeeping']:,} bookkeeping "
+              f"({b['bookkeeping_per_part']} per network), {b['fixed']:,} fixed (header, index, statistics)")
+    if "psnr" in stats:
+        print(f"  PSNR        {'inf (lossless)' if stats['psnr'] is None else format_psnr(stats['psnr'])} (whole file)")
+    if len(info["parts"]) > 1 and all(p["brick"] is not None for p in info["parts"]):
+        quality = sorted(p["stats"]["psnr"] for p in info["parts"] if p["stats"].get("psnr") is not None)
+        sizes = sorted(p["bytes"] for p in info["parts"])
+        print(f"  per brick   bytes {sizes[0]:,} .. {sizes[len(sizes) // 2]:,} (median) .. {sizes[-1]:,}"
+              + (f"; PSNR {quality[0]:.2f} .. {quality[len(quality) // 2]:.2f} .. {quality[-1]:.2f} dB"
+                 if quality else "") + " (--json lists every brick)")
     print(f"  {'field':<16} {'step':>5} {'time':>10} {'bytes':>12} {'PSNR':>9}")
     groups: dict[tuple[str, int], list[dict]] = {}
     for part in info["parts"]:

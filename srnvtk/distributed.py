@@ -13,13 +13,13 @@ srnvtk.bricks). The steps, and what the ranks exchange between them:
    and complexity (srnvtk.bricks.brick_complexity); all ranks gather these, so every rank knows the value range
    every brick is trained on and, for a ratio target, every brick's share of the bytes (srnvtk.bricks).
 4. training: one brick at a time, read with its halo from the source (a streamed source holds nothing else),
-   trained, stored (srnvtk.brickfile), dropped.
+   trained, encoded as a file part (srnvtk.multipart.encode_part), its network dropped.
 5. quality: ranks send each other the stored bricks their neighbours need, and every rank decodes its bricks'
    cores blended as a reader will (srnvtk.decode), against the source read once more; the squared
    errors are summed over all ranks into the file's PSNR.
-6. writing: rank 0 writes the file's head and then every brick's section in brick order, from its own memory or
-   received from the brick's rank, into a temporary file that is renamed only when complete
-   (srnvtk.container.atomic_writer).
+6. writing: the parts' entries are gathered to rank 0, which writes one format-9 file (srnvtk.multipart): the
+   head, then every brick's section in brick order, from its own memory or received from the brick's rank, into
+   a temporary file that is renamed only when complete (srnvtk.container.atomic_writer).
 
 Failures: a rank that fails (an error, Ctrl-C, SIGTERM) tells every other rank at once; they stop at their next
 training step, all ranks meet at the next exchange, nobody writes, and every rank raises one error naming the
@@ -45,17 +45,8 @@ from typing import Any
 
 import numpy as np
 
-from .brickfile import (
-    BrickEntry,
-    BrickSettings,
-    StoredBrick,
-    assemble_stream,
-    brick_file_bytes,
-    build_brick_model,
-    fixed_bytes,
-    store_brick,
-)
 from .bricks import (
+    BRICK_BOOKKEEPING_BYTES,
     Brick,
     BrickLayout,
     brick_budgets,
@@ -64,14 +55,16 @@ from .bricks import (
     brick_geometry,
     layout_for,
     plan_brick,
+    stored_config,
     train_brick,
 )
 from .config import EncoderSettings, FVSRNConfig, TrainConfig
 from .decode import decode
 from .errors import InputError, SettingsError, SRNError, TrainingAborted
-from .fileformat import SourceInfo, SRNFile
+from .fileformat import SourceInfo, SRNFile, encoded_part_model
 from .metrics import compression_ratio
-from .parts import PartInfo
+from .multipart import EncodedPart, PartEntry, encode_part, fixed_bytes, write_compact_stream
+from .parts import FieldInfo, PartData, PartInfo
 from .signals import Interrupts
 from .sources import BrickSource
 from .volume import Geometry, Volume
@@ -366,9 +359,9 @@ class _Run:
         self.brick_size, self.halo, self.gamma = brick_size, halo, gamma
         self.progress, self.user_abort, self.interrupts = progress, should_abort, interrupts
         self.grid = source.geometry
-        self.stored: dict[Brick, StoredBrick] = {}
+        self.stored: dict[Brick, EncodedPart] = {}
         self.trained: dict[Brick, FVSRNConfig] = {}  # what each of this rank's bricks trained (grown or not)
-        self.received: dict[Brick, StoredBrick] = {}  # other ranks' bricks that this rank's cores blend with
+        self.received: dict[Brick, EncodedPart] = {}  # other ranks' bricks that this rank's cores blend with
 
     # -- exchanges ----------------------------------------------------------------------------------------------
     def _phase(self, work: Callable[[], Any]) -> list[Any]:
@@ -439,7 +432,9 @@ class _Run:
         points = {r[0]: r[3] for r in surveys}
         complexity = {r[0]: r[4] / (value_range[1] - value_range[0]) for r in surveys}
         if settings.encode.ratio is not None:
-            self.budgets, self.configs = _plan(settings, grid, layout, all_bricks, points, complexity, self.gamma)
+            field = FieldInfo(self.source.name, self.source.dtype, 1, (value_range,))
+            self.budgets, self.configs = _plan(settings, grid, layout, field, all_bricks, points, complexity,
+                                               self.gamma)
         else:
             self.budgets, self.configs = {}, {b: settings.fvsrn for b in all_bricks}
 
@@ -460,7 +455,7 @@ class _Run:
         stats = {"psnr": _psnr(sum(g[0] for g in gathered) / grid.num_points, range_),
                  "train_seconds": max(g[1] for g in gathered), "steps": float(sum(g[2] for g in gathered)),
                  "pruned_fraction": math.nan, "final_loss": math.nan}
-        gathered = self._phase(lambda: ([BrickEntry.of(self.stored[b]) for b in mine], peak_rss_bytes()))
+        gathered = self._phase(lambda: ([self.stored[b].entry for b in mine], peak_rss_bytes()))
         entries = [e for rows, _ in gathered for e in rows]
         peak_rss = [rss for _, rss in gathered]
         file_bytes = None
@@ -506,14 +501,14 @@ class _Run:
                                   final_fit=final_fit, progress=brick_progress, should_abort=self._abort)
             del volume
             self.trained[brick] = trained.model.config
-            self.stored[brick] = store_brick(brick, trained.model, trained.stats, self.settings.pruning)
+            self.stored[brick] = _encode(brick, trained.model, trained.stats, self.settings.pruning, grid, layout)
 
-    def _measure(self, received: list[StoredBrick], keep_reconstruction: bool,
+    def _measure(self, received: list[EncodedPart], keep_reconstruction: bool,
                  train_seconds: float) -> tuple[float, float, float]:
         """This rank's cores decoded blended (neighbours from other ranks built from what they sent) against the
         source: (squared error, train seconds, steps)."""
         grid, layout = self.grid, self.layout
-        self.received = {item.brick: item for item in received}
+        self.received = {item.entry.brick: item for item in received}
         # Networks are built from their stored bytes, as a reader builds them, and only the last few kept: a rank
         # holds its bricks' bytes, never all their networks.
         models: OrderedDict[Brick, Any] = OrderedDict()
@@ -523,7 +518,7 @@ class _Run:
                 models.move_to_end(brick)
                 return models[brick]
             stored = self.stored.get(brick) or self.received[brick]
-            models[brick] = build_brick_model(stored, grid, layout)
+            models[brick] = encoded_part_model(stored, grid, layout)
             if len(models) > MODELS_HELD:
                 models.popitem(last=False)
             return models[brick]
@@ -548,34 +543,36 @@ class _Run:
             diff = values.astype(np.float64) - self.source.read(core)
             brick_sse = float(np.vdot(diff, diff))
             sse += brick_sse
-            self.stored[brick].stats["psnr"] = _psnr(brick_sse / diff.size, range_)
+            self.stored[brick].entry.stats["psnr"] = _psnr(brick_sse / diff.size, range_)
             if keep_reconstruction:
                 box = self.box
                 sl = tuple(slice(core[2 * a] - box[2 * a], core[2 * a + 1] - box[2 * a] + 1) for a in (2, 1, 0))
                 self.reconstruction[sl] = values
             self.interrupts.check()
             self._report(0.9 + 0.08 * (n + 1) / len(self.mine), f"measuring brick {n + 1}/{len(self.mine)}")
-        steps = sum(self.stored[b].stats.get("steps", 0.0) for b in self.mine)
+        steps = sum(self.stored[b].entry.stats.get("steps", 0.0) for b in self.mine)
         return sse, train_seconds, steps
 
-    def _write(self, entries: list[BrickEntry], stats: dict[str, float]) -> int:
+    def _write(self, entries: list[PartEntry], stats: dict[str, float]) -> int:
         """Rank 0 writes the file from its bricks and those the others send, in brick order (see the module)."""
         comm, order = self.comm, self.layout.indices(self.grid)
         by_brick = {e.brick: e for e in entries}
-        source = SourceInfo(self.source.name, self.source.dtype, self.grid, self.value_range)
+        ordered = [by_brick[b] for b in order]
+        field = FieldInfo(self.source.name, self.source.dtype, 1, (self.value_range,))
 
         def sections() -> Iterator[bytes]:
             for n, brick in enumerate(order):
                 owner = self.owner_of[brick]
-                yield self.stored[brick].section.data if owner == 0 else comm.recv_bytes(
-                    by_brick[brick].section.length, owner, n)
+                yield self.stored[brick].data if owner == 0 else comm.recv_bytes(by_brick[brick].section.length,
+                                                                                  owner, n)
 
         def work() -> int:
             if comm.rank == 0:
-                return assemble_stream(self.path, source, self.layout, entries, stats, sections())
+                return write_compact_stream(self.path, self.grid, [0.0], [field], self.layout, ordered, stats,
+                                            sections())
             for n, brick in enumerate(order):
                 if self.owner_of[brick] == comm.rank:
-                    comm.send_bytes(self.stored[brick].section.data, 0, n)
+                    comm.send_bytes(self.stored[brick].data, 0, n)
             return 0
 
         return self._phase(work)[0]
@@ -649,40 +646,57 @@ def _neighbours(bricks: list[Brick], layout: BrickLayout, grid: Geometry) -> lis
     return sorted(found, key=lambda b: (b[2], b[1], b[0]))
 
 
-def _plan(settings: EncoderSettings, grid: Geometry, layout: BrickLayout, bricks: list[Brick],
+def _plan(settings: EncoderSettings, grid: Geometry, layout: BrickLayout, field: FieldInfo, bricks: list[Brick],
           points: dict[Brick, int], complexity: dict[Brick, float],
           gamma: float) -> tuple[dict[Brick, int], dict[Brick, FVSRNConfig]]:
-    """Every brick's byte budget and planned network for the ratio target (every rank computes the same)."""
+    """Every brick's byte budget and planned network for the ratio target (every rank computes the same): the
+    budget less the file's fixed bytes (srnvtk.multipart.fixed_bytes with the planned settings and grids), shared
+    out over the bricks (srnvtk.bricks.brick_budgets)."""
     from .encoder import budget_for_ratio
 
     total = budget_for_ratio(settings.encode.ratio, grid)
-    info = SourceInfo("x", "float32", grid, (0.0, 1.0))
     base = settings.fvsrn
-    planned: dict[Brick, FVSRNConfig] = {}
-    fixed = fixed_bytes(info, layout, [BrickSettings(_canonical(base), settings.pruning)])
-    for _round in range(2):  # the fixed cost depends on the settings the bricks end up with, and back
+    planned = {b: base for b in bricks}
+    fixed = _fixed_bytes(grid, layout, field, planned, settings)
+    for _round in range(3):  # the fixed cost depends on the settings the bricks end up with, and back
         budgets = dict(zip(bricks, brick_budgets(total - fixed, [points[b] for b in bricks],
                                                  [complexity[b] for b in bricks], gamma), strict=True))
         try:
             planned = {b: plan_brick(budgets[b], brick_geometry(grid, layout.extent(grid, b)), base) for b in bricks}
         except SettingsError as exc:
             raise SettingsError(f"ratio {settings.encode.ratio:g} with bricks of {layout.size[0]}: {exc}") from None
-        distinct = []
-        for config in planned.values():
-            entry = BrickSettings(_canonical(config), settings.pruning)
-            if entry not in distinct:
-                distinct.append(entry)
-        fixed = max(fixed, fixed_bytes(info, layout, distinct))
-    if total - fixed < len(bricks) * 64:
+        now = _fixed_bytes(grid, layout, field, planned, settings)
+        if now <= fixed:  # (a few bytes more at the end: BRICK_BOOKKEEPING_BYTES keeps a share for them)
+            break
+        fixed = now
+    if total - fixed < len(bricks) * BRICK_BOOKKEEPING_BYTES:
         raise SettingsError(f"ratio {settings.encode.ratio:g} leaves {total} bytes for {len(bricks)} bricks")
     return budgets, planned
 
 
-def _canonical(config: FVSRNConfig) -> FVSRNConfig:
-    from .brickfile import canonical
+def _fixed_bytes(grid: Geometry, layout: BrickLayout, field: FieldInfo, planned: dict[Brick, FVSRNConfig],
+                 settings: EncoderSettings) -> int:
+    """The file's bytes beyond its bricks' for these planned networks (their grids' structures as planned)."""
+    from .container import SectionEntry
+    from .models.fvsrn import grid_shape_for
 
-    return canonical(config)
+    empty = SectionEntry(0, 0, 0, 0)
+    entries = []
+    for brick, config in planned.items():
+        shape = grid_shape_for(config, brick_geometry(grid, layout.extent(grid, brick)))
+        entries.append(PartEntry(0, 0, brick, stored_config(config), settings.pruning,
+                                 {"grid_shape": list(shape), "keep_shape": None}, empty, {}))
+    return fixed_bytes(grid, [0.0], [field], layout, entries)
 
 
-__all__ = ["BrickedResult", "Comm", "MPIComm", "RankError", "TrainingAborted", "assign_bricks", "brick_file_bytes",
-           "compress_bricks", "launched_by_mpi", "piece_extent", "world"]
+def _encode(brick: Brick, model: Any, stats: dict[str, float], pruning: Any, grid: Geometry,
+            layout: BrickLayout) -> EncodedPart:
+    """A trained brick network (at its stored precision) as a file part."""
+    from .quantize import storage_tensors
+
+    return encode_part(PartData(0, 0, brick, stored_config(model.config), pruning, storage_tensors(model),
+                                dict(stats)), grid, layout)
+
+
+__all__ = ["BrickedResult", "Comm", "MPIComm", "RankError", "TrainingAborted", "assign_bricks", "compress_bricks",
+           "launched_by_mpi", "piece_extent", "world"]

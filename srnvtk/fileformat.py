@@ -27,8 +27,9 @@ that a Neurcomp file's size does not depend on its values (rate control sizes it
 size and ratio are not stored: a reader measures them. Every tensor's dtype and shape is derived from the
 settings and structure and checked (srnvtk.filechecks) before any section is read.
 
-Format version 6 (srnvtk.multipart) holds many networks (fields x time steps x bricks, srnvtk.parts); it is
-written by `write_parts` only for files that need it, so a single network stays a version-5 file.
+Format version 9 (srnvtk.multipart) holds many networks (fields x time steps x bricks, srnvtk.parts) at 51 bytes
+of bookkeeping each; it is written by `write_parts` only for files that need it, so a single network stays a
+version-5 file. Version 6, its first layout (about 74 bytes a part), is still read.
 
 Versions 1-4 were HDF5 files (srnvtk.legacy_hdf5 documents and reads them, in a bounded child process):
 4 added k-means Neurcomp weights, 3 wavelet grids, 2 pruning; all are still read.
@@ -69,7 +70,18 @@ from .kmeans import ClusteredLinear
 from .legacy_hdf5 import LEGACY_VERSIONS, LegacyContents, read_legacy
 from .metrics import compression_ratio
 from .models import model_from_structure
-from .multipart import MULTIPART_VERSION, STORED_STATS, load_part, parts_bytes, read_multipart, stats_from_bytes
+from .multipart import (
+    COMPACT_VERSION,
+    MULTIPART_VERSION,
+    STORED_STATS,
+    EncodedPart,
+    compact_bytes,
+    load_part,
+    part_stored,
+    read_compact,
+    read_multipart,
+    stats_from_bytes,
+)
 from .parts import BrickLayout, FieldInfo, PartData, PartInfo, brick_geometry
 from .quantize import (
     GRID,
@@ -87,8 +99,8 @@ if TYPE_CHECKING:
     from .models.protocol import SRNModel
 
 FORMAT_NAME = "srnvtk"
-FORMAT_VERSION = 5  # what srnvtk writes for one network (many: MULTIPART_VERSION; bricks: srnvtk.brickfile)
-READABLE_VERSIONS = (*LEGACY_VERSIONS, FORMAT_VERSION, MULTIPART_VERSION, 7)  # 7: bricks, srnvtk.brickfile
+FORMAT_VERSION = 5  # what srnvtk writes for one network (many: COMPACT_VERSION)
+READABLE_VERSIONS = (*LEGACY_VERSIONS, FORMAT_VERSION, MULTIPART_VERSION, COMPACT_VERSION)
 STAT_KEYS = ("psnr", "train_seconds", "steps", "final_loss", "file_bytes", "ratio", "pruned_fraction")
 # Coded sections: the latent codes and the keep mask. Not the weights or k-means indices: those keep a
 # Neurcomp file's size independent of its values, so rate control can size it exactly before training.
@@ -265,7 +277,7 @@ def read_srn(path: str | os.PathLike) -> SRNFile:
             prefix = handle.read(len(CONTAINER_MAGIC))
         if is_container(prefix):
             container = Container.open(path)
-            if container.version == MULTIPART_VERSION:
+            if container.version in (MULTIPART_VERSION, COMPACT_VERSION):
                 return _read_multipart(container)
             return _read_container(container)
         return _read_contents(read_legacy(path))
@@ -344,10 +356,6 @@ def _model_from_stored(config: ModelConfig, geometry: Geometry, stored: StoredMo
 
 
 def _read_container(container: Container) -> SRNFile:
-    from .brickfile import BRICKED_VERSION, read_bricked
-
-    if container.version == BRICKED_VERSION:
-        return read_bricked(container)
     if container.version != FORMAT_VERSION:
         readable = ", ".join(str(v) for v in READABLE_VERSIONS)
         raise FileFormatError(f"format version {container.version} is not supported (this srnvtk reads versions "
@@ -442,13 +450,28 @@ def _stats_section(description: object, container: Container) -> int:
 
 
 def write_parts(path: str | os.PathLike, geometry: Geometry, times: Sequence[float], fields: Sequence[FieldInfo],
-                parts: Sequence[PartData], bricks: BrickLayout | None = None) -> int:
-    """Write a file of many networks (format 6, srnvtk.multipart) atomically; returns its bytes."""
-    return write_atomically(path, parts_bytes(geometry, times, fields, parts, bricks))
+                parts: Sequence[PartData], bricks: BrickLayout | None = None,
+                stats: dict[str, float] | None = None) -> int:
+    """Write a file of many networks (format 9, srnvtk.multipart) atomically; returns its bytes. stats: the whole
+    file's (STORED_STATS), beside each part's own."""
+    return write_atomically(path, compact_bytes(geometry, times, fields, parts, bricks, stats))
+
+
+def encoded_part_model(part: EncodedPart, grid: Geometry, bricks: BrickLayout | None = None) -> SRNModel:
+    """The network of a part encoded in memory (srnvtk.multipart.encode_part), built as a reader builds it from a
+    file: what a reader will decode, bit for bit."""
+    from .container import decode_section
+
+    entry = part.entry
+    extent = tuple(grid.extent) if entry.brick is None else bricks.extent(grid, entry.brick)
+    geometry = brick_geometry(grid, extent)
+    data = decode_section(part.data, entry.section.codec, entry.section.raw_length)
+    return _model_from_stored(entry.model_config, geometry, part_stored(entry.model_config, entry.structure,
+                                                                        geometry, data))
 
 
 def _read_multipart(container: Container) -> SRNFile:
-    contents = read_multipart(container)
+    contents = read_compact(container) if container.version == COMPACT_VERSION else read_multipart(container)
     srn = None
 
     def load(index: int) -> SRNModel:
@@ -460,7 +483,7 @@ def _read_multipart(container: Container) -> SRNFile:
 
     first_field, first = contents.fields[0], contents.parts[0]
     source = SourceInfo(first_field.name, first_field.dtype, contents.geometry, first_field.value_ranges[0])
-    stats = {"file_bytes": float(container.size),
+    stats = {**contents.stats, "file_bytes": float(container.size),
              "ratio": compression_ratio(contents.geometry.num_points * sum(f.components for f in contents.fields)
                                         * len(contents.times), container.size)}
     srn = SRNFile(None, first.model_config, source, stats, {}, first.pruning, container.version,

@@ -19,64 +19,9 @@ INTEGER_STATS = ("steps", "file_bytes")
 
 
 def file_info(path: str | os.PathLike) -> dict[str, Any]:
-    """Everything `srnvtk info` shows about the file at path (see srn_info and bricked_info)."""
-    from .brickfile import BRICKED_VERSION
-
-    srn = read_srn(path)
-    info = bricked_info(srn) if srn.format_version == BRICKED_VERSION else srn_info(srn)
+    """Everything `srnvtk info` shows about the file at path (see srn_info)."""
+    info = srn_info(read_srn(path))
     return {"file": str(path), **info}
-
-
-def bricked_info(srn: SRNFile) -> dict[str, Any]:
-    """A bricked file (format 7, srnvtk.brickfile): the layout, the settings its bricks share, every brick's record
-    and what the file's bytes go to (the bricks' tensors, their bookkeeping, the fixed rest); from the index
-    alone, no brick is read."""
-    from .brickfile import BRICK_BOOKKEEPING_BYTES, canonical
-
-    grid, layout = srn.geometry, srn.bricks
-    settings: list[tuple[Any, Any]] = []
-    per_brick = []
-    for part in srn.parts:
-        entry = (canonical(part.model_config), part.pruning)
-        if entry not in settings:
-            settings.append(entry)
-        per_brick.append({"brick": list(part.brick), "core": list(layout.core(grid, part.brick)),
-                          "extent": list(part.extent), "grid_shape": list(part.structure["grid_shape"]),
-                          "pruned": part.structure.get("keep_shape") is not None, "settings": settings.index(entry),
-                          "bytes": part.stored_bytes, **{k: plain(v) for k, v in part.stats.items()}})
-    tensors = sum(part.stored_bytes for part in srn.parts)
-    bookkeeping = BRICK_BOOKKEEPING_BYTES * len(srn.parts)
-    size = int(srn.stats["file_bytes"])
-    return {
-        "format": FORMAT_NAME,
-        "format_version": int(srn.format_version),
-        "architecture": "fvsrn",
-        "srnvtk_version": srn.srnvtk_version,
-        "source": _source_info(srn.source),
-        "stats": stats_info(srn.stats),
-        "bricks": {
-            "size": list(layout.size), "halo": layout.halo, "counts": list(layout.counts(grid)),
-            "count": len(srn.parts),
-            "settings": [{"model_config": plain(dataclasses.asdict(config)),
-                          "pruning_config": plain(dataclasses.asdict(pruning))} for config, pruning in settings],
-            "bytes": {"tensors": tensors, "bookkeeping": bookkeeping, "fixed": size - tensors - bookkeeping,
-                      "bookkeeping_per_brick": BRICK_BOOKKEEPING_BYTES},
-            "per_brick": per_brick,
-        },
-    }
-
-
-def _source_info(source: Any) -> dict[str, Any]:
-    geometry = source.geometry
-    return {
-        "array_name": source.array_name,
-        "dtype": source.dtype,
-        "dimensions": list(geometry.dimensions),
-        "extent": list(geometry.extent),
-        "spacing": plain(list(geometry.spacing)),
-        "origin": plain(list(geometry.origin)),
-        "value_range": plain(list(source.value_range)),
-    }
 
 
 def srn_info(srn: SRNFile) -> dict[str, Any]:
@@ -135,16 +80,33 @@ def plain(value: Any) -> Any:
 
 def parts_info(srn: SRNFile) -> dict[str, Any]:
     """A file of many networks: its grid, times, fields and brick layout, and per part what it covers, its
-    settings, stored bytes and stats (reading every part's statistics)."""
+    settings, stored bytes and stats. Format 6 keeps a part's statistics with its tensors, so every part is read;
+    format 9 has them in its index, so no part is (its pruned fraction is then the recorded one), and the file's
+    bytes are split into the parts' sections, their bookkeeping and the fixed rest."""
+    from .multipart import COMPACT_VERSION, PART_BOOKKEEPING_BYTES
+
     geometry = srn.geometry
+    compact = srn.format_version == COMPACT_VERSION
     parts = []
     for part in srn.parts:
-        model = srn.part_model(part.index)  # reads the part's sections: its stats come with them
-        parts.append({"field": srn.fields[part.field].name, "step": part.step, "time": srn.times[part.step],
-                      "brick": None if part.brick is None else list(part.brick), "extent": list(part.extent),
-                      "architecture": model.architecture, "bytes": part.stored_bytes,
-                      "pruned_fraction": plain(pruned_fraction(model)), "stats": stats_info(part.stats)})
+        if compact:
+            fraction = part.stats.get("pruned_fraction")
+        else:
+            fraction = pruned_fraction(srn.part_model(part.index))  # reads the part: its stats come with it
+        row = {"field": srn.fields[part.field].name, "step": part.step, "time": srn.times[part.step],
+               "brick": None if part.brick is None else list(part.brick), "extent": list(part.extent),
+               "architecture": part.model_config.architecture, "bytes": part.stored_bytes,
+               "pruned_fraction": plain(fraction), "stats": stats_info(part.stats)}
+        if "grid_shape" in part.structure:
+            row["grid_shape"] = [int(s) for s in part.structure["grid_shape"]]
+        parts.append(row)
     first = srn.parts[0]
+    extra = {}
+    if compact:
+        sections = sum(part.stored_bytes for part in srn.parts)
+        bookkeeping = PART_BOOKKEEPING_BYTES * len(srn.parts)
+        extra["bytes"] = {"parts": sections, "bookkeeping": bookkeeping, "bookkeeping_per_part": PART_BOOKKEEPING_BYTES,
+                          "fixed": int(srn.stats["file_bytes"]) - sections - bookkeeping}
     return {
         "format": FORMAT_NAME,
         "format_version": int(srn.format_version),
@@ -160,4 +122,5 @@ def parts_info(srn: SRNFile) -> dict[str, Any]:
         "pruning_config": plain(dataclasses.asdict(first.pruning)),
         "parts": parts,
         "stats": stats_info(srn.stats),
+        **extra,
     }

@@ -17,9 +17,27 @@ A part's tensors are not described one by one: their dtypes and shapes follow fr
   raw    the grid's float32 scales and offsets (fV-SRN), the float16 weights, the uint8 k-means indices (clustered
          Neurcomp), then the part's statistics as float64 (STORED_STATS; NaN: not recorded); always raw, so the
          size of everything but the codes is known before training
-So a part costs two table entries (26 bytes) and its compact entry in the deflated header (tens of bytes; fewer
-when parts share settings and shapes, as bricks do) beyond its parameters. A reader checks the whole header
-before reading any section, and reads only the sections of the parts it builds (`SRNFile.part_model`).
+So a part costs two table entries (26 bytes), its entry in the deflated header and its 40 bytes of statistics
+beyond its parameters: 74 bytes a brick, measured (benchmarks/container_overhead.py). A reader checks the whole
+header before reading any section, and reads only the sections of the parts it builds (`SRNFile.part_model`).
+
+Format version 9 (what srnvtk writes; 7 and 8 are single-network formats of other features) keeps the header's
+grid, times, fields, bricks and settings, and moves the parts into a binary index, so that a part costs a fixed
+51 bytes beyond its parameters however many there are (a brick of a large volume: hundreds of thousands):
+  structures  [structure, ...]: the distinct model structures the parts name (bricks of one size share a few)
+  parts       the number of parts
+Sections:
+  0       the index: one PART_RECORD per part, then the file's statistics (STORED_STATS as float64; NaN: not
+          recorded); stored raw, deflated or LZMA-coded, whichever is smallest
+  1 + n   part n's tensors in the fixed order derived from its settings and structure: the grid's float32 scales
+          and offsets, the float16 weights, the uint8 k-means indices, then the keep mask's packed bits and the
+          uint8 codes; the whole stored raw, deflated or LZMA-coded, whichever is smallest (its size is at most its
+          raw size, known before training)
+A record (little-endian, 38 bytes): field (u16), step (u32), brick i, j, k (3 x u16; all 0xFFFF: the whole grid),
+settings entry (u16), structure entry (u32), then the part's statistics as float32: psnr, train_seconds, steps,
+final_loss, pruned_fraction (NaN: not recorded). So a part costs its record and its section's 13-byte table
+entry, and its statistics are known without reading it. A reader checks the header, the whole index and every
+part's section size before it reads any part.
 """
 
 from __future__ import annotations
@@ -27,15 +45,18 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
-from collections.abc import Sequence
+import os
+import struct
+import zlib
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
 
 from . import __version__
-from .config import PruningConfig, from_json, model_config_class
-from .container import Container, Encoded, encode_section, pack
-from .errors import FileFormatError, SRNError
+from .config import ModelConfig, PruningConfig, from_json, model_config_class
+from .container import ENTRY, Container, Encoded, SectionEntry, atomic_writer, encode_section, pack, pack_head
+from .errors import FileFormatError, SettingsError, SRNError
 from .filechecks import (
     GRID,
     GRID_KEEP,
@@ -57,12 +78,18 @@ from .quantize import StoredModel
 from .volume import Geometry
 
 MULTIPART_VERSION = 6
+COMPACT_VERSION = 9  # what write_parts writes
 FORMAT_NAME = "srnvtk"
 STORED_STATS = ("psnr", "train_seconds", "steps", "final_loss", "pruned_fraction")
 HEADER_KEYS = ("format", "srnvtk_version", "grid", "times", "fields", "bricks", "settings", "parts")
 MAX_FIELD_COMPONENTS = (1, 3)
 CODED_ORDER = (GRID_KEEP, GRID)  # within the coded section
 RAW_ORDER = (GRID_QUANT, WEIGHTS, WEIGHT_INDICES)  # within the raw section, before the stats
+COMPACT_HEADER_KEYS = ("format", "srnvtk_version", "grid", "times", "fields", "bricks", "settings", "structures",
+                       "parts")
+PART_RECORD = struct.Struct("<HI3HHI5f")  # field, step, brick i j k, settings, structure, STORED_STATS as f32
+PART_BOOKKEEPING_BYTES = PART_RECORD.size + ENTRY.size  # what a format-9 part costs beyond its tensors
+WHOLE_GRID = 0xFFFF  # a record's brick index for a part of the whole grid
 
 
 def parts_bytes(geometry: Geometry, times: Sequence[float], fields: Sequence[FieldInfo], parts: Sequence[PartData],
@@ -108,19 +135,25 @@ def _part_extent(grid: Geometry, bricks: BrickLayout | None, brick: Sequence[int
 
 
 def _part_sections(part: PartData, geometry: Geometry) -> tuple[bytes | None, bytes]:
-    """The coded and raw bytes of one part, in the fixed order the reader derives from its settings."""
-    arrays = part.stored.arrays
-    plan = tensor_specs(part.model_config, check_structure(part.model_config, part.stored.structure), geometry)
-    packed = {WEIGHTS: _repacked(arrays[WEIGHTS], part.stored.layout, plan.weights_layout)}
+    """The coded and raw bytes of one part (format 6), in the fixed order the reader derives from its settings."""
+    coded, raw = _part_tensors(part.model_config, part.stored, geometry)
+    stats = np.array([float(part.stats.get(key, math.nan)) for key in STORED_STATS], dtype="<f8")
+    return coded, raw + stats.tobytes()
+
+
+def _part_tensors(config: ModelConfig, stored: StoredModel, geometry: Geometry) -> tuple[bytes | None, bytes]:
+    """A part's coded tensors (keep mask and codes; None without a latent grid) and its raw ones, in the fixed
+    order the reader derives from its settings and structure."""
+    arrays = stored.arrays
+    plan = tensor_specs(config, check_structure(config, stored.structure), geometry)
+    packed = {WEIGHTS: _repacked(arrays[WEIGHTS], stored.layout, plan.weights_layout)}
     if WEIGHT_INDICES in arrays:
-        packed[WEIGHT_INDICES] = _repacked(arrays[WEIGHT_INDICES], part.stored.index_layout, plan.index_layout)
+        packed[WEIGHT_INDICES] = _repacked(arrays[WEIGHT_INDICES], stored.index_layout, plan.index_layout)
     coded = None
     if GRID in arrays:
         coded = b"".join(np.ascontiguousarray(arrays[n]).tobytes() for n in CODED_ORDER if n in arrays)
         packed[GRID_QUANT] = arrays[GRID_QUANT]
-    stats = np.array([float(part.stats.get(key, math.nan)) for key in STORED_STATS], dtype="<f8")
-    raw = b"".join(np.ascontiguousarray(packed[n]).tobytes() for n in RAW_ORDER if n in packed) + stats.tobytes()
-    return coded, raw
+    return coded, b"".join(np.ascontiguousarray(packed[n]).tobytes() for n in RAW_ORDER if n in packed)
 
 
 def _repacked(vector: np.ndarray, layout: list[list], order: dict[str, tuple[int, ...]]) -> np.ndarray:
@@ -146,8 +179,10 @@ class MultipartContents:
     fields: tuple[FieldInfo, ...]
     bricks: BrickLayout | None
     parts: tuple[PartInfo, ...]
-    sections: dict[int, tuple[int | None, int]]  # part index -> (coded, raw) section indices
+    sections: dict[int, tuple[int | None, int]]  # part index -> (coded, raw) section indices (format 9: None, one)
     srnvtk_version: str
+    compact: bool = False  # format 9: one section per part, statistics in the index
+    stats: dict[str, float] = dataclasses.field(default_factory=dict)  # the file's (format 9)
 
 
 def read_multipart(container: Container) -> MultipartContents:
@@ -328,6 +363,9 @@ def load_part(container: Container, contents: MultipartContents, index: int) -> 
     """One part's stored tensors (read and checked now) and its statistics."""
     part = contents.parts[index]
     coded, raw = contents.sections[index]
+    if contents.compact:
+        return part_stored(part.model_config, part.structure, brick_geometry(contents.geometry, part.extent),
+                           container.read(raw)), dict(part.stats)
     plan = tensor_specs(part.model_config, part.structure, brick_geometry(contents.geometry, part.extent))
     arrays: dict[str, np.ndarray] = {}
     data, offset = container.read(raw), 0
@@ -361,4 +399,233 @@ def stats_from_bytes(data: bytes) -> dict[str, float]:
         if math.isinf(value) and not (key == "psnr" and value > 0):
             raise FileFormatError(f"the stat {key} is infinite")
         found[key] = value
+    return found
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# format 9: the parts in a binary index, one section each
+
+
+@dataclasses.dataclass(frozen=True)
+class PartEntry:
+    """A part's line in the index and the section table, without its bytes (they may lie in another process)."""
+
+    field: int
+    step: int
+    brick: tuple[int, int, int] | None
+    model_config: ModelConfig
+    pruning: PruningConfig
+    structure: dict[str, Any]
+    section: SectionEntry
+    stats: dict[str, float] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True)
+class EncodedPart:
+    """A part as a format-9 file stores it: its entry and its section's stored bytes."""
+
+    entry: PartEntry
+    data: bytes
+
+    @property
+    def file_bytes(self) -> int:
+        """What the part adds to a file."""
+        return len(self.data) + PART_BOOKKEEPING_BYTES
+
+
+def part_blob(config: ModelConfig, stored: StoredModel, geometry: Geometry) -> bytes:
+    """A part's section before coding: its raw tensors, then its coded ones (see the module)."""
+    coded, raw = _part_tensors(config, stored, geometry)
+    return raw + (coded or b"")
+
+
+def encode_part(part: PartData, grid: Geometry, bricks: BrickLayout | None = None) -> EncodedPart:
+    """A part as a format-9 file stores it (its section coded whichever way is smallest)."""
+    geometry = brick_geometry(grid, _part_extent(grid, bricks, part.brick))
+    section = encode_section(part_blob(part.model_config, part.stored, geometry))
+    brick = None if part.brick is None else tuple(int(b) for b in part.brick)
+    entry = PartEntry(part.field, part.step, brick, part.model_config, part.pruning,
+                      check_structure(part.model_config, part.stored.structure), SectionEntry.of(section),
+                      {k: float(v) for k, v in part.stats.items()})
+    return EncodedPart(entry, section.data)
+
+
+def part_stored(config: ModelConfig, structure: dict, geometry: Geometry, data: bytes) -> StoredModel:
+    """A format-9 part's stored tensors from its section's decoded bytes (whose size the reader checked)."""
+    plan = tensor_specs(config, structure, geometry)
+    arrays: dict[str, np.ndarray] = {}
+    offset = 0
+    for name in (*RAW_ORDER, GRID_KEEP):
+        if name in plan.specs:
+            spec = plan.specs[name]
+            count = math.prod(spec.shape)
+            arrays[name] = np.frombuffer(data, dtype=spec.dtype, count=count, offset=offset).reshape(spec.shape).copy()
+            offset += count * spec.dtype.itemsize
+    if GRID in plan.specs:
+        shape = plan.specs[GRID].shape if GRID_KEEP not in plan.specs else (len(data) - offset,)
+        arrays[GRID] = np.frombuffer(data, dtype=UINT8, offset=offset).reshape(shape).copy()
+    layout = [[name, list(shape)] for name, shape in plan.weights_layout.items()]
+    index_layout = [[name, list(shape)] for name, shape in plan.index_layout.items()]
+    return StoredModel(arrays, layout, structure, index_layout)
+
+
+def _section_bounds(plan) -> tuple[int, int]:
+    """The fewest and most decoded bytes a format-9 part's section may hold (a pruned grid's codes vary)."""
+    fixed = sum(_spec_bytes(plan.specs[n]) for n in (*RAW_ORDER, GRID_KEEP) if n in plan.specs)
+    if GRID not in plan.specs:
+        return fixed, fixed
+    if GRID_KEEP in plan.specs:
+        return fixed, fixed + plan.specs[GRID].max_size
+    return (fixed + math.prod(plan.specs[GRID].shape),) * 2
+
+
+def compact_head(geometry: Geometry, times: Sequence[float], fields: Sequence[FieldInfo],
+                 bricks: BrickLayout | None, entries: Sequence[PartEntry], stats: dict[str, float] | None = None,
+                 index_codecs: Sequence[str] = ("raw", "zlib", "lzma")) -> bytes:
+    """Everything of a format-9 file before the parts' sections: prefix, header, table and index, for parts in
+    the order given (their sections follow in that order)."""
+    settings: list[dict[str, Any]] = []
+    structures: list[dict[str, Any]] = []
+    records = []
+    for entry in entries:
+        described = {"architecture": entry.model_config.architecture,
+                     "model_config": dataclasses.asdict(entry.model_config),
+                     "pruning_config": dataclasses.asdict(entry.pruning)}
+        if described not in settings:
+            settings.append(described)
+        structure = dict(entry.structure)
+        if structure not in structures:
+            structures.append(structure)
+        if len(settings) > 0xFFFF or max(len(fields), entry.field + 1) > 0xFFFF:
+            raise SettingsError("more than 65535 settings entries or fields in one file")
+        brick = (WHOLE_GRID,) * 3 if entry.brick is None else entry.brick
+        if max(brick) > WHOLE_GRID or (entry.brick is not None and max(brick) == WHOLE_GRID):
+            raise SettingsError(f"brick {entry.brick} is beyond the 65535 bricks per axis a file holds")
+        records.append(PART_RECORD.pack(entry.field, entry.step, *brick, settings.index(described),
+                                        structures.index(structure),
+                                        *(float(entry.stats.get(k, math.nan)) for k in STORED_STATS)))
+    values = np.array([float((stats or {}).get(k, math.nan)) for k in STORED_STATS], dtype="<f8").tobytes()
+    index = encode_section(b"".join(records) + values, index_codecs)
+    header = {
+        "format": FORMAT_NAME,
+        "srnvtk_version": __version__,
+        "grid": {"extent": list(geometry.extent), "origin": list(geometry.origin), "spacing": list(geometry.spacing)},
+        "times": [float(t) for t in times],
+        "fields": [[f.name, f.dtype, f.components, [list(r) for r in f.value_ranges]] for f in fields],
+        "bricks": None if bricks is None else [list(bricks.size), bricks.halo],
+        "settings": settings,
+        "structures": structures,
+        "parts": len(entries),
+    }
+    return pack_head(COMPACT_VERSION, header, [SectionEntry.of(index), *(e.section for e in entries)]) + index.data
+
+
+def compact_bytes(geometry: Geometry, times: Sequence[float], fields: Sequence[FieldInfo], parts: Sequence[PartData],
+                  bricks: BrickLayout | None = None, stats: dict[str, float] | None = None) -> bytes:
+    """The whole format-9 file as bytes."""
+    encoded = [encode_part(part, geometry, bricks) for part in parts]
+    head = compact_head(geometry, times, fields, bricks, [e.entry for e in encoded], stats)
+    return b"".join([head, *(e.data for e in encoded)])
+
+
+def fixed_bytes(geometry: Geometry, times: Sequence[float], fields: Sequence[FieldInfo], bricks: BrickLayout | None,
+                entries: Sequence[PartEntry]) -> int:
+    """At most what a format-9 file of these parts costs beyond the parts' `file_bytes` (the index counted raw):
+    what rate control leaves for the parts is the budget less this."""
+    head = compact_head(geometry, times, fields, bricks, entries, index_codecs=("raw",))
+    return len(head) - len(entries) * PART_BOOKKEEPING_BYTES
+
+
+def write_compact_stream(path: str | os.PathLike, geometry: Geometry, times: Sequence[float],
+                         fields: Sequence[FieldInfo], bricks: BrickLayout | None, entries: Sequence[PartEntry],
+                         stats: dict[str, float] | None, sections: Iterator[bytes]) -> int:
+    """Write a format-9 file atomically from every part's entry and its section's bytes, handed over in the
+    entries' order by `sections` (from this process's memory, or received from the process that made the part),
+    each checked against its entry's CRC. Returns the file's bytes. On any failure the iterator is run to its end
+    (whoever sends into it must not be left waiting), and nothing appears at path."""
+    head = compact_head(geometry, times, fields, bricks, entries, stats)
+    total = len(head)
+    try:
+        with atomic_writer(path) as out:
+            out.write(head)
+            for entry in entries:
+                data = next(sections)
+                if len(data) != entry.section.length or zlib.crc32(data) != entry.section.crc:
+                    raise FileFormatError(f"part {entry.brick or (entry.field, entry.step)}'s bytes arrived damaged")
+                out.write(data)
+                total += len(data)
+    except BaseException:
+        for _rest in sections:
+            pass
+        raise
+    return total
+
+
+def read_compact(container: Container) -> MultipartContents:
+    """Check every value of a format-9 header, the whole index and every part's section size before any part's
+    section is read."""
+    header = container.header
+    check_header_keys(header, COMPACT_HEADER_KEYS, FORMAT_NAME)
+    grid = _object(header["grid"], "the grid")
+    geometry = check_geometry(grid.get("extent"), grid.get("origin"), grid.get("spacing"))
+    times = _times(header["times"])
+    fields = _fields(header["fields"])
+    bricks = _bricks(header["bricks"])
+    settings = _settings(header["settings"])
+    structures = header["structures"]
+    if not isinstance(structures, list) or not structures:
+        raise FileFormatError("the file lists no model structures")
+    count = header["parts"]
+    if not _is_int(count) or count < 1 or count != len(container.sections) - 1:
+        raise FileFormatError(f"the header's part count {one_line(count, 20)} does not match the "
+                              f"{len(container.sections)} sections (an index and one per part)")
+    index_bytes = count * PART_RECORD.size + 8 * len(STORED_STATS)
+    if container.sections[0].raw_length != index_bytes:
+        raise FileFormatError(f"the index has {container.sections[0].raw_length} bytes, {count} parts need "
+                              f"{index_bytes}")
+    index = container.read(0)
+    counts = None if bricks is None else bricks.counts(geometry)
+    checked: dict[tuple[int, int], dict] = {}
+    parts, sections, seen = [], {}, set()
+    for n in range(count):
+        field_index, step, i, j, k, setting, shape, *values = PART_RECORD.unpack_from(index, n * PART_RECORD.size)
+        if not (field_index < len(fields) and step < len(times) and setting < len(settings)
+                and shape < len(structures)):
+            raise FileFormatError(f"part {n} names a field, step, settings or structure the file does not have")
+        brick = None if (i, j, k) == (WHOLE_GRID,) * 3 else (i, j, k)
+        if brick is not None and (counts is None or not all(b < c for b, c in zip(brick, counts, strict=True))):
+            raise FileFormatError(f"part {n} names brick {brick}, which the file's layout does not have")
+        if (field_index, step, brick) in seen:
+            raise FileFormatError(f"two parts for field {field_index}, step {step}, brick {brick}")
+        seen.add((field_index, step, brick))
+        if fields[field_index].components != 1:
+            raise FileFormatError(f"part {n}: a {fields[field_index].components}-component field needs a network "
+                                  "with as many outputs, which this srnvtk does not store")
+        config, pruning = settings[setting]
+        if (setting, shape) not in checked:
+            checked[setting, shape] = check_structure(config, structures[shape])
+        structure = checked[setting, shape]
+        extent = _part_extent(geometry, bricks, brick)
+        low, high = _section_bounds(tensor_specs(config, structure, brick_geometry(geometry, extent)))
+        length = container.sections[1 + n].raw_length
+        if not low <= length <= high:
+            raise FileFormatError(f"part {n}'s section has {length} bytes; its settings allow {low}..{high}")
+        stats = _record_stats(values, f"part {n}")
+        parts.append(PartInfo(n, field_index, step, brick, extent, config, pruning, structure, stats,
+                              container.sections[1 + n].length))
+        sections[n] = (None, 1 + n)
+    _check_coverage(parts, geometry, len(times), len(fields), bricks)
+    writer = header["srnvtk_version"] if isinstance(header["srnvtk_version"], str) else ""
+    return MultipartContents(geometry, times, fields, bricks, tuple(parts), sections, one_line(writer, 40), True,
+                             stats_from_bytes(index[count * PART_RECORD.size:]))
+
+
+def _record_stats(values: Sequence[float], what: str) -> dict[str, float]:
+    found = {}
+    for key, value in zip(STORED_STATS, values, strict=True):
+        if math.isnan(value):
+            continue
+        if math.isinf(value) and not (key == "psnr" and value > 0):
+            raise FileFormatError(f"{what}'s stat {key} is infinite")
+        found[key] = float(value)
     return found

@@ -1,4 +1,4 @@
-"""Bricks (srnvtk.bricks), bricked files (srnvtk.brickfile) and the brick compressor on one process
+"""Bricks (srnvtk.bricks), bricked files (format 9, srnvtk.multipart) and the brick compressor on one process
 (srnvtk.distributed): layout, blending, seeds, ownership, file size budget, reading only the bricks a piece needs.
 
 Tiny volumes and a few training steps: the tests check plumbing and exact equalities, not quality."""
@@ -12,7 +12,6 @@ import math
 import numpy as np
 import pytest
 
-from srnvtk.brickfile import BRICK_BOOKKEEPING_BYTES, BRICKED_VERSION
 from srnvtk.bricks import (
     brick_budgets,
     brick_complexity,
@@ -29,6 +28,7 @@ from srnvtk.errors import InputError, SettingsError
 from srnvtk.fileformat import read_srn
 from srnvtk.fileinfo import file_info
 from srnvtk.metrics import psnr
+from srnvtk.multipart import COMPACT_VERSION, PART_BOOKKEEPING_BYTES
 from srnvtk.parts import BrickLayout, blend_weights
 from srnvtk.sources import VolumeSource, open_nrrd, write_nrrd
 from srnvtk.volume import Geometry, Volume
@@ -156,7 +156,7 @@ def test_budgets_follow_points_and_complexity():
 def test_bricked_file_reads_back_what_the_encoder_measured(compressed, volume):
     run, path = compressed["run"], compressed["path"]
     srn = read_srn(path)
-    assert srn.format_version == BRICKED_VERSION and srn.bricks == BrickLayout((12, 12, 12), 2)
+    assert srn.format_version == COMPACT_VERSION and srn.bricks == BrickLayout((12, 12, 12), 2)
     assert len(srn.parts) == 8 and srn.sections_read == 0  # the header and index only
     whole = decode(srn, device="cpu")
     assert whole.dtype == np.uint8
@@ -185,11 +185,12 @@ def test_lean_container_size_budget(compressed):
     """Fixed overhead under 2 kB, bookkeeping under 64 bytes per brick besides its parameters."""
     srn = read_srn(compressed["path"])
     tensors = sum(part.stored_bytes for part in srn.parts)
-    fixed = compressed["path"].stat().st_size - tensors - len(srn.parts) * BRICK_BOOKKEEPING_BYTES
-    assert BRICK_BOOKKEEPING_BYTES < 64
+    fixed = compressed["path"].stat().st_size - tensors - len(srn.parts) * PART_BOOKKEEPING_BYTES
+    assert PART_BOOKKEEPING_BYTES < 64
     assert 0 < fixed < 2048
-    info = file_info(compressed["path"])["bricks"]
-    assert info["bytes"]["fixed"] == fixed and info["count"] == 8 and info["counts"] == [2, 2, 2]
+    info = file_info(compressed["path"])
+    assert info["bytes"]["fixed"] == fixed and len(info["parts"]) == 8 and info["bricks"]["counts"] == [2, 2, 2]
+    assert srn.sections_read == 0  # info reads the index only
 
 
 def test_ratio_target_fits_the_budget(volume, tmp_path):

@@ -47,9 +47,10 @@ SERIES = {
            [(113.1767, 86.3707, -2.3328, 239.3562, 202.0587, 140.2528, 14.0385),
             (113.153, 85.8267, -4.3949, 228.0569, 203.1107, 222.7261, 7.9075)]),
 }
-# Format 7 (bricks): sha256, layout (size, halo), bricks, and the decoded 8^3 grid's statistics as above.
+# Format 9 (bricks from the brick compressor, compact index): sha256, layout (size, halo), bricks, and the decoded
+# 8^3 grid's statistics as above.
 BRICKED = {
-    "v7": ("5a3870292d08f6e155a7491674a8a11733350a2dadd0929e281e975af12ae895", ((6, 6, 6), 1),
+    "v9": ("3e5e04c2828201fbc7936ca5d38a7400f40e5a4d737d96ad10bcc6e8691952a2", ((6, 6, 6), 1),
            [(i, j, k) for k in range(2) for j in range(2) for i in range(2)],
            (112.1828, 87.0683, -13.9429, 273.6678, 203.4209, 133.6638, 10.8385)),
 }

@@ -1,5 +1,6 @@
-"""Files of many networks (format 6, srnvtk.multipart): fields x time steps x bricks, written and read back,
-decoded (bricks blended, pieces reading only their bricks), described, and refused when damaged or crafted."""
+"""Files of many networks (format 9, and format 6 still read; srnvtk.multipart): fields x time steps x bricks,
+written and read back, decoded (bricks blended, pieces reading only their bricks), described, and refused when
+damaged or crafted."""
 
 from __future__ import annotations
 
@@ -10,14 +11,21 @@ import pytest
 from srn_editing import edit
 
 from srnvtk.config import FVSRNConfig, NeurcompConfig, PruningConfig, TrainConfig
-from srnvtk.container import ENTRY, Container
+from srnvtk.container import ENTRY, Container, Encoded, encode_section, pack, write_atomically
 from srnvtk.datasets import default_geometry, default_volume_values
 from srnvtk.decode import decode, resampled_geometry, strided_geometry
 from srnvtk.errors import FileFormatError, SettingsError
 from srnvtk.fileformat import SRNFile, read_srn, write_parts
 from srnvtk.fileinfo import file_info
 from srnvtk.metrics import psnr
-from srnvtk.multipart import MULTIPART_VERSION
+from srnvtk.multipart import (
+    COMPACT_VERSION,
+    MULTIPART_VERSION,
+    PART_BOOKKEEPING_BYTES,
+    PART_RECORD,
+    WHOLE_GRID,
+    parts_bytes,
+)
 from srnvtk.parts import BrickLayout, FieldInfo, PartData, blend_weights, brick_geometry
 from srnvtk.quantize import apply_storage_precision
 from srnvtk.train import train
@@ -56,9 +64,10 @@ def series(tmp_path_factory) -> dict:
                                                                                    weight_clusters=8), 1, step)
         parts += [density, energy]
         models[0, step], models[1, step] = model_a, model_b
-    path = tmp_path_factory.mktemp("series") / "series.srn"
-    write_parts(path, GRID, [0.0, 0.5, 1.25], fields, parts)
-    return {"path": path, "models": models, "fields": fields}
+    folder = tmp_path_factory.mktemp("series")
+    write_parts(folder / "series.srn", GRID, [0.0, 0.5, 1.25], fields, parts, stats={"psnr": 31.5})
+    write_atomically(folder / "series6.srn", parts_bytes(GRID, [0.0, 0.5, 1.25], fields, parts))  # format 6
+    return {"path": folder / "series.srn", "v6": folder / "series6.srn", "models": models, "fields": fields}
 
 
 @pytest.fixture(scope="module")
@@ -70,9 +79,10 @@ def bricked(tmp_path_factory) -> dict:
     return {"path": path, "values": values, "parts": parts}
 
 
-def test_series_round_trip(series) -> None:
-    srn = read_srn(series["path"])
-    assert srn.format_version == MULTIPART_VERSION and srn.model is None and srn.times == (0.0, 0.5, 1.25)
+@pytest.mark.parametrize(("key", "version", "sections"), [("path", COMPACT_VERSION, 6), ("v6", MULTIPART_VERSION, 9)])
+def test_series_round_trip(series, key, version, sections) -> None:
+    srn = read_srn(series[key])
+    assert srn.format_version == version and srn.model is None and srn.times == (0.0, 0.5, 1.25)
     assert [f.name for f in srn.fields] == ["density", "energy"] and srn.fields[1].dtype == "float32"
     assert len(srn.parts) == 6 and srn.sections_read == 0  # nothing read before a part is asked for
     for (field, step), model in series["models"].items():
@@ -82,7 +92,9 @@ def test_series_round_trip(series) -> None:
         assert got.dtype == np.dtype(info.dtype) and np.array_equal(got, expected), (field, step)
         part = srn.parts_of(field, step)[0]
         assert part.stats["psnr"] == 20.0 + step and part.stats["steps"] == TRAIN.steps
-    assert srn.sections_read == 3 * 2 + 3 * 1  # fV-SRN parts: coded + raw sections; Neurcomp: raw only
+    # format 9: one section per part; format 6: fV-SRN parts coded + raw sections, Neurcomp raw only
+    assert srn.sections_read == sections
+    assert srn.stats.get("psnr") == (31.5 if version == COMPACT_VERSION else None)  # the file's own statistics
 
 
 def test_asking_for_a_field_or_step_the_file_lacks(series) -> None:
@@ -96,7 +108,7 @@ def test_asking_for_a_field_or_step_the_file_lacks(series) -> None:
 def test_bricks_blend_into_one_continuous_volume(bricked) -> None:
     srn = read_srn(bricked["path"])
     full = decode(srn, device="cpu")
-    assert srn.sections_read == 2 * len(LAYOUT.indices(GRID))
+    assert srn.sections_read == len(LAYOUT.indices(GRID))
     assert psnr(bricked["values"], full, 255.0) > 15.0
     # strided and resampled grids read the same bricks; a strided grid is exactly a slice of the full one
     np.testing.assert_array_equal(decode(srn, strided_geometry(GRID, (2, 3, 2)), device="cpu"), full[::2, ::3, ::2])
@@ -109,11 +121,11 @@ def test_a_piece_reads_only_the_bricks_it_meets(bricked) -> None:
     inside = (0, 5, 0, 4, 0, 2)  # within brick (0, 0, 0) and away from its neighbours' halos
     np.testing.assert_array_equal(decode(srn, strided_geometry(GRID, (1, 1, 1), inside), device="cpu"),
                                   full[0:3, 0:5, 0:6])
-    assert srn.sections_read == 2
+    assert srn.sections_read == 1
     across = (7, 12, 0, 4, 0, 2)  # across the x border of bricks (0, 0, 0) and (1, 0, 0)
     np.testing.assert_array_equal(decode(srn, strided_geometry(GRID, (1, 1, 1), across), device="cpu"),
                                   full[0:3, 0:5, 7:13])
-    assert srn.sections_read == 4
+    assert srn.sections_read == 2
 
 
 def test_blend_weights_sum_to_one_and_vanish_outside() -> None:
@@ -146,35 +158,48 @@ def test_brick_layout_geometry() -> None:
 
 
 def test_per_brick_bookkeeping_is_small(tmp_path) -> None:
-    """Beyond its parameters a brick costs its two table entries and its entry in the deflated header: measured
-    as the file's bytes outside its sections, less the fixed part, per brick, for 64 bricks."""
+    """The lean container's budget: beyond its tensors a brick costs at most 64 bytes (format 9: its 38-byte record
+    in the index and its section's 13-byte table entry, 51), and a file's fixed cost is under 2 kB; measured as the
+    file's bytes outside the parts' sections, for one whole-grid part and for 64 bricks. Format 6 cost more than
+    64 bytes a brick (two table entries, its entry in the header and 40 bytes of float64 statistics in its raw
+    section), which is why format 9 exists."""
     small = BrickLayout((5, 4, 3), 1)
     config = FVSRNConfig(grid_channels=2, grid_resolution=3, mlp_width=4, mlp_layers=1, fourier_features=0)
     field = [FieldInfo("v", "uint8", 1, ((0.0, 255.0),))]
+    stats = {"psnr": 30.0, "steps": 1.0, "train_seconds": 0.25, "final_loss": 0.01}
 
-    def overhead(bricks: list, layout: BrickLayout | None) -> int:
+    def overhead(bricks: list, layout: BrickLayout | None, version: int) -> int:
         parts = []
-        for brick in bricks:
+        for n, brick in enumerate(bricks):
             geometry = brick_geometry(GRID, GRID.extent if brick is None else layout.extent(GRID, brick))
-            volume = Volume(np.zeros(geometry.shape_zyx, np.float32), geometry, "v")
-            model = train(volume, config, TrainConfig(steps=1, device="cpu"), value_range=(0.0, 1.0)).model
-            parts.append(PartData(0, 0, brick, config, PruningConfig(), apply_storage_precision(model)))
+            values = np.random.default_rng(n).random(geometry.shape_zyx).astype(np.float32)
+            model = train(Volume(values, geometry, "v"), config, TrainConfig(steps=1, device="cpu", seed=n),
+                          value_range=(0.0, 1.0)).model
+            parts.append(PartData(0, 0, brick, config, PruningConfig(), apply_storage_precision(model), stats))
         path = tmp_path / "o.srn"
-        write_parts(path, GRID, [0.0], field, parts, layout)
+        if version == COMPACT_VERSION:
+            write_parts(path, GRID, [0.0], field, parts, layout)
+        else:
+            write_atomically(path, parts_bytes(GRID, [0.0], field, parts, layout))
         container = Container.open(path)
-        return container.size - sum(s.length for s in container.sections)
+        assert container.version == version
+        if version == COMPACT_VERSION:  # the index (section 0) is bookkeeping
+            return container.size - sum(s.length for s in container.sections[1:])
+        return container.size - sum(s.length for s in container.sections) + 40 * len(parts)  # stats: bookkeeping
 
     bricks = small.indices(GRID)  # 4 x 4 x 4
     assert len(bricks) == 64
-    fixed = overhead([None], None)  # one whole-grid part: the container, the header's fixed part, one part
-    per_brick = (overhead(bricks, small) - fixed) / (len(bricks) - 1)
-    assert 2 * ENTRY.size < per_brick < 64, per_brick
+    fixed = overhead([None], None, COMPACT_VERSION) - PART_BOOKKEEPING_BYTES
+    per_brick = (overhead(bricks, small, COMPACT_VERSION) - fixed) / len(bricks)
+    assert PART_BOOKKEEPING_BYTES == 51 and 2 * ENTRY.size / 2 < per_brick <= PART_BOOKKEEPING_BYTES + 2, per_brick
     assert fixed < 2048, fixed
+    old_fixed = overhead([None], None, MULTIPART_VERSION)
+    assert (overhead(bricks, small, MULTIPART_VERSION) - old_fixed) / (len(bricks) - 1) > 64
 
 
 def test_info_lists_fields_steps_and_bricks(series, bricked) -> None:
     info = file_info(series["path"])
-    assert info["format_version"] == MULTIPART_VERSION and info["times"] == [0.0, 0.5, 1.25]
+    assert info["format_version"] == COMPACT_VERSION and info["times"] == [0.0, 0.5, 1.25]
     assert [f["name"] for f in info["fields"]] == ["density", "energy"] and info["bricks"] is None
     assert [(p["field"], p["step"]) for p in info["parts"]] == [(f, s) for s in range(3) for f in
                                                                 ("density", "energy")]
@@ -212,7 +237,7 @@ def _part_entry(index: int, position: int, value):
         "duplicate", "unknown-key", "brick-size"])
 def test_crafted_headers_are_refused(series, tmp_path, change, fragment) -> None:
     path = tmp_path / "crafted.srn"
-    path.write_bytes(series["path"].read_bytes())
+    path.write_bytes(series["v6"].read_bytes())
     edit(path, header=change)
     with pytest.raises(FileFormatError, match=fragment):
         read_srn(path)
@@ -236,3 +261,67 @@ def test_every_combination_of_fields_and_steps_decodes(series) -> None:
     srn = read_srn(series["path"])
     for field, step in itertools.product(range(2), range(3)):
         assert decode(srn, strided_geometry(GRID, (4, 4, 4)), field=field, step=step, device="cpu").shape == (3, 4, 5)
+
+
+def _edit_index(path, records=None, header=None) -> None:
+    """Rebuild a format-9 file (valid checksums) after records(list of record tuples as lists) and header(dict)
+    edited its index and header in place."""
+    container = Container.open(path)
+    data = path.read_bytes()
+    sections = [Encoded(data[s.offset:s.offset + s.length], s.codec, s.raw_length) for s in container.sections]
+    index = container.read(0)
+    count = container.header["parts"]
+    rows = [list(PART_RECORD.unpack_from(index, n * PART_RECORD.size)) for n in range(count)]
+    if records is not None:
+        records(rows)
+    raw = b"".join(PART_RECORD.pack(*row) for row in rows) + index[count * PART_RECORD.size:]
+    sections[0] = encode_section(raw, ("raw",))
+    head = container.header
+    if header is not None:
+        header(head)
+    path.write_bytes(pack(container.version, head, sections))
+
+
+def _record(index: int, position: int, value):
+    def change(rows: list) -> None:
+        rows[index][position] = value
+    return change
+
+
+@pytest.mark.parametrize(("records", "header", "fragment"), [
+    (_record(0, 0, 2), None, "names a field, step, settings or structure"),
+    (_record(0, 1, 3), None, "names a field, step, settings or structure"),
+    (_record(0, 5, 9), None, "names a field, step, settings or structure"),
+    (_record(0, 6, 9), None, "names a field, step, settings or structure"),
+    (_record(0, 2, 0), None, "names brick"),
+    (_record(1, 0, 0), None, "two parts for field 0, step 0|has .* bytes"),
+    (_record(0, 7, float("-inf")), None, "stat psnr is infinite"),
+    (_record(0, 8, float("inf")), None, "stat train_seconds is infinite"),
+    (lambda rows: rows.pop() and None, None, "part count|index has"),
+    (None, lambda h: h.__setitem__("parts", 5), "part count"),
+    (None, lambda h: h.__setitem__("parts", True), "part count"),
+    (None, lambda h: h.__setitem__("structures", []), "no model structures"),
+    (None, lambda h: h["structures"].__setitem__(0, {"grid_shape": [90, 90, 90], "keep_shape": None}),
+     "stored entries|bytes"),
+    (None, lambda h: h["structures"].__setitem__(0, {"grid_shape": [4, 4, 4], "extra": 1}), "unknown keys"),
+    (_record(0, 4, 0), None, "names brick"),
+    (None, lambda h: h.__setitem__("extra", 1), "unknown keys"),
+], ids=["field", "step", "settings", "structure", "brick-without-layout", "duplicate", "psnr", "seconds",
+        "short-index", "count", "count-bool", "no-structures", "structure-claim", "structure-key", "half-marker",
+        "unknown-key"])
+def test_crafted_format9_indexes_are_refused(series, tmp_path, records, header, fragment) -> None:
+    """A format-9 file with an index or header no writer makes: refused by read_srn, before any part is read."""
+    path = tmp_path / "crafted.srn"
+    path.write_bytes(series["path"].read_bytes())
+    _edit_index(path, records, header)
+    with pytest.raises(FileFormatError, match=fragment):
+        read_srn(path)
+
+
+def test_format9_bricks_record_the_whole_grid_marker(bricked) -> None:
+    """Brick records hold their index; a part of the whole grid holds WHOLE_GRID (both read back as written)."""
+    container = Container.open(bricked["path"])
+    index = container.read(0)
+    count = len(LAYOUT.indices(GRID))
+    bricks = [tuple(PART_RECORD.unpack_from(index, n * PART_RECORD.size)[2:5]) for n in range(count)]
+    assert bricks == [p.brick for p in bricked["parts"]] and WHOLE_GRID not in sum(bricks, ())

@@ -11,7 +11,8 @@ attributes are edited back to what those versions wrote. The kinds differ so tha
   v4.srn  Neurcomp, residual, hidden matrices as 16 k-means shared values
   v5.srn  fV-SRN, haar wavelet grid pruned per position (variational dropout), in the container format
   v6.srn  many networks: a scalar field at two time steps, each cut into 2 x 1 x 1 bricks with a halo of 1
-  v7.srn  bricks (srnvtk.brickfile): 2 x 2 x 2 bricks of 6 x 6 x 6 points with a halo of 1, the last ones thinner
+  v9.srn  bricks in the compact multipart format (srnvtk.multipart): 2 x 2 x 2 bricks of 6 x 6 x 6 points with a
+          halo of 1, the last ones thinner, from the brick compressor (srnvtk.distributed)
 
 These files are a compatibility promise: once committed they are never regenerated. Running this script again
 writes new files with other bytes (training is deterministic, HDF5's layout of a rewritten file may not be),
@@ -54,7 +55,7 @@ KINDS = {
                        wavelet="haar"),
            PruningConfig(method="variational", kl_weight=1.0, mask_learning_rate=0.1)),
     "v6": (FVSRN, PruningConfig()),
-    "v7": (FVSRN, PruningConfig()),
+    "v9": (FVSRN, PruningConfig()),
 }
 
 
@@ -99,7 +100,9 @@ def write_series(volume: Volume, path: Path) -> float:
     """Format 6: two time steps (the second the volume shifted by one point along x), two bricks each."""
     import numpy as np
 
-    from srnvtk.fileformat import read_srn, write_parts
+    from srnvtk.container import write_atomically
+    from srnvtk.fileformat import read_srn
+    from srnvtk.multipart import parts_bytes
     from srnvtk.parts import BrickLayout, FieldInfo, PartData, brick_geometry
 
     config, _pruning = KINDS["v6"]
@@ -116,19 +119,20 @@ def write_series(volume: Volume, path: Path) -> float:
             stats = {"steps": result.steps, "train_seconds": result.seconds, "final_loss": result.final_loss}
             parts.append(PartData(0, step, brick, result.model.config, PruningConfig(),
                                   apply_storage_precision(result.model), stats))
-    write_parts(path, grid, [0.0, 0.25], [FieldInfo("density", "uint8", 1, ((0.0, 255.0),))], parts, layout)
+    write_atomically(path, parts_bytes(grid, [0.0, 0.25], [FieldInfo("density", "uint8", 1, ((0.0, 255.0),))],
+                                       parts, layout))
     from srnvtk.decode import decode
 
     return psnr(volume.values, decode(read_srn(path), device="cpu"), 255.0)
 
 
 def write_bricks(volume: Volume, path: Path) -> float:
-    """Format 7: the brick compressor (srnvtk.distributed) on one process."""
+    """Format 9: the brick compressor (srnvtk.distributed) on one process."""
     from srnvtk.config import EncoderSettings
     from srnvtk.distributed import compress_bricks
     from srnvtk.sources import VolumeSource
 
-    config, pruning = KINDS["v7"]
+    config, pruning = KINDS["v9"]
     run = compress_bricks(VolumeSource(volume), EncoderSettings(fvsrn=config, pruning=pruning, train=TRAIN),
                           brick_size=6, halo=1, path=path)
     return run.stats["psnr"]
@@ -142,7 +146,7 @@ def main(names: list[str]) -> int:
         path = HERE / f"{name}.srn"
         if name == "v6":
             quality = write_series(volume, path)
-        elif name == "v7":
+        elif name == "v9":
             quality = write_bricks(volume, path)
         elif name == "v5":
             result = compress(volume, model_config=config, train_config=TRAIN, path=path, pruning=pruning)
