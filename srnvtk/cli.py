@@ -317,8 +317,10 @@ def _open_source(path: str, array: str | None):
 def _run_compress(args: argparse.Namespace) -> int:
     from .signals import Interrupts
 
-    # Signals only raise a flag from here on, before torch is imported: under MPI a rank interrupted while it
-    # starts must still meet the others (srnvtk.distributed).
+    # Signals only raise a flag (main catches them so from before the imports): under MPI a rank interrupted while
+    # it starts must still meet the others (srnvtk.distributed).
+    if getattr(args, "interrupts", None) is not None:
+        return _compress(args, args.interrupts)
     with Interrupts() as interrupts:
         return _compress(args, interrupts)
 
@@ -736,8 +738,13 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse has printed usage and its message
         return exc.code if isinstance(exc.code, int) else EXIT_ERROR
+    from .signals import Interrupts
+
+    # compress: SIGINT and SIGTERM raise a flag from before its imports (srnvtk.signals, srnvtk.distributed)
+    signals = Interrupts() if args.command == "compress" else contextlib.nullcontext()
     try:
-        with _warnings_to_stderr():
+        with _warnings_to_stderr(), signals as caught:
+            args.interrupts = caught
             preload_command(args.command)  # no Ctrl-C inside extension-module imports (srnvtk.interrupts)
             return args.run(args)
     except KeyboardInterrupt:

@@ -656,8 +656,8 @@ def _plan(settings: EncoderSettings, grid: Geometry, layout: BrickLayout, field:
 
     total = budget_for_ratio(settings.encode.ratio, grid)
     base = settings.fvsrn
-    planned = {b: base for b in bricks}
-    fixed = _fixed_bytes(grid, layout, field, planned, settings)
+    # Start from the header without parts: the plan must not depend on the grid resolution given (it picks its own)
+    fixed = _fixed_bytes(grid, layout, field, {}, settings)
     for _round in range(3):  # the fixed cost depends on the settings the bricks end up with, and back
         budgets = dict(zip(bricks, brick_budgets(total - fixed, [points[b] for b in bricks],
                                                  [complexity[b] for b in bricks], gamma), strict=True))

@@ -41,7 +41,8 @@ COMMAND_MODULES = {
 
 @contextlib.contextmanager
 def deferred_interrupts() -> Iterator[None]:
-    """SIGINT is only noted inside the block; KeyboardInterrupt is raised when the block ends, if one came."""
+    """SIGINT is only noted inside the block; when the block ends, one that came is handed to the handler that was
+    there before (KeyboardInterrupt by default)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -52,7 +53,10 @@ def deferred_interrupts() -> Iterator[None]:
     finally:
         signal.signal(signal.SIGINT, previous)
     if received:
-        raise KeyboardInterrupt
+        if callable(previous):  # Python's default handler raises KeyboardInterrupt; srnvtk.signals' raises a flag
+            previous(signal.SIGINT, None)
+        else:
+            raise KeyboardInterrupt
 
 
 def preload(modules: Iterable[str]) -> None:

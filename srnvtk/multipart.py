@@ -28,7 +28,8 @@ grid, times, fields, bricks and settings, and moves the parts into a binary inde
   parts       the number of parts
 Sections:
   0       the index: one PART_RECORD per part, then the file's statistics (STORED_STATS as float64; NaN: not
-          recorded); stored raw, deflated or LZMA-coded, whichever is smallest
+          recorded); stored raw, so that a file's size never depends on its statistics (timings differ from run to
+          run; a serial and an MPI run make files of the same bytes but for them)
   1 + n   part n's tensors in the fixed order derived from its settings and structure: the grid's float32 scales
           and offsets, the float16 weights, the uint8 k-means indices, then the keep mask's packed bits and the
           uint8 codes; the whole stored raw, deflated or LZMA-coded, whichever is smallest (its size is at most its
@@ -480,8 +481,8 @@ def _section_bounds(plan) -> tuple[int, int]:
 
 
 def compact_head(geometry: Geometry, times: Sequence[float], fields: Sequence[FieldInfo],
-                 bricks: BrickLayout | None, entries: Sequence[PartEntry], stats: dict[str, float] | None = None,
-                 index_codecs: Sequence[str] = ("raw", "zlib", "lzma")) -> bytes:
+                 bricks: BrickLayout | None, entries: Sequence[PartEntry],
+                 stats: dict[str, float] | None = None) -> bytes:
     """Everything of a format-9 file before the parts' sections: prefix, header, table and index, for parts in
     the order given (their sections follow in that order)."""
     settings: list[dict[str, Any]] = []
@@ -505,7 +506,7 @@ def compact_head(geometry: Geometry, times: Sequence[float], fields: Sequence[Fi
                                         structures.index(structure),
                                         *(float(entry.stats.get(k, math.nan)) for k in STORED_STATS)))
     values = np.array([float((stats or {}).get(k, math.nan)) for k in STORED_STATS], dtype="<f8").tobytes()
-    index = encode_section(b"".join(records) + values, index_codecs)
+    index = encode_section(b"".join(records) + values, ("raw",))
     header = {
         "format": FORMAT_NAME,
         "srnvtk_version": __version__,
@@ -530,9 +531,9 @@ def compact_bytes(geometry: Geometry, times: Sequence[float], fields: Sequence[F
 
 def fixed_bytes(geometry: Geometry, times: Sequence[float], fields: Sequence[FieldInfo], bricks: BrickLayout | None,
                 entries: Sequence[PartEntry]) -> int:
-    """At most what a format-9 file of these parts costs beyond the parts' `file_bytes` (the index counted raw):
-    what rate control leaves for the parts is the budget less this."""
-    head = compact_head(geometry, times, fields, bricks, entries, index_codecs=("raw",))
+    """What a format-9 file of these parts costs beyond the parts' `file_bytes`: what rate control leaves for the
+    parts is the budget less this."""
+    head = compact_head(geometry, times, fields, bricks, entries)
     return len(head) - len(entries) * PART_BOOKKEEPING_BYTES
 
 

@@ -50,7 +50,7 @@ SERIES = {
 # Format 9 (bricks from the brick compressor, compact index): sha256, layout (size, halo), bricks, and the decoded
 # 8^3 grid's statistics as above.
 BRICKED = {
-    "v9": ("3e5e04c2828201fbc7936ca5d38a7400f40e5a4d737d96ad10bcc6e8691952a2", ((6, 6, 6), 1),
+    "v9": ("a71242df65027518abf85176ead5aa52d6f23f67cd35b53758bab8278de587c0", ((6, 6, 6), 1),
            [(i, j, k) for k in range(2) for j in range(2) for i in range(2)],
            (112.1828, 87.0683, -13.9429, 273.6678, 203.4209, 133.6638, 10.8385)),
 }

@@ -55,8 +55,8 @@ def new_kinds(tmp_path_factory) -> list[fuzz.Sample]:
 def test_fuzz_every_kind(tmp_path, new_kinds) -> None:
     samples = fuzz.samples_in(FORMATS) + new_kinds
     # legacy plain, pruned, wavelet, Neurcomp k-means; format 5 pruned wavelet, plain, Neurcomp k-means; format 6
-    # (many networks: a series of bricks)
-    assert {s.kind for s in samples} >= {"v1", "v2", "v3", "v4", "v5", "v5-plain", "v5-kmeans", "v6"}
+    # (many networks: a series of bricks); format 9 (bricks, compact index)
+    assert {s.kind for s in samples} >= {"v1", "v2", "v3", "v4", "v5", "v5-plain", "v5-kmeans", "v6", "v9"}
     start = time.perf_counter()
     result = fuzz.run(samples, CASES, seed=SEED, timeout=20.0, read_seconds=2.0, folder=tmp_path)
     counts = result["counts"]

@@ -76,7 +76,7 @@ def leftovers(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir() if p.suffix in (".srn", ".tmp") or ".srn." in p.name)
 
 
-@pytest.mark.parametrize("ratio", [None, 8.0])
+@pytest.mark.parametrize("ratio", [None, 7.0])  # ratio 8 leaves its smallest brick too few bytes
 def test_two_ranks_equal_the_serial_run_brick_for_brick(nrrd, tmp_path, ratio):
     settings = SETTINGS if ratio is None else EncoderSettings(**{**SETTINGS.__dict__, "encode": EncodeConfig(ratio)})
     serial = compress_bricks(open_nrrd(nrrd), settings, brick_size=12, halo=2, path=tmp_path / "serial.srn")
