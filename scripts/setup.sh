@@ -13,8 +13,10 @@ TRITON_SPEC="triton==3.9.0"
 need_apt=()
 # gcc + libc6-dev: srnvtk compiles its fused CPU decoding kernel on first use (srnvtk/native); without them
 # decoding falls back to a slower torch path. libqt5svg5: Qt's SVG module, without which ParaView's GUI draws
-# its toolbar buttons blank (Debian's paraview package does not pull it in).
-for pkg in paraview python3-paraview python3-venv python3-h5py xvfb xauth openmpi-bin gcc libc6-dev libqt5svg5; do
+# its toolbar buttons blank (Debian's paraview package does not pull it in). openmpi-bin + python3-mpi4py: bricked
+# compression across MPI ranks (mpirun srnvtk compress; mpirun pvbatch, whose Python is Debian's).
+for pkg in paraview python3-paraview python3-venv python3-h5py xvfb xauth openmpi-bin python3-mpi4py gcc libc6-dev \
+        libqt5svg5; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need_apt+=("$pkg")
 done
 if [ ${#need_apt[@]} -gt 0 ]; then
@@ -33,6 +35,10 @@ if ! .venv/bin/python -c "import srnvtk, torch, vtkmodules, pywt, h5py, pytest, 
     .venv/bin/pip install -q --upgrade pip
     .venv/bin/pip install -q "$TORCH_SPEC" "$TRITON_SPEC"
     .venv/bin/pip install -q -e ".[vtk,test]"   # benchmarks: also .[bench] (matplotlib, classic codecs)
+fi
+# mpi4py for the MPI brick compressor and its tests (a wheel that loads Open MPI's libmpi at run time)
+if ! .venv/bin/python -c "import mpi4py" 2>/dev/null; then
+    .venv/bin/pip install -q "mpi4py==4.1.2"
 fi
 
 if [ ! -x .venv-paraview/bin/python ]; then

@@ -42,7 +42,7 @@ def recorder(source, kind, save):
 reader = simple.OpenDataFile(path)
 settings = dict(TINY_ENCODER, Steps=30, BrickSize=size, BrickHalo=halo)
 settings.pop("Threads")
-encoder = simple.SRNEncoder(Input=reader, FileName=srn, **settings)
+encoder = simple.SRNEncoder(Input=recorder(reader, "input", False), FileName=srn, **settings)
 encoder.Scalars = ["POINTS", "ImageFile"]  # what ParaView's NRRD reader names the array
 saved = recorder(encoder, "output", True)
 saved.UpdatePipeline()
