@@ -100,11 +100,7 @@ def parts_bytes(geometry: Geometry, times: Sequence[float], fields: Sequence[Fie
     sections: list[Encoded] = []
     entries = []
     for part in parts:
-        described = {"architecture": part.model_config.architecture,
-                     "model_config": dataclasses.asdict(part.model_config),
-                     "pruning_config": dataclasses.asdict(part.pruning)}
-        if described not in settings:
-            settings.append(described)
+        setting = _entry_of(settings, _described(part.model_config, part.pruning))
         part_geometry = brick_geometry(geometry, _part_extent(geometry, bricks, part.brick))
         coded, raw = _part_sections(part, part_geometry)
         coded_index = None
@@ -113,8 +109,14 @@ def parts_bytes(geometry: Geometry, times: Sequence[float], fields: Sequence[Fie
             sections.append(encode_section(coded))
         sections.append(encode_section(raw, ("raw",)))
         entries.append([part.field, part.step, None if part.brick is None else list(part.brick),
-                        settings.index(described), part.stored.structure, coded_index, len(sections) - 1])
-    header = {
+                        setting, part.stored.structure, coded_index, len(sections) - 1])
+    return pack(MULTIPART_VERSION, {**_header(geometry, times, fields, bricks, settings), "parts": entries}, sections)
+
+
+def _header(geometry: Geometry, times: Sequence[float], fields: Sequence[FieldInfo], bricks: BrickLayout | None,
+            settings: list[dict[str, Any]]) -> dict[str, Any]:
+    """The header entries formats 6 and 9 share."""
+    return {
         "format": FORMAT_NAME,
         "srnvtk_version": __version__,
         "grid": {"extent": list(geometry.extent), "origin": list(geometry.origin), "spacing": list(geometry.spacing)},
@@ -122,9 +124,19 @@ def parts_bytes(geometry: Geometry, times: Sequence[float], fields: Sequence[Fie
         "fields": [[f.name, f.dtype, f.components, [list(r) for r in f.value_ranges]] for f in fields],
         "bricks": None if bricks is None else [list(bricks.size), bricks.halo],
         "settings": settings,
-        "parts": entries,
     }
-    return pack(MULTIPART_VERSION, header, sections)
+
+
+def _described(config: ModelConfig, pruning: PruningConfig) -> dict[str, Any]:
+    return {"architecture": config.architecture, "model_config": dataclasses.asdict(config),
+            "pruning_config": dataclasses.asdict(pruning)}
+
+
+def _entry_of(entries: list, value: Any) -> int:
+    """The index of value in entries, appended if new (settings and structures are stored once each)."""
+    if value not in entries:
+        entries.append(value)
+    return entries.index(value)
 
 
 def _part_extent(grid: Geometry, bricks: BrickLayout | None, brick: Sequence[int] | None) -> tuple[int, ...]:
@@ -189,13 +201,7 @@ class MultipartContents:
 def read_multipart(container: Container) -> MultipartContents:
     """Check every value of a format-6 header (and every section's size) before any section is read."""
     header = container.header
-    check_header_keys(header, HEADER_KEYS, FORMAT_NAME)
-    grid = _object(header["grid"], "the grid")
-    geometry = check_geometry(grid.get("extent"), grid.get("origin"), grid.get("spacing"))
-    times = _times(header["times"])
-    fields = _fields(header["fields"])
-    bricks = _bricks(header["bricks"])
-    settings = _settings(header["settings"])
+    geometry, times, fields, bricks, settings = _shared_header(header, HEADER_KEYS)
     entries = header["parts"]
     if not isinstance(entries, list) or not entries:
         raise FileFormatError("the file lists no parts")
@@ -219,6 +225,16 @@ def read_multipart(container: Container) -> MultipartContents:
     _check_coverage(parts, geometry, len(times), len(fields), bricks)
     writer = header["srnvtk_version"] if isinstance(header["srnvtk_version"], str) else ""
     return MultipartContents(geometry, times, fields, bricks, tuple(parts), sections, one_line(writer, 40))
+
+
+def _shared_header(header: dict, keys: Sequence[str]) -> tuple[Geometry, tuple[float, ...], tuple[FieldInfo, ...],
+                                                               BrickLayout | None, list]:
+    """What formats 6 and 9 share, checked: the grid, times, fields, brick layout and settings."""
+    check_header_keys(header, keys, FORMAT_NAME)
+    grid = _object(header["grid"], "the grid")
+    geometry = check_geometry(grid.get("extent"), grid.get("origin"), grid.get("spacing"))
+    return (geometry, _times(header["times"]), _fields(header["fields"]), _bricks(header["bricks"]),
+            _settings(header["settings"]))
 
 
 def _object(value: Any, what: str) -> dict:
@@ -393,14 +409,7 @@ def load_part(container: Container, contents: MultipartContents, index: int) -> 
 def stats_from_bytes(data: bytes) -> dict[str, float]:
     """The recorded statistics (STORED_STATS as float64): NaN is "not recorded"; only a PSNR may be infinite
     (lossless)."""
-    found = {}
-    for key, value in zip(STORED_STATS, np.frombuffer(data, dtype="<f8").tolist(), strict=True):
-        if math.isnan(value):
-            continue
-        if math.isinf(value) and not (key == "psnr" and value > 0):
-            raise FileFormatError(f"the stat {key} is infinite")
-        found[key] = value
-    return found
+    return _checked_stats(np.frombuffer(data, dtype="<f8").tolist(), "the")
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -489,35 +498,18 @@ def compact_head(geometry: Geometry, times: Sequence[float], fields: Sequence[Fi
     structures: list[dict[str, Any]] = []
     records = []
     for entry in entries:
-        described = {"architecture": entry.model_config.architecture,
-                     "model_config": dataclasses.asdict(entry.model_config),
-                     "pruning_config": dataclasses.asdict(entry.pruning)}
-        if described not in settings:
-            settings.append(described)
-        structure = dict(entry.structure)
-        if structure not in structures:
-            structures.append(structure)
+        setting = _entry_of(settings, _described(entry.model_config, entry.pruning))
+        structure = _entry_of(structures, dict(entry.structure))
         if len(settings) > 0xFFFF or max(len(fields), entry.field + 1) > 0xFFFF:
             raise SettingsError("more than 65535 settings entries or fields in one file")
         brick = (WHOLE_GRID,) * 3 if entry.brick is None else entry.brick
         if max(brick) > WHOLE_GRID or (entry.brick is not None and max(brick) == WHOLE_GRID):
             raise SettingsError(f"brick {entry.brick} is beyond the 65535 bricks per axis a file holds")
-        records.append(PART_RECORD.pack(entry.field, entry.step, *brick, settings.index(described),
-                                        structures.index(structure),
+        records.append(PART_RECORD.pack(entry.field, entry.step, *brick, setting, structure,
                                         *(float(entry.stats.get(k, math.nan)) for k in STORED_STATS)))
     values = np.array([float((stats or {}).get(k, math.nan)) for k in STORED_STATS], dtype="<f8").tobytes()
     index = encode_section(b"".join(records) + values, ("raw",))
-    header = {
-        "format": FORMAT_NAME,
-        "srnvtk_version": __version__,
-        "grid": {"extent": list(geometry.extent), "origin": list(geometry.origin), "spacing": list(geometry.spacing)},
-        "times": [float(t) for t in times],
-        "fields": [[f.name, f.dtype, f.components, [list(r) for r in f.value_ranges]] for f in fields],
-        "bricks": None if bricks is None else [list(bricks.size), bricks.halo],
-        "settings": settings,
-        "structures": structures,
-        "parts": len(entries),
-    }
+    header = {**_header(geometry, times, fields, bricks, settings), "structures": structures, "parts": len(entries)}
     return pack_head(COMPACT_VERSION, header, [SectionEntry.of(index), *(e.section for e in entries)]) + index.data
 
 
@@ -566,13 +558,7 @@ def read_compact(container: Container) -> MultipartContents:
     """Check every value of a format-9 header, the whole index and every part's section size before any part's
     section is read."""
     header = container.header
-    check_header_keys(header, COMPACT_HEADER_KEYS, FORMAT_NAME)
-    grid = _object(header["grid"], "the grid")
-    geometry = check_geometry(grid.get("extent"), grid.get("origin"), grid.get("spacing"))
-    times = _times(header["times"])
-    fields = _fields(header["fields"])
-    bricks = _bricks(header["bricks"])
-    settings = _settings(header["settings"])
+    geometry, times, fields, bricks, settings = _shared_header(header, COMPACT_HEADER_KEYS)
     structures = header["structures"]
     if not isinstance(structures, list) or not structures:
         raise FileFormatError("the file lists no model structures")
@@ -611,7 +597,7 @@ def read_compact(container: Container) -> MultipartContents:
         length = container.sections[1 + n].raw_length
         if not low <= length <= high:
             raise FileFormatError(f"part {n}'s section has {length} bytes; its settings allow {low}..{high}")
-        stats = _record_stats(values, f"part {n}")
+        stats = _checked_stats(values, f"part {n}'s")
         parts.append(PartInfo(n, field_index, step, brick, extent, config, pruning, structure, stats,
                               container.sections[1 + n].length))
         sections[n] = (None, 1 + n)
@@ -621,12 +607,12 @@ def read_compact(container: Container) -> MultipartContents:
                              stats_from_bytes(index[count * PART_RECORD.size:]))
 
 
-def _record_stats(values: Sequence[float], what: str) -> dict[str, float]:
+def _checked_stats(values: Sequence[float], whose: str) -> dict[str, float]:
     found = {}
     for key, value in zip(STORED_STATS, values, strict=True):
         if math.isnan(value):
             continue
         if math.isinf(value) and not (key == "psnr" and value > 0):
-            raise FileFormatError(f"{what}'s stat {key} is infinite")
+            raise FileFormatError(f"{whose} stat {key} is infinite")
         found[key] = float(value)
     return found
