@@ -56,6 +56,21 @@ class EncodeConfig:
         "Wins over the target ratio.",
         OUTPUT, property="TargetPSNR", label="Target PSNR", flag="--psnr", metavar="P", low=0.0, high=1000.0,
         low_open=True, high_open=True, none_as=0.0, exclusive="size")
+    max_error: float | None = setting(
+        None, "Guaranteed pointwise error bound, in the array's units: every voxel of the decoded grid (full, "
+        "strided, sub-extent or piece) is within it of the original. The encoder picks the split between a "
+        "network and a residual coded to the bound that gives the smallest file (a target ratio then only "
+        "caps the size). 0: lossless for integer arrays (as is any bound below 0.5); exact values for float "
+        "arrays. -1: off.",
+        OUTPUT, property="MaxError", flag="--max-error", metavar="E", low=0.0, none_as=-1.0, exclusive="bound")
+    max_rel_error: float | None = setting(
+        None, "The error bound as a fraction of the array's value range (max - min); see Max Error. -1: off.",
+        OUTPUT, property="MaxRelError", label="Max Relative Error", flag="--max-rel-error", metavar="e", low=0.0,
+        high=1.0, none_as=-1.0, exclusive="bound")
+    bound_networks: int = setting(
+        2, "Under an error bound: how many network sizes the split search trains besides none (each a full "
+        "training; 0: the residual coder alone).", OUTPUT, property="BoundNetworks", flag="--bound-networks",
+        metavar="N", low=0, high=4, advanced=True)
     psnr_trials: int = setting(
         5, "Trainings a PSNR target runs at most.", OUTPUT, property="PSNRTrials", label="PSNR Trials",
         flag="--psnr-trials", metavar="N", low=1, high=100, advanced=True)
@@ -66,6 +81,10 @@ class EncodeConfig:
 
     def __post_init__(self) -> None:
         check_settings(self)
+        if self.max_error is not None and self.max_rel_error is not None:
+            raise SettingsError("give max_error or max_rel_error, not both")
+        if self.psnr is not None and (self.max_error is not None or self.max_rel_error is not None):
+            raise SettingsError("an error bound and a PSNR target cannot be combined; the bound sets the quality")
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ import torch
 
 from .config import PRECISIONS, DecodeConfig
 from .devices import resolve_device, torch_threads
+from .errorbound import BoundedField, is_integer_dtype, lattice_indices
 from .errors import SettingsError
 from .lattice import CPU_BLOCK_POINTS, LatticeFVSRN
 from .models import FVSRN, Neurcomp
@@ -175,6 +176,8 @@ def decode(
         raise SettingsError("threads must be >= 0")
     torch_device = resolve_device(device)
     output = output or srn.source.geometry
+    if srn.bound is not None:
+        precision = "fp32"  # the residual's margin covers fp32 differences between paths, not fp16's
     with torch_threads(threads or default_threads()):
         try:
             return _decode_on(srn, output, torch_device, batch_points, progress, precision, dtype)
@@ -199,9 +202,16 @@ def _decode_on(srn: SRNFile, output: Geometry, torch_device: torch.device, batch
                progress: Callable[[float], None] | None, precision: str, dtype: str | None) -> np.ndarray:
     source = srn.source
     dtype = dtype or source.dtype
-    model = _on_device(srn.model, torch_device)
-    half = use_half_precision(model, torch_device, precision)
-    evaluate, slab_points = _lattice_evaluator(model, torch.float16 if half else torch.float32, batch_points)
+    if srn.model is None:  # a bounded file without a network: the residual is relative to the minimum
+        def evaluate(xs: torch.Tensor, ys: torch.Tensor, zs: torch.Tensor) -> torch.Tensor:
+            return torch.zeros((len(zs), len(ys), len(xs)), dtype=torch.float32, device=xs.device)
+
+        slab_points = batch_points or FUSED_SLAB_POINTS
+    else:
+        model = _on_device(srn.model, torch_device)
+        half = use_half_precision(model, torch_device, precision)
+        evaluate, slab_points = _lattice_evaluator(model, torch.float16 if half else torch.float32, batch_points)
+    field = bounded_field(srn, output)
     nx, ny, nz = output.dimensions
     axes = [torch.from_numpy(normalized_axis(source.geometry, a, world_axis(output, a))).to(torch_device)
             for a in range(3)]
@@ -212,15 +222,38 @@ def _decode_on(srn: SRNFile, output: Geometry, torch_device: torch.device, batch
         z1 = min(nz, z0 + slab)
         values = evaluate(axes[0], axes[1], axes[2][z0:z1]).to(torch.float64)
         values.mul_(vmax - vmin).add_(vmin)  # in place: at 10+ M voxels/s every pass over float64 tells
-        result[z0:z1] = to_dtype(values, dtype, in_place=True)
+        if field is not None:  # the error bound's residual, at the points on the source lattice
+            result[z0:z1] = field.apply(values.cpu().numpy(), z0, z1, lambda v: to_dtype(v, dtype, in_place=True))
+        else:
+            result[z0:z1] = to_dtype(values, dtype, in_place=True)
         if progress is not None:
             progress(z1 / nz)
     return result
 
 
-def evaluation_path(model: torch.nn.Module) -> str:
+def bounded_field(srn: SRNFile, output: Geometry) -> BoundedField | None:
+    """The residual that keeps a bounded file's error bound at the output's points; None for a file without a
+    bound or an output grid not on the source lattice (where the bound does not apply)."""
+    if srn.bound is None:
+        return None
+    indices = lattice_indices(srn.source.geometry, output)
+    if indices is None:
+        return None
+    return BoundedField(srn.bound, indices, is_integer_dtype(srn.source.dtype))
+
+
+def bound_applies(srn: SRNFile, output: Geometry) -> bool:
+    """Whether the file's error bound holds on this output grid: it has one and the grid is on the source
+    lattice (whole, strided, a sub-extent or a piece; not resampled)."""
+    return srn.bound is not None and lattice_indices(srn.source.geometry, output) is not None
+
+
+def evaluation_path(model: torch.nn.Module | None) -> str:
     """How decode evaluates this model on the device it is on now, for reports: 'fused C kernel' (the CPU, a
-    compiler at hand), 'torch lattice' (fV-SRN), 'torch inference form' (Neurcomp) or 'torch network'."""
+    compiler at hand), 'torch lattice' (fV-SRN), 'torch inference form' (Neurcomp) or 'torch network';
+    'no network' for a bounded file that holds only its residual."""
+    if model is None:
+        return "no network"
     if isinstance(model, FVSRN):
         try:
             lattice = LatticeFVSRN(model)

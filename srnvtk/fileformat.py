@@ -27,6 +27,14 @@ that a Neurcomp file's size does not depend on its values (rate control sizes it
 size and ratio are not stored: a reader measures them. Every tensor's dtype and shape is derived from the
 settings and structure and checked (srnvtk.filechecks) before any section is read.
 
+Format version 6 is version 5 plus a guaranteed pointwise error bound (srnvtk.errorbound), written only for
+files that hold one (every other file stays version 5):
+  bound           max_error, coder, step, margin, chunk_edge, design, sections (one per chunk of the source
+                  grid, -1 for a chunk with nothing to correct), and max_rel_error when the bound was relative
+and, where the file holds no network (design "residual only"), architecture "none" with model_config,
+pruning_config, structure and layouts null and no tensors. Every bound number is checked against the source
+(srnvtk.errorbound.check_bound_header) and every chunk's size against its shape before it is decoded.
+
 Versions 1-4 were HDF5 files (srnvtk.legacy_hdf5 documents and reads them, in a bounded child process):
 4 added k-means Neurcomp weights, 3 wavelet grids, 2 pruning; all are still read.
 Files are written to a temporary name beside the target, then renamed, so a crash never leaves half a file.
@@ -46,8 +54,9 @@ import torch
 
 from . import __version__
 from .config import ModelConfig, PruningConfig, from_json, model_config_class
+from .container import ENTRY, Container, encode_section, is_container, pack, write_atomically
 from .container import MAGIC as CONTAINER_MAGIC
-from .container import Container, encode_section, is_container, pack, write_atomically
+from .errorbound import ResidualCode, check_bound_header, max_payload_bytes
 from .errors import DamagedFileError, FileFormatError, SRNError
 from .filechecks import (
     check_array_name,
@@ -75,9 +84,13 @@ from .quantize import (
 )
 from .volume import Geometry
 
+SECTION_ENTRY_BYTES = ENTRY.size  # each section's entry in the container's table
+
 FORMAT_NAME = "srnvtk"
 FORMAT_VERSION = 5  # what srnvtk writes
-READABLE_VERSIONS = (*LEGACY_VERSIONS, FORMAT_VERSION)
+BOUNDED_VERSION = 6  # what srnvtk writes for a file with an error bound
+READABLE_VERSIONS = (*LEGACY_VERSIONS, FORMAT_VERSION, BOUNDED_VERSION)
+NO_NETWORK = "none"  # the architecture of a bounded file that holds only the residual
 STAT_KEYS = ("psnr", "train_seconds", "steps", "final_loss", "file_bytes", "ratio", "pruned_fraction")
 STORED_STATS = ("psnr", "train_seconds", "steps", "final_loss", "pruned_fraction")  # size and ratio: measured
 # Coded sections: the latent codes and the keep mask. Not the weights or k-means indices: those keep a
@@ -85,6 +98,7 @@ STORED_STATS = ("psnr", "train_seconds", "steps", "final_loss", "pruned_fraction
 CODECS = {GRID: ("raw", "zlib", "lzma"), GRID_KEEP: ("raw", "zlib", "lzma")}
 HEADER_KEYS = ("format", "srnvtk_version", "source", "architecture", "model_config", "pruning_config", "structure",
                "layouts", "tensors", "stats")
+BOUND_KEY = "bound"  # format 6 only
 
 
 @dataclass(frozen=True)
@@ -101,14 +115,15 @@ class SourceInfo:
 class SRNFile:
     """A loaded .srn file: the ready-to-run model plus everything stored beside it."""
 
-    model: torch.nn.Module
-    model_config: ModelConfig
+    model: torch.nn.Module | None  # None: a bounded file without a network
+    model_config: ModelConfig | None
     source: SourceInfo
     stats: dict[str, float] = field(default_factory=dict)
     tensor_bytes: dict[str, int] = field(default_factory=dict)
     pruning: PruningConfig = field(default_factory=PruningConfig)
     format_version: int = FORMAT_VERSION
     srnvtk_version: str = __version__  # of the srnvtk that wrote the file
+    bound: ResidualCode | None = None  # the error bound and its residual (format 6)
 
     @classmethod
     def of_model(cls, model: torch.nn.Module, geometry: Geometry, value_range: tuple[float, float],
@@ -125,9 +140,11 @@ def write_srn(
     source: SourceInfo,
     stats: dict[str, float],
     pruning: PruningConfig | None = None,
+    bound: ResidualCode | None = None,
 ) -> int:
-    """Write atomically; the stats gain file_bytes and ratio of the file. Returns the file's bytes."""
-    file_bytes = write_atomically(path, srn_bytes(model_config, stored, source, stats, pruning))
+    """Write atomically; the stats gain file_bytes and ratio of the file. Returns the file's bytes.
+    With a bound (format 6) model_config and stored may be None: a file without a network."""
+    file_bytes = write_atomically(path, srn_bytes(model_config, stored, source, stats, pruning, bound))
     stats["file_bytes"] = file_bytes
     stats["ratio"] = compression_ratio(source.geometry.num_points, file_bytes)
     return file_bytes
@@ -147,19 +164,22 @@ def srn_bytes(
     source: SourceInfo,
     stats: dict[str, float],
     pruning: PruningConfig | None = None,
+    bound: ResidualCode | None = None,
 ) -> bytes:
-    """The whole format-5 file as bytes (see the module docstring)."""
+    """The whole format-5 file as bytes, or format 6 with a bound (see the module docstring)."""
     sections, tensors = [], {}
-    for name, array in stored.arrays.items():
+    for name, array in (stored.arrays.items() if stored is not None else ()):
         array = np.ascontiguousarray(array)
         tensors[name] = [len(sections), array.dtype.str, list(array.shape)]
         sections.append(encode_section(array.tobytes(), CODECS.get(name, ("raw",))))
     stats_values = np.array([float(stats.get(key, math.nan)) for key in STORED_STATS], dtype="<f8")
     stats_section = [len(sections), list(STORED_STATS)]
     sections.append(encode_section(stats_values.tobytes(), ("raw",)))
-    layouts = {"weights": stored.layout}
-    if stored.index_layout:
-        layouts["weight_indices"] = stored.index_layout
+    layouts = None
+    if stored is not None:
+        layouts = {"weights": stored.layout}
+        if stored.index_layout:
+            layouts["weight_indices"] = stored.index_layout
     geometry = source.geometry
     header = {
         "format": FORMAT_NAME,
@@ -167,15 +187,30 @@ def srn_bytes(
         "source": {"array_name": source.array_name, "dtype": source.dtype, "extent": list(geometry.extent),
                    "origin": list(geometry.origin), "spacing": list(geometry.spacing),
                    "value_range": list(source.value_range)},
-        "architecture": model_config.architecture,
-        "model_config": dataclasses.asdict(model_config),
-        "pruning_config": dataclasses.asdict(pruning or PruningConfig()),
-        "structure": stored.structure,
+        "architecture": model_config.architecture if model_config is not None else NO_NETWORK,
+        "model_config": dataclasses.asdict(model_config) if model_config is not None else None,
+        "pruning_config": dataclasses.asdict(pruning or PruningConfig()) if model_config is not None else None,
+        "structure": stored.structure if stored is not None else None,
         "layouts": layouts,
         "tensors": tensors,
         "stats": stats_section,
     }
-    return pack(FORMAT_VERSION, header, sections)
+    if bound is None:
+        if model_config is None or stored is None:
+            raise ValueError("a file without an error bound needs a network")
+        return pack(FORMAT_VERSION, header, sections)
+    chunk_sections, bound.chunk_bytes = [], []
+    for index in range(bound.chunks):
+        payload = bound.payload(index)
+        if payload is None:
+            chunk_sections.append(-1)
+            bound.chunk_bytes.append(0)
+            continue
+        chunk_sections.append(len(sections))
+        sections.append(encode_section(payload))
+        bound.chunk_bytes.append(len(sections[-1].data) + SECTION_ENTRY_BYTES)
+    header[BOUND_KEY] = bound.header(chunk_sections)
+    return pack(BOUNDED_VERSION, header, sections)
 
 
 def read_srn(path: str | os.PathLike) -> SRNFile:
@@ -268,13 +303,14 @@ def _model_from_stored(config: ModelConfig, geometry: Geometry, stored: StoredMo
 
 
 def _read_container(container: Container) -> SRNFile:
-    if container.version != FORMAT_VERSION:
+    if container.version not in (FORMAT_VERSION, BOUNDED_VERSION):
         readable = ", ".join(str(v) for v in READABLE_VERSIONS)
         raise FileFormatError(f"format version {container.version} is not supported (this srnvtk reads versions "
                               f"{readable})")
     header = container.header
-    unknown = sorted(set(header) - set(HEADER_KEYS))
-    missing = sorted(set(HEADER_KEYS) - set(header))
+    keys = HEADER_KEYS + ((BOUND_KEY,) if container.version == BOUNDED_VERSION else ())
+    unknown = sorted(set(header) - set(keys))
+    missing = sorted(set(keys) - set(header))
     if unknown or missing:
         raise FileFormatError(f"the header has unknown keys {one_line(unknown, 100)} or lacks {missing}")
     if header["format"] != FORMAT_NAME:
@@ -287,6 +323,14 @@ def _read_container(container: Container) -> SRNFile:
     architecture = header["architecture"]
     if not isinstance(architecture, str):
         raise FileFormatError("the architecture is not a name")
+    if container.version == BOUNDED_VERSION:
+        return _read_bounded(container, header, source, architecture)
+    return _read_network_file(container, header, source, architecture)
+
+
+def _read_network_file(container: Container, header: dict, source: SourceInfo, architecture: str,
+                       bound_sections: frozenset[int] = frozenset()) -> SRNFile:
+    """A file's network (format 5, or the network of a format 6 file whose bound uses bound_sections)."""
     config = _settings(model_config_class(architecture), header["model_config"], "model settings")
     pruning = _settings(PruningConfig, header["pruning_config"], "pruning settings")
     structure = check_structure(config, header["structure"])
@@ -297,13 +341,50 @@ def _read_container(container: Container) -> SRNFile:
         if plan.index_layout else []
     stats_index = _stats_section(header["stats"], container)
     arrays, tensor_bytes = _read_tensors(container, _json_object(header["tensors"], "the tensors"), plan.specs,
-                                         reserved={stats_index})
+                                         reserved={stats_index, *bound_sections})
     model = _model_from_stored(config, source.geometry, StoredModel(arrays, layout, structure, index_layout))
     stats = _read_stats(container.read(stats_index))
     stats["file_bytes"] = float(container.size)
     stats["ratio"] = compression_ratio(source.geometry.num_points, container.size)
     writer = header["srnvtk_version"] if isinstance(header["srnvtk_version"], str) else ""
     return SRNFile(model, config, source, stats, tensor_bytes, pruning, container.version, one_line(writer, 40))
+
+
+def _read_bounded(container: Container, header: dict, source: SourceInfo, architecture: str) -> SRNFile:
+    """A format 6 file: its bound (checked before anything else), then its network, if it has one."""
+    network = architecture != NO_NETWORK
+    entry = check_bound_header(header[BOUND_KEY], source.dtype, source.geometry, source.value_range, network)
+    sections = entry["sections"]
+    used = frozenset(s for s in sections if s >= 0)
+    if any(s >= len(container.sections) for s in used):
+        raise FileFormatError("the residual names a section the file does not have")
+    code = ResidualCode(float(entry["max_error"]), entry["coder"], float(entry["step"]), float(entry["margin"]),
+                        entry["chunk_edge"], entry["design"], source.dtype, source.geometry.shape_zyx,
+                        max_rel_error=entry.get("max_rel_error"))
+    for index in range(code.chunks):
+        limit = max_payload_bytes(code.coder, code.chunk_shape(index), source.dtype)
+        section = sections[index]
+        if section >= 0 and container.sections[section].raw_length > limit:
+            raise FileFormatError(f"residual chunk {index} declares {container.sections[section].raw_length} "
+                                  f"bytes, its shape allows at most {limit}")
+    code.chunk_bytes = [container.sections[s].length + SECTION_ENTRY_BYTES if s >= 0 else 0 for s in sections]
+    code.reader = lambda index: None if sections[index] < 0 else container.read(sections[index])
+    if network:
+        srn = _read_network_file(container, header, source, architecture, used)
+    else:
+        if any(header[key] is not None for key in ("model_config", "pruning_config", "structure", "layouts")) \
+                or header["tensors"] != {}:
+            raise FileFormatError("a file without a network describes a model")
+        stats_index = _stats_section(header["stats"], container)
+        if len(container.sections) != len(used) + 1 or stats_index in used:
+            raise FileFormatError("the file has sections nothing names, or names one twice")
+        stats = _read_stats(container.read(stats_index))
+        stats["file_bytes"] = float(container.size)
+        stats["ratio"] = compression_ratio(source.geometry.num_points, container.size)
+        writer = header["srnvtk_version"] if isinstance(header["srnvtk_version"], str) else ""
+        srn = SRNFile(None, None, source, stats, {}, PruningConfig(), container.version, one_line(writer, 40))
+    srn.bound = code
+    return srn
 
 
 def _json_object(value: object, what: str) -> dict:

@@ -216,8 +216,13 @@ def encode(
     should_abort: AbortCallback | None = None,
 ) -> Encoded:
     """Compress as the encoder's settings say: to a PSNR target, into a ratio target, or with the model's
-    settings as given. What the command line and the SRN Encoder both run."""
+    settings as given; under an error bound, the smallest file keeping it (srnvtk.bounded). What the command
+    line and the SRN Encoder both run."""
     target = settings.encode
+    if target.max_error is not None or target.max_rel_error is not None:
+        from .bounded import compress_bounded
+
+        return Encoded(compress_bounded(volume, settings, path=path, progress=progress, should_abort=should_abort))
     common = {"model_config": settings.model_config, "train_config": settings.train, "pruning": settings.pruning,
               "path": path, "progress": progress, "should_abort": should_abort}
     if target.psnr is not None:

@@ -36,6 +36,9 @@ from .volume import Volume, validate_for_training
 ProgressCallback = Callable[[float, str], None]
 AbortCallback = Callable[[], bool]
 FitCallback = Callable[[SRNModel], None]  # changes what the model keeps (see srnvtk.ratecontrol)
+# A loss in place of plain MSE outside pruning's mask phase: (prediction, target) -> scalar, both normalised to
+# [0, 1] (srnvtk.errorbound trains for what its residual coder needs).
+LossFunction = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 # Without pruning, a rate fit comes after this share of the training budget; the rest fine-tunes what it kept.
 FIT_AT = 0.85
@@ -97,11 +100,14 @@ def train(
     should_abort: AbortCallback | None = None,
     pruning: PruningConfig | None = None,
     fit: FitCallback | None = None,
+    loss: LossFunction | None = None,
 ) -> TrainResult:
     """Fit a new network to the volume (pruning it when asked, then fitting it to a byte budget when `fit` is
-    given); deterministic for a given seed on the CPU. train_config.threads applies while it runs."""
+    given); deterministic for a given seed on the CPU. train_config.threads applies while it runs.
+    loss: minimised instead of MSE outside the mask phase (None: MSE); the reported loss stays the MSE."""
     with torch_threads(train_config.threads):
-        return _train(volume, model_config, train_config, progress, should_abort, pruning or PruningConfig(), fit)
+        return _train(volume, model_config, train_config, progress, should_abort, pruning or PruningConfig(), fit,
+                      loss)
 
 
 def _train(
@@ -112,6 +118,7 @@ def _train(
     should_abort: AbortCallback | None,
     pruning: PruningConfig,
     fit: FitCallback | None,
+    loss: LossFunction | None = None,
 ) -> TrainResult:
     value_range = validate_for_training(volume)
     device = resolve_device(train_config.device)
@@ -144,7 +151,7 @@ def _train(
                 fit(model)
             model.share_weights()
         loss_value = _run_phase(model, phase, budget, targets, volume, train_config, generator, progress,
-                                should_abort, loss_value)
+                                should_abort, loss_value, loss)
         if phase.objective is not None:
             # Under a byte budget the fit, not the method's threshold, chooses the survivors (by the masks'
             # ranking) where the architecture supports it (fV-SRN).
@@ -167,6 +174,7 @@ def _run_phase(
     progress: ProgressCallback | None,
     should_abort: AbortCallback | None,
     loss_value: float,
+    loss_function: LossFunction | None = None,
 ) -> float:
     """Steps until the budget reaches the phase's end; returns the last reported MSE."""
     objective = phase.objective
@@ -193,6 +201,8 @@ def _run_phase(
         prediction = model(positions)
         if objective is None:
             loss = mse = F.mse_loss(prediction, targets[index])
+            if loss_function is not None:
+                loss = loss_function(prediction, targets[index])
         else:
             loss, mse = objective(prediction, targets[index], positions, local)
         optimizer.zero_grad(set_to_none=True)
