@@ -34,7 +34,7 @@ from .config import EncoderSettings, ModelConfig, NeurcompConfig, PruningConfig
 from .decode import decode, to_dtype
 from .encoder import CompressResult, source_info
 from .errorbound import (
-    CHUNK_EDGE,
+    CODER_CHUNK_EDGES,
     ResidualCode,
     absolute_bound,
     decode_margin,
@@ -105,7 +105,7 @@ def compress_bounded(
         if progress is not None:
             progress(min(1.0, (stage + fraction) / steps), message)
 
-    candidates = _residual_only(volume, source, bound, target.max_rel_error)
+    candidates = residual_only(volume, source, bound, target.max_rel_error)
     smallest = min(c.file_bytes for c in candidates)
     report(0, 1.0, f"residual only: {smallest:,} bytes")
     reference = smallest if budget is None else min(smallest, budget)
@@ -126,45 +126,68 @@ def compress_bounded(
             f"max error {bound:g} needs {best.file_bytes:,} bytes (ratio "
             f"{compression_ratio(volume.geometry.num_points, best.file_bytes):.1f}); ratio {target.ratio:g} allows "
             f"{budget:,}: loosen the bound or lower the ratio")
-    return _finish(volume, source, best, candidates, path)
+    return finish(volume, source, best, candidates, path)
 
 
-def _residual_only(volume: Volume, source: SourceInfo, bound: float, rel: float | None) -> list[Candidate]:
+def residual_only(volume: Volume, source: SourceInfo, bound: float, rel: float | None) -> list[Candidate]:
     """The volume coded to the bound by every coder, without a network."""
     srn = SRNFile(None, None, source)
     prediction = decode(srn, device="cpu", dtype="float64")
     found = []
     for coder in coders():
         start = time.perf_counter()
-        code = _code(volume, source, prediction, bound, coder, "residual only", network=False, rel=rel)
+        code, size = _code(volume, source, prediction, bound, coder, "residual only", rel)
         seconds = time.perf_counter() - start
-        size = len(srn_bytes(None, None, source, {}, None, code))
         found.append(Candidate("residual only", code.coder, size, code, residual_seconds=seconds))
     return found
 
 
 def _code(volume: Volume, source: SourceInfo, prediction: np.ndarray, bound: float, coder: str, design: str,
-          network: bool, rel: float | None) -> ResidualCode:
-    margin = decode_margin(source.value_range, source.dtype, network)
-    code = encode_residual(volume.values, prediction, bound, source.dtype, margin, coder, design, CHUNK_EDGE,
-                           finish=lambda v: to_dtype(v, source.dtype))
-    code.max_rel_error = rel
-    return code
+          rel: float | None, config: ModelConfig | None = None, stored: object = None,
+          pruning: PruningConfig | None = None) -> tuple[ResidualCode, int]:
+    """The residual coded by one coder at each of its chunk edges (CODER_CHUNK_EDGES, those within the grid's
+    longest axis): the code of the smallest file, and that file's bytes (with the network, when given)."""
+    margin = decode_margin(source.value_range, source.dtype, config is not None)
+    longest = max(volume.values.shape)
+    edges = [e for e in CODER_CHUNK_EDGES[coder] if e <= longest] or [CODER_CHUNK_EDGES[coder][0]]
+    best = None
+    for edge in edges:
+        code = encode_residual(volume.values, prediction, bound, source.dtype, margin, coder, design, edge,
+                               finish=lambda v: to_dtype(v, source.dtype))
+        code.max_rel_error = rel
+        size = len(srn_bytes(config, stored, source, {}, pruning, code))
+        if best is None or size < best[1]:
+            best = (code, size)
+    return best
 
 
-def _with_network(volume: Volume, source: SourceInfo, bound: float, rel: float | None, settings: EncoderSettings,
-                  network_budget: int, progress: ProgressCallback, should_abort: AbortCallback | None,
-                  ) -> list[Candidate]:
-    """A network trained into network_budget bytes for the residual coder, and its residual by every coder."""
+@dataclass
+class TrainedNetwork:
+    """A network trained for a bound's residual coder, as stored, with what a reader decodes from it."""
+
+    model: torch.nn.Module
+    stored: object
+    pruning: PruningConfig | None
+    prediction: np.ndarray  # float64, what the reader computes before the residual
+    network_bytes: int  # its file without a residual
+    info: dict
+
+
+def train_for_bound(volume: Volume, settings: EncoderSettings, network_budget: int,
+                    progress: ProgressCallback | None = None, should_abort: AbortCallback | None = None,
+                    loss: str = BOUND_LOSS) -> TrainedNetwork:
+    """A network of the settings' architecture fitted into network_budget bytes, trained with the bound's loss;
+    SettingsError when no network fits."""
     from .ratecontrol import plan_for_ratio  # ratecontrol imports this module
 
+    source = source_info(volume)
     ratio = 4 * volume.geometry.num_points / max(network_budget, 1)
     if ratio <= 1:
         raise SettingsError("no network fits")
     pruning = settings.pruning
     config, fit_budget = plan_for_ratio(ratio, volume, settings.model_config, pruning)
     result = train(volume, config, settings.train, progress=progress, should_abort=should_abort, pruning=pruning,
-                   fit=budget_fit(fit_budget, source, pruning), loss=bound_loss())
+                   fit=budget_fit(fit_budget, source, pruning), loss=bound_loss(loss))
     budget_fit(fit_budget, source, pruning, grow=False)(result.model)
     model = result.model
     stored = apply_storage_precision(model)
@@ -172,19 +195,34 @@ def _with_network(volume: Volume, source: SourceInfo, bound: float, rel: float |
     prediction = decode(srn, device=settings.train.device, dtype="float64")
     network_bytes = len(srn_bytes(model.config, stored, source, {}, pruning))
     info = {"train_seconds": result.seconds, "steps": result.steps, "final_loss": result.final_loss,
-            "pruned_fraction": pruned_fraction(model)}
+            "pruned_fraction": pruned_fraction(model), "loss": loss}
+    return TrainedNetwork(model, stored, pruning, prediction, network_bytes, info)
+
+
+def network_candidates(volume: Volume, network: TrainedNetwork, bound: float, rel: float | None = None,
+                       coder_names: tuple[str, ...] | None = None) -> list[Candidate]:
+    """The network's residual coded to the bound by every coder (or those named), each file measured."""
+    source = source_info(volume)
     found = []
-    for coder in coders():
+    model = network.model
+    for coder in coder_names or coders():
         start = time.perf_counter()
-        code = _code(volume, source, prediction, bound, coder, "network + residual", network=True, rel=rel)
+        code, size = _code(volume, source, network.prediction, bound, coder, "network + residual", rel,
+                           model.config, network.stored, network.pruning)
         seconds = time.perf_counter() - start
-        size = len(srn_bytes(model.config, stored, source, {}, pruning, code))
-        found.append(Candidate("network + residual", code.coder, size, code, model, model.config, stored, pruning,
-                               network_bytes, info, seconds))
+        found.append(Candidate("network + residual", code.coder, size, code, model, model.config, network.stored,
+                               network.pruning, network.network_bytes, network.info, seconds))
     return found
 
 
-def _finish(volume: Volume, source: SourceInfo, best: Candidate, candidates: list[Candidate],
+def _with_network(volume: Volume, source: SourceInfo, bound: float, rel: float | None, settings: EncoderSettings,
+                  network_budget: int, progress: ProgressCallback, should_abort: AbortCallback | None,
+                  ) -> list[Candidate]:
+    network = train_for_bound(volume, settings, network_budget, progress, should_abort)
+    return network_candidates(volume, network, bound, rel)
+
+
+def finish(volume: Volume, source: SourceInfo, best: Candidate, candidates: list[Candidate],
             path: str | os.PathLike | None) -> CompressResult:
     """Decode the chosen file as a reader will, check the bound on every voxel, write it."""
     srn = SRNFile(best.model, best.config, source, pruning=best.pruning or PruningConfig(), bound=best.code)

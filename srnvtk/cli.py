@@ -316,7 +316,13 @@ def _run_compress(args: argparse.Namespace) -> int:
     validate_for_training(volume)
     target, train, pruning = settings.encode, settings.train, settings.pruning
     if not args.quiet:
-        if target.psnr is not None:
+        if target.max_error is not None or target.max_rel_error is not None:
+            from .errorbound import absolute_bound
+
+            bound = absolute_bound(target.max_error, target.max_rel_error, validate_for_training(volume))
+            model = (f"max error {bound:g}: the smallest of the residual alone and {target.bound_networks} "
+                     f"network size(s) with their residual")
+        elif target.psnr is not None:
             model = f"searching sizes for {target.psnr:g} dB ({target.psnr_trials} trainings at most)"
         elif target.ratio is not None:
             planned, budget = plan_for_ratio(target.ratio, volume, settings.model_config, pruning)
@@ -346,6 +352,17 @@ def _run_compress(args: argparse.Namespace) -> int:
                       if volume.dtype != "float32" else "")
     print(f"  ratio       {stats['ratio']:.1f}x against float32{against_source}")
     print(f"  PSNR        {format_psnr(stats['psnr'])}")
+    if result.bound is not None:
+        bound = result.bound
+        print(f"  max error   {bound['max_error_measured']:g} measured on every voxel (bound {bound['max_error']:g})")
+        print(f"  split       {bound['design']} ({bound['coder']} residual): network {bound['network_bytes']:,} "
+              f"bytes, residual {bound['residual_bytes']:,} bytes")
+        tried = ", ".join(f"{c['design']}"
+                          + (f" [{c['network']}, {c['steps']} steps]" if "network" in c else "")
+                          + f" + {c['coder']}: {c['file_bytes']:,}" for c in bound["candidates"])
+        print(f"  tried       {tried}")
+        if result.model_config is None:
+            return 0
     if pruning.enabled:
         print(f"  pruned      {100 * stats['pruned_fraction']:.1f}% of the parameters ({pruning.method})")
     print(f"  train time  {human_seconds(stats['train_seconds'])} ({int(stats['steps'])} steps)")
@@ -382,9 +399,17 @@ def _run_decompress(args: argparse.Namespace) -> int:
         f"wrote {args.output}: '{source.array_name}' ({source.dtype}) on {_dims(geometry.dimensions)} points, "
         f"extent {' '.join(str(e) for e in geometry.extent)}, spacing {_numbers(geometry.spacing)}"
     )
-    where = model_device(srn.model).type.upper()
+    where = model_device(srn.model).type.upper() if srn.model is not None else "CPU"
     print(f"decoded in {seconds:.2f} s ({values.size / max(seconds, 1e-9) / 1e6:.2f} M points/s; "
           f"{evaluation_path(srn.model)} on the {where})")
+    if srn.bound is not None:
+        from .decode import bound_applies
+
+        if bound_applies(srn, geometry):
+            print(f"every point is within {srn.bound.max_error:g} of the original (the file's error bound)")
+        else:
+            print("the file's error bound does not apply to this resampled grid (its points are not on the source "
+                  "lattice)")
     return 0
 
 
@@ -418,8 +443,12 @@ def _run_info(args: argparse.Namespace) -> int:
     version = f", written by srnvtk {info['srnvtk_version']}" if info["srnvtk_version"] else ""
     print(f"{info['file']}: {info['format']} format version {info['format_version']}, "
           f"architecture {info['architecture']}{version}")
-    section("model settings")
-    model = info["model_config"]
+    if info["model_config"] is None:
+        section("model")
+        row("network", "none: the residual alone keeps the error bound")
+    model = info["model_config"] or {}
+    if model:
+        section("model settings")
     for key, value in model.items():
         if key == "wavelet_levels" and model.get("wavelet") is None:
             continue  # a plain grid
@@ -430,11 +459,12 @@ def _run_info(args: argparse.Namespace) -> int:
         if model.get("wavelet") is not None:
             levels = " ".join(str(n) for n in info["model_structure"]["wavelet_levels"])
             row("stored as", f"{model['wavelet']} wavelet coefficients, levels {levels} (z, y, x)")
-    else:
+    elif model:
         row("layer widths", " ".join(str(w) for w in info["model_structure"]["widths"]))
-    pruning = info["pruning_config"]
-    section("pruning")
-    row("method", pruning["method"])
+    pruning = info["pruning_config"] or {"method": "none"}
+    if model:
+        section("pruning")
+        row("method", pruning["method"])
     if pruning["method"] != "none":
         shown = (("granularity",) if "grid_shape" in info else ()) + SCHEDULE_SETTINGS
         for key in shown + METHOD_SETTINGS[pruning["method"]]:
@@ -447,6 +477,15 @@ def _run_info(args: argparse.Namespace) -> int:
     row("spacing", _numbers(src["spacing"]))
     row("origin", _numbers(src["origin"]))
     row("value range", f"{src['value_range'][0]:g} .. {src['value_range'][1]:g}")
+    bound = info.get("error_bound")
+    if bound is not None:
+        section("error bound")
+        relative = f" ({bound['max_rel_error']:g} of the value range)" if bound["max_rel_error"] is not None else ""
+        row("max error", f"{bound['max_error']:g}{relative}")
+        row("design", f"{bound['design']}, {bound['coder']} residual")
+        row("split", f"network {bound['network_bytes']:,} bytes, residual {bound['residual_bytes']:,} bytes "
+                     f"({bound['chunks_stored']} of {bound['chunks']} chunks of {bound['chunk_edge']}^3 stored)")
+        row("holds on", "the full grid, strides, sub-extents and pieces; not on resampled grids")
     section("stats")
     if "psnr" in stats:
         row("PSNR", "inf (lossless)" if stats["psnr"] is None else format_psnr(stats["psnr"]))
@@ -469,8 +508,12 @@ def _run_info(args: argparse.Namespace) -> int:
     rows.append(("  total", f"{tensors_total:>10,}"))
     if stats.get("file_bytes") is not None:
         structure = "HDF5 structure" if info["format_version"] < 5 else "header and container"
-        rows.append(("  " + structure, f"{stats['file_bytes'] - tensors_total:>10,}"))
-    section("pruned fraction per parameter")
+        residual = bound["residual_bytes"] if bound is not None else 0
+        if bound is not None:
+            rows.append(("  residual", f"{residual:>10,}"))
+        rows.append(("  " + structure, f"{stats['file_bytes'] - tensors_total - residual:>10,}"))
+    if info["pruned_fractions"]:
+        section("pruned fraction per parameter")
     for name, fraction in info["pruned_fractions"].items():
         rows.append(("  " + name, f"{100 * fraction:>9.1f}%"))
     width = max(len(key) for key, _ in rows) + 2

@@ -19,7 +19,7 @@ from vtkmodules.vtkCommonDataModel import vtkDataObject, vtkImageData
 from vtkmodules.vtkCommonExecutionModel import vtkAlgorithm, vtkStreamingDemandDrivenPipeline
 
 from .config import ENCODER_SETTINGS, DecodeConfig, EncoderSettings, FVSRNConfig, ModelConfig, PruningConfig
-from .decode import decode, output_grid
+from .decode import bound_applies, decode, output_grid
 from .errors import SettingsError, SRNError
 from .faces import install_setters
 from .fileformat import STAT_KEYS, SRNFile, read_srn
@@ -58,7 +58,8 @@ def add_field_data(image: vtkImageData, values: dict[str, object]) -> None:
         fd.AddArray(array)
 
 
-SRN_FIELD_NAMES = (*STAT_KEYS, "source_array", "architecture", "pruning", "grid_resolution", "neurcomp_width")
+SRN_FIELD_NAMES = (*STAT_KEYS, "source_array", "architecture", "pruning", "grid_resolution", "neurcomp_width",
+                   "max_error", "error_bound")
 
 
 def reports_errors(method: Callable[..., int]) -> Callable[..., int]:
@@ -139,9 +140,15 @@ class SRNEncoder(VTKPythonAlgorithmBase):
         model_config = result.model_config
         if isinstance(model_config, FVSRNConfig):
             size = {"grid_resolution": model_config.grid_resolution, "wavelet": model_config.wavelet or "none"}
-        else:
+        elif model_config is not None:
             size = {"neurcomp_width": model_config.width}
-        add_field_data(output, {**result.stats, **size, "architecture": model_config.architecture,
+        else:  # an error-bounded file without a network
+            size = {}
+        if result.bound is not None:
+            size.update(max_error=result.bound["max_error"],
+                        error_bound=f"{result.bound['design']} ({result.bound['coder']})")
+        add_field_data(output, {**result.stats, **size,
+                                "architecture": model_config.architecture if model_config is not None else "none",
                                 "pruning": settings.pruning.method})
         return 1
 
@@ -225,8 +232,18 @@ class SRNReader(VTKPythonAlgorithmBase):
         values = decode(srn, piece, device=config.device, precision=config.precision, threads=config.threads,
                         progress=self.UpdateProgress)
         fill_image(output, piece, {srn.source.array_name: values}, active=srn.source.array_name)
-        add_field_data(output, {**srn.stats, "source_array": srn.source.array_name})
+        add_field_data(output, {**srn.stats, "source_array": srn.source.array_name, **bound_fields(srn, piece)})
         return 1
 
 
 install_setters(SRNReader, (DecodeConfig,), report_error)
+
+
+def bound_fields(srn: SRNFile, output: Geometry) -> dict[str, object]:
+    """Field data on a file's error bound: max_error where it holds on this output (points on the source
+    lattice), else only a note saying why not."""
+    if srn.bound is None:
+        return {}
+    if bound_applies(srn, output):
+        return {"max_error": srn.bound.max_error, "error_bound": "holds at every point of this output"}
+    return {"error_bound": "does not apply: this grid is resampled, its points are not on the source lattice"}

@@ -130,7 +130,7 @@ def test_no_temporary_file_is_left(written) -> None:
 
 def test_layout(written, volume) -> None:
     container = Container.open(written["path"])
-    assert container.version == FORMAT_VERSION == max(READABLE_VERSIONS)
+    assert container.version == FORMAT_VERSION == max(READABLE_VERSIONS) - 1  # 6: bounded files only
     header = container.header
     assert header["format"] == "srnvtk" and header["srnvtk_version"] == srnvtk.__version__
     assert header["architecture"] == "fvsrn" and header["model_config"]["grid_channels"] == MODEL.grid_channels
