@@ -1,5 +1,5 @@
 """The committed sample files, one per format version (tests/data/formats/v1.srn ... v4.srn: HDF5; v5.srn: the
-container), keep reading, and keep decoding to the values recorded here, in every later srnvtk; also inside
+container; v6.srn: the container with an error bound), keep reading, and keep decoding to the values recorded here, in every later srnvtk; also inside
 ParaView's Python.
 
 The files were made once by tests/data/formats/make_samples.py and must never be regenerated: their hashes are
@@ -36,7 +36,11 @@ EXPECTED = {
     "v5": ("13409c2515c3d0b84fd110b29dbdd2238a694f514fac806bb3a4bf5b74d9c33f", "fvsrn", "variational",
            {"grid_shape": [6, 7, 8], "keep_shape": [1, 6, 7, 8], "wavelet_levels": [2, 2, 3]},
            (114.2674, 86.0356, -16.3853, 237.4738, 204.2756, 124.8401, 6.9787)),
+    "v6": ("75494f7bfd704c01a6d1b893813dbac8f3808c787a4453ac3ab7a9a69ef3e2c2", "fvsrn", "none",
+           {"grid_shape": [7, 8, 10], "keep_shape": [1, 7, 8, 10]},
+           (113.8573, 86.852, -5.2432, 238.021, 196.7397, 178.0569, 10.4919)),
 }
+V6_MAX_ERROR = 4.0  # the bound v6.srn was made with (make_samples.py)
 TOLERANCE = 0.01  # of values in [0, 255]: the fused C kernel and torch round differently in the last bits
 
 
@@ -65,6 +69,19 @@ def test_sample_reads_and_decodes_as_recorded(name) -> None:
     assert srn.source.geometry.extent == (0, 11, 0, 9, 0, 8) and srn.source.value_range == (0.0, 255.0)
     assert srn.srnvtk_version == "0.1.0"
     np.testing.assert_allclose(decoded_stats(FORMATS / f"{name}.srn"), stats, rtol=0, atol=TOLERANCE)
+
+
+def test_v6_sample_keeps_its_bound() -> None:
+    """The resampled 8^3 grid above is off the source lattice (network only); the source grid keeps the bound."""
+    from srnvtk.datasets import default_volume_values
+
+    srn = read_srn(FORMATS / "v6.srn")
+    assert srn.bound is not None and srn.bound.max_error == V6_MAX_ERROR and srn.bound.coder == "quant"
+    original = default_volume_values((12, 10, 9)).astype(np.float64)
+    decoded = decode(srn, device="cpu")
+    assert decoded.dtype == np.uint8
+    assert np.abs(decoded - original).max() <= V6_MAX_ERROR
+    assert np.abs(decoded - original).max() > 0  # not lossless: the bound is what is kept
 
 
 def test_every_version_has_a_sample() -> None:

@@ -1,4 +1,5 @@
-"""Make one committed sample file of each format version beside this script (HDF5 versions 1-4, container 5).
+"""Make one committed sample file of each format version beside this script (HDF5 versions 1-4, container 5 and
+6).
 
     .venv/bin/python tests/data/formats/make_samples.py v5      # writes v5.srn only
 
@@ -10,6 +11,7 @@ attributes are edited back to what those versions wrote. The kinds differ so tha
   v3.srn  fV-SRN, db2 wavelet grid pruned per position and channel (smallify)
   v4.srn  Neurcomp, residual, hidden matrices as 16 k-means shared values
   v5.srn  fV-SRN, haar wavelet grid pruned per position (variational dropout), in the container format
+  v6.srn  fV-SRN, plain grid, plus its residual quantised to a max error of 4 (the error-bounded format)
 
 These files are a compatibility promise: once committed they are never regenerated. Running this script again
 writes new files with other bytes (training is deterministic, HDF5's layout of a rewritten file may not be),
@@ -48,6 +50,7 @@ KINDS = {
            PruningConfig(method="smallify", granularity="position_channel", l1_weight=0.002, sign_momentum=0.15,
                          mask_learning_rate=0.1)),
     "v4": (NeurcompConfig(width=10, blocks=2, weight_clusters=16), PruningConfig()),
+    "v6": (FVSRN, PruningConfig()),
     "v5": (FVSRNConfig(grid_channels=4, grid_resolution=8, mlp_width=12, mlp_layers=2, fourier_features=2,
                        wavelet="haar"),
            PruningConfig(method="variational", kl_weight=1.0, mask_learning_rate=0.1)),
@@ -91,13 +94,29 @@ def write_legacy(volume: Volume, name: str, config, pruning: PruningConfig, path
     return quality
 
 
+V6_MAX_ERROR = 4.0
+
+
+def write_bounded(volume: Volume, config: FVSRNConfig, path: Path) -> float:
+    """A network and its residual quantised (the coder that needs no optional package) to V6_MAX_ERROR."""
+    from srnvtk.bounded import finish, network_candidates, train_for_bound
+    from srnvtk.config import EncodeConfig, EncoderSettings
+
+    settings = EncoderSettings(encode=EncodeConfig(), fvsrn=config, train=TRAIN)
+    network = train_for_bound(volume, settings, 3_000)
+    candidate = network_candidates(volume, network, V6_MAX_ERROR, coder_names=("quant",))[0]
+    return finish(volume, source_info(volume), candidate, [candidate], path).stats["psnr"]
+
+
 def main(names: list[str]) -> int:
     geometry = default_geometry(SHAPE)
     volume = Volume(default_volume_values(SHAPE), geometry, "density")
     for name in names:
         config, pruning = KINDS[name]
         path = HERE / f"{name}.srn"
-        if name == "v5":
+        if name == "v6":
+            quality = write_bounded(volume, config, path)
+        elif name == "v5":
             result = compress(volume, model_config=config, train_config=TRAIN, path=path, pruning=pruning)
             quality = result.stats["psnr"]
         else:
