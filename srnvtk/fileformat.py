@@ -368,7 +368,17 @@ def _read_bounded(container: Container, header: dict, source: SourceInfo, archit
             raise FileFormatError(f"residual chunk {index} declares {container.sections[section].raw_length} "
                                   f"bytes, its shape allows at most {limit}")
     code.chunk_bytes = [container.sections[s].length + SECTION_ENTRY_BYTES if s >= 0 else 0 for s in sections]
-    code.reader = lambda index: None if sections[index] < 0 else container.read(sections[index])
+
+    def read_chunk(index: int) -> bytes | None:
+        """A chunk's payload, read and checked (CRC, declared length) only when a decode needs it."""
+        if sections[index] < 0:
+            return None
+        try:
+            return container.read(sections[index])
+        except FileFormatError as exc:
+            raise FileFormatError(f"'{container.path}' has a damaged residual ({exc})") from None
+
+    code.reader = read_chunk
     if network:
         srn = _read_network_file(container, header, source, architecture, used)
     else:
