@@ -125,7 +125,13 @@ def read_and_decode(path: str | os.PathLike) -> tuple[str, np.ndarray]:
     source = srn.source
     output = resampled_geometry(source.geometry, DECODE_POINTS)
     values = decode(srn, output, device="cpu", threads=1, dtype="float32")
-    fingerprint = repr((source, srn.model_config, srn.pruning, srn.format_version))
+    bound = None
+    if srn.bound is not None:  # an error bound's residual applies on the source lattice only: decode that too
+        code = srn.bound
+        bound = (code.max_error, code.coder, code.step, code.margin, code.chunk_edge, code.design)
+        full = decode(srn, device="cpu", threads=1, dtype="float32")
+        values = np.concatenate([values.reshape(-1), full.reshape(-1)])
+    fingerprint = repr((source, srn.model_config, srn.pruning, srn.format_version, bound))
     return fingerprint, values
 
 

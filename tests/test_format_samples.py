@@ -1,6 +1,6 @@
 """The committed sample files, one per format version (tests/data/formats/v1.srn ... v4.srn: HDF5; v5.srn: the
-container; v6.srn: the container with an error bound), keep reading, and keep decoding to the values recorded here, in every later srnvtk; also inside
-ParaView's Python.
+container; v6.srn: the container with an error bound), keep reading, and keep decoding to the values recorded
+here, in every later srnvtk; also inside ParaView's Python.
 
 The files were made once by tests/data/formats/make_samples.py and must never be regenerated: their hashes are
 checked, so a changed file fails here rather than silently moving the goalposts.
