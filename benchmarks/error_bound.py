@@ -197,6 +197,103 @@ def run_volume(name: str, args: argparse.Namespace) -> None:
     out.write_text(json.dumps(data, indent=1, default=float) + "\n")
 
 
+def label(row: dict) -> str:
+    """A row's design and split, short enough for a plot label and a table cell."""
+    if row["family"] == "classic":
+        return row["design"]
+    if row["design"].startswith("c:"):
+        return f"srnvtk residual only ({row['coder']})"
+    if row["design"].startswith("b:"):
+        return "srnvtk b: SZ3 + correcting network"
+    return f"srnvtk a: {row['loss']} network r{row['network_ratio']:g} + {row['coder']}"
+
+
+def markdown(data: dict) -> str:
+    rows = data["rows"]
+    bounds = sorted({r["rel_bound"] for r in rows}, reverse=True)
+    labels = list(dict.fromkeys(label(r) for r in rows))
+    cell = {(label(r), r["rel_bound"]): r for r in rows}
+    volume = data["volume"]
+    lines = [f"# Ratio at equal maximum error: {volume['key']}", "",
+             f"Volume: {volume['source']}, shape (z, y, x) {tuple(volume['shape_zyx'])}; srnvtk compresses it as "
+             f"{data['srnvtk_input_dtype']}. Ratio = float32 bytes / bytes stored (whole .srn files for srnvtk). "
+             f"Networks: {data['time_limit']:g} s of training each, one thread. Bounds are fractions of the value "
+             "range; every row's maximum error was measured on the decoded volume.", "",
+             "## Ratio (PSNR dB) at each bound", "",
+             "| design | " + " | ".join(f"{b:g}" for b in bounds) + " |", "|---|" + "---|" * len(bounds)]
+    for name in labels:
+        cells = []
+        for b in bounds:
+            r = cell.get((name, b))
+            cells.append("" if r is None else f"{r['ratio']:.1f} ({r['psnr_db']:.1f})")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines += ["", "## srnvtk splits and timings (seconds)", "",
+              "| bound | design | network bytes | residual bytes | file bytes | steps | train | residual encode | "
+              "network decode | residual decode |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        if r["family"] != "srnvtk" or r["design"].startswith("b:"):
+            continue
+        lines.append(f"| {r['rel_bound']:g} | {label(r)} | {r['network_bytes']:,} | {r['residual_bytes']:,} | "
+                     f"{r['file_bytes']:,} | {r.get('steps', '')} | {r.get('train_seconds', 0):.0f} | "
+                     f"{r['residual_encode_seconds']:.2f} | {r['network_decode_seconds']:.2f} | "
+                     f"{r['residual_decode_seconds']:.2f} |")
+    for r in rows:
+        if r["design"].startswith("b:"):
+            lines += ["", f"Design b at {r['rel_bound']:g}: SZ3 {r['sz3_bytes']:,} bytes + network "
+                      f"{r['network_bytes']:,} + revert mask {r['revert_mask_bytes']:,}; "
+                      f"{100 * r['reverted_fraction']:.1f}% of the corrections reverted; PSNR "
+                      f"{r['psnr_sz3_db']:.2f} -> {r['psnr_db']:.2f} dB."]
+    classic = [r for r in rows if r["family"] == "classic"]
+    if classic:
+        lines += ["", "Classic codecs' encode / decode seconds: " + "; ".join(
+            f"{r['design']} at {r['rel_bound']:g}: {r['encode_seconds']:.2f} / {r['decode_seconds']:.2f}"
+            for r in classic)]
+    return "\n".join(lines) + "\n"
+
+
+def plot(data: dict, path: Path, rd_path: Path | None) -> None:
+    """The bounded files on the PSNR / ratio plane (50-1000), each point labelled with its design and split,
+    over the rate-distortion curves of results/rd_<key>.json where that file exists."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(9, 6))
+    if rd_path is not None and rd_path.exists():
+        rd = json.loads(rd_path.read_text())
+        for codec in dict.fromkeys(r["codec"] for r in rd["rows"]):
+            points = sorted((r["ratio"], r["psnr_db"]) for r in rd["rows"] if r["codec"] == codec
+                            and "psnr_db" in r and math.isfinite(r["psnr_db"]))
+            if points:
+                ax.plot(*zip(*points, strict=True), "-", alpha=0.35, label=f"RD: {codec}")
+    markers = {"classic": "o", "srnvtk": "s"}
+    for r in data["rows"]:
+        if not (50 <= r["ratio"] <= 1000 and math.isfinite(r["psnr_db"])):
+            continue
+        ax.plot(r["ratio"], r["psnr_db"], markers[r["family"]], color="black" if r["family"] == "srnvtk" else "gray",
+                markersize=4)
+        ax.annotate(f"{label(r)} @{r['rel_bound']:g}", (r["ratio"], r["psnr_db"]), fontsize=5,
+                    xytext=(3, 2), textcoords="offset points")
+    ax.set_xscale("log")
+    ax.set_xlim(45, 1100)
+    ax.set_xlabel("compression ratio (float32 bytes / compressed bytes)")
+    ax.set_ylabel("PSNR (dB), range of the original")
+    ax.set_title(f"Error-bounded files (squares: srnvtk, circles: classic) at 50-1000: {data['volume']['key']}")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=6, loc="lower left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=130)
+    plt.close(fig)
+
+
+def write_reports(json_path: Path) -> None:
+    data = json.loads(json_path.read_text())
+    json_path.with_suffix(".md").write_text(markdown(data))
+    key = data["volume"]["key"]
+    plot(data, json_path.with_suffix(".png"), json_path.parent / f"rd_{key}.json")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--volumes", nargs="+", default=["rm", "turbulence"])
@@ -207,10 +304,14 @@ def main() -> None:
     parser.add_argument("--design-b-bounds", type=float, nargs="*", default=[3e-2])
     parser.add_argument("--design-b-share", type=float, default=0.1, help="network bytes / SZ3 bytes in design b")
     parser.add_argument("--out-dir", default=str(REPO / "benchmarks" / "results"))
+    parser.add_argument("--report-only", action="store_true", help="rewrite the .md and .png from the .json files")
     args = parser.parse_args()
     torch.set_num_threads(1)
     for name in args.volumes:
-        run_volume(name, args)
+        if not args.report_only:
+            run_volume(name, args)
+        key = load_volume(name, crop=args.crop).key
+        write_reports(Path(args.out_dir) / f"error_bound_{key}.json")
 
 
 if __name__ == "__main__":
