@@ -164,6 +164,11 @@ def run_volume(name: str, args: argparse.Namespace) -> None:
     out = Path(args.out_dir) / f"error_bound_{bench.key}.json"
     data = {"volume": bench.describe(), "srnvtk_input_dtype": volume.dtype, "environment": environment(),
             "time_limit": args.time_limit, "network_ratios": args.network_ratios, "rows": []}
+    done = set()
+    if args.resume and out.exists():  # keep the rows that need no network (classic codecs, residual only)
+        data["rows"] = [r for r in json.loads(out.read_text())["rows"]
+                        if r["family"] == "classic" or r["design"].startswith("c:")]
+        done = {r["rel_bound"] for r in data["rows"]}
 
     def add(row: dict) -> None:
         data["rows"].append(row)
@@ -173,6 +178,8 @@ def run_volume(name: str, args: argparse.Namespace) -> None:
               flush=True)
 
     for rel in args.bounds:
+        if rel in done:
+            continue
         for row in classic_rows(values, rel, value_range, integer):
             add(row)
         bound = rel * value_range
@@ -304,6 +311,8 @@ def main() -> None:
     parser.add_argument("--design-b-bounds", type=float, nargs="*", default=[3e-2])
     parser.add_argument("--design-b-share", type=float, default=0.1, help="network bytes / SZ3 bytes in design b")
     parser.add_argument("--out-dir", default=str(REPO / "benchmarks" / "results"))
+    parser.add_argument("--resume", action="store_true",
+                        help="keep the classic and residual-only rows of an earlier run of the same volume")
     parser.add_argument("--report-only", action="store_true", help="rewrite the .md and .png from the .json files")
     args = parser.parse_args()
     torch.set_num_threads(1)
