@@ -167,6 +167,9 @@ def decode(
     batch_points: points decoded per block (bounds the working memory); None picks it per evaluation path.
     The caller's model stays where it is: another device gets a copy. CUDA running out of memory falls back to
     the CPU with a warning.
+    A file with an error bound (srn.bound) gets its residual at every output point on the source lattice (the
+    bound holds there: whole, strided, sub-extent, piece), none on a resampled grid (bound_applies); such a
+    file always decodes in fp32, and one without a network predicts the value range's minimum.
     """
     if batch_points is not None and batch_points < 1:
         raise SettingsError("batch_points must be >= 1")
