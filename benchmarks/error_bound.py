@@ -187,7 +187,7 @@ def run_volume(name: str, args: argparse.Namespace) -> None:
             add(srn_row(volume, candidate, rel, value_range, "c: residual only (no network)", {}))
     train_config = TrainConfig(steps=10**7, time_limit=args.time_limit, threads=1, device="cpu")
     settings = EncoderSettings(encode=EncodeConfig(), train=train_config)
-    plans = [(ratio, "l1") for ratio in args.network_ratios] + [(args.network_ratios[0], "mse")]
+    plans = [(ratio, "l1") for ratio in args.network_ratios] + [(ratio, "mse") for ratio in args.mse_ratios]
     for ratio, loss in plans:
         network = train_for_bound(volume, settings, int(4 * volume.values.size / ratio), loss=loss)
         described = {"network_ratio": ratio, "loss": loss, "network": network.model.config.grid_resolution,
@@ -307,6 +307,8 @@ def main() -> None:
     parser.add_argument("--crop", type=int, default=None)
     parser.add_argument("--bounds", type=float, nargs="+", default=list(BOUNDS))
     parser.add_argument("--network-ratios", type=float, nargs="+", default=[500.0, 1000.0])
+    parser.add_argument("--mse-ratios", type=float, nargs="*", default=[1000.0],
+                        help="MSE-trained networks (the naive combination) of these ratios")
     parser.add_argument("--time-limit", type=float, default=240.0, help="seconds of training per network")
     parser.add_argument("--design-b-bounds", type=float, nargs="*", default=[3e-2])
     parser.add_argument("--design-b-share", type=float, default=0.1, help="network bytes / SZ3 bytes in design b")
