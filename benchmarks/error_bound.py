@@ -306,7 +306,7 @@ def main() -> None:
     parser.add_argument("--volumes", nargs="+", default=["rm", "turbulence"])
     parser.add_argument("--crop", type=int, default=None)
     parser.add_argument("--bounds", type=float, nargs="+", default=list(BOUNDS))
-    parser.add_argument("--network-ratios", type=float, nargs="+", default=[500.0, 1000.0])
+    parser.add_argument("--network-ratios", type=float, nargs="*", default=[1000.0, 500.0])
     parser.add_argument("--mse-ratios", type=float, nargs="*", default=[1000.0],
                         help="MSE-trained networks (the naive combination) of these ratios")
     parser.add_argument("--time-limit", type=float, default=240.0, help="seconds of training per network")

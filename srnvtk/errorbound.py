@@ -298,6 +298,8 @@ class ResidualCode:
     reader: Callable[[int], bytes | None] | None = None  # a file's: chunk number -> payload (None: all zero)
     chunk_bytes: list[int] = field(default_factory=list)  # stored bytes per chunk (0: no section)
     max_rel_error: float | None = None  # the relative bound asked for, when it was relative
+    # encoded sections by chunk (the encoder measures a file, then writes it: LZMA runs once per chunk)
+    encoded: dict[int, Any] = field(default_factory=dict, repr=False)
 
     @property
     def chunks(self) -> int:

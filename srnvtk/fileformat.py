@@ -207,7 +207,9 @@ def srn_bytes(
             bound.chunk_bytes.append(0)
             continue
         chunk_sections.append(len(sections))
-        sections.append(encode_section(payload))
+        if index not in bound.encoded:
+            bound.encoded[index] = encode_section(payload)
+        sections.append(bound.encoded[index])
         bound.chunk_bytes.append(len(sections[-1].data) + SECTION_ENTRY_BYTES)
     header[BOUND_KEY] = bound.header(chunk_sections)
     return pack(BOUNDED_VERSION, header, sections)
