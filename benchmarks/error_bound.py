@@ -195,7 +195,7 @@ def run_volume(name: str, args: argparse.Namespace) -> None:
         print(f"  network ratio {ratio} ({loss}): {network.info['steps']} steps, {network.network_bytes} bytes",
               flush=True)
         for rel in args.bounds:
-            for candidate in network_candidates(volume, network, rel * value_range, rel):
+            for candidate in network_candidates(volume, network, rel * value_range, rel, args.network_coders):
                 design = f"a: network ({loss}, ratio {ratio:g} alone) + residual"
                 add(srn_row(volume, candidate, rel, value_range, design, described))
     for rel in args.design_b_bounds:
@@ -307,6 +307,8 @@ def main() -> None:
     parser.add_argument("--crop", type=int, default=None)
     parser.add_argument("--bounds", type=float, nargs="+", default=list(BOUNDS))
     parser.add_argument("--network-ratios", type=float, nargs="*", default=[1000.0, 500.0])
+    parser.add_argument("--network-coders", nargs="+", default=None,
+                        help="residual coders tried for the network rows (default: every coder at hand)")
     parser.add_argument("--mse-ratios", type=float, nargs="*", default=[1000.0],
                         help="MSE-trained networks (the naive combination) of these ratios")
     parser.add_argument("--time-limit", type=float, default=240.0, help="seconds of training per network")
