@@ -493,13 +493,14 @@ def _run_info(args: argparse.Namespace) -> int:
         row("ratio", f"{stats['ratio']:.1f}x against float32")
     if stats.get("file_bytes") is not None:
         row("file bytes", f"{stats['file_bytes']:,} ({human_bytes(stats['file_bytes'])})")
-    if stats.get("train_seconds") is not None:
+    trained = stats if model else {}  # a bounded file without a network trained nothing
+    if trained.get("train_seconds") is not None:
         row("train time", human_seconds(stats["train_seconds"]))
-    if stats.get("steps") is not None:
+    if trained.get("steps") is not None:
         row("steps", stats["steps"])
-    if stats.get("final_loss") is not None:
+    if trained.get("final_loss") is not None:
         row("final loss", f"{stats['final_loss']:.4g}")
-    if stats.get("pruned_fraction") is not None:
+    if trained.get("pruned_fraction") is not None:
         row("pruned", f"{100 * stats['pruned_fraction']:.1f}% of the parameters")
     section("stored tensors (bytes)")
     for name, size in info["tensor_bytes"].items():
