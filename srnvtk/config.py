@@ -19,6 +19,7 @@ from .errors import SettingsError
 from .options import Condition, check_settings, setting
 
 DEVICES = ("auto", "cpu", "cuda")
+TIME_CLOCKS = ("wall", "cpu")  # what TrainConfig.time_limit counts (srnvtk.train)
 PRECISIONS = ("auto", "fp32", "fp16")  # decoding on CUDA (srnvtk.decode)
 PRUNING_METHODS = ("none", "smallify", "variational", "binary")
 GRANULARITIES = ("position", "position_channel")
@@ -265,6 +266,10 @@ class TrainConfig:
         0.0, "Stop training after this many seconds; the learning-rate schedule follows the clock, so it still "
         "anneals. 0: no limit, run all steps.", TRAINING, property="TimeLimit", flag="--time-limit", metavar="SEC",
         low=0.0, high=1e9)
+    time_clock: str = setting(
+        "wall", "What the time limit counts: wall (seconds on the clock, what you wait) or cpu (CPU seconds this "
+        "process spends, summed over its threads: the same budget on a busy shared machine as on a quiet one).",
+        TRAINING, property="TimeClock", flag="--time-clock", choices=TIME_CLOCKS, advanced=True)
     batch_size: int = setting(16384, "Sample points per training step.", TRAINING, property="BatchSize",
                               flag="--batch-size", metavar="B", low=1, high=1 << 26, advanced=True)
     learning_rate: float | None = setting(

@@ -62,12 +62,18 @@ class _Phase:
     fit_first: bool = False  # run the rate fit (when there is one) before the phase
 
 
+# What TrainConfig.time_limit counts: wall-clock seconds, or CPU seconds of this process (all its threads).
+CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
+
+
 class _Budget:
     """Steps taken and the fraction of the budget used: steps, or the clock when it runs out first."""
 
-    def __init__(self, steps: int, time_limit: float) -> None:
+    def __init__(self, steps: int, time_limit: float, clock: str = "wall") -> None:
         self.steps, self.time_limit = steps, time_limit
+        self.clock = CLOCKS[clock]
         self.start = time.perf_counter()
+        self.clock_start = self.clock()
         self.step = 0
         self.fraction = 0.0
 
@@ -75,10 +81,11 @@ class _Budget:
         self.step += 1
         self.fraction = self.step / self.steps
         if self.time_limit > 0:
-            self.fraction = max(self.fraction, (time.perf_counter() - self.start) / self.time_limit)
+            self.fraction = max(self.fraction, (self.clock() - self.clock_start) / self.time_limit)
 
     @property
     def seconds(self) -> float:
+        """Wall-clock seconds since training started (whichever clock the limit counts)."""
         return time.perf_counter() - self.start
 
 
@@ -138,7 +145,7 @@ def _train(
         phases = [_Phase("", 0.0, 1.0, learning_rate, final_rate)]
     phases += [dataclasses.replace(phase, start=split) for phase in finetune]
 
-    budget = _Budget(train_config.steps, train_config.time_limit)
+    budget = _Budget(train_config.steps, train_config.time_limit, train_config.time_clock)
     loss_value = float("nan")
     for phase in phases:
         if phase.fit_first:

@@ -44,6 +44,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--tthresh-brick", type=int, default=TTHRESH_BRICK)
     p.add_argument("--srnvtk-presets", nargs="+", choices=PRESET_NAMES, default=["fvsrn"])
     p.add_argument("--srnvtk-time-limit", type=float, default=300.0, help="seconds of training per ratio")
+    p.add_argument("--srnvtk-clock", choices=("wall", "cpu"), default="wall",
+                   help="what the time limit counts: wall-clock or this process's CPU seconds (TrainConfig.time_clock)")
     p.add_argument("--srnvtk-steps", type=int, help="training steps (default: srnvtk's; the time limit still holds)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="srnvtk's device")
     p.add_argument("--threads", type=int, default=0, help="srnvtk's torch threads (0: torch's default)")
@@ -63,7 +65,8 @@ def run_volume(bench: BenchVolume, args: argparse.Namespace, path: Path) -> list
             print(f"{bench.key}: {codecs[name].label}", flush=True)
             rows += run_codec(codecs[name], bench, args.ratios, args.ratio_tol)
     if args.only in ("all", "srnvtk"):
-        settings = SRNSettings(args.srnvtk_time_limit, args.srnvtk_steps, args.device, args.threads, args.seed)
+        settings = SRNSettings(args.srnvtk_time_limit, args.srnvtk_steps, args.device, args.threads, args.seed,
+                               args.srnvtk_clock)
         print(f"{bench.key}: srnvtk {', '.join(args.srnvtk_presets)}, {len(args.ratios)} ratios, "
               f"~{args.srnvtk_time_limit:g}s of training each", flush=True)
         stored = load_results(path)["rows"]

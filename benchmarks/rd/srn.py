@@ -39,6 +39,7 @@ class SRNSettings:
     device: str = "auto"
     threads: int = 0  # torch threads; 0: torch's default
     seed: int = 0
+    clock: str = "wall"  # what time_limit counts (TrainConfig.time_clock); "cpu": comparable on a busy machine
 
 
 def preset(name: str):
@@ -55,8 +56,8 @@ def train_config(settings: SRNSettings):
     from srnvtk.config import TrainConfig
 
     extra = {} if settings.steps is None else {"steps": settings.steps}
-    return TrainConfig(time_limit=settings.time_limit, device=settings.device, threads=settings.threads,
-                       seed=settings.seed, **extra)
+    return TrainConfig(time_limit=settings.time_limit, time_clock=settings.clock, device=settings.device,
+                       threads=settings.threads, seed=settings.seed, **extra)
 
 
 def compress_and_decode(bench: BenchVolume, model_config, pruning, budget: int, settings: SRNSettings,
