@@ -46,6 +46,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--srnvtk-time-limit", type=float, default=300.0, help="seconds of training per ratio")
     p.add_argument("--srnvtk-clock", choices=("wall", "cpu"), default="wall",
                    help="what the time limit counts: wall-clock or this process's CPU seconds (TrainConfig.time_clock)")
+    p.add_argument("--srnvtk-batch-size", type=int, help="sample points per step (default: srnvtk's)")
     p.add_argument("--srnvtk-steps", type=int, help="training steps (default: srnvtk's; the time limit still holds)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="srnvtk's device")
     p.add_argument("--threads", type=int, default=0, help="srnvtk's torch threads (0: torch's default)")
@@ -66,7 +67,7 @@ def run_volume(bench: BenchVolume, args: argparse.Namespace, path: Path) -> list
             rows += run_codec(codecs[name], bench, args.ratios, args.ratio_tol)
     if args.only in ("all", "srnvtk"):
         settings = SRNSettings(args.srnvtk_time_limit, args.srnvtk_steps, args.device, args.threads, args.seed,
-                               args.srnvtk_clock)
+                               args.srnvtk_clock, args.srnvtk_batch_size)
         print(f"{bench.key}: srnvtk {', '.join(args.srnvtk_presets)}, {len(args.ratios)} ratios, "
               f"~{args.srnvtk_time_limit:g}s of training each", flush=True)
         stored = load_results(path)["rows"]

@@ -40,6 +40,7 @@ class SRNSettings:
     threads: int = 0  # torch threads; 0: torch's default
     seed: int = 0
     clock: str = "wall"  # what time_limit counts (TrainConfig.time_clock); "cpu": comparable on a busy machine
+    batch_size: int | None = None  # None: TrainConfig's default
 
 
 def preset(name: str):
@@ -56,6 +57,8 @@ def train_config(settings: SRNSettings):
     from srnvtk.config import TrainConfig
 
     extra = {} if settings.steps is None else {"steps": settings.steps}
+    if settings.batch_size is not None:
+        extra["batch_size"] = settings.batch_size
     return TrainConfig(time_limit=settings.time_limit, time_clock=settings.clock, device=settings.device,
                        threads=settings.threads, seed=settings.seed, **extra)
 
