@@ -90,6 +90,11 @@ class FVSRNConfig:
     fourier_features: int = setting(
         4, "Sine/cosine octaves per axis added to the MLP's input positions (0: none).", MODEL,
         property="FourierFeatures", flag="--fourier-features", metavar="F", low=0, high=16, advanced=True)
+    grid_bits: int = setting(
+        8, "Bits per stored latent code (2 to 8): the grid's values are rounded to 2^bits levels per channel before "
+        "they are entropy-coded; fewer bits make smaller codes and, under a target ratio, room for a larger grid. "
+        "Below 8 the last part of training sees the rounded grid (quantisation-aware), so the network adapts.",
+        MODEL, property="GridBits", flag="--grid-bits", metavar="B", low=2, high=8, advanced=True)
     # The latent grid parameterised by its 3D wavelet coefficients (srnvtk.wavelet), or None for a plain grid.
     wavelet: str | None = setting(
         None, "none trains the latent grid directly; a wavelet (PyWavelets' discrete wavelets such as haar, db2, "

@@ -27,6 +27,11 @@ that a Neurcomp file's size does not depend on its values (rate control sizes it
 size and ratio are not stored: a reader measures them. Every tensor's dtype and shape is derived from the
 settings and structure and checked (srnvtk.filechecks) before any section is read.
 
+Format version 7 is version 5 for an fV-SRN whose latent codes have fewer than 8 bits (model_config.grid_bits,
+from 2 to 7; codes from 0 to 2^bits - 1, value = code * scale + offset as before): the only version written
+with grid_bits in the header. A file with 8-bit codes is still written as version 5, without the key, so
+srnvtk releases that read only version 5 read it. (Version 6 is left to the error-bounded residual's files.)
+
 Versions 1-4 were HDF5 files (srnvtk.legacy_hdf5 documents and reads them, in a bounded child process):
 4 added k-means Neurcomp weights, 3 wavelet grids, 2 pruning; all are still read.
 Files are written to a temporary name beside the target, then renamed, so a crash never leaves half a file.
@@ -45,7 +50,7 @@ import numpy as np
 import torch
 
 from . import __version__
-from .config import ModelConfig, PruningConfig, from_json, model_config_class
+from .config import FVSRNConfig, ModelConfig, PruningConfig, from_json, model_config_class
 from .container import MAGIC as CONTAINER_MAGIC
 from .container import Container, encode_section, is_container, pack, write_atomically
 from .errors import DamagedFileError, FileFormatError, SRNError
@@ -71,13 +76,17 @@ from .quantize import (
     WEIGHTS,
     WEIGHTS_LAYOUT,
     StoredModel,
+    code_levels,
     stored_state,
 )
 from .volume import Geometry
 
 FORMAT_NAME = "srnvtk"
-FORMAT_VERSION = 5  # what srnvtk writes
-READABLE_VERSIONS = (*LEGACY_VERSIONS, FORMAT_VERSION)
+FORMAT_VERSION = 5  # what srnvtk writes, unless the file needs a later version's feature
+GRID_BITS_VERSION = 7  # an fV-SRN whose latent codes have fewer than 8 bits (FVSRNConfig.grid_bits)
+CONTAINER_VERSIONS = (FORMAT_VERSION, GRID_BITS_VERSION)
+READABLE_VERSIONS = (*LEGACY_VERSIONS, *CONTAINER_VERSIONS)
+FULL_GRID_BITS = 8  # latent codes of versions 1-5: the default, never written into a header
 STAT_KEYS = ("psnr", "train_seconds", "steps", "final_loss", "file_bytes", "ratio", "pruned_fraction")
 STORED_STATS = ("psnr", "train_seconds", "steps", "final_loss", "pruned_fraction")  # size and ratio: measured
 # Coded sections: the latent codes and the keep mask. Not the weights or k-means indices: those keep a
@@ -157,6 +166,9 @@ def srn_bytes(
     stats_values = np.array([float(stats.get(key, math.nan)) for key in STORED_STATS], dtype="<f8")
     stats_section = [len(sections), list(STORED_STATS)]
     sections.append(encode_section(stats_values.tobytes(), ("raw",)))
+    settings = dataclasses.asdict(model_config)
+    if settings.get("grid_bits") == FULL_GRID_BITS:  # a version-5 header holds what srnvtk 0.1 reads
+        del settings["grid_bits"]
     layouts = {"weights": stored.layout}
     if stored.index_layout:
         layouts["weight_indices"] = stored.index_layout
@@ -168,14 +180,24 @@ def srn_bytes(
                    "origin": list(geometry.origin), "spacing": list(geometry.spacing),
                    "value_range": list(source.value_range)},
         "architecture": model_config.architecture,
-        "model_config": dataclasses.asdict(model_config),
+        "model_config": settings,
         "pruning_config": dataclasses.asdict(pruning or PruningConfig()),
         "structure": stored.structure,
         "layouts": layouts,
         "tensors": tensors,
         "stats": stats_section,
     }
-    return pack(FORMAT_VERSION, header, sections)
+    return pack(format_version_for(model_config), header, sections)
+
+
+def format_version_for(model_config: ModelConfig) -> int:
+    """The version a file of this model is written as: the oldest whose readers understand everything in it."""
+    return GRID_BITS_VERSION if grid_bits(model_config) != FULL_GRID_BITS else FORMAT_VERSION
+
+
+def grid_bits(model_config: ModelConfig) -> int:
+    """Bits of the latent codes (8 for an architecture without a latent grid)."""
+    return model_config.grid_bits if isinstance(model_config, FVSRNConfig) else FULL_GRID_BITS
 
 
 def read_srn(path: str | os.PathLike) -> SRNFile:
@@ -248,6 +270,10 @@ def _model_from_stored(config: ModelConfig, geometry: Geometry, stored: StoredMo
         model = model_from_structure(config, geometry, stored.structure)
     except (KeyError, TypeError, ValueError) as exc:
         raise FileFormatError(f"the model structure {stored.structure} does not fit the settings ({exc})") from None
+    grid = stored.arrays.get(GRID)
+    bits = grid_bits(config)
+    if grid is not None and grid.size and int(grid.max()) > code_levels(bits):
+        raise FileFormatError(f"latent codes reach {int(grid.max())}, beyond the {code_levels(bits)} of {bits} bits")
     state, keep = stored_state(stored, model)
     expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     found = {k: tuple(v.shape) for k, v in state.items()}
@@ -268,7 +294,7 @@ def _model_from_stored(config: ModelConfig, geometry: Geometry, stored: StoredMo
 
 
 def _read_container(container: Container) -> SRNFile:
-    if container.version != FORMAT_VERSION:
+    if container.version not in CONTAINER_VERSIONS:
         readable = ", ".join(str(v) for v in READABLE_VERSIONS)
         raise FileFormatError(f"format version {container.version} is not supported (this srnvtk reads versions "
                               f"{readable})")
@@ -288,6 +314,9 @@ def _read_container(container: Container) -> SRNFile:
     if not isinstance(architecture, str):
         raise FileFormatError("the architecture is not a name")
     config = _settings(model_config_class(architecture), header["model_config"], "model settings")
+    if format_version_for(config) != container.version:
+        raise FileFormatError(f"format version {container.version} does not fit its settings (version "
+                              f"{format_version_for(config)} files store latent codes of fewer than 8 bits)")
     pruning = _settings(PruningConfig, header["pruning_config"], "pruning settings")
     structure = check_structure(config, header["structure"])
     plan = tensor_specs(config, structure, source.geometry)

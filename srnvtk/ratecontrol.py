@@ -55,6 +55,7 @@ def plan_for_ratio(
     if isinstance(base, NeurcompConfig):
         return _widest_neurcomp(ratio, volume, base, pruning, budget), budget
     headroom = LATENT_HEADROOM * (PRUNED_HEADROOM if pruning is not None and pruning.enabled else 1.0)
+    headroom *= 8 / base.grid_bits  # codes of fewer bits code smaller, by about the bits saved
     config = config_for_ratio(ratio, geometry, base, pruning, latent_headroom=headroom)
     if config.grid_shape is None:  # one resolution step beyond: the fit trims instead of a step leaving bytes unused
         config = dataclasses.replace(config, grid_resolution=config.grid_resolution + 1)

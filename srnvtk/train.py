@@ -5,7 +5,9 @@ final_learning_rate_fraction of it. With a rate fit (`fit`, srnvtk.budget: drop 
 the file fits a byte budget): the phase ends at FIT_AT of the budget with the rate at finetune_lr_factor of
 learning_rate, the fit runs, and the survivors are fine-tuned like pruned ones. A Neurcomp network with
 weight_clusters is split the same way: its hidden matrices are clustered (srnvtk.kmeans) at FIT_AT and the
-shared values fine-tuned, so the stored model is the one optimised.
+shared values fine-tuned, so the stored model is the one optimised; so is an fV-SRN whose latent codes have
+fewer than 8 bits (FVSRNConfig.grid_bits): the fine-tune reads the latent tensor rounded to its codes
+(quantisation-aware, srnvtk.quantize.fake_quantize).
 With pruning (srnvtk.pruning): a mask phase with the method's
 objective for `mask_phase_fraction` of the budget, its rate decaying from learning_rate to
 finetune_lr_factor of it; then the masks are baked in and the survivors fine-tuned with plain MSE by a
@@ -137,7 +139,7 @@ def _train(
         attach_masks(model, pruning)
         split = pruning.mask_phase_fraction
         phases = [_Phase("masks", 0.0, split, learning_rate, finetune_rate, MaskObjective(pruning, model))]
-    elif fit is not None or model.shares_weights:
+    elif fit is not None or model.shares_weights or rounds_latent(model):
         split = FIT_AT
         phases = [_Phase("", 0.0, split, learning_rate, finetune_rate)]
     else:
@@ -152,6 +154,7 @@ def _train(
             if fit is not None:
                 fit(model)
             model.share_weights()
+            model.quantization_aware(True)
         loss_value = _run_phase(model, phase, budget, targets, volume, train_config, generator, progress,
                                 should_abort, loss_value)
         if phase.objective is not None:
@@ -161,8 +164,14 @@ def _train(
                 model.bake_masks(rank_only=True)
             else:
                 model.bake_masks()
+    model.quantization_aware(False)
     model.eval()
     return TrainResult(model, value_range, budget.seconds, loss_value, budget.step)
+
+
+def rounds_latent(model: SRNModel) -> bool:
+    """Whether the model's latent codes have fewer than 8 bits, so training ends quantisation-aware."""
+    return model.latent_name is not None and model.config.grid_bits < 8
 
 
 # Bytes per trainable value while training: the value, its gradient and Adam's two moments (float32 each).

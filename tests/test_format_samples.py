@@ -1,5 +1,5 @@
-"""The committed sample files, one per format version (tests/data/formats/v1.srn ... v4.srn: HDF5; v5.srn: the
-container), keep reading, and keep decoding to the values recorded here, in every later srnvtk; also inside
+"""The committed sample files, one per format version (tests/data/formats/v1.srn ... v4.srn: HDF5; v5.srn and
+v7.srn: the container), keep reading, and keep decoding to the values recorded here, in every later srnvtk; also inside
 ParaView's Python.
 
 The files were made once by tests/data/formats/make_samples.py and must never be regenerated: their hashes are
@@ -36,6 +36,9 @@ EXPECTED = {
     "v5": ("13409c2515c3d0b84fd110b29dbdd2238a694f514fac806bb3a4bf5b74d9c33f", "fvsrn", "variational",
            {"grid_shape": [6, 7, 8], "keep_shape": [1, 6, 7, 8], "wavelet_levels": [2, 2, 3]},
            (114.2674, 86.0356, -16.3853, 237.4738, 204.2756, 124.8401, 6.9787)),
+    "v7": ("e68b88f24c5eb25a60abff38f8e9d5ce63c5f02d766f6f1803ef5d002f0fd7fc", "fvsrn", "none",
+           {"grid_shape": [6, 7, 8], "keep_shape": None},
+           (115.7927, 85.8229, -5.5965, 250.5313, 204.4425, 136.4969, 11.2302)),
 }
 TOLERANCE = 0.01  # of values in [0, 255]: the fused C kernel and torch round differently in the last bits
 
@@ -64,6 +67,7 @@ def test_sample_reads_and_decodes_as_recorded(name) -> None:
     assert srn.source.array_name == "density" and srn.source.dtype == "uint8"
     assert srn.source.geometry.extent == (0, 11, 0, 9, 0, 8) and srn.source.value_range == (0.0, 255.0)
     assert srn.srnvtk_version == "0.1.0"
+    assert getattr(srn.model_config, "grid_bits", 8) == (5 if name == "v7" else 8)
     np.testing.assert_allclose(decoded_stats(FORMATS / f"{name}.srn"), stats, rtol=0, atol=TOLERANCE)
 
 

@@ -1,4 +1,5 @@
-"""Make one committed sample file of each format version beside this script (HDF5 versions 1-4, container 5).
+"""Make one committed sample file of each format version beside this script (HDF5 versions 1-4, container 5
+and 7).
 
     .venv/bin/python tests/data/formats/make_samples.py v5      # writes v5.srn only
 
@@ -10,6 +11,7 @@ attributes are edited back to what those versions wrote. The kinds differ so tha
   v3.srn  fV-SRN, db2 wavelet grid pruned per position and channel (smallify)
   v4.srn  Neurcomp, residual, hidden matrices as 16 k-means shared values
   v5.srn  fV-SRN, haar wavelet grid pruned per position (variational dropout), in the container format
+  v7.srn  fV-SRN, plain grid with 5-bit latent codes (grid_bits), in the container format
 
 These files are a compatibility promise: once committed they are never regenerated. Running this script again
 writes new files with other bytes (training is deterministic, HDF5's layout of a rewritten file may not be),
@@ -51,6 +53,8 @@ KINDS = {
     "v5": (FVSRNConfig(grid_channels=4, grid_resolution=8, mlp_width=12, mlp_layers=2, fourier_features=2,
                        wavelet="haar"),
            PruningConfig(method="variational", kl_weight=1.0, mask_learning_rate=0.1)),
+    "v7": (FVSRNConfig(grid_channels=4, grid_resolution=8, mlp_width=12, mlp_layers=2, fourier_features=2,
+                       grid_bits=5), PruningConfig()),
 }
 
 
@@ -97,7 +101,7 @@ def main(names: list[str]) -> int:
     for name in names:
         config, pruning = KINDS[name]
         path = HERE / f"{name}.srn"
-        if name == "v5":
+        if name in ("v5", "v7"):
             result = compress(volume, model_config=config, train_config=TRAIN, path=path, pruning=pruning)
             quality = result.stats["psnr"]
         else:
