@@ -41,6 +41,7 @@ class SRNSettings:
     seed: int = 0
     clock: str = "wall"  # what time_limit counts (TrainConfig.time_clock); "cpu": comparable on a busy machine
     batch_size: int | None = None  # None: TrainConfig's default
+    grid_bits: int | None = None  # fV-SRN latent code bits; None: FVSRNConfig's default
 
 
 def preset(name: str):
@@ -126,6 +127,8 @@ def srn_row(bench: BenchVolume, name: str, target: float, settings: SRNSettings,
     from srnvtk.ratecontrol import plan_for_ratio
 
     base, pruning = preset(name)
+    if settings.grid_bits is not None and base.architecture == "fvsrn":
+        base = dataclasses.replace(base, grid_bits=settings.grid_bits)
     row = {"codec": f"srnvtk-{name}", "label": f"srnvtk {name}", "family": "srnvtk",
            "package": "srnvtk (this repository)", "bytes_counted": "the whole .srn file",
            "settings": dataclasses.asdict(settings)}
