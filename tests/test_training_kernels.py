@@ -1,5 +1,6 @@
-"""Training's trilinear lookup on the CPU with the C kernel (srnvtk.native.trilinear): the values and gradients of
-torch's grid_sample, and the fallback to grid_sample where the kernel does not apply."""
+"""Training's C kernels on the CPU: the trilinear lookup (srnvtk.native.trilinear: the values and gradients of torch's
+grid_sample) and Snake (srnvtk.native.snake: those of x + sin(x)^2 in torch), and the fallbacks to torch where the
+kernels do not apply."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import torch.nn.functional as F
 from srnvtk import native
 from srnvtk.config import FVSRNConfig
 from srnvtk.models import build_model
+from srnvtk.native.snake import snake
 from srnvtk.native.trilinear import trilinear_features
 from srnvtk.volume import Geometry
 
@@ -64,3 +66,31 @@ def test_a_training_step_is_the_same_with_and_without_the_kernel(monkeypatch) ->
         model(positions).square().sum().backward()
         grads.append(model.grid.grad.clone())
     torch.testing.assert_close(grads[0], grads[1], rtol=1e-5, atol=1e-5)
+
+
+@needs_compiler
+@pytest.mark.parametrize(("scale", "tolerance"), [(1.0, 2e-6), (30.0, 2e-5), (3000.0, 2e-3)])
+def test_snake_values_and_gradients_are_torchs(scale, tolerance) -> None:
+    generator = torch.Generator().manual_seed(int(scale))
+    x = (torch.randn(1001, 7, generator=generator) * scale).requires_grad_(True)  # not a multiple of the lanes
+    ours, theirs = snake(x), x + torch.sin(x).square()
+    assert ours is not None
+    torch.testing.assert_close(ours, theirs, rtol=1e-6, atol=tolerance)
+    weights = torch.randn(x.shape, generator=generator)
+    (ours_grad,) = torch.autograd.grad((ours * weights).sum(), x)
+    (theirs_grad,) = torch.autograd.grad((theirs * weights).sum(), x)
+    torch.testing.assert_close(ours_grad, theirs_grad, rtol=1e-5, atol=1e-5)
+
+
+@needs_compiler
+def test_snake_carries_nan_and_empty_tensors() -> None:
+    x = torch.tensor([float("nan"), 0.0, float("inf")])
+    assert snake(x)[0].isnan() and snake(x)[1] == 0.0
+    assert snake(torch.zeros(0)).shape == (0,)
+
+
+def test_snake_falls_back_where_the_kernel_does_not_apply(monkeypatch) -> None:
+    assert snake(torch.zeros(3, dtype=torch.float64)) is None
+    monkeypatch.setenv("SRNVTK_NATIVE", "0")
+    monkeypatch.setattr(native, "_loaded", {})
+    assert snake(torch.zeros(3)) is None
