@@ -305,6 +305,7 @@ def _describe_model(config: ModelConfig, geometry) -> str:
 
 def _run_compress(args: argparse.Namespace) -> int:
     from .devices import resolve_device
+    from .presets import choose
     from .ratecontrol import encode, plan_for_ratio
     from .volume import validate_for_training
     from .vtkio import volume_from_image
@@ -319,7 +320,8 @@ def _run_compress(args: argparse.Namespace) -> int:
         if target.psnr is not None:
             model = f"searching sizes for {target.psnr:g} dB ({target.psnr_trials} trainings at most)"
         elif target.ratio is not None:
-            planned, budget = plan_for_ratio(target.ratio, volume, settings.model_config, pruning)
+            chosen, pruning = choose(settings, target.ratio)
+            planned, budget = plan_for_ratio(target.ratio, volume, chosen, pruning)
             model = f"{_describe_model(planned, volume.geometry)}, fitted to {budget:,} bytes"
         else:
             model = _describe_model(settings.model_config, volume.geometry)
@@ -338,7 +340,7 @@ def _run_compress(args: argparse.Namespace) -> int:
         print(f"quality search (ratio: PSNR): {tried}", file=sys.stderr)
         if not search.reached:
             print(f"warning: no trial reached {target.psnr:g} dB; kept the best one", file=sys.stderr)
-    result = encoded.result
+    result, pruning = encoded.result, encoded.pruning
     stats = result.stats
     print(f"wrote {args.output}")
     print(f"  file size   {human_bytes(result.file_bytes)} ({result.file_bytes:,} bytes)")

@@ -29,7 +29,7 @@ MAX_WAVELET_LEVELS = 16  # each level halves the axes: more than enough for any 
 INT32_MAX = 2**31 - 1  # ParaView's integer properties are 32-bit
 
 OUTPUT, MODEL, TRAINING, PRUNING, READING = "Output", "Model", "Training", "Pruning", "Reading"
-FVSRN_ONLY = Condition("architecture", ("fvsrn",))
+FVSRN_ONLY = Condition("architecture", ("fvsrn", "auto"))  # 'auto' trains an fV-SRN (srnvtk.presets)
 NEURCOMP_ONLY = Condition("architecture", ("neurcomp",))
 PRUNING_ON = Condition("method", ("none",), inverse=True)
 
@@ -61,9 +61,11 @@ class EncodeConfig:
         5, "Trainings a PSNR target runs at most.", OUTPUT, property="PSNRTrials", label="PSNR Trials",
         flag="--psnr-trials", metavar="N", low=1, high=100, advanced=True)
     architecture: str = setting(
-        "fvsrn", "The network: fvsrn (a latent feature grid read trilinearly, then a small MLP) or neurcomp (a "
-        "SIREN of sine layers). A target ratio sizes the grid (fvsrn) or the width (neurcomp).",
-        MODEL, property="Architecture", flag="--arch", choices=ARCHITECTURES)
+        "auto", "The network: fvsrn (a latent feature grid read trilinearly, then a small MLP), neurcomp (a SIREN "
+        "of sine layers), or auto: with a target ratio or PSNR, the architecture, pruning and grid that measured "
+        "best at that ratio (srnvtk.presets; an explicit pruning method or wavelet is kept), else fvsrn. A target "
+        "ratio sizes the grid (fvsrn) or the width (neurcomp).",
+        MODEL, property="Architecture", flag="--arch", choices=("auto", *ARCHITECTURES))
 
     def __post_init__(self) -> None:
         check_settings(self)

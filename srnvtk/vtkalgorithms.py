@@ -130,8 +130,9 @@ class SRNEncoder(VTKPythonAlgorithmBase):
         output = vtkImageData.GetData(outInfo)
         volume = volume_from_image(image, self._selected_array())
         settings = self.encoder_settings()
-        result = encode(volume, settings, path=self._file_name or None, progress=self._progress,
-                        should_abort=self._should_abort).result
+        encoded = encode(volume, settings, path=self._file_name or None, progress=self._progress,
+                         should_abort=self._should_abort)
+        result = encoded.result
         error = np.abs(result.reconstruction.astype(np.float32) - volume.values.astype(np.float32))
         arrays = {volume.name: result.reconstruction, ERROR_ARRAY: error}
         fill_image(output, volume.geometry, arrays, active=volume.name)
@@ -142,7 +143,7 @@ class SRNEncoder(VTKPythonAlgorithmBase):
         else:
             size = {"neurcomp_width": model_config.width}
         add_field_data(output, {**result.stats, **size, "architecture": model_config.architecture,
-                                "pruning": settings.pruning.method})
+                                "pruning": encoded.pruning.method})
         return 1
 
     def _progress(self, fraction: float, _message: str) -> None:
