@@ -27,10 +27,13 @@ that a Neurcomp file's size does not depend on its values (rate control sizes it
 size and ratio are not stored: a reader measures them. Every tensor's dtype and shape is derived from the
 settings and structure and checked (srnvtk.filechecks) before any section is read.
 
+Format version 6 (srnvtk.multipart) holds many networks (fields x time steps x bricks, srnvtk.parts); it is
+written by `write_parts` only for files that need it, so a single network stays a version-5 file.
+
 Format version 7 is version 5 for an fV-SRN whose latent codes have fewer than 8 bits (model_config.grid_bits,
 from 2 to 7; codes from 0 to 2^bits - 1, value = code * scale + offset as before): the only version written
 with grid_bits in the header. A file with 8-bit codes is still written as version 5, without the key, so
-srnvtk releases that read only version 5 read it. (Version 6 is left to the error-bounded residual's files.)
+srnvtk releases that read only version 5 read it.
 
 Versions 1-4 were HDF5 files (srnvtk.legacy_hdf5 documents and reads them, in a bounded child process):
 4 added k-means Neurcomp weights, 3 wavelet grids, 2 pruning; all are still read.
@@ -43,8 +46,10 @@ import dataclasses
 import json
 import math
 import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -53,10 +58,11 @@ from . import __version__
 from .config import FVSRNConfig, ModelConfig, PruningConfig, from_json, model_config_class
 from .container import MAGIC as CONTAINER_MAGIC
 from .container import Container, encode_section, is_container, pack, write_atomically
-from .errors import DamagedFileError, FileFormatError, SRNError
+from .errors import DamagedFileError, FileFormatError, InputError, SettingsError, SRNError
 from .filechecks import (
     check_array_name,
     check_geometry,
+    check_header_keys,
     check_layout,
     check_source_dtype,
     check_structure,
@@ -68,6 +74,8 @@ from .kmeans import ClusteredLinear
 from .legacy_hdf5 import LEGACY_VERSIONS, LegacyContents, read_legacy
 from .metrics import compression_ratio
 from .models import model_from_structure
+from .multipart import MULTIPART_VERSION, STORED_STATS, load_part, parts_bytes, read_multipart, stats_from_bytes
+from .parts import BrickLayout, FieldInfo, PartData, PartInfo, brick_geometry
 from .quantize import (
     GRID,
     GRID_KEEP,
@@ -81,14 +89,16 @@ from .quantize import (
 )
 from .volume import Geometry
 
+if TYPE_CHECKING:
+    from .models.protocol import SRNModel
+
 FORMAT_NAME = "srnvtk"
-FORMAT_VERSION = 5  # what srnvtk writes, unless the file needs a later version's feature
+FORMAT_VERSION = 5  # what srnvtk writes for one network, unless it needs a later version's feature
 GRID_BITS_VERSION = 7  # an fV-SRN whose latent codes have fewer than 8 bits (FVSRNConfig.grid_bits)
-CONTAINER_VERSIONS = (FORMAT_VERSION, GRID_BITS_VERSION)
-READABLE_VERSIONS = (*LEGACY_VERSIONS, *CONTAINER_VERSIONS)
+SINGLE_NETWORK_VERSIONS = (FORMAT_VERSION, GRID_BITS_VERSION)  # many networks: MULTIPART_VERSION
+READABLE_VERSIONS = tuple(sorted((*LEGACY_VERSIONS, *SINGLE_NETWORK_VERSIONS, MULTIPART_VERSION)))
 FULL_GRID_BITS = 8  # latent codes of versions 1-5: the default, never written into a header
 STAT_KEYS = ("psnr", "train_seconds", "steps", "final_loss", "file_bytes", "ratio", "pruned_fraction")
-STORED_STATS = ("psnr", "train_seconds", "steps", "final_loss", "pruned_fraction")  # size and ratio: measured
 # Coded sections: the latent codes and the keep mask. Not the weights or k-means indices: those keep a
 # Neurcomp file's size independent of its values, so rate control can size it exactly before training.
 CODECS = {GRID: ("raw", "zlib", "lzma"), GRID_KEEP: ("raw", "zlib", "lzma")}
@@ -108,9 +118,16 @@ class SourceInfo:
 
 @dataclass
 class SRNFile:
-    """A loaded .srn file: the ready-to-run model plus everything stored beside it."""
+    """A loaded .srn file: its networks (parts) and everything stored beside them.
 
-    model: torch.nn.Module
+    A file of one network (format 5 and older, or a trained model in memory) has `model`, `model_config`,
+    `source` and `stats` for it, and one part. A file of many (format 6: fields x time steps x bricks,
+    srnvtk.parts) has `model` None: `part_model(i)` builds a part's network when it is first asked for, reading
+    only that part's sections (`sections_read` counts them); `source`, `model_config` and `pruning` then describe
+    its first field and part, and `stats` the whole file.
+    """
+
+    model: torch.nn.Module | None
     model_config: ModelConfig
     source: SourceInfo
     stats: dict[str, float] = field(default_factory=dict)
@@ -118,6 +135,22 @@ class SRNFile:
     pruning: PruningConfig = field(default_factory=PruningConfig)
     format_version: int = FORMAT_VERSION
     srnvtk_version: str = __version__  # of the srnvtk that wrote the file
+    fields: tuple[FieldInfo, ...] = ()
+    times: tuple[float, ...] = (0.0,)
+    parts: tuple[PartInfo, ...] = ()
+    bricks: BrickLayout | None = None
+    part_loader: Callable[[int], SRNModel] | None = None
+    sections_read: int = 0
+
+    def __post_init__(self) -> None:
+        source = self.source
+        if not self.fields:
+            self.fields = (FieldInfo(source.array_name, source.dtype, 1, (source.value_range,)),)
+        if not self.parts and self.model is not None:
+            structure = self.model.structure()
+            self.parts = (PartInfo(0, 0, 0, None, tuple(source.geometry.extent), self.model_config, self.pruning,
+                                   structure, dict(self.stats), sum(self.tensor_bytes.values())),)
+        self._models: dict[int, SRNModel] = {}
 
     @classmethod
     def of_model(cls, model: torch.nn.Module, geometry: Geometry, value_range: tuple[float, float],
@@ -125,6 +158,30 @@ class SRNFile:
         """A file's contents for a model in memory (not written), e.g. to decode what was just trained."""
         source = SourceInfo(array_name, dtype, geometry, (float(value_range[0]), float(value_range[1])))
         return cls(model, model.config, source, pruning=pruning or PruningConfig())
+
+    @property
+    def geometry(self) -> Geometry:
+        """The source lattice every part lives on."""
+        return self.source.geometry
+
+    def part_model(self, index: int) -> SRNModel:
+        """The network of part `index`, built (and its sections read) on first use."""
+        if self.part_loader is None:
+            if index != 0 or self.model is None:
+                raise SettingsError(f"this file has no part {index}")
+            return self.model
+        if index not in self._models:
+            self._models[index] = self.part_loader(index)
+        return self._models[index]
+
+    def parts_of(self, field_index: int = 0, step: int = 0) -> list[PartInfo]:
+        """The parts that together hold one field at one time step; SettingsError when the file has neither."""
+        if not 0 <= field_index < len(self.fields):
+            names = ", ".join(f.name for f in self.fields)
+            raise SettingsError(f"the file has no field {field_index} (it has {len(self.fields)}: {names})")
+        if not 0 <= step < len(self.times):
+            raise SettingsError(f"the file has no time step {step} (it has {len(self.times)})")
+        return [p for p in self.parts if p.field == field_index and p.step == step]
 
 
 def write_srn(
@@ -135,11 +192,27 @@ def write_srn(
     stats: dict[str, float],
     pruning: PruningConfig | None = None,
 ) -> int:
-    """Write atomically; the stats gain file_bytes and ratio of the file. Returns the file's bytes."""
+    """Write atomically; the stats gain file_bytes and ratio of the file. Returns the file's bytes.
+
+    InputError, before anything is written, for a source that no reader would accept back (srnvtk.filechecks:
+    an array name with markup or control characters, non-positive spacing, ...)."""
+    _check_readable_source(source)
     file_bytes = write_atomically(path, srn_bytes(model_config, stored, source, stats, pruning))
     stats["file_bytes"] = file_bytes
     stats["ratio"] = compression_ratio(source.geometry.num_points, file_bytes)
     return file_bytes
+
+
+def _check_readable_source(source: SourceInfo) -> None:
+    """The same checks as reading applies: a file this srnvtk would refuse to read is never written."""
+    geometry = source.geometry
+    try:
+        check_array_name(source.array_name)
+        check_source_dtype(source.dtype)
+        check_geometry(geometry.extent, geometry.origin, geometry.spacing)
+        check_value_range(*source.value_range)
+    except FileFormatError as exc:
+        raise InputError(f"the volume cannot be stored: {exc}") from None
 
 
 def srn_file_bytes(
@@ -213,7 +286,10 @@ def read_srn(path: str | os.PathLike) -> SRNFile:
         with open(path, "rb") as handle:
             prefix = handle.read(len(CONTAINER_MAGIC))
         if is_container(prefix):
-            return _read_container(Container.open(path))
+            container = Container.open(path)
+            if container.version == MULTIPART_VERSION:
+                return _read_multipart(container)
+            return _read_container(container)
         return _read_contents(read_legacy(path))
     except DamagedFileError as exc:
         raise FileFormatError(f"'{path}' is damaged or not a srnvtk file ({exc})") from None
@@ -294,17 +370,12 @@ def _model_from_stored(config: ModelConfig, geometry: Geometry, stored: StoredMo
 
 
 def _read_container(container: Container) -> SRNFile:
-    if container.version not in CONTAINER_VERSIONS:
+    if container.version not in SINGLE_NETWORK_VERSIONS:
         readable = ", ".join(str(v) for v in READABLE_VERSIONS)
         raise FileFormatError(f"format version {container.version} is not supported (this srnvtk reads versions "
                               f"{readable})")
     header = container.header
-    unknown = sorted(set(header) - set(HEADER_KEYS))
-    missing = sorted(set(HEADER_KEYS) - set(header))
-    if unknown or missing:
-        raise FileFormatError(f"the header has unknown keys {one_line(unknown, 100)} or lacks {missing}")
-    if header["format"] != FORMAT_NAME:
-        raise FileFormatError("it lacks the srnvtk format marker")
+    check_header_keys(header, HEADER_KEYS, FORMAT_NAME)
     source_fields = _json_object(header["source"], "the source")
     value_range = source_fields.get("value_range")
     if not (isinstance(value_range, list) and len(value_range) == 2):
@@ -328,7 +399,7 @@ def _read_container(container: Container) -> SRNFile:
     arrays, tensor_bytes = _read_tensors(container, _json_object(header["tensors"], "the tensors"), plan.specs,
                                          reserved={stats_index})
     model = _model_from_stored(config, source.geometry, StoredModel(arrays, layout, structure, index_layout))
-    stats = _read_stats(container.read(stats_index))
+    stats = stats_from_bytes(container.read(stats_index))
     stats["file_bytes"] = float(container.size)
     stats["ratio"] = compression_ratio(source.geometry.num_points, container.size)
     writer = header["srnvtk_version"] if isinstance(header["srnvtk_version"], str) else ""
@@ -395,13 +466,28 @@ def _stats_section(description: object, container: Container) -> int:
     return index
 
 
-def _read_stats(data: bytes) -> dict[str, float]:
-    """The recorded stats: NaN is "not recorded"; only a PSNR may be infinite (lossless)."""
-    found = {}
-    for key, value in zip(STORED_STATS, np.frombuffer(data, dtype="<f8").tolist(), strict=True):
-        if math.isnan(value):
-            continue
-        if math.isinf(value) and not (key == "psnr" and value > 0):
-            raise FileFormatError(f"the stat {key} is infinite")
-        found[key] = value
-    return found
+def write_parts(path: str | os.PathLike, geometry: Geometry, times: Sequence[float], fields: Sequence[FieldInfo],
+                parts: Sequence[PartData], bricks: BrickLayout | None = None) -> int:
+    """Write a file of many networks (format 6, srnvtk.multipart) atomically; returns its bytes."""
+    return write_atomically(path, parts_bytes(geometry, times, fields, parts, bricks))
+
+
+def _read_multipart(container: Container) -> SRNFile:
+    contents = read_multipart(container)
+    srn = None
+
+    def load(index: int) -> SRNModel:
+        stored, stats = load_part(container, contents, index)
+        srn.sections_read += sum(s is not None for s in contents.sections[index])
+        part = contents.parts[index]
+        part.stats = stats
+        return _model_from_stored(part.model_config, brick_geometry(contents.geometry, part.extent), stored)
+
+    first_field, first = contents.fields[0], contents.parts[0]
+    source = SourceInfo(first_field.name, first_field.dtype, contents.geometry, first_field.value_ranges[0])
+    stats = {"file_bytes": float(container.size),
+             "ratio": compression_ratio(contents.geometry.num_points * sum(f.components for f in contents.fields)
+                                        * len(contents.times), container.size)}
+    srn = SRNFile(None, first.model_config, source, stats, {}, first.pruning, container.version,
+                  contents.srnvtk_version, contents.fields, contents.times, contents.parts, contents.bricks, load)
+    return srn

@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from .config import ModelConfig, PruningConfig, TrainConfig
 from .devices import resolve_device, torch_threads
 from .errors import SettingsError, TrainingAborted
+from .gpu.graphed_step import GraphedStep, graphs_enabled
 from .models import SRNModel, build_model, default_learning_rate, parameter_count
 from .pruning import MaskObjective, attach_masks, kept_unit_fraction, pruned_fraction
 from .sampling import voxel_positions
@@ -107,11 +108,14 @@ def train(
     should_abort: AbortCallback | None = None,
     pruning: PruningConfig | None = None,
     fit: FitCallback | None = None,
+    value_range: tuple[float, float] | None = None,
 ) -> TrainResult:
     """Fit a new network to the volume (pruning it when asked, then fitting it to a byte budget when `fit` is
-    given); deterministic for a given seed on the CPU. train_config.threads applies while it runs."""
+    given); deterministic for a given seed on the CPU. train_config.threads applies while it runs.
+    value_range: normalise by this range instead of the volume's own (a brick or step of a larger array)."""
     with torch_threads(train_config.threads):
-        return _train(volume, model_config, train_config, progress, should_abort, pruning or PruningConfig(), fit)
+        return _train(volume, model_config, train_config, progress, should_abort, pruning or PruningConfig(), fit,
+                      value_range)
 
 
 def _train(
@@ -122,8 +126,9 @@ def _train(
     should_abort: AbortCallback | None,
     pruning: PruningConfig,
     fit: FitCallback | None,
+    value_range: tuple[float, float] | None,
 ) -> TrainResult:
-    value_range = validate_for_training(volume)
+    value_range = validate_for_training(volume, value_range)
     device = resolve_device(train_config.device)
     check_memory(model_config, volume, device)
     torch.manual_seed(train_config.seed)
@@ -217,9 +222,13 @@ def _run_phase(
         groups = [{"params": list(model.parameters()), "base_lr": phase.learning_rate}]
     else:
         groups = objective.parameter_groups(phase.learning_rate)
-    # torch's fused CPU Adam: one pass per tensor instead of a dozen (a 16 x 40^3 grid's step: 2 ms, not 14).
-    optimizer = torch.optim.Adam(groups, lr=phase.learning_rate, fused=targets.device.type == "cpu" or None)
     shape = volume.geometry.shape_zyx
+    graphed = None  # on CUDA, plain MSE: the whole step captured once and replayed (srnvtk.gpu.graphed_step)
+    if objective is None and graphs_enabled(targets.device):
+        graphed = GraphedStep(model, groups, phase.learning_rate, targets, shape, config.batch_size, generator)
+    # torch's fused CPU Adam: one pass per tensor instead of a dozen (a 16 x 40^3 grid's step: 2 ms, not 14).
+    optimizer = graphed.optimizer if graphed is not None else torch.optim.Adam(
+        groups, lr=phase.learning_rate, fused=targets.device.type == "cpu" or None)
     steps = config.steps
     report_every = max(1, steps // 200)
     where = f" ({phase.name} phase)" if phase.name else ""
@@ -230,20 +239,23 @@ def _run_phase(
         # steps or of the time limit, whichever runs out first.
         local = min(1.0, max(0.0, (budget.fraction - phase.start) / (phase.end - phase.start)))
         decay = (phase.final_learning_rate / phase.learning_rate) ** local
-        for group in optimizer.param_groups:
-            group["lr"] = group["base_lr"] * decay
-        index = torch.randint(targets.numel(), (config.batch_size,), generator=generator, device=targets.device)
-        positions = voxel_positions(index, shape)
-        prediction = model(positions)
-        if objective is None:
-            loss = mse = F.mse_loss(prediction, targets[index])
+        if graphed is not None:
+            mse = graphed(decay)
         else:
-            loss, mse = objective(prediction, targets[index], positions, local)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        if objective is not None:
-            objective.after_step()
+            for group in optimizer.param_groups:
+                group["lr"] = group["base_lr"] * decay
+            index = torch.randint(targets.numel(), (config.batch_size,), generator=generator, device=targets.device)
+            positions = voxel_positions(index, shape)
+            prediction = model(positions)
+            if objective is None:
+                loss = mse = F.mse_loss(prediction, targets[index])
+            else:
+                loss, mse = objective(prediction, targets[index], positions, local)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            if objective is not None:
+                objective.after_step()
         budget.tick()
         if budget.step % report_every == 0 or budget.fraction >= phase.end:
             loss_value = float(mse.detach())

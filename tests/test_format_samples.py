@@ -40,21 +40,40 @@ EXPECTED = {
            {"grid_shape": [6, 7, 8], "keep_shape": None},
            (115.7927, 85.8229, -5.5965, 250.5313, 204.4425, 136.4969, 11.2302)),
 }
+# Format 6 (many networks): sha256, time values, parts (field, step, brick), and per time step the decoded 8^3
+# grid's statistics as above.
+SERIES = {
+    "v6": ("cefadc36d3e4009c4d53892a0d9fca29f88a390e3e7e0443404c48536825bf7a", (0.0, 0.25),
+           [(0, 0, (0, 0, 0)), (0, 0, (1, 0, 0)), (0, 1, (0, 0, 0)), (0, 1, (1, 0, 0))],
+           [(113.1588, 86.4012, -2.3328, 239.5371, 202.0587, 140.2528, 14.0385),
+            (113.0857, 85.8746, -3.719, 228.0569, 203.1107, 222.7261, 7.9075)]),
+}
 TOLERANCE = 0.01  # of values in [0, 255]: the fused C kernel and torch round differently in the last bits
 
 
-def decoded_stats(path: Path) -> tuple[float, ...]:
+def decoded_stats(path: Path, step: int = 0) -> tuple[float, ...]:
     srn = read_srn(path)
-    source = srn.source
-    output = resampled_geometry(source.geometry, (8, 8, 8))
-    values = decode(srn, output, device="cpu", dtype="float32").astype(np.float64)
+    output = resampled_geometry(srn.geometry, (8, 8, 8))
+    values = decode(srn, output, step=step, device="cpu", dtype="float32").astype(np.float64)
     return (values.mean(), values.std(), values.min(), values.max(), values[0, 0, 0], values[3, 4, 5],
             values[7, 7, 7])
 
 
-@pytest.mark.parametrize("name", EXPECTED)
+@pytest.mark.parametrize("name", [*EXPECTED, *SERIES])
 def test_sample_is_unchanged(name) -> None:
-    assert hashlib.sha256((FORMATS / f"{name}.srn").read_bytes()).hexdigest() == EXPECTED[name][0]
+    expected = EXPECTED[name][0] if name in EXPECTED else SERIES[name][0]
+    assert hashlib.sha256((FORMATS / f"{name}.srn").read_bytes()).hexdigest() == expected
+
+
+@pytest.mark.parametrize("name", SERIES)
+def test_series_sample_reads_and_decodes_as_recorded(name) -> None:
+    _sha, times, parts, stats = SERIES[name]
+    srn = read_srn(FORMATS / f"{name}.srn")
+    assert srn.format_version == int(name[1:]) and srn.times == times
+    assert [(p.field, p.step, p.brick) for p in srn.parts] == parts
+    assert srn.fields[0].name == "density" and srn.geometry.extent == (0, 11, 0, 9, 0, 8)
+    for step, expected in enumerate(stats):
+        np.testing.assert_allclose(decoded_stats(FORMATS / f"{name}.srn", step), expected, rtol=0, atol=TOLERANCE)
 
 
 @pytest.mark.parametrize("name", EXPECTED)

@@ -11,6 +11,7 @@ attributes are edited back to what those versions wrote. The kinds differ so tha
   v3.srn  fV-SRN, db2 wavelet grid pruned per position and channel (smallify)
   v4.srn  Neurcomp, residual, hidden matrices as 16 k-means shared values
   v5.srn  fV-SRN, haar wavelet grid pruned per position (variational dropout), in the container format
+  v6.srn  many networks: a scalar field at two time steps, each cut into 2 x 1 x 1 bricks with a halo of 1
   v7.srn  fV-SRN, plain grid with 5-bit latent codes (grid_bits), in the container format
 
 These files are a compatibility promise: once committed they are never regenerated. Running this script again
@@ -53,6 +54,7 @@ KINDS = {
     "v5": (FVSRNConfig(grid_channels=4, grid_resolution=8, mlp_width=12, mlp_layers=2, fourier_features=2,
                        wavelet="haar"),
            PruningConfig(method="variational", kl_weight=1.0, mask_learning_rate=0.1)),
+    "v6": (FVSRN, PruningConfig()),
     "v7": (FVSRNConfig(grid_channels=4, grid_resolution=8, mlp_width=12, mlp_layers=2, fourier_features=2,
                        grid_bits=5), PruningConfig()),
 }
@@ -95,13 +97,42 @@ def write_legacy(volume: Volume, name: str, config, pruning: PruningConfig, path
     return quality
 
 
+def write_series(volume: Volume, path: Path) -> float:
+    """Format 6: two time steps (the second the volume shifted by one point along x), two bricks each."""
+    import numpy as np
+
+    from srnvtk.fileformat import read_srn, write_parts
+    from srnvtk.parts import BrickLayout, FieldInfo, PartData, brick_geometry
+
+    config, _pruning = KINDS["v6"]
+    layout = BrickLayout((6, 10, 9), 1)
+    grid = volume.geometry
+    parts = []
+    for step, values in enumerate((volume.values, np.roll(volume.values, 1, axis=2))):
+        for brick in layout.indices(grid):
+            extent = layout.extent(grid, brick)
+            block = np.ascontiguousarray(values[extent[4]:extent[5] + 1, extent[2]:extent[3] + 1,
+                                                extent[0]:extent[1] + 1])
+            result = train(Volume(block, brick_geometry(grid, extent), "density"), config, TRAIN,
+                           value_range=(0.0, 255.0))
+            stats = {"steps": result.steps, "train_seconds": result.seconds, "final_loss": result.final_loss}
+            parts.append(PartData(0, step, brick, result.model.config, PruningConfig(),
+                                  apply_storage_precision(result.model), stats))
+    write_parts(path, grid, [0.0, 0.25], [FieldInfo("density", "uint8", 1, ((0.0, 255.0),))], parts, layout)
+    from srnvtk.decode import decode
+
+    return psnr(volume.values, decode(read_srn(path), device="cpu"), 255.0)
+
+
 def main(names: list[str]) -> int:
     geometry = default_geometry(SHAPE)
     volume = Volume(default_volume_values(SHAPE), geometry, "density")
     for name in names:
         config, pruning = KINDS[name]
         path = HERE / f"{name}.srn"
-        if name in ("v5", "v7"):
+        if name == "v6":
+            quality = write_series(volume, path)
+        elif name in ("v5", "v7"):
             result = compress(volume, model_config=config, train_config=TRAIN, path=path, pruning=pruning)
             quality = result.stats["psnr"]
         else:
