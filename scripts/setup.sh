@@ -7,6 +7,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TORCH_SPEC="torch==2.13.0"   # the CPU wheel; an unpinned torch pulls a multi-GB CUDA build
+# The GPU kernels (srnvtk/gpu): on a machine without a GPU the tests run them in Triton's CPU interpreter.
+TRITON_SPEC="triton==3.9.0"
 
 need_apt=()
 # gcc + libc6-dev: srnvtk compiles its fused CPU decoding kernel on first use (srnvtk/native); without them
@@ -27,9 +29,9 @@ if [ ! -x .venv/bin/python ]; then
     echo "[setup] creating .venv"
     "$PY" -m venv .venv
 fi
-if ! .venv/bin/python -c "import srnvtk, torch, vtkmodules, pywt, h5py, pytest, ruff, Xlib, pysz" 2>/dev/null; then
+if ! .venv/bin/python -c "import srnvtk, torch, vtkmodules, pywt, h5py, pytest, ruff, Xlib, pysz, triton" 2>/dev/null; then
     .venv/bin/pip install -q --upgrade pip
-    .venv/bin/pip install -q "$TORCH_SPEC"
+    .venv/bin/pip install -q "$TORCH_SPEC" "$TRITON_SPEC"
     .venv/bin/pip install -q -e ".[vtk,test]"   # benchmarks: also .[bench] (matplotlib, classic codecs)
 fi
 

@@ -131,8 +131,8 @@ def compress_bounded(
 
 def residual_only(volume: Volume, source: SourceInfo, bound: float, rel: float | None) -> list[Candidate]:
     """The volume coded to the bound by every coder, without a network."""
-    srn = SRNFile(None, None, source)
-    prediction = decode(srn, device="cpu", dtype="float64")
+    # what decode predicts without a network: the value range's minimum everywhere (the residual is relative to it)
+    prediction = np.full(volume.geometry.shape_zyx, source.value_range[0], dtype=np.float64)
     found = []
     for coder in coders():
         start = time.perf_counter()

@@ -25,6 +25,7 @@ from . import __version__
 from .config import ENCODER_SETTINGS, DecodeConfig, EncoderSettings, ModelConfig, NeurcompConfig
 from .errors import InputError, SRNError
 from .faces import add_arguments, check_given, face_value, settings_from_args
+from .interrupts import preload_command
 
 if TYPE_CHECKING:  # VTK is imported only by the commands that need it
     from vtkmodules.vtkCommonDataModel import vtkImageData
@@ -305,6 +306,7 @@ def _describe_model(config: ModelConfig, geometry) -> str:
 
 def _run_compress(args: argparse.Namespace) -> int:
     from .devices import resolve_device
+    from .presets import choose
     from .ratecontrol import encode, plan_for_ratio
     from .volume import validate_for_training
     from .vtkio import volume_from_image
@@ -325,7 +327,8 @@ def _run_compress(args: argparse.Namespace) -> int:
         elif target.psnr is not None:
             model = f"searching sizes for {target.psnr:g} dB ({target.psnr_trials} trainings at most)"
         elif target.ratio is not None:
-            planned, budget = plan_for_ratio(target.ratio, volume, settings.model_config, pruning)
+            chosen, pruning = choose(settings, target.ratio)
+            planned, budget = plan_for_ratio(target.ratio, volume, chosen, pruning)
             model = f"{_describe_model(planned, volume.geometry)}, fitted to {budget:,} bytes"
         else:
             model = _describe_model(settings.model_config, volume.geometry)
@@ -344,7 +347,7 @@ def _run_compress(args: argparse.Namespace) -> int:
         print(f"quality search (ratio: PSNR): {tried}", file=sys.stderr)
         if not search.reached:
             print(f"warning: no trial reached {target.psnr:g} dB; kept the best one", file=sys.stderr)
-    result = encoded.result
+    result, pruning = encoded.result, encoded.pruning
     stats = result.stats
     print(f"wrote {args.output}")
     print(f"  file size   {human_bytes(result.file_bytes)} ({result.file_bytes:,} bytes)")
@@ -399,9 +402,11 @@ def _run_decompress(args: argparse.Namespace) -> int:
         f"wrote {args.output}: '{source.array_name}' ({source.dtype}) on {_dims(geometry.dimensions)} points, "
         f"extent {' '.join(str(e) for e in geometry.extent)}, spacing {_numbers(geometry.spacing)}"
     )
-    where = model_device(srn.model).type.upper() if srn.model is not None else "CPU"
+    # a bounded file may hold no network (its residual alone); a file of many networks: the first one decoded
+    model = srn.model if srn.bound is not None or not srn.parts else srn.part_model(srn.parts_of(0, 0)[0].index)
+    where = model_device(model).type.upper() if model is not None else "CPU"
     print(f"decoded in {seconds:.2f} s ({values.size / max(seconds, 1e-9) / 1e6:.2f} M points/s; "
-          f"{evaluation_path(srn.model)} on the {where})")
+          f"{evaluation_path(model)} on the {where})")
     if srn.bound is not None:
         from .decode import bound_applies
 
@@ -431,6 +436,8 @@ def _run_info(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(info, indent=2, allow_nan=False))
         return 0
+    if "parts" in info:
+        return _print_parts_info(info)
     src, stats = info["source"], info["stats"]
     rows: list[tuple[str, str]] = []
 
@@ -520,6 +527,31 @@ def _run_info(args: argparse.Namespace) -> int:
     width = max(len(key) for key, _ in rows) + 2
     for key, value in rows:
         print(f"{key:<{width}}{value}".rstrip() if value else key)
+    return 0
+
+
+def _print_parts_info(info: dict[str, Any]) -> int:
+    """`srnvtk info` of a file of many networks: one line per field and time step (bricks summed)."""
+    grid, stats = info["grid"], info["stats"]
+    print(f"{info['file']}: {info['format']} format version {info['format_version']}, {len(info['parts'])} networks,"
+          f" written by srnvtk {info['srnvtk_version']}")
+    print(f"  grid        {_dims(grid['dimensions'])} points, spacing {_numbers(grid['spacing'])}, origin "
+          f"{_numbers(grid['origin'])}")
+    more = " ..." if len(info["times"]) > 8 else ""
+    print(f"  times       {len(info['times'])}: {_numbers(info['times'][:8])}{more}")
+    if info["bricks"] is not None:
+        bricks = info["bricks"]
+        print(f"  bricks      {_dims(bricks['counts'])} of {_dims(bricks['size'])} points, halo {bricks['halo']}")
+    print(f"  file bytes  {int(stats['file_bytes']):,} ({human_bytes(stats['file_bytes'])}), ratio "
+          f"{stats['ratio']:.1f}x against float32")
+    print(f"  {'field':<16} {'step':>5} {'time':>10} {'bytes':>12} {'PSNR':>9}")
+    groups: dict[tuple[str, int], list[dict]] = {}
+    for part in info["parts"]:
+        groups.setdefault((part["field"], part["step"]), []).append(part)
+    for (name, step), parts in groups.items():
+        quality = [p["stats"].get("psnr") for p in parts]
+        shown = f"{quality[0]:.2f}" if len(quality) == 1 and quality[0] is not None else "-"
+        print(f"  {name:<16} {step:>5} {parts[0]['time']:>10g} {sum(p['bytes'] for p in parts):>12,} {shown:>9}")
     return 0
 
 
@@ -621,6 +653,7 @@ def main(argv: list[str] | None = None) -> int:
         return exc.code if isinstance(exc.code, int) else EXIT_ERROR
     try:
         with _warnings_to_stderr():
+            preload_command(args.command)  # no Ctrl-C inside extension-module imports (srnvtk.interrupts)
             return args.run(args)
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)

@@ -7,6 +7,7 @@ grid, strided subsamples, target dimensions (up- or downsampling) and any sub-ex
 from __future__ import annotations
 
 import copy
+import dataclasses
 import warnings
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -17,12 +18,13 @@ import torch
 from .config import PRECISIONS, DecodeConfig
 from .devices import resolve_device, torch_threads
 from .errorbound import BoundedField, is_integer_dtype, lattice_indices
-from .errors import SettingsError
+from .errors import FileFormatError, SettingsError
 from .lattice import CPU_BLOCK_POINTS, LatticeFVSRN
 from .models import FVSRN, Neurcomp
 from .native.neurcomp import FusedNeurcomp
 from .neurcomp_eval import FoldedNeurcomp
 from .parallel import default_threads
+from .parts import blend_weights, brick_geometry
 from .sampling import normalized_axis
 from .volume import Geometry
 
@@ -120,7 +122,7 @@ HALF_TOLERANCE = 1e-3
 def half_precision_error(model: torch.nn.Module, device: torch.device) -> float:
     """Largest difference between the network's half- and single-precision output on a probe lattice over its
     whole domain, as a fraction of the value range (0 when the architecture has no half-precision path)."""
-    if not isinstance(model, FVSRN):
+    if not isinstance(model, (FVSRN, Neurcomp)):
         return 0.0
     axis = torch.linspace(-1.0, 1.0, HALF_PROBE_POINTS, device=device)
     model = _on_device(model, device)
@@ -150,6 +152,8 @@ def decode(
     srn: SRNFile,
     output: Geometry | None = None,
     *,
+    field: int = 0,
+    step: int = 0,
     device: str = "auto",
     precision: str = "fp32",
     threads: int = 0,
@@ -157,8 +161,10 @@ def decode(
     progress: Callable[[float], None] | None = None,
     dtype: str | None = None,
 ) -> np.ndarray:
-    """Values[z, y, x] of a file's (or a freshly trained) network on the output grid (the source grid when
-    None), denormalised and cast to dtype (None: the source's type, as a reader gives it).
+    """Values[z, y, x] of one field at one time step of a file (or of a freshly trained network) on the output
+    grid (the source grid when None), denormalised and cast to dtype (None: the field's type, as a reader gives
+    it). Of a bricked file only the bricks that meet the output are evaluated (and read); where bricks overlap,
+    their values are blended (srnvtk.parts.blend_weights).
 
     precision 'fp16' runs the MLP in half precision on CUDA; 'auto' does so where a probe shows it within 1e-3
     of the value range of fp32 (use_half_precision); the CPU always uses fp32.
@@ -177,13 +183,16 @@ def decode(
         raise SettingsError(f"precision must be one of {', '.join(PRECISIONS)}, got '{precision}'")
     if threads < 0:
         raise SettingsError("threads must be >= 0")
-    torch_device = resolve_device(device)
-    output = output or srn.source.geometry
+    parts = srn.parts_of(field, step)
+    info = srn.fields[field]
     if srn.bound is not None:
         precision = "fp32"  # the residual's margin covers fp32 differences between paths, not fp16's
+    request = _Request(output or srn.geometry, info.value_ranges[0], dtype or info.dtype, batch_points, precision,
+                       progress)
+    torch_device = resolve_device(device)
     with torch_threads(threads or default_threads()):
         try:
-            return _decode_on(srn, output, torch_device, batch_points, progress, precision, dtype)
+            return _decode_parts(srn, parts, request, torch_device)
         except torch.cuda.OutOfMemoryError:
             if torch_device.type != "cuda":
                 raise
@@ -191,7 +200,27 @@ def decode(
                 torch.cuda.empty_cache()
             warnings.warn("CUDA ran out of memory while decoding; decoding on the CPU instead", RuntimeWarning,
                           stacklevel=2)
-            return _decode_on(srn, output, torch.device("cpu"), batch_points, progress, "fp32", dtype)
+            return _decode_parts(srn, parts, dataclasses.replace(request, precision="fp32"), torch.device("cpu"))
+
+
+@dataclasses.dataclass(frozen=True)
+class _Request:
+    output: Geometry
+    value_range: tuple[float, float]
+    dtype: str
+    batch_points: int | None
+    precision: str
+    progress: Callable[[float], None] | None
+
+
+def _decode_parts(srn: SRNFile, parts: list, request: _Request, torch_device: torch.device) -> np.ndarray:
+    if srn.bound is not None:  # one network (or none) and its residual
+        model = None if srn.model is None else _on_device(srn.model, torch_device)
+        return _decode_on(model, srn.geometry, request, torch_device, bounded_field(srn, request.output))
+    if len(parts) == 1 and parts[0].brick is None:
+        model = _on_device(srn.part_model(parts[0].index), torch_device)
+        return _decode_on(model, srn.geometry, request, torch_device)
+    return _decode_bricks(srn, parts, request, torch_device)
 
 
 def _on_device(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
@@ -201,36 +230,44 @@ def _on_device(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
     return copy.deepcopy(model).to(device).eval()
 
 
-def _decode_on(srn: SRNFile, output: Geometry, torch_device: torch.device, batch_points: int | None,
-               progress: Callable[[float], None] | None, precision: str, dtype: str | None) -> np.ndarray:
-    source = srn.source
-    dtype = dtype or source.dtype
-    if srn.model is None:  # a bounded file without a network: the residual is relative to the minimum
+def _decode_on(model: torch.nn.Module | None, domain: Geometry, request: _Request, torch_device: torch.device,
+               field: BoundedField | None = None) -> np.ndarray:
+    """One network over the whole output; domain: the grid its inputs span (the source grid, or its brick).
+    model None: a bounded file without a network (its residual is relative to the minimum); field: the error
+    bound's residual, added at the output points on the source lattice."""
+    output, dtype = request.output, request.dtype
+    if model is None:
         def evaluate(xs: torch.Tensor, ys: torch.Tensor, zs: torch.Tensor) -> torch.Tensor:
             return torch.zeros((len(zs), len(ys), len(xs)), dtype=torch.float32, device=xs.device)
 
-        slab_points = batch_points or FUSED_SLAB_POINTS
+        slab_points = request.batch_points or FUSED_SLAB_POINTS
     else:
-        model = _on_device(srn.model, torch_device)
-        half = use_half_precision(model, torch_device, precision)
-        evaluate, slab_points = _lattice_evaluator(model, torch.float16 if half else torch.float32, batch_points)
-    field = bounded_field(srn, output)
+        half = use_half_precision(model, torch_device, request.precision)
+        evaluate, slab_points = _lattice_evaluator(model, torch.float16 if half else torch.float32,
+                                                   request.batch_points)
     nx, ny, nz = output.dimensions
-    axes = [torch.from_numpy(normalized_axis(source.geometry, a, world_axis(output, a))).to(torch_device)
-            for a in range(3)]
+    axes = [torch.from_numpy(normalized_axis(domain, a, world_axis(output, a))).to(torch_device) for a in range(3)]
     result = np.empty((nz, ny, nx), dtype=np.dtype(dtype))
-    vmin, vmax = source.value_range
+    vmin, vmax = request.value_range
     slab = max(1, min(nz, slab_points // max(nx * ny, 1)))
+    direct = getattr(evaluate, "denormalized", None)  # the GPU kernels write the output's dtype on the device
     for z0 in range(0, nz, slab):
         z1 = min(nz, z0 + slab)
-        values = evaluate(axes[0], axes[1], axes[2][z0:z1]).to(torch.float64)
-        values.mul_(vmax - vmin).add_(vmin)  # in place: at 10+ M voxels/s every pass over float64 tells
-        if field is not None:  # the error bound's residual, at the points on the source lattice
-            result[z0:z1] = field.apply(values.cpu().numpy(), z0, z1, lambda v: to_dtype(v, dtype, in_place=True))
+        values = None
+        if direct is not None and field is None:
+            values = direct(axes[0], axes[1], axes[2][z0:z1], request.value_range, dtype)
+        if values is not None:
+            torch.from_numpy(result[z0:z1]).copy_(values)  # one copy, from the device into the array
         else:
-            result[z0:z1] = to_dtype(values, dtype, in_place=True)
-        if progress is not None:
-            progress(z1 / nz)
+            values = evaluate(axes[0], axes[1], axes[2][z0:z1]).to(torch.float64)
+            values.mul_(vmax - vmin).add_(vmin)  # in place: at 10+ M voxels/s every pass over float64 tells
+            if field is not None:  # the error bound's residual, at the points on the source lattice
+                result[z0:z1] = field.apply(values.cpu().numpy(), z0, z1,
+                                            lambda v: to_dtype(v, dtype, in_place=True))
+            else:
+                result[z0:z1] = to_dtype(values, dtype, in_place=True)
+        if request.progress is not None:
+            request.progress(z1 / nz)
     return result
 
 
@@ -251,12 +288,55 @@ def bound_applies(srn: SRNFile, output: Geometry) -> bool:
     return srn.bound is not None and lattice_indices(srn.source.geometry, output) is not None
 
 
+def _decode_bricks(srn: SRNFile, parts: list, request: _Request, torch_device: torch.device) -> np.ndarray:
+    """Every brick that meets the output, evaluated on the output points it covers, blended by its weights."""
+    output, grid, bricks = request.output, srn.geometry, srn.bricks
+    positions = [(world_axis(output, a) - grid.origin[a]) / grid.spacing[a] for a in range(3)]  # source indices
+    nx, ny, nz = output.dimensions
+    total = np.zeros((nz, ny, nx), dtype=np.float64)
+    weights = np.zeros((nz, ny, nx), dtype=np.float64)
+    tolerance = 1e-9
+    meeting = []
+    for part in parts:
+        selected = [np.nonzero((positions[a] >= part.extent[2 * a] - tolerance)
+                               & (positions[a] <= part.extent[2 * a + 1] + tolerance))[0] for a in range(3)]
+        if all(len(s) for s in selected):
+            meeting.append((part, selected))
+    for done, (part, (ix, iy, iz)) in enumerate(meeting):
+        core = bricks.core(grid, part.brick)
+        axis_weights = [blend_weights(positions[a][index], (core[2 * a], core[2 * a + 1]),
+                                      (grid.extent[2 * a], grid.extent[2 * a + 1]), bricks.halo)
+                        for a, index in enumerate((ix, iy, iz))]
+        if not all(w.any() for w in axis_weights):
+            continue
+        # Every output point the brick covers, as a lattice of its own (strided outputs stay lattices).
+        # (the points an interval of the source grid holds are consecutive output points: a lattice)
+        sub = Geometry((0, len(ix) - 1, 0, len(iy) - 1, 0, len(iz) - 1),
+                       tuple(float(world_axis(output, a)[index[0]]) for a, index in enumerate((ix, iy, iz))),
+                       output.spacing)
+        model = _on_device(srn.part_model(part.index), torch_device)
+        piece = _decode_on(model, brick_geometry(grid, part.extent),
+                           dataclasses.replace(request, output=sub, dtype="float64", progress=None), torch_device)
+        weight = axis_weights[2][:, None, None] * axis_weights[1][None, :, None] * axis_weights[0][None, None, :]
+        block = np.ix_(iz, iy, ix)
+        total[block] += piece * weight
+        weights[block] += weight
+        if request.progress is not None:
+            request.progress((done + 1) / len(meeting))
+    if not (weights > 0).all():
+        raise FileFormatError("the file's bricks do not cover the requested grid")
+    total /= weights
+    return to_dtype(total, request.dtype, in_place=True)
+
+
 def evaluation_path(model: torch.nn.Module | None) -> str:
     """How decode evaluates this model on the device it is on now, for reports: 'fused C kernel' (the CPU, a
-    compiler at hand), 'torch lattice' (fV-SRN), 'torch inference form' (Neurcomp) or 'torch network';
-    'no network' for a bounded file that holds only its residual."""
+    compiler at hand), 'Triton kernel' (CUDA, triton at hand), 'torch lattice' (fV-SRN), 'torch inference form'
+    (Neurcomp) or 'torch network'; 'no network' for a bounded file that holds only its residual."""
     if model is None:
         return "no network"
+    if _gpu_evaluator(model, torch.float32) is not None:
+        return "Triton kernel"
     if isinstance(model, FVSRN):
         try:
             lattice = LatticeFVSRN(model)
@@ -280,9 +360,22 @@ def lattice_batch_points(device: torch.device) -> int:
     return int(max(1 << 16, min(1 << 24, free // 4 // 1024)))
 
 
+def _gpu_evaluator(model: torch.nn.Module, dtype: torch.dtype):
+    """The fused Triton kernels (srnvtk.gpu) for a model on CUDA; None elsewhere, and where triton is missing or the
+    model is not covered (the torch paths then decode)."""
+    if model_device(model).type != "cuda":
+        return None
+    from .gpu import lattice_evaluator
+
+    return lattice_evaluator(model, dtype)
+
+
 def _lattice_evaluator(model: torch.nn.Module, dtype: torch.dtype, batch_points: int | None):
     """The fast separable path for plain fV-SRNs, else a per-point evaluation (Neurcomp's in inference form);
     with the number of points to hand it at a time (batch_points, or the path's own default when None)."""
+    gpu = _gpu_evaluator(model, dtype)
+    if gpu is not None:
+        return gpu, batch_points or gpu.slab_points
     if isinstance(model, FVSRN):
         try:
             lattice = LatticeFVSRN(model, dtype)

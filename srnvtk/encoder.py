@@ -14,7 +14,8 @@ import numpy as np
 from .budget import budget_fit
 from .config import FVSRNConfig, ModelConfig, NeurcompConfig, PruningConfig, TrainConfig
 from .decode import decode
-from .errors import SettingsError
+from .errors import FileFormatError, InputError, SettingsError
+from .filechecks import check_array_name
 from .fileformat import SourceInfo, SRNFile, write_srn
 from .metrics import psnr
 from .models.fvsrn import grid_shape_for
@@ -86,8 +87,13 @@ def _fvsrn_file_bytes(config: FVSRNConfig, geometry: Geometry, pruning: PruningC
 
 
 def source_info(volume: Volume) -> SourceInfo:
-    """What a file records about the source array (InputError for values that cannot be trained on)."""
-    return SourceInfo(volume.name, volume.dtype, volume.geometry, validate_for_training(volume))
+    """What a file records about the source array (InputError for values that cannot be trained on, or a name
+    no reader would accept)."""
+    try:
+        name = check_array_name(volume.name)
+    except FileFormatError as exc:
+        raise InputError(f"{exc}; rename the array to compress it") from None
+    return SourceInfo(name, volume.dtype, volume.geometry, validate_for_training(volume))
 
 
 def budget_for_ratio(ratio: float, geometry: Geometry) -> int:

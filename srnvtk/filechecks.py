@@ -70,6 +70,16 @@ def one_line(text: Any, limit: int = 300) -> str:
 # scalars and text
 
 
+def check_header_keys(header: dict, keys: Sequence[str], format_name: str) -> None:
+    """A container header has exactly these keys and the srnvtk format marker."""
+    unknown = sorted(set(header) - set(keys))
+    missing = sorted(set(keys) - set(header))
+    if unknown or missing:
+        raise FileFormatError(f"the header has unknown keys {one_line(unknown, 100)} or lacks {missing}")
+    if header["format"] != format_name:
+        raise FileFormatError("it lacks the srnvtk format marker")
+
+
 def check_format_version(value: Any) -> int:
     """The format version as an int: an integer (not a bool, a float or a string)."""
     if not _is_int(value):

@@ -27,8 +27,16 @@ that a Neurcomp file's size does not depend on its values (rate control sizes it
 size and ratio are not stored: a reader measures them. Every tensor's dtype and shape is derived from the
 settings and structure and checked (srnvtk.filechecks) before any section is read.
 
-Format version 6 is version 5 plus a guaranteed pointwise error bound (srnvtk.errorbound), written only for
-files that hold one (every other file stays version 5):
+Format version 6 (srnvtk.multipart) holds many networks (fields x time steps x bricks, srnvtk.parts); it is
+written by `write_parts` only for files that need it, so a single network stays a version-5 file.
+
+Format version 7 is version 5 for an fV-SRN whose latent codes have fewer than 8 bits (model_config.grid_bits,
+from 2 to 7; codes from 0 to 2^bits - 1, value = code * scale + offset as before): the only version written
+with grid_bits in the header. A file with 8-bit codes is still written as version 5, without the key, so
+srnvtk releases that read only version 5 read it.
+
+Format version 8 is version 5 or 7 plus a guaranteed pointwise error bound (srnvtk.errorbound), written only for
+files that hold one:
   bound           max_error, coder, step, margin, chunk_edge, design, sections (one per chunk of the source
                   grid, -1 for a chunk with nothing to correct), and max_rel_error when the bound was relative
 and, where the file holds no network (design "residual only"), architecture "none" with model_config,
@@ -46,21 +54,24 @@ import dataclasses
 import json
 import math
 import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from . import __version__
-from .config import ModelConfig, PruningConfig, from_json, model_config_class
+from .config import FVSRNConfig, ModelConfig, PruningConfig, from_json, model_config_class
 from .container import ENTRY, Container, encode_section, is_container, pack, write_atomically
 from .container import MAGIC as CONTAINER_MAGIC
 from .errorbound import ResidualCode, check_bound_header, max_payload_bytes
-from .errors import DamagedFileError, FileFormatError, SRNError
+from .errors import DamagedFileError, FileFormatError, InputError, SettingsError, SRNError
 from .filechecks import (
     check_array_name,
     check_geometry,
+    check_header_keys,
     check_layout,
     check_source_dtype,
     check_structure,
@@ -72,6 +83,8 @@ from .kmeans import ClusteredLinear
 from .legacy_hdf5 import LEGACY_VERSIONS, LegacyContents, read_legacy
 from .metrics import compression_ratio
 from .models import model_from_structure
+from .multipart import MULTIPART_VERSION, STORED_STATS, load_part, parts_bytes, read_multipart, stats_from_bytes
+from .parts import BrickLayout, FieldInfo, PartData, PartInfo, brick_geometry
 from .quantize import (
     GRID,
     GRID_KEEP,
@@ -80,25 +93,31 @@ from .quantize import (
     WEIGHTS,
     WEIGHTS_LAYOUT,
     StoredModel,
+    code_levels,
     stored_state,
 )
 from .volume import Geometry
 
+if TYPE_CHECKING:
+    from .models.protocol import SRNModel
+
 SECTION_ENTRY_BYTES = ENTRY.size  # each section's entry in the container's table
 
 FORMAT_NAME = "srnvtk"
-FORMAT_VERSION = 5  # what srnvtk writes
-BOUNDED_VERSION = 6  # what srnvtk writes for a file with an error bound
-READABLE_VERSIONS = (*LEGACY_VERSIONS, FORMAT_VERSION, BOUNDED_VERSION)
+FORMAT_VERSION = 5  # what srnvtk writes for one network, unless it needs a later version's feature
+GRID_BITS_VERSION = 7  # an fV-SRN whose latent codes have fewer than 8 bits (FVSRNConfig.grid_bits)
+BOUNDED_VERSION = 8  # a file with an error bound (version 5 or 7 plus the bound and its residual)
+SINGLE_NETWORK_VERSIONS = (FORMAT_VERSION, GRID_BITS_VERSION, BOUNDED_VERSION)  # many networks: MULTIPART_VERSION
+READABLE_VERSIONS = tuple(sorted((*LEGACY_VERSIONS, *SINGLE_NETWORK_VERSIONS, MULTIPART_VERSION)))
+FULL_GRID_BITS = 8  # latent codes of versions 1-5: the default, never written into a header
 NO_NETWORK = "none"  # the architecture of a bounded file that holds only the residual
 STAT_KEYS = ("psnr", "train_seconds", "steps", "final_loss", "file_bytes", "ratio", "pruned_fraction")
-STORED_STATS = ("psnr", "train_seconds", "steps", "final_loss", "pruned_fraction")  # size and ratio: measured
 # Coded sections: the latent codes and the keep mask. Not the weights or k-means indices: those keep a
 # Neurcomp file's size independent of its values, so rate control can size it exactly before training.
 CODECS = {GRID: ("raw", "zlib", "lzma"), GRID_KEEP: ("raw", "zlib", "lzma")}
 HEADER_KEYS = ("format", "srnvtk_version", "source", "architecture", "model_config", "pruning_config", "structure",
                "layouts", "tensors", "stats")
-BOUND_KEY = "bound"  # format 6 only
+BOUND_KEY = "bound"  # format 8 only
 
 
 @dataclass(frozen=True)
@@ -113,9 +132,17 @@ class SourceInfo:
 
 @dataclass
 class SRNFile:
-    """A loaded .srn file: the ready-to-run model plus everything stored beside it."""
+    """A loaded .srn file: its networks (parts) and everything stored beside them.
 
-    model: torch.nn.Module | None  # None: a bounded file without a network
+    A file of one network (format 5 and older, or a trained model in memory) has `model`, `model_config`,
+    `source` and `stats` for it, and one part. A file of many (format 6: fields x time steps x bricks,
+    srnvtk.parts) has `model` None: `part_model(i)` builds a part's network when it is first asked for, reading
+    only that part's sections (`sections_read` counts them); `source`, `model_config` and `pruning` then describe
+    its first field and part, and `stats` the whole file. A bounded file (format 8) has `bound`, and `model`
+    and `model_config` None when it holds only the residual.
+    """
+
+    model: torch.nn.Module | None
     model_config: ModelConfig | None
     source: SourceInfo
     stats: dict[str, float] = field(default_factory=dict)
@@ -123,7 +150,23 @@ class SRNFile:
     pruning: PruningConfig = field(default_factory=PruningConfig)
     format_version: int = FORMAT_VERSION
     srnvtk_version: str = __version__  # of the srnvtk that wrote the file
-    bound: ResidualCode | None = None  # the error bound and its residual (format 6)
+    fields: tuple[FieldInfo, ...] = ()
+    times: tuple[float, ...] = (0.0,)
+    parts: tuple[PartInfo, ...] = ()
+    bricks: BrickLayout | None = None
+    part_loader: Callable[[int], SRNModel] | None = None
+    sections_read: int = 0
+    bound: ResidualCode | None = None  # the error bound and its residual (format 8)
+
+    def __post_init__(self) -> None:
+        source = self.source
+        if not self.fields:
+            self.fields = (FieldInfo(source.array_name, source.dtype, 1, (source.value_range,)),)
+        if not self.parts and self.model is not None:
+            structure = self.model.structure()
+            self.parts = (PartInfo(0, 0, 0, None, tuple(source.geometry.extent), self.model_config, self.pruning,
+                                   structure, dict(self.stats), sum(self.tensor_bytes.values())),)
+        self._models: dict[int, SRNModel] = {}
 
     @classmethod
     def of_model(cls, model: torch.nn.Module, geometry: Geometry, value_range: tuple[float, float],
@@ -131,6 +174,30 @@ class SRNFile:
         """A file's contents for a model in memory (not written), e.g. to decode what was just trained."""
         source = SourceInfo(array_name, dtype, geometry, (float(value_range[0]), float(value_range[1])))
         return cls(model, model.config, source, pruning=pruning or PruningConfig())
+
+    @property
+    def geometry(self) -> Geometry:
+        """The source lattice every part lives on."""
+        return self.source.geometry
+
+    def part_model(self, index: int) -> SRNModel:
+        """The network of part `index`, built (and its sections read) on first use."""
+        if self.part_loader is None:
+            if index != 0 or self.model is None:
+                raise SettingsError(f"this file has no part {index}")
+            return self.model
+        if index not in self._models:
+            self._models[index] = self.part_loader(index)
+        return self._models[index]
+
+    def parts_of(self, field_index: int = 0, step: int = 0) -> list[PartInfo]:
+        """The parts that together hold one field at one time step; SettingsError when the file has neither."""
+        if not 0 <= field_index < len(self.fields):
+            names = ", ".join(f.name for f in self.fields)
+            raise SettingsError(f"the file has no field {field_index} (it has {len(self.fields)}: {names})")
+        if not 0 <= step < len(self.times):
+            raise SettingsError(f"the file has no time step {step} (it has {len(self.times)})")
+        return [p for p in self.parts if p.field == field_index and p.step == step]
 
 
 def write_srn(
@@ -143,11 +210,27 @@ def write_srn(
     bound: ResidualCode | None = None,
 ) -> int:
     """Write atomically; the stats gain file_bytes and ratio of the file. Returns the file's bytes.
-    With a bound (format 6) model_config and stored may be None: a file without a network."""
+    With a bound (format 8) model_config and stored may be None: a file without a network.
+
+    InputError, before anything is written, for a source that no reader would accept back (srnvtk.filechecks:
+    an array name with markup or control characters, non-positive spacing, ...)."""
+    _check_readable_source(source)
     file_bytes = write_atomically(path, srn_bytes(model_config, stored, source, stats, pruning, bound))
     stats["file_bytes"] = file_bytes
     stats["ratio"] = compression_ratio(source.geometry.num_points, file_bytes)
     return file_bytes
+
+
+def _check_readable_source(source: SourceInfo) -> None:
+    """The same checks as reading applies: a file this srnvtk would refuse to read is never written."""
+    geometry = source.geometry
+    try:
+        check_array_name(source.array_name)
+        check_source_dtype(source.dtype)
+        check_geometry(geometry.extent, geometry.origin, geometry.spacing)
+        check_value_range(*source.value_range)
+    except FileFormatError as exc:
+        raise InputError(f"the volume cannot be stored: {exc}") from None
 
 
 def srn_file_bytes(
@@ -166,7 +249,7 @@ def srn_bytes(
     pruning: PruningConfig | None = None,
     bound: ResidualCode | None = None,
 ) -> bytes:
-    """The whole format-5 file as bytes, or format 6 with a bound (see the module docstring)."""
+    """The whole single-network file as bytes (format 5 or 7), or format 8 with a bound (see the module docstring)."""
     sections, tensors = [], {}
     for name, array in (stored.arrays.items() if stored is not None else ()):
         array = np.ascontiguousarray(array)
@@ -175,7 +258,11 @@ def srn_bytes(
     stats_values = np.array([float(stats.get(key, math.nan)) for key in STORED_STATS], dtype="<f8")
     stats_section = [len(sections), list(STORED_STATS)]
     sections.append(encode_section(stats_values.tobytes(), ("raw",)))
-    layouts = None
+    settings, layouts = None, None
+    if model_config is not None:
+        settings = dataclasses.asdict(model_config)
+        if settings.get("grid_bits") == FULL_GRID_BITS:  # a version-5 header holds what srnvtk 0.1 reads
+            del settings["grid_bits"]
     if stored is not None:
         layouts = {"weights": stored.layout}
         if stored.index_layout:
@@ -188,7 +275,7 @@ def srn_bytes(
                    "origin": list(geometry.origin), "spacing": list(geometry.spacing),
                    "value_range": list(source.value_range)},
         "architecture": model_config.architecture if model_config is not None else NO_NETWORK,
-        "model_config": dataclasses.asdict(model_config) if model_config is not None else None,
+        "model_config": settings,
         "pruning_config": dataclasses.asdict(pruning or PruningConfig()) if model_config is not None else None,
         "structure": stored.structure if stored is not None else None,
         "layouts": layouts,
@@ -198,7 +285,7 @@ def srn_bytes(
     if bound is None:
         if model_config is None or stored is None:
             raise ValueError("a file without an error bound needs a network")
-        return pack(FORMAT_VERSION, header, sections)
+        return pack(format_version_for(model_config), header, sections)
     chunk_sections, bound.chunk_bytes = [], []
     for index in range(bound.chunks):
         payload = bound.payload(index)
@@ -215,6 +302,16 @@ def srn_bytes(
     return pack(BOUNDED_VERSION, header, sections)
 
 
+def format_version_for(model_config: ModelConfig) -> int:
+    """The version a file of this model is written as: the oldest whose readers understand everything in it."""
+    return GRID_BITS_VERSION if grid_bits(model_config) != FULL_GRID_BITS else FORMAT_VERSION
+
+
+def grid_bits(model_config: ModelConfig) -> int:
+    """Bits of the latent codes (8 for an architecture without a latent grid)."""
+    return model_config.grid_bits if isinstance(model_config, FVSRNConfig) else FULL_GRID_BITS
+
+
 def read_srn(path: str | os.PathLike) -> SRNFile:
     """Load and validate a .srn file; any problem becomes a FileFormatError naming the file.
 
@@ -228,7 +325,10 @@ def read_srn(path: str | os.PathLike) -> SRNFile:
         with open(path, "rb") as handle:
             prefix = handle.read(len(CONTAINER_MAGIC))
         if is_container(prefix):
-            return _read_container(Container.open(path))
+            container = Container.open(path)
+            if container.version == MULTIPART_VERSION:
+                return _read_multipart(container)
+            return _read_container(container)
         return _read_contents(read_legacy(path))
     except DamagedFileError as exc:
         raise FileFormatError(f"'{path}' is damaged or not a srnvtk file ({exc})") from None
@@ -285,6 +385,10 @@ def _model_from_stored(config: ModelConfig, geometry: Geometry, stored: StoredMo
         model = model_from_structure(config, geometry, stored.structure)
     except (KeyError, TypeError, ValueError) as exc:
         raise FileFormatError(f"the model structure {stored.structure} does not fit the settings ({exc})") from None
+    grid = stored.arrays.get(GRID)
+    bits = grid_bits(config)
+    if grid is not None and grid.size and int(grid.max()) > code_levels(bits):
+        raise FileFormatError(f"latent codes reach {int(grid.max())}, beyond the {code_levels(bits)} of {bits} bits")
     state, keep = stored_state(stored, model)
     expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     found = {k: tuple(v.shape) for k, v in state.items()}
@@ -305,18 +409,13 @@ def _model_from_stored(config: ModelConfig, geometry: Geometry, stored: StoredMo
 
 
 def _read_container(container: Container) -> SRNFile:
-    if container.version not in (FORMAT_VERSION, BOUNDED_VERSION):
+    if container.version not in SINGLE_NETWORK_VERSIONS:
         readable = ", ".join(str(v) for v in READABLE_VERSIONS)
         raise FileFormatError(f"format version {container.version} is not supported (this srnvtk reads versions "
                               f"{readable})")
     header = container.header
     keys = HEADER_KEYS + ((BOUND_KEY,) if container.version == BOUNDED_VERSION else ())
-    unknown = sorted(set(header) - set(keys))
-    missing = sorted(set(keys) - set(header))
-    if unknown or missing:
-        raise FileFormatError(f"the header has unknown keys {one_line(unknown, 100)} or lacks {missing}")
-    if header["format"] != FORMAT_NAME:
-        raise FileFormatError("it lacks the srnvtk format marker")
+    check_header_keys(header, keys, FORMAT_NAME)
     source_fields = _json_object(header["source"], "the source")
     value_range = source_fields.get("value_range")
     if not (isinstance(value_range, list) and len(value_range) == 2):
@@ -332,8 +431,11 @@ def _read_container(container: Container) -> SRNFile:
 
 def _read_network_file(container: Container, header: dict, source: SourceInfo, architecture: str,
                        bound_sections: frozenset[int] = frozenset()) -> SRNFile:
-    """A file's network (format 5, or the network of a format 6 file whose bound uses bound_sections)."""
+    """A file's network (format 5 or 7, or the network of a format 8 file whose bound uses bound_sections)."""
     config = _settings(model_config_class(architecture), header["model_config"], "model settings")
+    if container.version != BOUNDED_VERSION and format_version_for(config) != container.version:
+        raise FileFormatError(f"format version {container.version} does not fit its settings (version "
+                              f"{format_version_for(config)} files store latent codes of fewer than 8 bits)")
     pruning = _settings(PruningConfig, header["pruning_config"], "pruning settings")
     structure = check_structure(config, header["structure"])
     plan = tensor_specs(config, structure, source.geometry)
@@ -345,7 +447,7 @@ def _read_network_file(container: Container, header: dict, source: SourceInfo, a
     arrays, tensor_bytes = _read_tensors(container, _json_object(header["tensors"], "the tensors"), plan.specs,
                                          reserved={stats_index, *bound_sections})
     model = _model_from_stored(config, source.geometry, StoredModel(arrays, layout, structure, index_layout))
-    stats = _read_stats(container.read(stats_index))
+    stats = stats_from_bytes(container.read(stats_index))
     stats["file_bytes"] = float(container.size)
     stats["ratio"] = compression_ratio(source.geometry.num_points, container.size)
     writer = header["srnvtk_version"] if isinstance(header["srnvtk_version"], str) else ""
@@ -353,7 +455,7 @@ def _read_network_file(container: Container, header: dict, source: SourceInfo, a
 
 
 def _read_bounded(container: Container, header: dict, source: SourceInfo, architecture: str) -> SRNFile:
-    """A format 6 file: its bound (checked before anything else), then its network, if it has one."""
+    """A format 8 file: its bound (checked before anything else), then its network, if it has one."""
     network = architecture != NO_NETWORK
     entry = check_bound_header(header[BOUND_KEY], source.dtype, source.geometry, source.value_range, network)
     sections = entry["sections"]
@@ -390,7 +492,7 @@ def _read_bounded(container: Container, header: dict, source: SourceInfo, archit
         stats_index = _stats_section(header["stats"], container)
         if len(container.sections) != len(used) + 1 or stats_index in used:
             raise FileFormatError("the file has sections nothing names, or names one twice")
-        stats = _read_stats(container.read(stats_index))
+        stats = stats_from_bytes(container.read(stats_index))
         stats["file_bytes"] = float(container.size)
         stats["ratio"] = compression_ratio(source.geometry.num_points, container.size)
         writer = header["srnvtk_version"] if isinstance(header["srnvtk_version"], str) else ""
@@ -459,13 +561,28 @@ def _stats_section(description: object, container: Container) -> int:
     return index
 
 
-def _read_stats(data: bytes) -> dict[str, float]:
-    """The recorded stats: NaN is "not recorded"; only a PSNR may be infinite (lossless)."""
-    found = {}
-    for key, value in zip(STORED_STATS, np.frombuffer(data, dtype="<f8").tolist(), strict=True):
-        if math.isnan(value):
-            continue
-        if math.isinf(value) and not (key == "psnr" and value > 0):
-            raise FileFormatError(f"the stat {key} is infinite")
-        found[key] = value
-    return found
+def write_parts(path: str | os.PathLike, geometry: Geometry, times: Sequence[float], fields: Sequence[FieldInfo],
+                parts: Sequence[PartData], bricks: BrickLayout | None = None) -> int:
+    """Write a file of many networks (format 6, srnvtk.multipart) atomically; returns its bytes."""
+    return write_atomically(path, parts_bytes(geometry, times, fields, parts, bricks))
+
+
+def _read_multipart(container: Container) -> SRNFile:
+    contents = read_multipart(container)
+    srn = None
+
+    def load(index: int) -> SRNModel:
+        stored, stats = load_part(container, contents, index)
+        srn.sections_read += sum(s is not None for s in contents.sections[index])
+        part = contents.parts[index]
+        part.stats = stats
+        return _model_from_stored(part.model_config, brick_geometry(contents.geometry, part.extent), stored)
+
+    first_field, first = contents.fields[0], contents.parts[0]
+    source = SourceInfo(first_field.name, first_field.dtype, contents.geometry, first_field.value_ranges[0])
+    stats = {"file_bytes": float(container.size),
+             "ratio": compression_ratio(contents.geometry.num_points * sum(f.components for f in contents.fields)
+                                        * len(contents.times), container.size)}
+    srn = SRNFile(None, first.model_config, source, stats, {}, first.pruning, container.version,
+                  contents.srnvtk_version, contents.fields, contents.times, contents.parts, contents.bricks, load)
+    return srn

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from .fileformat import FORMAT_NAME, NO_NETWORK, SRNFile, read_srn
-from .pruning import pruned_fractions
+from .pruning import pruned_fraction, pruned_fractions
 
 INTEGER_STATS = ("steps", "file_bytes")
 
@@ -26,6 +26,8 @@ def file_info(path: str | os.PathLike) -> dict[str, Any]:
 
 def srn_info(srn: SRNFile) -> dict[str, Any]:
     """Settings, structure, source geometry, stats and stored bytes of a loaded file."""
+    if srn.model is None and srn.bound is None:
+        return parts_info(srn)
     source = srn.source
     geometry = source.geometry
     model = srn.model
@@ -99,3 +101,33 @@ def plain(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return value
+
+
+def parts_info(srn: SRNFile) -> dict[str, Any]:
+    """A file of many networks: its grid, times, fields and brick layout, and per part what it covers, its
+    settings, stored bytes and stats (reading every part's statistics)."""
+    geometry = srn.geometry
+    parts = []
+    for part in srn.parts:
+        model = srn.part_model(part.index)  # reads the part's sections: its stats come with them
+        parts.append({"field": srn.fields[part.field].name, "step": part.step, "time": srn.times[part.step],
+                      "brick": None if part.brick is None else list(part.brick), "extent": list(part.extent),
+                      "architecture": model.architecture, "bytes": part.stored_bytes,
+                      "pruned_fraction": plain(pruned_fraction(model)), "stats": stats_info(part.stats)})
+    first = srn.parts[0]
+    return {
+        "format": FORMAT_NAME,
+        "format_version": int(srn.format_version),
+        "srnvtk_version": srn.srnvtk_version,
+        "grid": {"dimensions": list(geometry.dimensions), "extent": list(geometry.extent),
+                 "spacing": plain(list(geometry.spacing)), "origin": plain(list(geometry.origin))},
+        "times": plain(list(srn.times)),
+        "fields": [{"name": f.name, "dtype": f.dtype, "components": f.components,
+                    "value_ranges": plain([list(r) for r in f.value_ranges])} for f in srn.fields],
+        "bricks": None if srn.bricks is None else {"size": list(srn.bricks.size), "halo": srn.bricks.halo,
+                                                    "counts": list(srn.bricks.counts(geometry))},
+        "model_config": plain(dataclasses.asdict(first.model_config)),
+        "pruning_config": plain(dataclasses.asdict(first.pruning)),
+        "parts": parts,
+        "stats": stats_info(srn.stats),
+    }

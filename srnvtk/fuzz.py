@@ -124,14 +124,16 @@ def read_and_decode(path: str | os.PathLike) -> tuple[str, np.ndarray]:
     srn = read_srn(path)
     source = srn.source
     output = resampled_geometry(source.geometry, DECODE_POINTS)
-    values = decode(srn, output, device="cpu", threads=1, dtype="float32")
+    values = np.stack([decode(srn, output, field=f, step=s, device="cpu", threads=1, dtype="float32")
+                       for f in range(len(srn.fields)) for s in range(len(srn.times))])  # every network
     bound = None
     if srn.bound is not None:  # an error bound's residual applies on the source lattice only: decode that too
         code = srn.bound
         bound = (code.max_error, code.coder, code.step, code.margin, code.chunk_edge, code.design)
         full = decode(srn, device="cpu", threads=1, dtype="float32")
         values = np.concatenate([values.reshape(-1), full.reshape(-1)])
-    fingerprint = repr((source, srn.model_config, srn.pruning, srn.format_version, bound))
+    fingerprint = repr((source, srn.model_config, srn.pruning, srn.format_version, srn.fields, srn.times,
+                        [(p.field, p.step, p.brick, p.model_config, p.pruning) for p in srn.parts], bound))
     return fingerprint, values
 
 
@@ -328,6 +330,40 @@ def _cause(message: str) -> str:
         gist = gist.split("(", 1)[1]
     words = [w for w in gist.replace("(", " ").replace(")", " ").split() if not any(c.isdigit() for c in w)]
     return " ".join(words[:6])
+
+
+def hdf5_unchecked_ranges(path: str | os.PathLike) -> list[tuple[int, int]]:
+    """Byte ranges of a legacy (HDF5) file that no checksum covers: contiguous raw data (weights, scales, an
+    empty or pruned grid's codes) and the global heap collections (the text attributes). HDF5 1.10's object
+    headers carry checksums and deflated chunks their zlib check; these bytes have none."""
+    import h5py
+
+    ranges = []
+    with h5py.File(path, "r") as f:
+        def visit(_name: str, obj: Any) -> None:
+            if isinstance(obj, h5py.Dataset) and obj.id.get_offset() is not None:
+                ranges.append((obj.id.get_offset(), obj.id.get_offset() + obj.id.get_storage_size()))
+
+        f.visititems(visit)
+    data = Path(path).read_bytes()
+    at = data.find(b"GCOL")
+    while at >= 0:
+        ranges.append((at, at + int.from_bytes(data[at + 8:at + 16], "little")))
+        at = data.find(b"GCOL", at + 1)
+    return ranges
+
+
+def damage_reaches_unchecked_bytes(original: str | os.PathLike, damaged: str | os.PathLike) -> bool:
+    """Whether damage to a legacy file reaches bytes no checksum covers (in place: one of the changed bytes lies
+    in them; shifted by an insertion or removal: some of them lie after the first change), which is how a
+    damaged legacy file can decode to other values without any check noticing."""
+    a, b = Path(original).read_bytes(), Path(damaged).read_bytes()
+    ranges = hdf5_unchecked_ranges(original)
+    diffs = [i for i in range(min(len(a), len(b))) if a[i] != b[i]]
+    if len(a) == len(b):
+        return any(lo <= i < hi for i in diffs for lo, hi in ranges)
+    first = diffs[0] if diffs else min(len(a), len(b))
+    return any(hi > first for _lo, hi in ranges)
 
 
 def samples_in(folder: str | os.PathLike, pattern: str = "*.srn") -> list[Sample]:

@@ -7,10 +7,14 @@ make the library loop for minutes in C code that no signal interrupts. So:
 
 1. All HDF5 parsing runs in a forked child process (works in pvpython and the ParaView GUI too: the child only
    parses and writes to a pipe, then `os._exit`s). The parent waits on the pipe with a deadline: READ_SECONDS
-   for the metadata, plus time in proportion to the declared data once the child has announced it; on expiry the
-   child is killed (SIGKILL) and the file is reported as damaged. The child's address space is capped
-   (RLIMIT_AS: what it inherited plus PARSE_MEMORY, raised by what the announced data needs), so a claim that
-   makes HDF5 allocate fails inside the child; its CPU time is capped too, and it dies with the parent.
+   for the metadata (plus one pass over the file's bytes at READ_BYTES_PER_SECOND), plus time in proportion to
+   the declared data once the child has announced it; on expiry the child is killed (SIGKILL) and the file is
+   reported as damaged. The child's address space is capped (RLIMIT_AS: what it inherited plus PARSE_MEMORY,
+   raised by what the announced data needs), so a claim that makes HDF5 allocate fails inside the child; its CPU
+   time is capped too, and it dies with the parent.
+   Before HDF5 sees the file, its global heap collections (the text attributes, which no checksum covers) are
+   walked as HDF5 would walk them: damage there made HDF5 loop forever in about 1% of randomly damaged files
+   (benchmarks/fuzz.py), and is now refused at once; the deadline stays for whatever else could loop.
 2. Before reading any data the child walks the file with h5py's low-level API and refuses anything the layout in
    `srnvtk.fileformat`'s docstring does not define: links that are not hard links (external, soft, user-defined),
    groups, datasets or attributes of other names, external storage, virtual or compact datasets, filters other
@@ -33,9 +37,9 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import faulthandler
 import json
 import math
-import mmap
 import os
 import resource
 import select
@@ -58,7 +62,7 @@ FORMAT_NAME = "srnvtk"
 STAT_KEYS = ("psnr", "train_seconds", "steps", "final_loss", "file_bytes", "ratio", "pruned_fraction")
 INT_STATS = ("steps", "file_bytes")
 READ_SECONDS = 4.0  # for HDF5 to parse the metadata: a real file takes milliseconds
-READ_BYTES_PER_SECOND = 20e6  # the least speed granted for reading and inflating the announced data
+READ_BYTES_PER_SECOND = 5e6  # the least speed granted for a pass over the file and for the announced data
 PARSE_MEMORY = 512 << 20  # bytes the child may allocate beyond what it inherited, before the data is announced
 MAX_HEADER_BYTES = 16 << 20
 MAX_MEMBERS = 16  # links in one group
@@ -108,7 +112,14 @@ def read_legacy(path: str | os.PathLike) -> LegacyContents:
     if not hasattr(os, "fork"):  # no fork (not Linux/macOS): unbounded, but every check still applies
         return _contents(*_parse(path, lambda _plan: None))
     read_end, write_end = os.pipe()
-    pid = _fork()
+    try:
+        pid = _fork()
+    except OSError as exc:  # no memory or processes left to fork with: the checks still apply, the bounds not
+        os.close(read_end)
+        os.close(write_end)
+        warnings.warn(f"srnvtk: reading {path} in this process, without a time or memory bound: cannot start "
+                      f"a reader process ({exc})", RuntimeWarning, stacklevel=2)
+        return _contents(*_parse(path, lambda _plan: None))
     if pid == 0:  # the child: parse, send, and leave without running any of the parent's exit handlers
         status = 0
         try:
@@ -119,13 +130,14 @@ def read_legacy(path: str | os.PathLike) -> LegacyContents:
         finally:
             os._exit(status)
     os.close(write_end)
+    child = _Child(pid)
     try:
-        return _receive(read_end, pid)
+        return _receive(read_end, child, _parse_seconds(path))
     except (KeyError, TypeError, ValueError, IndexError, struct.error) as exc:  # not what the child sends
         raise DamagedFileError(f"the reader sent malformed contents ({type(exc).__name__})") from None
     finally:
         os.close(read_end)
-        _reap(pid)
+        child.reap()
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -143,25 +155,39 @@ def _fork() -> int:
         return os.fork()
 
 
-def _reap(pid: int) -> int | None:
-    """Kill the child if it still runs, and collect it; its wait status."""
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGKILL)
-    while True:
-        try:
-            return os.waitpid(pid, 0)[1]
-        except ChildProcessError:
-            return None
-        except InterruptedError:
-            continue
+class _Child:
+    """The parsing child: killed and collected exactly once (its pid is never signalled once collected, when the
+    system may already have given it to another process)."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.status: int | None = None
+
+    def reap(self) -> int | None:
+        """Kill the child if it still runs, and collect it; its wait status (None if it cannot be collected)."""
+        if self.status is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signal.SIGKILL)
+            while True:
+                try:
+                    self.status = os.waitpid(self.pid, 0)[1]
+                    break
+                except ChildProcessError:  # someone else collected it (a SIGCHLD handler)
+                    self.status = 0
+                    return None
+                except InterruptedError:
+                    continue
+        return self.status
 
 
 class _Pipe:
     """Reads framed messages from the child until a deadline."""
 
-    def __init__(self, fd: int, pid: int, seconds: float) -> None:
-        self.fd, self.pid, self.seconds = fd, pid, seconds
+    def __init__(self, fd: int, child: _Child, seconds: float) -> None:
+        self.fd, self.child, self.seconds = fd, child, seconds
         self.deadline = time.monotonic() + seconds
+        self.poll = select.poll()  # not select(): it fails for descriptors past 1024, which a GUI may reach
+        self.poll.register(fd, select.POLLIN)
 
     def extend(self, seconds: float) -> None:
         self.seconds += seconds
@@ -171,8 +197,9 @@ class _Pipe:
         done = 0
         while done < len(view):
             left = self.deadline - time.monotonic()
-            if left <= 0 or not select.select([self.fd], [], [], left)[0]:
-                raise DamagedFileError(f"reading it did not finish in {self.seconds:g} s")
+            if left <= 0 or not self.poll.poll(max(1, math.ceil(left * 1000))):
+                seconds = f"{self.seconds:.1f}".rstrip("0").rstrip(".")
+                raise DamagedFileError(f"reading it did not finish in {seconds} s")
             count = os.readv(self.fd, [view[done:]])
             if count == 0:
                 raise self._child_failed()
@@ -190,7 +217,7 @@ class _Pipe:
         return kind, json.loads(self.read(size).decode("utf-8"))
 
     def _child_failed(self) -> DamagedFileError:
-        status = _reap(self.pid)
+        status = self.child.reap()
         if status is not None and os.WIFSIGNALED(status):
             number = os.WTERMSIG(status)
             name = signal.Signals(number).name if number in signal.valid_signals() else str(number)
@@ -198,8 +225,16 @@ class _Pipe:
         return DamagedFileError("reading it failed without a message")
 
 
-def _receive(fd: int, pid: int) -> LegacyContents:
-    pipe = _Pipe(fd, pid, READ_SECONDS)
+def _parse_seconds(path: str) -> float:
+    """Time for everything before the data: the metadata, and one pass over the file's bytes (the heap check)."""
+    try:
+        return READ_SECONDS + os.path.getsize(path) / READ_BYTES_PER_SECOND
+    except OSError:
+        return READ_SECONDS
+
+
+def _receive(fd: int, child: _Child, seconds: float) -> LegacyContents:
+    pipe = _Pipe(fd, child, seconds)
     kind, message = pipe.frame()
     if kind == b"E":
         raise (DamagedFileError if message.get("damaged") else FileFormatError)(fc.one_line(message["message"]))
@@ -246,8 +281,9 @@ def _checked_arrays(arrays: Any) -> list[tuple[str, str, tuple[int, ...]]]:
 
 def _child(path: str, fd: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)  # Ctrl-C reaches the whole process group: die at once
+    faulthandler.disable()  # a crash here is reported by the parent in one line, not as the child's stacks
     _die_with_parent()
-    _limit(PARSE_MEMORY, READ_SECONDS)
+    _limit(PARSE_MEMORY, _parse_seconds(path))
     _block_plugins()
 
     def send(kind: bytes, message: dict) -> None:
@@ -379,26 +415,34 @@ def _check_global_heaps(raw, file_size: int) -> None:
     attributes) as HDF5 will, before it does: HDF5 steps from object to object by each one's declared size and
     loops forever where a damaged size makes no progress (a zeroed block: size 0), which no checksum guards.
 
-    Collections are found by their signature; one that only looks like a collection by chance (in raw data) is
-    walked too, but refused only on a step that makes no progress, which random or real data practically never
-    gives at exactly the positions the walk reaches.
+    Collections are found by their signature, reading the file in blocks (not mapping it: the child's address
+    space is capped); one that only looks like a collection by chance (in raw data) is walked too, but refused
+    only on a step that makes no progress, which random or real data practically never gives at exactly the
+    positions the walk reaches.
     """
-    if file_size < 16:
-        return
-    with mmap.mmap(raw.fileno(), 0, access=mmap.ACCESS_READ) as data:
+    fd = raw.fileno()
+    block = 1 << 22
+    for start in range(0, file_size, block):
+        data = os.pread(fd, block + 3, start)  # 3 more: a signature across the block's end
         at = data.find(b"GCOL")
-        while at >= 0:
-            size = struct.unpack_from("<Q", data, at + 8)[0] if at + 16 <= file_size else 0
-            if 4096 <= size <= file_size - at and data[at + 4] == 1:  # version 1, at least HDF5's minimum size
-                end, position = at + size, at + 16
-                while position + 16 <= end:
-                    index, _refs, _reserved, object_size = struct.unpack_from("<HHIQ", data, position)
-                    step = object_size if index == 0 else (16 + ((object_size + 7) & ~7)) % (1 << 64)
-                    if not 0 < step < (1 << 63):  # HDF5 would stay at (or move back before) this object
-                        raise DamagedFileError(f"its global heap at byte {at} is corrupted (an object at byte "
-                                               f"{position} declares {object_size} bytes)")
-                    position += step
+        while 0 <= at < block:
+            _walk_global_heap(fd, start + at, file_size)
             at = data.find(b"GCOL", at + 1)
+
+
+def _walk_global_heap(fd: int, at: int, file_size: int) -> None:
+    header = os.pread(fd, 16, at)
+    size = struct.unpack_from("<Q", header, 8)[0] if len(header) == 16 else 0
+    if not (header[4:5] == b"\x01" and 4096 <= size <= file_size - at):  # version 1, HDF5's least size
+        return
+    end, position = at + size, at + 16
+    while position + 16 <= end:
+        index, _refs, _reserved, object_size = struct.unpack("<HHIQ", os.pread(fd, 16, position))
+        step = object_size if index == 0 else (16 + ((object_size + 7) & ~7)) % (1 << 64)
+        if not 0 < step < (1 << 63):  # HDF5 would stay at (or move back before) this object
+            raise DamagedFileError(f"its global heap at byte {at} is corrupted (an object at byte {position} "
+                                   f"declares {object_size} bytes)")
+        position += step
 
 
 def _walk(f, file_size: int) -> tuple[dict, list[_Stored]]:

@@ -131,8 +131,9 @@ class SRNEncoder(VTKPythonAlgorithmBase):
         output = vtkImageData.GetData(outInfo)
         volume = volume_from_image(image, self._selected_array())
         settings = self.encoder_settings()
-        result = encode(volume, settings, path=self._file_name or None, progress=self._progress,
-                        should_abort=self._should_abort).result
+        encoded = encode(volume, settings, path=self._file_name or None, progress=self._progress,
+                         should_abort=self._should_abort)
+        result = encoded.result
         error = np.abs(result.reconstruction.astype(np.float32) - volume.values.astype(np.float32))
         arrays = {volume.name: result.reconstruction, ERROR_ARRAY: error}
         fill_image(output, volume.geometry, arrays, active=volume.name)
@@ -149,7 +150,7 @@ class SRNEncoder(VTKPythonAlgorithmBase):
                         error_bound=f"{result.bound['design']} ({result.bound['coder']})")
         add_field_data(output, {**result.stats, **size,
                                 "architecture": model_config.architecture if model_config is not None else "none",
-                                "pruning": settings.pruning.method})
+                                "pruning": encoded.pruning.method})
         return 1
 
     def _progress(self, fraction: float, _message: str) -> None:

@@ -1,4 +1,4 @@
-"""The guaranteed pointwise error bound (srnvtk.errorbound, srnvtk.bounded, format 6): every voxel of every
+"""The guaranteed pointwise error bound (srnvtk.errorbound, srnvtk.bounded, format 8): every voxel of every
 grid on the source lattice within the bound, for every architecture, pruning method, a wavelet grid and the
 input types; what the reader does off the lattice; bad settings; damaged and crafted files."""
 
@@ -26,7 +26,7 @@ from srnvtk.errorbound import (
     sz3_available,
 )
 from srnvtk.errors import FileFormatError, SettingsError
-from srnvtk.fileformat import read_srn
+from srnvtk.fileformat import BOUNDED_VERSION, read_srn
 from srnvtk.fileinfo import file_info
 from srnvtk.ratecontrol import encode
 from srnvtk.volume import Geometry, Volume
@@ -162,7 +162,7 @@ def test_network_and_residual_keep_the_bound(tmp_path, case) -> None:
     assert result.bound["network_bytes"] > 0
     assert_bound_everywhere(tmp_path / "n.srn", volume, bound)
     srn = read_srn(tmp_path / "n.srn")
-    assert srn.format_version == 6 and srn.bound.coder == coder and srn.pruning.method == (pruning or
+    assert srn.format_version == BOUNDED_VERSION and srn.bound.coder == coder and srn.pruning.method == (pruning or
                                                                                           PruningConfig()).method
 
 
@@ -327,7 +327,7 @@ def test_cli_compress_info_decompress(tmp_path, capsys) -> None:
     assert "max error" in capsys.readouterr().out
     assert main(["info", str(tmp_path / "b.srn")]) == 0
     text = capsys.readouterr().out
-    assert "error bound" in text and "residual only" in text and "format version 6" in text
+    assert "error bound" in text and "residual only" in text and "format version 8" in text
     assert main(["decompress", str(tmp_path / "b.srn"), str(tmp_path / "o.vti"), "--stride", "2"]) == 0
     assert "within" in capsys.readouterr().out
     decoded = volume_from_image(read_vti(str(tmp_path / "o.vti")), "v").values.astype(np.float64)

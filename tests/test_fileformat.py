@@ -130,7 +130,8 @@ def test_no_temporary_file_is_left(written) -> None:
 
 def test_layout(written, volume) -> None:
     container = Container.open(written["path"])
-    assert container.version == FORMAT_VERSION == max(READABLE_VERSIONS) - 1  # 6: bounded files only
+    assert container.version == FORMAT_VERSION and FORMAT_VERSION in READABLE_VERSIONS
+    assert "grid_bits" not in container.header["model_config"]  # 8-bit codes: what version-5 readers know
     header = container.header
     assert header["format"] == "srnvtk" and header["srnvtk_version"] == srnvtk.__version__
     assert header["architecture"] == "fvsrn" and header["model_config"]["grid_channels"] == MODEL.grid_channels
@@ -366,7 +367,7 @@ def test_a_newer_version_is_refused_by_name(good) -> None:
     container = Container.open(good)
     data = good.read_bytes()
     sections = [Encoded(data[s.offset:s.offset + s.length], s.codec, s.raw_length) for s in container.sections]
-    newer = max(READABLE_VERSIONS) + 1  # 6 is read: the error-bounded files
+    newer = max(READABLE_VERSIONS) + 1
     good.write_bytes(pack(newer, container.header, sections))
     expect_bad(good, f"format version {newer} is not supported")
 

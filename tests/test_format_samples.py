@@ -1,6 +1,6 @@
-"""The committed sample files, one per format version (tests/data/formats/v1.srn ... v4.srn: HDF5; v5.srn: the
-container; v6.srn: the container with an error bound), keep reading, and keep decoding to the values recorded
-here, in every later srnvtk; also inside ParaView's Python.
+"""The committed sample files, one per format version (tests/data/formats/v1.srn ... v4.srn: HDF5; v5.srn and
+v7.srn: the container; v8.srn: the container with an error bound; v6.srn: many networks), keep reading, and keep
+decoding to the values recorded here, in every later srnvtk; also inside ParaView's Python.
 
 The files were made once by tests/data/formats/make_samples.py and must never be regenerated: their hashes are
 checked, so a changed file fails here rather than silently moving the goalposts.
@@ -36,26 +36,48 @@ EXPECTED = {
     "v5": ("13409c2515c3d0b84fd110b29dbdd2238a694f514fac806bb3a4bf5b74d9c33f", "fvsrn", "variational",
            {"grid_shape": [6, 7, 8], "keep_shape": [1, 6, 7, 8], "wavelet_levels": [2, 2, 3]},
            (114.2674, 86.0356, -16.3853, 237.4738, 204.2756, 124.8401, 6.9787)),
-    "v6": ("75494f7bfd704c01a6d1b893813dbac8f3808c787a4453ac3ab7a9a69ef3e2c2", "fvsrn", "none",
+    "v7": ("e68b88f24c5eb25a60abff38f8e9d5ce63c5f02d766f6f1803ef5d002f0fd7fc", "fvsrn", "none",
+           {"grid_shape": [6, 7, 8], "keep_shape": None},
+           (115.7927, 85.8229, -5.5965, 250.5313, 204.4425, 136.4969, 11.2302)),
+    "v8": ("5a74b6b4bf88c4dc75d7a591cfabe8dd89430a42faa8530ef96c595fa6770cfd", "fvsrn", "none",
            {"grid_shape": [7, 8, 10], "keep_shape": [1, 7, 8, 10]},
-           (113.8573, 86.852, -5.2432, 238.021, 196.7397, 178.0569, 10.4919)),
+           (113.8747, 86.8689, -5.2459, 238.3209, 196.6841, 178.2014, 10.5773)),
 }
-V6_MAX_ERROR = 4.0  # the bound v6.srn was made with (make_samples.py)
+# Format 6 (many networks): sha256, time values, parts (field, step, brick), and per time step the decoded 8^3
+# grid's statistics as above.
+SERIES = {
+    "v6": ("cefadc36d3e4009c4d53892a0d9fca29f88a390e3e7e0443404c48536825bf7a", (0.0, 0.25),
+           [(0, 0, (0, 0, 0)), (0, 0, (1, 0, 0)), (0, 1, (0, 0, 0)), (0, 1, (1, 0, 0))],
+           [(113.1588, 86.4012, -2.3328, 239.5371, 202.0587, 140.2528, 14.0385),
+            (113.0857, 85.8746, -3.719, 228.0569, 203.1107, 222.7261, 7.9075)]),
+}
+V8_MAX_ERROR = 4.0  # the bound v8.srn was made with (make_samples.py)
 TOLERANCE = 0.01  # of values in [0, 255]: the fused C kernel and torch round differently in the last bits
 
 
-def decoded_stats(path: Path) -> tuple[float, ...]:
+def decoded_stats(path: Path, step: int = 0) -> tuple[float, ...]:
     srn = read_srn(path)
-    source = srn.source
-    output = resampled_geometry(source.geometry, (8, 8, 8))
-    values = decode(srn, output, device="cpu", dtype="float32").astype(np.float64)
+    output = resampled_geometry(srn.geometry, (8, 8, 8))
+    values = decode(srn, output, step=step, device="cpu", dtype="float32").astype(np.float64)
     return (values.mean(), values.std(), values.min(), values.max(), values[0, 0, 0], values[3, 4, 5],
             values[7, 7, 7])
 
 
-@pytest.mark.parametrize("name", EXPECTED)
+@pytest.mark.parametrize("name", [*EXPECTED, *SERIES])
 def test_sample_is_unchanged(name) -> None:
-    assert hashlib.sha256((FORMATS / f"{name}.srn").read_bytes()).hexdigest() == EXPECTED[name][0]
+    expected = EXPECTED[name][0] if name in EXPECTED else SERIES[name][0]
+    assert hashlib.sha256((FORMATS / f"{name}.srn").read_bytes()).hexdigest() == expected
+
+
+@pytest.mark.parametrize("name", SERIES)
+def test_series_sample_reads_and_decodes_as_recorded(name) -> None:
+    _sha, times, parts, stats = SERIES[name]
+    srn = read_srn(FORMATS / f"{name}.srn")
+    assert srn.format_version == int(name[1:]) and srn.times == times
+    assert [(p.field, p.step, p.brick) for p in srn.parts] == parts
+    assert srn.fields[0].name == "density" and srn.geometry.extent == (0, 11, 0, 9, 0, 8)
+    for step, expected in enumerate(stats):
+        np.testing.assert_allclose(decoded_stats(FORMATS / f"{name}.srn", step), expected, rtol=0, atol=TOLERANCE)
 
 
 @pytest.mark.parametrize("name", EXPECTED)
@@ -68,19 +90,20 @@ def test_sample_reads_and_decodes_as_recorded(name) -> None:
     assert srn.source.array_name == "density" and srn.source.dtype == "uint8"
     assert srn.source.geometry.extent == (0, 11, 0, 9, 0, 8) and srn.source.value_range == (0.0, 255.0)
     assert srn.srnvtk_version == "0.1.0"
+    assert getattr(srn.model_config, "grid_bits", 8) == (5 if name == "v7" else 8)
     np.testing.assert_allclose(decoded_stats(FORMATS / f"{name}.srn"), stats, rtol=0, atol=TOLERANCE)
 
 
-def test_v6_sample_keeps_its_bound() -> None:
+def test_v8_sample_keeps_its_bound() -> None:
     """The resampled 8^3 grid above is off the source lattice (network only); the source grid keeps the bound."""
     from srnvtk.datasets import default_volume_values
 
-    srn = read_srn(FORMATS / "v6.srn")
-    assert srn.bound is not None and srn.bound.max_error == V6_MAX_ERROR and srn.bound.coder == "quant"
+    srn = read_srn(FORMATS / "v8.srn")
+    assert srn.bound is not None and srn.bound.max_error == V8_MAX_ERROR and srn.bound.coder == "quant"
     original = default_volume_values((12, 10, 9)).astype(np.float64)
     decoded = decode(srn, device="cpu")
     assert decoded.dtype == np.uint8
-    assert np.abs(decoded - original).max() <= V6_MAX_ERROR
+    assert np.abs(decoded - original).max() <= V8_MAX_ERROR
     assert np.abs(decoded - original).max() > 0  # not lossless: the bound is what is kept
 
 

@@ -30,7 +30,7 @@ from srnvtk.cli import main as cli_main
 from srnvtk.config import FVSRNConfig
 from srnvtk.datasets import default_geometry
 from srnvtk.errors import FileFormatError
-from srnvtk.fileformat import SourceInfo, read_srn
+from srnvtk.fileformat import SourceInfo, read_srn, write_srn
 from srnvtk.models import build_model
 from srnvtk.quantize import apply_storage_precision
 
@@ -415,3 +415,18 @@ def test_info_json_has_no_non_finite_numbers(base, tmp_path, capsys) -> None:
     for token in ("NaN", "Infinity"):
         assert token not in out
     assert json.loads(out)["stats"]["ratio"] is None
+
+
+@pytest.mark.parametrize(("name", "spacing", "fragment"), [
+    ('x"/><b', (0.1, 0.1, 0.1), "markup characters"),
+    ("density", (0.1, -0.1, 0.1), "spacing"),
+])
+def test_what_would_not_read_back_is_never_written(tmp_path, name, spacing, fragment) -> None:
+    from srnvtk.errors import InputError
+    from srnvtk.volume import Geometry
+
+    geometry = Geometry((0, 11, 0, 9, 0, 8), (0.0, 0.0, 0.0), spacing)
+    stored = apply_storage_precision(build_model(CONFIG, default_geometry((12, 10, 9))))
+    with pytest.raises(InputError, match=fragment):
+        write_srn(tmp_path / "x.srn", CONFIG, stored, SourceInfo(name, "float32", geometry, (0.0, 1.0)), {})
+    assert list(tmp_path.iterdir()) == []

@@ -99,15 +99,15 @@ def test_cuda_out_of_memory_falls_back_to_the_cpu(monkeypatch):
     model = random_model(grid_resolution=5)
     expected = decode(SRNFile.of_model(model, SOURCE, (0.0, 1.0), "float32"), device="cpu")
     calls = []
-    real = decode_module._decode_on
+    real = decode_module._decode_parts
 
-    def flaky(srn, output, device, *rest):
+    def flaky(srn, parts, request, device):
         calls.append(device)
         if len(calls) == 1:
             raise torch.cuda.OutOfMemoryError("simulated")
-        return real(srn, output, device, *rest)
+        return real(srn, parts, request, device)
 
-    monkeypatch.setattr(decode_module, "_decode_on", flaky)
+    monkeypatch.setattr(decode_module, "_decode_parts", flaky)
     monkeypatch.setattr(decode_module, "resolve_device", lambda _name: torch.device("cuda"))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

@@ -6,6 +6,8 @@ srnvtk.models.protocol.SRNModel, which training, pruning, storage, rate control 
 
 from __future__ import annotations
 
+import math
+
 from ..config import (
     ARCHITECTURES,
     DEFAULT_LEARNING_RATES,
@@ -17,7 +19,7 @@ from ..config import (
 from ..errors import SettingsError
 from ..volume import Geometry
 from .fvsrn import FVSRN, aspect_of, grid_shape_for
-from .neurcomp import Neurcomp
+from .neurcomp import Neurcomp, full_widths, parameter_shapes
 from .protocol import SRNModel
 from .wavelet_fvsrn import WaveletFVSRN
 
@@ -63,6 +65,16 @@ def model_from_structure(config: ModelConfig, geometry: Geometry, structure: dic
     raise SettingsError(f"unknown model settings {type(config).__name__}")
 
 
+def parameter_count(config: ModelConfig, geometry: Geometry) -> int:
+    """Trainable values of a freshly built model for this geometry, computed without building it."""
+    if isinstance(config, NeurcompConfig):
+        return sum(math.prod(shape) for shape in parameter_shapes(config, full_widths(config)).values())
+    in_features = 3 + 6 * config.fourier_features + config.grid_channels
+    w = config.mlp_width
+    mlp = in_features * w + w + (config.mlp_layers - 1) * (w * w + w) + w + 1
+    return config.grid_channels * math.prod(grid_shape_for(config, geometry)) + mlp
+
+
 def default_learning_rate(config: ModelConfig) -> float:
     """Adam's initial rate when none is given: per architecture; for Neurcomp lower when plain (not residual)
     and in inverse proportion to widths above NEURCOMP_REFERENCE_WIDTH."""
@@ -74,5 +86,5 @@ def default_learning_rate(config: ModelConfig) -> float:
 
 __all__ = [
     "ARCHITECTURES", "DEFAULT_LEARNING_RATES", "FVSRN", "Neurcomp", "WaveletFVSRN", "build_model",
-    "SRNModel", "default_learning_rate", "model_from_structure",
+    "SRNModel", "default_learning_rate", "model_from_structure", "parameter_count",
 ]

@@ -1,5 +1,5 @@
-"""Make one committed sample file of each format version beside this script (HDF5 versions 1-4, container 5 and
-6).
+"""Make one committed sample file of each format version beside this script (HDF5 versions 1-4, container 5
+to 8).
 
     .venv/bin/python tests/data/formats/make_samples.py v5      # writes v5.srn only
 
@@ -11,7 +11,9 @@ attributes are edited back to what those versions wrote. The kinds differ so tha
   v3.srn  fV-SRN, db2 wavelet grid pruned per position and channel (smallify)
   v4.srn  Neurcomp, residual, hidden matrices as 16 k-means shared values
   v5.srn  fV-SRN, haar wavelet grid pruned per position (variational dropout), in the container format
-  v6.srn  fV-SRN, plain grid, plus its residual quantised to a max error of 4 (the error-bounded format)
+  v6.srn  many networks: a scalar field at two time steps, each cut into 2 x 1 x 1 bricks with a halo of 1
+  v7.srn  fV-SRN, plain grid with 5-bit latent codes (grid_bits), in the container format
+  v8.srn  fV-SRN, plain grid, plus its residual quantised to a max error of 4 (the error-bounded format)
 
 These files are a compatibility promise: once committed they are never regenerated. Running this script again
 writes new files with other bytes (training is deterministic, HDF5's layout of a rewritten file may not be),
@@ -50,10 +52,13 @@ KINDS = {
            PruningConfig(method="smallify", granularity="position_channel", l1_weight=0.002, sign_momentum=0.15,
                          mask_learning_rate=0.1)),
     "v4": (NeurcompConfig(width=10, blocks=2, weight_clusters=16), PruningConfig()),
-    "v6": (FVSRN, PruningConfig()),
     "v5": (FVSRNConfig(grid_channels=4, grid_resolution=8, mlp_width=12, mlp_layers=2, fourier_features=2,
                        wavelet="haar"),
            PruningConfig(method="variational", kl_weight=1.0, mask_learning_rate=0.1)),
+    "v6": (FVSRN, PruningConfig()),
+    "v7": (FVSRNConfig(grid_channels=4, grid_resolution=8, mlp_width=12, mlp_layers=2, fourier_features=2,
+                       grid_bits=5), PruningConfig()),
+    "v8": (FVSRN, PruningConfig()),
 }
 
 
@@ -94,17 +99,44 @@ def write_legacy(volume: Volume, name: str, config, pruning: PruningConfig, path
     return quality
 
 
-V6_MAX_ERROR = 4.0
+def write_series(volume: Volume, path: Path) -> float:
+    """Format 6: two time steps (the second the volume shifted by one point along x), two bricks each."""
+    import numpy as np
+
+    from srnvtk.fileformat import read_srn, write_parts
+    from srnvtk.parts import BrickLayout, FieldInfo, PartData, brick_geometry
+
+    config, _pruning = KINDS["v6"]
+    layout = BrickLayout((6, 10, 9), 1)
+    grid = volume.geometry
+    parts = []
+    for step, values in enumerate((volume.values, np.roll(volume.values, 1, axis=2))):
+        for brick in layout.indices(grid):
+            extent = layout.extent(grid, brick)
+            block = np.ascontiguousarray(values[extent[4]:extent[5] + 1, extent[2]:extent[3] + 1,
+                                                extent[0]:extent[1] + 1])
+            result = train(Volume(block, brick_geometry(grid, extent), "density"), config, TRAIN,
+                           value_range=(0.0, 255.0))
+            stats = {"steps": result.steps, "train_seconds": result.seconds, "final_loss": result.final_loss}
+            parts.append(PartData(0, step, brick, result.model.config, PruningConfig(),
+                                  apply_storage_precision(result.model), stats))
+    write_parts(path, grid, [0.0, 0.25], [FieldInfo("density", "uint8", 1, ((0.0, 255.0),))], parts, layout)
+    from srnvtk.decode import decode
+
+    return psnr(volume.values, decode(read_srn(path), device="cpu"), 255.0)
+
+
+V8_MAX_ERROR = 4.0
 
 
 def write_bounded(volume: Volume, config: FVSRNConfig, path: Path) -> float:
-    """A network and its residual quantised (the coder that needs no optional package) to V6_MAX_ERROR."""
+    """A network and its residual quantised (the coder that needs no optional package) to V8_MAX_ERROR."""
     from srnvtk.bounded import finish, network_candidates, train_for_bound
     from srnvtk.config import EncodeConfig, EncoderSettings
 
     settings = EncoderSettings(encode=EncodeConfig(), fvsrn=config, train=TRAIN)
     network = train_for_bound(volume, settings, 3_000)
-    candidate = network_candidates(volume, network, V6_MAX_ERROR, coder_names=("quant",))[0]
+    candidate = network_candidates(volume, network, V8_MAX_ERROR, coder_names=("quant",))[0]
     return finish(volume, source_info(volume), candidate, [candidate], path).stats["psnr"]
 
 
@@ -115,8 +147,10 @@ def main(names: list[str]) -> int:
         config, pruning = KINDS[name]
         path = HERE / f"{name}.srn"
         if name == "v6":
+            quality = write_series(volume, path)
+        elif name == "v8":
             quality = write_bounded(volume, config, path)
-        elif name == "v5":
+        elif name in ("v5", "v7"):
             result = compress(volume, model_config=config, train_config=TRAIN, path=path, pruning=pruning)
             quality = result.stats["psnr"]
         else:
