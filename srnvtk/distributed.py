@@ -409,8 +409,12 @@ class _Run:
             raise SettingsError(f"{who} with rank 0 on the settings "
                                 f"({_first_difference(keys[0], keys[differ[0]])}); every rank must run the same "
                                 "command")
-        if settings.encode.architecture != "fvsrn":
+        if settings.encode.architecture not in ("fvsrn", "auto"):  # auto: the fV-SRN settings as given
             raise SettingsError("bricks are compressed with fvsrn networks only")
+        if settings.fvsrn.grid_bits != 8 or settings.encode.max_error is not None \
+                or settings.encode.max_rel_error is not None:
+            raise SettingsError("bricks store 8-bit latent codes and no error bound yet; leave --grid-bits, "
+                                "--max-error and --max-rel-error out")
         if settings.encode.psnr is not None:
             raise SettingsError("a PSNR target is not supported with bricks yet; use a target ratio")
         layout = self.layout = layout_for(grid, self.brick_size, self.halo)

@@ -28,7 +28,7 @@ from .config import (
     ModelConfig,
     PruningConfig,
 )
-from .decode import decode, output_grid
+from .decode import bound_applies, decode, output_grid
 from .errors import SettingsError, SRNError
 from .faces import install_setters
 from .fileformat import STAT_KEYS, SRNFile, read_srn
@@ -67,8 +67,8 @@ def add_field_data(image: vtkImageData, values: dict[str, object]) -> None:
         fd.AddArray(array)
 
 
-SRN_FIELD_NAMES = (*STAT_KEYS, "source_array", "architecture", "pruning", "grid_resolution", "neurcomp_width", "bricks",
-                   "ranks")
+SRN_FIELD_NAMES = (*STAT_KEYS, "source_array", "architecture", "pruning", "grid_resolution", "neurcomp_width",
+                   "max_error", "error_bound", "bricks", "ranks")
 
 
 def reports_errors(method: Callable[..., int]) -> Callable[..., int]:
@@ -177,8 +177,9 @@ class SRNEncoder(VTKPythonAlgorithmBase):
             return self._encode_piece(image, output, inInfo[0].GetInformationObject(0), piece, pieces)
         volume = volume_from_image(image, self._selected_array())
         settings = self.encoder_settings()
-        result = encode(volume, settings, path=self._file_name or None, progress=self._progress,
-                        should_abort=self._should_abort).result
+        encoded = encode(volume, settings, path=self._file_name or None, progress=self._progress,
+                         should_abort=self._should_abort)
+        result = encoded.result
         error = np.abs(result.reconstruction.astype(np.float32) - volume.values.astype(np.float32))
         arrays = {volume.name: result.reconstruction, ERROR_ARRAY: error}
         fill_image(output, volume.geometry, arrays, active=volume.name)
@@ -186,10 +187,16 @@ class SRNEncoder(VTKPythonAlgorithmBase):
         model_config = result.model_config
         if isinstance(model_config, FVSRNConfig):
             size = {"grid_resolution": model_config.grid_resolution, "wavelet": model_config.wavelet or "none"}
-        else:
+        elif model_config is not None:
             size = {"neurcomp_width": model_config.width}
-        add_field_data(output, {**result.stats, **size, "architecture": model_config.architecture,
-                                "pruning": settings.pruning.method})
+        else:  # an error-bounded file without a network
+            size = {}
+        if result.bound is not None:
+            size.update(max_error=result.bound["max_error"],
+                        error_bound=f"{result.bound['design']} ({result.bound['coder']})")
+        add_field_data(output, {**result.stats, **size,
+                                "architecture": model_config.architecture if model_config is not None else "none",
+                                "pruning": encoded.pruning.method})
         return 1
 
     def _encode_piece(self, image: vtkImageData, output: vtkImageData, info, piece: int, pieces: int) -> int:
@@ -305,8 +312,18 @@ class SRNReader(VTKPythonAlgorithmBase):
         values = decode(srn, piece, device=config.device, precision=config.precision, threads=config.threads,
                         progress=self.UpdateProgress)
         fill_image(output, piece, {srn.source.array_name: values}, active=srn.source.array_name)
-        add_field_data(output, {**srn.stats, "source_array": srn.source.array_name})
+        add_field_data(output, {**srn.stats, "source_array": srn.source.array_name, **bound_fields(srn, piece)})
         return 1
 
 
 install_setters(SRNReader, (DecodeConfig,), report_error)
+
+
+def bound_fields(srn: SRNFile, output: Geometry) -> dict[str, object]:
+    """Field data on a file's error bound: max_error where it holds on this output (points on the source
+    lattice), else only a note saying why not."""
+    if srn.bound is None:
+        return {}
+    if bound_applies(srn, output):
+        return {"max_error": srn.bound.max_error, "error_bound": "holds at every point of this output"}
+    return {"error_bound": "does not apply: this grid is resampled, its points are not on the source lattice"}
