@@ -46,7 +46,7 @@ from srnvtk.decode import decode  # noqa: E402
 from srnvtk.metrics import psnr  # noqa: E402
 from srnvtk.ratecontrol import MLP_LADDER, compress_to_ratio  # noqa: E402
 
-FIXED_BYTES = 1024  # a bricked file's cost beyond its bricks (header, index); checked against real files later
+FIXED_BYTES = 1024  # a bricked file's cost beyond its bricks: an upper bound (531-536 measured, container_overhead.py)
 LABEL = re.compile(r"^b(?P<size>\d+)h(?P<halo>\d+)(g(?P<gamma>[\d.]+))?(m(?P<rung>\d))?$")
 
 
