@@ -315,7 +315,7 @@ def _open_source(path: str, array: str | None):
 
 
 def _run_compress(args: argparse.Namespace) -> int:
-    from .signals import Interrupts
+    from .interrupts import Interrupts
 
     # Signals only raise a flag (main catches them so from before the imports): under MPI a rank interrupted while
     # it starts must still meet the others (srnvtk.distributed).
@@ -783,9 +783,9 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse has printed usage and its message
         return exc.code if isinstance(exc.code, int) else EXIT_ERROR
-    from .signals import Interrupts
+    from .interrupts import Interrupts
 
-    # compress: SIGINT and SIGTERM raise a flag from before its imports (srnvtk.signals, srnvtk.distributed)
+    # compress: SIGINT and SIGTERM raise a flag from before its imports (srnvtk.interrupts, srnvtk.distributed)
     signals = Interrupts() if args.command == "compress" else contextlib.nullcontext()
     try:
         with _warnings_to_stderr(), signals as caught:

@@ -62,10 +62,10 @@ from .config import EncoderSettings, FVSRNConfig, TrainConfig
 from .decode import decode
 from .errors import InputError, SettingsError, SRNError, TrainingAborted
 from .fileformat import SourceInfo, SRNFile, encoded_part_model
+from .interrupts import Interrupts
 from .metrics import compression_ratio
 from .multipart import EncodedPart, PartEntry, encode_part, fixed_bytes, write_compact_stream
 from .parts import FieldInfo, PartData, PartInfo
-from .signals import Interrupts
 from .sources import BrickSource
 from .volume import Geometry, Volume
 
@@ -337,7 +337,7 @@ def compress_bricks(
     settings as given); settings.train.steps are per brick, a time limit is for the whole run. Every rank calls
     this with the same arguments; every rank returns the same stats, or raises the same error.
 
-    interrupts: the caller's (srnvtk.signals.Interrupts, already catching signals); None: caught for the run."""
+    interrupts: the caller's (srnvtk.interrupts.Interrupts, already catching signals); None: caught for the run."""
     comm = comm or Comm()
     with Interrupts(interrupts) as caught:
         run = _Run(source, settings, brick_size, halo, path, comm, gamma, progress, should_abort, caught)
