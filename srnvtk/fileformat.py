@@ -73,6 +73,7 @@ from .filechecks import (
     check_geometry,
     check_header_keys,
     check_layout,
+    check_object_keys,
     check_source_dtype,
     check_structure,
     check_value_range,
@@ -117,6 +118,7 @@ STAT_KEYS = ("psnr", "train_seconds", "steps", "final_loss", "file_bytes", "rati
 CODECS = {GRID: ("raw", "zlib", "lzma"), GRID_KEEP: ("raw", "zlib", "lzma")}
 HEADER_KEYS = ("format", "srnvtk_version", "source", "architecture", "model_config", "pruning_config", "structure",
                "layouts", "tensors", "stats")
+SOURCE_KEYS = ("array_name", "dtype", "extent", "origin", "spacing", "value_range")
 BOUND_KEY = "bound"  # format 8 only
 
 
@@ -417,6 +419,7 @@ def _read_container(container: Container) -> SRNFile:
     keys = HEADER_KEYS + ((BOUND_KEY,) if container.version == BOUNDED_VERSION else ())
     check_header_keys(header, keys, FORMAT_NAME)
     source_fields = _json_object(header["source"], "the source")
+    check_object_keys(source_fields, SOURCE_KEYS, "the source")
     value_range = source_fields.get("value_range")
     if not (isinstance(value_range, list) and len(value_range) == 2):
         raise FileFormatError("the source's value range is not two numbers")
@@ -440,6 +443,7 @@ def _read_network_file(container: Container, header: dict, source: SourceInfo, a
     structure = check_structure(config, header["structure"])
     plan = tensor_specs(config, structure, source.geometry)
     layouts = _json_object(header["layouts"], "the layouts")
+    check_object_keys(layouts, ("weights", "weight_indices"), "the layouts")
     layout = check_layout(layouts.get("weights"), plan.weights_layout, "weights_layout")
     index_layout = check_layout(layouts.get("weight_indices"), plan.index_layout, "indices_layout") \
         if plan.index_layout else []
