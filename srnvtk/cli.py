@@ -651,10 +651,33 @@ def _run_info(args: argparse.Namespace) -> int:
 def _run_generate(args: argparse.Namespace) -> int:
     from .datasets import ARRAY_NAME, default_volume
 
+    if args.series is not None or args.steps is not None:
+        return _run_generate_series(args)
+    if args.output is None:
+        raise _CLIError("give OUT.vti, or --series OUT.pvd for a time series")
     _check_output(args.output)
     image = default_volume(tuple(args.shape), args.seed)
     _write_image(image, args.output)
     print(f"wrote {args.output}: '{ARRAY_NAME}' (uint8) on {_dims(image.GetDimensions())} points")
+    return 0
+
+
+def _run_generate_series(args: argparse.Namespace) -> int:
+    from .series_data import DEFAULT_SERIES_STEPS, SERIES_ARRAYS, series_times, write_generated_series
+
+    if args.series is None or args.output is not None:
+        raise _CLIError("a time series is written with --series OUT.pvd (and --steps), without OUT.vti")
+    _check_output(args.series)
+    steps = DEFAULT_SERIES_STEPS if args.steps is None else args.steps
+    bar = ProgressBar("generating", enabled=not args.quiet)
+    try:
+        with _vtk_messages():
+            geometry = write_generated_series(args.series, tuple(args.shape), steps, args.seed, bar)
+    finally:
+        bar.close()
+    times = series_times(steps)
+    print(f"wrote {args.series}: {steps} steps (t = {times[0]:g} to {times[-1]:g} s) of "
+          f"{', '.join(SERIES_ARRAYS)} (float32; velocity 3 components) on {_dims(geometry.dimensions)} points")
     return 0
 
 
@@ -782,10 +805,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("generate", help="write srnvtk's procedural test volume as a .vti file",
                        description="Write the built-in synthetic volume (a uint8 'density' array).")
-    p.add_argument("output", metavar="OUT.vti")
+    p.add_argument("output", metavar="OUT.vti", nargs="?")
     p.add_argument("--shape", type=int, nargs=3, default=[64, 64, 64], metavar=("NX", "NY", "NZ"),
                    help="points per axis (default 64 64 64)")
     p.add_argument("--seed", type=int, default=0, help="moves the blobs and the interface's phases (default 0)")
+    series = p.add_argument_group("time series", "a mixing layer stirred by a turbulence-like flow: float32 "
+                                  "density, temperature and velocity (3 components) per step")
+    series.add_argument("--series", metavar="OUT.pvd", help="write OUT.pvd and OUT/OUT_0000.vti, ... instead")
+    series.add_argument("--steps", type=int, metavar="N", help="time steps (default 20)")
+    series.add_argument("--quiet", action="store_true", help="no progress output on stderr")
     p.set_defaults(run=_run_generate)
     return parser
 
