@@ -28,7 +28,7 @@ from torch import nn
 
 from .config import ModelConfig, PruningConfig, TrainConfig
 from .devices import resolve_device, set_threads
-from .errors import TrainingAborted
+from .errors import SettingsError, TrainingAborted
 from .models import build_model, default_learning_rate
 from .pruning import MaskObjective, attach_masks, kept_unit_fraction, pruned_fraction
 from .sampling import voxel_positions
@@ -98,15 +98,28 @@ def train(
     should_abort: AbortCallback | None = None,
     pruning: PruningConfig | None = None,
     fit: FitCallback | None = None,
+    *,
+    initial_model: nn.Module | None = None,
+    frozen: tuple[str, ...] = (),
 ) -> TrainResult:
     """Fit a new network to the volume (pruning it when asked, then fitting it to a byte budget when `fit` is
-    given); deterministic for a given seed on the CPU."""
+    given); deterministic for a given seed on the CPU.
+
+    initial_model: start from a copy of its weights instead of a fresh initialisation (warm start from the
+    previous time step's model); it must have the architecture and shapes model_config gives for this volume
+    (SettingsError otherwise) and is left unchanged. Its pruning is not carried over. frozen: parameter name
+    prefixes (say "mlp.") whose parameters keep their initial values.
+    """
     pruning = pruning or PruningConfig()
     value_range = validate_for_training(volume)
     set_threads(train_config.threads)
     device = resolve_device(train_config.device)
     torch.manual_seed(train_config.seed)
-    model = build_model(model_config, volume.geometry).to(device)
+    model = build_model(model_config, volume.geometry)
+    if initial_model is not None:
+        _load_initial(model, initial_model)
+    model = model.to(device)
+    _freeze(model, (frozen,) if isinstance(frozen, str) else tuple(frozen))
     targets = normalized_values(volume, value_range).to(device)
     generator = torch.Generator(device=device).manual_seed(train_config.seed)
     learning_rate = train_config.learning_rate or default_learning_rate(model_config)
@@ -145,6 +158,34 @@ def train(
                 model.bake_masks()
     model.eval()
     return TrainResult(model, value_range, budget.seconds, loss_value, budget.step, pruned_fraction(model))
+
+
+def _load_initial(model: nn.Module, initial: nn.Module) -> None:
+    """Copy initial's weights into the freshly built model (warm start)."""
+    config = getattr(initial, "config", None)
+    if type(initial) is not type(model) or type(config) is not type(model.config):
+        raise SettingsError(f"the initial model is a {type(initial).__name__}, the settings give a "
+                            f"{type(model).__name__}")
+    if config != model.config:
+        ours, theirs = dataclasses.asdict(model.config), dataclasses.asdict(config)
+        differ = ", ".join(f"{k} {theirs[k]} (not {ours[k]})" for k in ours if ours[k] != theirs[k])
+        raise SettingsError(f"the initial model has other settings than the ones to train: {differ}")
+    try:
+        model.load_state_dict({k: v.detach().cpu() for k, v in initial.state_dict().items()})
+    except RuntimeError as exc:
+        raise SettingsError(f"the initial model's shapes do not fit this volume: {str(exc).splitlines()[-1].strip()}"
+                            ) from None
+
+
+def _freeze(model: nn.Module, prefixes: tuple[str, ...]) -> None:
+    """Keep the parameters whose names start with a prefix at their values (Adam skips them: no gradients)."""
+    for prefix in prefixes:
+        matched = [p for name, p in model.named_parameters() if name.startswith(prefix)]
+        if not matched:
+            names = ", ".join(name for name, _ in model.named_parameters())
+            raise SettingsError(f"no parameter to freeze starts with '{prefix}'; the model has: {names}")
+        for parameter in matched:
+            parameter.requires_grad_(False)
 
 
 def _run_phase(
