@@ -473,9 +473,10 @@ def series_from_arrays(
     infos = [_describe_arrays(geometry, step_arrays, _step_label(i, None)) for i, step_arrays in enumerate(steps)]
     geometry, fields = check_steps(infos, list(times), arrays)
     held = [dict(step_arrays) for step_arrays in steps]
+    shapes = {f.name: geometry.shape_zyx + ((3,) if f.is_vector else ()) for f in fields}
 
     def load(step: int, names: tuple[str, ...]) -> dict[str, np.ndarray]:
-        return {name: held[step][name] for name in names}
+        return {name: np.asarray(held[step][name]).reshape(shapes[name]) for name in names}  # (z, y, x, 1) too
 
     series = Series(geometry, tuple(float(t) for t in times), fields, load)
     for step in range(series.num_steps):
