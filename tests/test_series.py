@@ -30,7 +30,7 @@ from srnvtk.series import (  # noqa: E402
     series_from_arrays,
     write_series,
 )
-from srnvtk.series_data import SERIES_ARRAYS, generate_series, series_times  # noqa: E402
+from srnvtk.series_data import DEFAULT_SERIES_STEPS, SERIES_ARRAYS, generate_series, series_times  # noqa: E402
 from srnvtk.volume import Geometry  # noqa: E402
 
 SHAPE = (12, 10, 8)  # x, y, z
@@ -173,6 +173,12 @@ def test_series_in_memory_and_step_lookup(generated) -> None:
     one_line_error(InputError, "no array 'pressure'.*density, temperature, velocity", series.arrays, 0, ["pressure"])
     one_line_error(InputError, "3 components; choose one", series.volume, 0, "velocity")
     one_line_error(InputError, "no component 3", series.volume, 0, "velocity", 3)
+
+
+def test_series_in_memory_returns_scalars_as_zyx(generated) -> None:
+    steps = [{"density": generated[i]["density"][..., None]} for i in range(2)]
+    series = series_from_arrays(default_geometry(SHAPE), [0.0, 1.0], steps)
+    assert series.fields[0].components == 1 and series.arrays(1)["density"].shape == ZYX
 
 
 def test_values_are_checked_lazily_when_asked(tmp_path: Path) -> None:
@@ -386,6 +392,11 @@ def test_generate_series(tmp_path: Path) -> None:
     assert series.geometry == Geometry((0, 9, 0, 8, 0, 7), series.geometry.origin, series.geometry.spacing)
     expected = list(generate_series((10, 9, 8), 3, seed=4))
     assert np.array_equal(series.arrays(2)["velocity"], expected[2][1]["velocity"])
+
+
+def test_generate_help_gives_the_default_step_count() -> None:
+    code, out, _ = run_cli("generate", "--help")
+    assert code == 0 and f"time steps (default {DEFAULT_SERIES_STEPS})" in " ".join(out.split())
 
 
 @pytest.mark.parametrize(("args", "match"), [
