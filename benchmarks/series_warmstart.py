@@ -50,6 +50,7 @@ from srnvtk.volume import Volume
 HERE = Path(__file__).resolve().parent
 SCHEMES = ("cold", "warm", "warm-lr", "frozen")
 FIELD = "density"
+EXTRAPOLATION = 1.5  # a needed budget is extrapolated at most this far beyond the largest budget run
 # What a resumed run must share with the rows it continues (the budgets may differ: more chains are added).
 RESUME_KEYS = ("series", "size", "series_steps", "ratio", "batch_size", "warm_lr_factor", "quick", "model")
 
@@ -69,7 +70,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--schemes", nargs="+", choices=SCHEMES, default=list(SCHEMES))
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", help="output stem (default benchmarks/results/series_warmstart_SIZE)")
-    parser.add_argument("--quick", action="store_true", help="20^3, 3 steps, budgets 10 20 (warm 5 10 20) of 2048 voxels, a tiny network")
+    parser.add_argument("--quick", action="store_true",
+                        help="20^3, 3 steps, budgets 10 20 (warm 5 10 20) of 2048 voxels, a tiny network")
     args = parser.parse_args(argv)
     if args.quick:
         args.size, args.series_steps, args.budgets, args.warm_budgets = 20, 3, [10, 20], [5, 10, 20]
@@ -157,7 +159,9 @@ class Runner:
 def needed_budget(curve: list[tuple[int, float]], target: float) -> tuple[float | None, str]:
     """The budget at which a PSNR-vs-budget curve (increasing budgets) reaches the target: interpolated in log
     budget between the last budget below and the first at or above it. ('at most', smallest budget) when the
-    smallest already reaches it; (None, 'not reached') when no budget does."""
+    smallest already reaches it. When no budget does: extrapolated along the line through the last two points
+    (in log budget) while that line still rises and the extrapolation stays within EXTRAPOLATION of the largest
+    budget; else (None, 'not reached')."""
     for i, (budget, value) in enumerate(curve):
         if value >= target:
             if i == 0:
@@ -165,6 +169,12 @@ def needed_budget(curve: list[tuple[int, float]], target: float) -> tuple[float 
             b0, v0 = curve[i - 1]
             fraction = (target - v0) / (value - v0)
             return math.exp(math.log(b0) + fraction * (math.log(budget) - math.log(b0))), "interpolated"
+    if len(curve) >= 2:
+        (b0, v0), (b1, v1) = curve[-2:]
+        if v1 > v0:
+            budget = math.exp(math.log(b1) + (target - v1) / (v1 - v0) * (math.log(b1) - math.log(b0)))
+            if budget <= EXTRAPOLATION * b1:
+                return budget, "extrapolated"
     return None, "not reached"
 
 
@@ -189,6 +199,7 @@ def summarize(rows: list[dict], args: argparse.Namespace) -> dict:
         summary[scheme] = {
             "per_step": per_step,
             "bound": any(p["how"] == "at most" for p in per_step),  # the mean is then an upper bound
+            "extrapolated": any(p["how"] == "extrapolated" for p in per_step),
             "mean_fraction": (float(np.mean(fractions)) if fractions and None not in fractions else None),
             "max_fraction": (max(fractions) if fractions and None not in fractions else None),
         }
@@ -225,7 +236,8 @@ def markdown(rows: list[dict], settings: dict, summary: dict, machine: dict) -> 
             lines.append(f"| {scheme} | {budget} | {mean_over_steps(rows, scheme, budget, 'psnr'):.2f} | {per_step} | "
                          f"{mean_over_steps(rows, scheme, budget, 'train_seconds'):.1f} |")
     lines += ["", f"Budget needed to reach cold's PSNR at {settings['reference_budget']} steps, as a fraction of it "
-              "(per step; 'at most' where the smallest budget already reaches it):", "",
+              "(per step; '<=' where the smallest budget already reaches it, '~' extrapolated beyond the largest "
+              "budget run):", "",
               "| scheme | mean fraction | largest | per step |", "|---|---|---|---|"]
     for scheme, entry in summary.items():
         cells = []
@@ -233,8 +245,9 @@ def markdown(rows: list[dict], settings: dict, summary: dict, machine: dict) -> 
             if p["fraction"] is None:
                 cells.append(f"{p['step']}: not reached")
             else:
-                cells.append(f"{p['step']}: {'<= ' if p['how'] == 'at most' else ''}{p['fraction']:.3f}")
-        bound = "<= " if entry["bound"] else ""
+                mark = {"at most": "<= ", "extrapolated": "~"}.get(p["how"], "")
+                cells.append(f"{p['step']}: {mark}{p['fraction']:.3f}")
+        bound = ("<= " if entry["bound"] else "") + ("~" if entry["extrapolated"] else "")
         mean = "not reached" if entry["mean_fraction"] is None else f"{bound}{entry['mean_fraction']:.3f}"
         largest = "-" if entry["max_fraction"] is None else f"{entry['max_fraction']:.3f}"
         lines.append(f"| {scheme} | {mean} | {largest} | {', '.join(cells)} |")

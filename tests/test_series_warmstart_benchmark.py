@@ -29,7 +29,10 @@ def test_needed_budget(bench) -> None:
     assert bench.needed_budget(curve, 32.0) == (pytest.approx(500.0), "interpolated")  # halfway in log budget
     assert bench.needed_budget(curve, 34.0) == (pytest.approx(1000.0), "interpolated")
     assert bench.needed_budget(curve, 29.0) == (250.0, "at most")
-    assert bench.needed_budget(curve, 36.5) == (None, "not reached")
+    # Beyond the largest budget: along the last segment (1 dB per doubling), up to 1.5 times the largest budget.
+    assert bench.needed_budget(curve, 36.5) == (pytest.approx(4000 * 2**0.5), "extrapolated")
+    assert bench.needed_budget(curve, 38.0) == (None, "not reached")
+    assert bench.needed_budget([(250, 30.0), (500, 29.0)], 31.0) == (None, "not reached")
 
 
 def row(scheme: str, budget: int, step: int, psnr: float) -> dict:
