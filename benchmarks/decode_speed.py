@@ -33,6 +33,7 @@ import torch
 
 from srnvtk.config import FVSRNConfig, NeurcompConfig
 from srnvtk.decode import decode, evaluation_path, resampled_geometry, strided_geometry
+from srnvtk.fileformat import SRNFile
 from srnvtk.models import build_model
 from srnvtk.volume import Geometry
 
@@ -93,7 +94,8 @@ def run_case(name: str, device: str, baseline: bool, precision: str, arch: str, 
     torch_device = torch.device("cuda" if device == "cuda" else "cpu")
     model.to(torch_device)
     path = evaluation_path(model)
-    decode(model, SOURCE, strided_geometry(SOURCE, (16, 16, 16)), (0.0, 255.0), "uint8", device)  # warm-up
+    decode(SRNFile.of_model(model, SOURCE, (0.0, 255.0), "uint8"), strided_geometry(SOURCE, (16, 16, 16)),
+           device=device)  # warm-up
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     if torch_device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
@@ -104,7 +106,8 @@ def run_case(name: str, device: str, baseline: bool, precision: str, arch: str, 
         if baseline:
             values = baseline_decode(model, output, torch_device)
         else:
-            values = decode(model, SOURCE, output, (0.0, 255.0), "uint8", device, precision=precision)
+            values = decode(SRNFile.of_model(model, SOURCE, (0.0, 255.0), "uint8"), output, device=device,
+                            precision=precision)
         _sync(torch_device)
         times.append(time.perf_counter() - start)
     seconds = statistics.median(times)

@@ -46,13 +46,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "rm256.srn"
         start = time.perf_counter()
-        result = compress(volume, model_config, train_config, path)
+        result = compress(volume, model_config=model_config, train_config=train_config, path=path)
         encode_seconds = time.perf_counter() - start
         file_bytes = os.path.getsize(path)
         start = time.perf_counter()
         srn = read_srn(path)
-        decoded = decode(srn.model, srn.source.geometry, srn.source.geometry, srn.source.value_range,
-                         srn.source.dtype, args.device)
+        decoded = decode(srn, device=args.device)
         decode_seconds = time.perf_counter() - start
     value_range = float(volume.values.max()) - float(volume.values.min())
     row = {

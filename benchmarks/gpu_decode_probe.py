@@ -10,6 +10,7 @@ import torch
 
 from srnvtk.config import FVSRNConfig
 from srnvtk.decode import decode
+from srnvtk.fileformat import SRNFile
 from srnvtk.models import build_model
 from srnvtk.volume import Geometry
 
@@ -20,11 +21,11 @@ def main() -> None:
     geometry = Geometry((0, n - 1, 0, n - 1, 0, n - 1))
     model = build_model(FVSRNConfig(), geometry)
     for batch in (1 << 18, 1 << 21, 1 << 23):
-        decode(model, geometry, geometry, (0.0, 1.0), "float32", device, batch_points=batch)
+        decode(SRNFile.of_model(model, geometry, (0.0, 1.0), "float32"), device=device, batch_points=batch)
         if torch.cuda.is_available():
             torch.cuda.synchronize()
         start = time.perf_counter()
-        decode(model, geometry, geometry, (0.0, 1.0), "float32", device, batch_points=batch)
+        decode(SRNFile.of_model(model, geometry, (0.0, 1.0), "float32"), device=device, batch_points=batch)
         if torch.cuda.is_available():
             torch.cuda.synchronize()
         seconds = time.perf_counter() - start

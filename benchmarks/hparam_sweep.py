@@ -17,6 +17,7 @@ import numpy as np
 from srnvtk.config import FVSRNConfig, TrainConfig
 from srnvtk.decode import decode
 from srnvtk.encoder import estimated_file_bytes
+from srnvtk.fileformat import SRNFile
 from srnvtk.metrics import psnr
 from srnvtk.quantize import apply_storage_precision
 from srnvtk.train import train
@@ -67,7 +68,7 @@ def main() -> None:
             start = time.perf_counter()
             result = train(volume, model_config, train_config)
             apply_storage_precision(result.model)
-            rec = decode(result.model, geometry, geometry, result.value_range, volume.dtype, args.device)
+            rec = decode(SRNFile.of_model(result.model, geometry, result.value_range, volume.dtype), device=args.device)
             row = {
                 "label": label, "steps": steps, "batch": train_config.batch_size,
                 "lr": train_config.learning_rate, "model": model_change,

@@ -141,7 +141,7 @@ def run_one(volume: Volume, spec: dict, args: argparse.Namespace) -> dict:
         start = time.perf_counter()
         # The encoder measures the model rounded to what the file stores: the PSNR a reader decodes
         # (tests/test_pruning.py checks the round trip is exact).
-        result = compress(volume, model_config, train_config, path, pruning=pruning)
+        result = compress(volume, model_config=model_config, train_config=train_config, path=path, pruning=pruning)
         seconds = time.perf_counter() - start
         file_bytes = os.path.getsize(path)
         pruned = pruned_fractions(read_srn(path).model)

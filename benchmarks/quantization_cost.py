@@ -32,6 +32,7 @@ from pruning_ablation import add_region_arguments, load_region
 from srnvtk.config import FVSRNConfig, NeurcompConfig, TrainConfig
 from srnvtk.decode import decode
 from srnvtk.encoder import config_for_ratio, estimated_file_bytes
+from srnvtk.fileformat import SRNFile
 from srnvtk.metrics import psnr
 from srnvtk.quantize import apply_storage_precision
 from srnvtk.train import train
@@ -57,7 +58,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def quality(model: torch.nn.Module, volume: Volume, value_range: tuple[float, float]) -> float:
-    decoded = decode(model, volume.geometry, volume.geometry, value_range, volume.dtype, "cpu")
+    decoded = decode(SRNFile.of_model(model, volume.geometry, value_range, volume.dtype), device="cpu")
     return psnr(volume.values, decoded, value_range[1] - value_range[0])
 
 
@@ -101,7 +102,7 @@ def rows_for(volume: Volume, args: argparse.Namespace) -> list[dict]:
                                  split=True)
     model = reference["model"]  # post-training clustering of the (fp16-rounded) float network, no fine-tuning
     model.config = clustered
-    model.cluster_weights()
+    model.share_weights()
     apply_storage_precision(model)
     post_training = quality(model, volume, reference["value_range"])
     aware = float_and_stored(volume, clustered, train_config, split=False)

@@ -40,6 +40,7 @@ from srnvtk.config import FVSRNConfig, TrainConfig
 from srnvtk.datasets import default_geometry
 from srnvtk.decode import decode
 from srnvtk.encoder import config_for_ratio, estimated_file_bytes, latent_code_bytes
+from srnvtk.fileformat import SRNFile
 from srnvtk.metrics import psnr
 from srnvtk.models import default_learning_rate
 from srnvtk.quantize import apply_storage_precision
@@ -127,7 +128,7 @@ class Runner:
         model = result.model
         apply_storage_precision(model)
         start = time.perf_counter()
-        decoded = decode(model, self.geometry, self.geometry, result.value_range, "float32", "cpu",
+        decoded = decode(SRNFile.of_model(model, self.geometry, result.value_range), device="cpu",
                          threads=self.args.threads)
         decode_seconds = time.perf_counter() - start
         quality = psnr(volume.values, decoded, result.value_range[1] - result.value_range[0])

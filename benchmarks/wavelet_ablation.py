@@ -88,7 +88,7 @@ def run_one(volume: Volume, spec: dict, args: argparse.Namespace) -> dict:
         path = Path(tmp) / "run.srn"
         start = time.perf_counter()
         # The encoder measures the model as the file stores it: the PSNR a reader decodes.
-        result = compress(volume, model_config, train_config, path, pruning=pruning)
+        result = compress(volume, model_config=model_config, train_config=train_config, path=path, pruning=pruning)
         seconds = time.perf_counter() - start
         file_bytes = os.path.getsize(path)
         model = read_srn(path).model

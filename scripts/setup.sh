@@ -7,11 +7,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TORCH_SPEC="torch==2.13.0"   # the CPU wheel; an unpinned torch pulls a multi-GB CUDA build
+# The GPU kernels (srnvtk/gpu): on a machine without a GPU the tests run them in Triton's CPU interpreter.
+TRITON_SPEC="triton==3.9.0"
 
 need_apt=()
 # gcc + libc6-dev: srnvtk compiles its fused CPU decoding kernel on first use (srnvtk/native); without them
-# decoding falls back to a slower torch path.
-for pkg in paraview python3-paraview python3-venv python3-h5py xvfb xauth openmpi-bin gcc libc6-dev; do
+# decoding falls back to a slower torch path. libqt5svg5: Qt's SVG module, without which ParaView's GUI draws
+# its toolbar buttons blank (Debian's paraview package does not pull it in).
+for pkg in paraview python3-paraview python3-venv python3-h5py xvfb xauth openmpi-bin gcc libc6-dev libqt5svg5; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need_apt+=("$pkg")
 done
 if [ ${#need_apt[@]} -gt 0 ]; then
@@ -26,9 +29,9 @@ if [ ! -x .venv/bin/python ]; then
     echo "[setup] creating .venv"
     "$PY" -m venv .venv
 fi
-if ! .venv/bin/python -c "import srnvtk, torch, vtkmodules, pywt, h5py, pytest, ruff" 2>/dev/null; then
+if ! .venv/bin/python -c "import srnvtk, torch, vtkmodules, pywt, h5py, pytest, ruff, Xlib, triton" 2>/dev/null; then
     .venv/bin/pip install -q --upgrade pip
-    .venv/bin/pip install -q "$TORCH_SPEC"
+    .venv/bin/pip install -q "$TORCH_SPEC" "$TRITON_SPEC"
     .venv/bin/pip install -q -e ".[vtk,test]"   # benchmarks: also .[bench] (matplotlib, classic codecs)
 fi
 

@@ -1,6 +1,53 @@
-"""`python -m srnvtk`: the same command as the `srnvtk` console script."""
+"""`python -m srnvtk`: the same command as the `srnvtk` console script (which runs `run` too)."""
 
-from .cli import main
+import os
+import sys
+
+from .interrupts import deferred_interrupts
+
+EXIT_INTERRUPTED = 130
+
+
+def run() -> int:
+    """The srnvtk command. Ctrl-C during the start-up imports (numpy's C extensions) or the argument parsing exits
+    as it does later: one line, status 130. An interrupted run then ends at once (os._exit), skipping the
+    interpreter's shutdown: CPython marks a KeyboardInterrupt raised inside exec() of a string (dataclasses and
+    namedtuples do that while modules import, torch's lazily) as unhandled even when srnvtk handled it, and would
+    kill itself with SIGINT at exit; and modules the interrupt left half imported are never finalised. Every
+    temporary file was removed where the interrupt passed through (srnvtk writes through temporary names)."""
+    try:
+        with deferred_interrupts():
+            from .cli import main
+        status = main()
+    except Exception as exc:
+        if not interrupted_by(exc):
+            raise
+        print("srnvtk: interrupted", file=sys.stderr)
+        status = EXIT_INTERRUPTED
+    except KeyboardInterrupt:
+        print("srnvtk: interrupted", file=sys.stderr)
+        status = EXIT_INTERRUPTED
+    if status == EXIT_INTERRUPTED:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass
+        os._exit(EXIT_INTERRUPTED)
+    return status
+
+
+def interrupted_by(exc: BaseException) -> bool:
+    """Whether a KeyboardInterrupt is among the causes of exc: Python wraps one raised in a descriptor's
+    __set_name__ (while a class is made, as modules that torch imports lazily do) into a RuntimeError."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, KeyboardInterrupt):
+            return True
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return False
+
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run())

@@ -19,9 +19,9 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import torch
-from torch import nn
 
 from .config import PruningConfig
 from .errors import SettingsError
@@ -29,6 +29,9 @@ from .fileformat import SourceInfo, srn_file_bytes
 from .models.fvsrn import grid_shape_for
 from .quantize import storage_tensors
 from .volume import Geometry
+
+if TYPE_CHECKING:
+    from .models.protocol import SRNModel
 
 # Stop the bisection once the kept count is known to within this fraction of the entries (or one entry):
 # the bytes it leaves unused are a small fraction of the budget.
@@ -40,13 +43,13 @@ GROWTH_ROUNDS = 3
 Measure = Callable[[torch.Tensor | None], int]  # file bytes with this keep mask (None: the model's own)
 
 
-def file_size_probe(model: nn.Module, source: SourceInfo, pruning: PruningConfig | None) -> Measure:
+def file_size_probe(model: SRNModel, source: SourceInfo, pruning: PruningConfig | None) -> Measure:
     """A function giving the bytes of the model's file (with its current settings, `model.config`) if it kept
     only the given latent entries."""
     return lambda keep: srn_file_bytes(model.config, storage_tensors(model, keep), source, pruning)
 
 
-def ranked_entries(model: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+def ranked_entries(model: SRNModel) -> tuple[torch.Tensor, torch.Tensor]:
     """(order, current keep mask): the currently kept entries' flat indices into the keep mask's shape, most
     important first, and that mask (all true where nothing is pruned yet).
 
@@ -55,7 +58,7 @@ def ranked_entries(model: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
     """
     latent = model.latent.detach()
     keep = model.grid_keep
-    learned = getattr(model, "unit_importance", None)
+    learned = model.unit_importance
     if keep is None:
         units = learned.shape if learned is not None else (1, *latent.shape[1:])
         keep = torch.ones(units, dtype=torch.bool, device=latent.device)
@@ -77,14 +80,14 @@ def keep_top(order: torch.Tensor, count: int, like: torch.Tensor) -> torch.Tenso
     return keep.reshape(like.shape)
 
 
-def fit_latent_to_budget(model: nn.Module, budget: int, measure: Measure) -> int:
+def fit_latent_to_budget(model: SRNModel, budget: int, measure: Measure) -> int:
     """Drop the least important latent entries until the file fits the budget; returns how many were dropped.
 
     Does nothing to a model whose file already fits, or that has no latent tensor (Neurcomp: its file size
     does not depend on the values, and is sized exactly before training). SettingsError when even dropping
     every entry leaves the file over the budget.
     """
-    if getattr(model, "latent_name", None) is None:
+    if model.latent_name is None:
         return 0
     if measure(None) <= budget:
         model.unit_importance = None  # the budget pays for every unit the masks ranked
@@ -106,10 +109,10 @@ def fit_latent_to_budget(model: nn.Module, budget: int, measure: Measure) -> int
     return kept - fits
 
 
-def grow_latent_for_budget(model: nn.Module, budget: int, measure: Measure, geometry: Geometry) -> int:
+def grow_latent_for_budget(model: SRNModel, budget: int, measure: Measure, geometry: Geometry) -> int:
     """Resample an unpruned fV-SRN's latent grid to a finer resolution while its whole file stays well under the
     budget (see the module); returns the resolution steps added (0 when the file already fills it)."""
-    if not hasattr(model, "resize_latent") or model.grid_keep is not None or model.unit_importance is not None:
+    if model.latent_name is None or model.grid_keep is not None or model.unit_importance is not None:
         return 0
     start = model.config.grid_resolution
     for _round in range(GROWTH_ROUNDS):
@@ -127,11 +130,11 @@ def grow_latent_for_budget(model: nn.Module, budget: int, measure: Measure, geom
 
 
 def budget_fit(budget: int, source: SourceInfo, pruning: PruningConfig | None,
-               grow: bool = True) -> Callable[[nn.Module], None]:
+               grow: bool = True) -> Callable[[SRNModel], None]:
     """The trainer's fit callback (srnvtk.train) for this budget: grow (unpruned fV-SRN only, when asked),
     then trim."""
 
-    def fit(model: nn.Module) -> None:
+    def fit(model: SRNModel) -> None:
         measure = file_size_probe(model, source, pruning)
         if grow:
             grow_latent_for_budget(model, budget, measure, source.geometry)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import dataclasses
 import json
 import math
 import os
@@ -22,27 +21,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-import numpy as np
-
 from . import __version__
-from .config import (
-    ARCHITECTURES,
-    DEFAULT_LEARNING_RATES,
-    DEVICES,
-    GRANULARITIES,
-    NEURCOMP_REFERENCE_WIDTH,
-    PRECISIONS,
-    PRUNING_METHODS,
-    PSNR_TRIALS,
-    SIGMA_MODES,
-    FVSRNConfig,
-    ModelConfig,
-    NeurcompConfig,
-    PruningConfig,
-    TrainConfig,
-    check_device,
-)
-from .errors import InputError, SettingsError, SRNError
+from .config import ENCODER_SETTINGS, DecodeConfig, EncoderSettings, ModelConfig, NeurcompConfig
+from .errors import InputError, SRNError
+from .faces import add_arguments, check_given, face_value, settings_from_args
+from .interrupts import preload_command
 
 if TYPE_CHECKING:  # VTK is imported only by the commands that need it
     from vtkmodules.vtkCommonDataModel import vtkImageData
@@ -296,65 +279,12 @@ def _write_image(image: vtkImageData, path: str) -> None:
 # compress
 
 
-def _train_config(args: argparse.Namespace) -> TrainConfig:
-    given = {
-        "steps": args.steps,
-        "batch_size": args.batch_size,
-        "learning_rate": args.lr,
-        "seed": args.seed,
-        "device": args.device,
-        "threads": args.threads,
-        "time_limit": args.time_limit,
-    }
-    return TrainConfig(**{k: v for k, v in given.items() if v is not None})
-
-
-# The options of each architecture: option dest -> settings field.
-_MODEL_OPTIONS = {
-    "fvsrn": {"grid_resolution": "grid_resolution", "grid_channels": "grid_channels", "mlp_width": "mlp_width",
-              "mlp_layers": "mlp_layers", "fourier_features": "fourier_features", "wavelet": "wavelet",
-              "wavelet_levels": "wavelet_levels"},
-    "neurcomp": {"neurcomp_width": "width", "neurcomp_blocks": "blocks", "residual": "residual",
-                 "omega0": "omega_0", "weight_clusters": "weight_clusters"},
-}
-
-
-def _base_model_config(args: argparse.Namespace) -> ModelConfig:
-    """The chosen architecture's settings; options of the other architecture are an error."""
-    for architecture, options in _MODEL_OPTIONS.items():
-        if architecture == args.arch:
-            continue
-        for dest in options:
-            if getattr(args, dest) is not None:
-                flag = "--" + dest.replace("_", "-")
-                if dest == "residual":
-                    flag = "--residual" if args.residual else "--plain"
-                raise _CLIError(f"{flag} applies to --arch {architecture}, not --arch {args.arch}")
-    given = {field: getattr(args, dest) for dest, field in _MODEL_OPTIONS[args.arch].items()}
-    if args.arch == "fvsrn" and args.wavelet_levels is not None:
-        if args.wavelet is None or args.wavelet.strip().lower() == "none":
-            raise _CLIError("--wavelet-levels needs a wavelet grid (--wavelet NAME)")
-        given["wavelet_levels"] = args.wavelet_levels or None  # 0: automatic
-    cls = FVSRNConfig if args.arch == "fvsrn" else NeurcompConfig
-    return cls(**{k: v for k, v in given.items() if v is not None})
-
-
-# Pruning options: option dest -> PruningConfig field.
-_PRUNING_OPTIONS = {
-    "prune_granularity": "granularity", "mask_phase": "mask_phase_fraction", "mask_lr": "mask_learning_rate",
-    "finetune_lr_factor": "finetune_lr_factor", "prune_l1": "l1_weight", "prune_kl": "kl_weight",
-    "prune_sigma": "sigma",
-}
-
-
-def _pruning_config(args: argparse.Namespace) -> PruningConfig:
-    given = {dest: getattr(args, dest) for dest in _PRUNING_OPTIONS if getattr(args, dest) is not None}
-    if args.arch != "fvsrn" and args.prune_granularity is not None:
-        raise _CLIError("--prune-granularity applies to --arch fvsrn (neurcomp's masks sit on its neurons)")
-    if given and args.prune == "none":
-        methods = "|".join(PRUNING_METHODS[1:])
-        raise _CLIError(f"--{next(iter(given)).replace('_', '-')} needs a pruning method (--prune {methods})")
-    return PruningConfig(method=args.prune, **{_PRUNING_OPTIONS[dest]: value for dest, value in given.items()})
+def encoder_settings(args: argparse.Namespace) -> EncoderSettings:
+    """The settings the command line gives (defaults for the rest); SettingsError for options that are out of
+    range, excluded by another option or meant for another architecture or pruning method."""
+    choice = {name: face_value(args, ENCODER_SETTINGS, name) for name in ("architecture", "method", "wavelet")}
+    check_given(args, ENCODER_SETTINGS, choice)
+    return EncoderSettings(*(settings_from_args(args, cls) for cls in ENCODER_SETTINGS))
 
 
 def _describe_model(config: ModelConfig, geometry) -> str:
@@ -376,68 +306,46 @@ def _describe_model(config: ModelConfig, geometry) -> str:
 
 def _run_compress(args: argparse.Namespace) -> int:
     from .devices import resolve_device
-    from .encoder import compress
-    from .ratecontrol import compress_to_psnr, plan_for_ratio
+    from .ratecontrol import encode, plan_for_ratio
     from .volume import validate_for_training
     from .vtkio import volume_from_image
 
-    train_config = _train_config(args)
-    model_config = _base_model_config(args)
-    pruning = _pruning_config(args)
-    if args.ratio is not None and not args.ratio > 1.0:
-        raise SettingsError(f"--ratio must be > 1, got {args.ratio:g}")
-    if args.psnr is not None and not 0 < args.psnr < 1000:
-        raise SettingsError(f"--psnr must be a positive number of dB, got {args.psnr:g}")
-    if args.psnr_trials < 1:
-        raise SettingsError(f"--psnr-trials must be at least 1, got {args.psnr_trials}")
+    settings = encoder_settings(args)
     _check_input(args.input)
     _check_output(args.output, args.input)
-
-    image = _read_image(args.input)
-    volume = volume_from_image(image, args.array)
+    volume = volume_from_image(_read_image(args.input), args.array)
     validate_for_training(volume)
-    geometry = volume.geometry
-    budget = None
-    if args.ratio is not None:
-        model_config, budget = plan_for_ratio(args.ratio, volume, model_config, pruning)
-
+    target, train, pruning = settings.encode, settings.train, settings.pruning
     if not args.quiet:
+        if target.psnr is not None:
+            model = f"searching sizes for {target.psnr:g} dB ({target.psnr_trials} trainings at most)"
+        elif target.ratio is not None:
+            planned, budget = plan_for_ratio(target.ratio, volume, settings.model_config, pruning)
+            model = f"{_describe_model(planned, volume.geometry)}, fitted to {budget:,} bytes"
+        else:
+            model = _describe_model(settings.model_config, volume.geometry)
         pruned = f", pruning with {pruning.method}" if pruning.enabled else ""
-        model = (f"searching sizes for {args.psnr:g} dB ({args.psnr_trials} trainings at most)"
-                 if args.psnr is not None else _describe_model(model_config, geometry))
-        fitted = f", fitted to {budget:,} bytes" if budget is not None else ""
-        print(
-            f"compressing '{volume.name}' ({_dims(geometry.dimensions)} {volume.dtype}) from {args.input}: "
-            f"{model}{fitted}{pruned}, "
-            f"{train_config.steps} steps of {train_config.batch_size} on {resolve_device(train_config.device)}",
-            file=sys.stderr,
-        )
+        print(f"compressing '{volume.name}' ({_dims(volume.geometry.dimensions)} {volume.dtype}) from "
+              f"{args.input}: {model}{pruned}, {train.steps} steps of {train.batch_size} on "
+              f"{resolve_device(train.device)}", file=sys.stderr)
     bar = ProgressBar("compressing", enabled=not args.quiet)
     try:
-        if args.psnr is not None:
-            search = compress_to_psnr(volume, args.psnr, train_config, model_config, args.output, bar,
-                                      pruning=pruning, trials=args.psnr_trials)
-            result = search.result
-        else:
-            result = compress(volume, model_config, train_config, args.output, progress=bar, pruning=pruning,
-                              target_bytes=budget)
+        encoded = encode(volume, settings, path=args.output, progress=bar)
     finally:
         bar.close()
-    if args.psnr is not None:
+    if encoded.search is not None:
+        search = encoded.search
         tried = ", ".join(f"{r:.4g}: " + ("no model fits" if q is None else format_psnr(q)) for r, q in search.trials)
         print(f"quality search (ratio: PSNR): {tried}", file=sys.stderr)
         if not search.reached:
-            print(f"warning: no trial reached {args.psnr:g} dB; kept the best one", file=sys.stderr)
-
+            print(f"warning: no trial reached {target.psnr:g} dB; kept the best one", file=sys.stderr)
+    result = encoded.result
     stats = result.stats
-    source_bytes = volume.values.nbytes
     print(f"wrote {args.output}")
     print(f"  file size   {human_bytes(result.file_bytes)} ({result.file_bytes:,} bytes)")
-    print(
-        f"  ratio       {stats['ratio']:.1f}x against float32"
-        + (f", {source_bytes / result.file_bytes:.1f}x against the {volume.dtype} source"
-           if volume.dtype != "float32" else "")
-    )
+    against_source = (f", {volume.values.nbytes / result.file_bytes:.1f}x against the {volume.dtype} source"
+                      if volume.dtype != "float32" else "")
+    print(f"  ratio       {stats['ratio']:.1f}x against float32{against_source}")
     print(f"  PSNR        {format_psnr(stats['psnr'])}")
     if pruning.enabled:
         print(f"  pruned      {100 * stats['pruned_fraction']:.1f}% of the parameters ({pruning.method})")
@@ -449,41 +357,23 @@ def _run_compress(args: argparse.Namespace) -> int:
 # decompress
 
 
-def _stride(values: list[int] | None) -> tuple[int, int, int]:
-    if values is None:
-        return (1, 1, 1)
-    if len(values) == 1:
-        return (values[0],) * 3
-    if len(values) == 3:
-        return tuple(values)
-    raise SettingsError(f"--stride takes one value or three (SX SY SZ), got {len(values)}")
-
-
 def _run_decompress(args: argparse.Namespace) -> int:
-    from .decode import decode, evaluation_path, model_device, resampled_geometry, strided_geometry
+    from .decode import decode, evaluation_path, model_device, output_grid
     from .fileformat import read_srn
     from .vtkio import image_from_arrays
 
-    device = check_device(args.device)
-    stride = _stride(args.stride)
+    check_given(args, (DecodeConfig,), {})
+    config = settings_from_args(args, DecodeConfig)
     _check_input(args.input)
     _check_output(args.output, args.input)
-
     srn = read_srn(args.input)
     source = srn.source
-    region = tuple(args.extent) if args.extent is not None else None
-    if args.dimensions is not None:
-        geometry = resampled_geometry(source.geometry, tuple(args.dimensions), region)
-    else:
-        geometry = strided_geometry(source.geometry, stride, region)
-
+    geometry = output_grid(source.geometry, config)
     bar = ProgressBar("decoding", enabled=not args.quiet)
     start = time.perf_counter()
     try:
-        values = decode(
-            srn.model, source.geometry, geometry, source.value_range, source.dtype, device,
-            progress=bar, threads=args.threads, precision=args.precision,
-        )
+        values = decode(srn, geometry, device=config.device, precision=config.precision, threads=config.threads,
+                        progress=bar)
     finally:
         bar.close()
     seconds = time.perf_counter() - start
@@ -493,71 +383,15 @@ def _run_decompress(args: argparse.Namespace) -> int:
         f"wrote {args.output}: '{source.array_name}' ({source.dtype}) on {_dims(geometry.dimensions)} points, "
         f"extent {' '.join(str(e) for e in geometry.extent)}, spacing {_numbers(geometry.spacing)}"
     )
-    where = model_device(srn.model).type.upper()
+    model = srn.part_model(srn.parts_of(0, 0)[0].index)
+    where = model_device(model).type.upper()
     print(f"decoded in {seconds:.2f} s ({values.size / max(seconds, 1e-9) / 1e6:.2f} M points/s; "
-          f"{evaluation_path(srn.model)} on the {where})")
+          f"{evaluation_path(model)} on the {where})")
     return 0
 
 
 # ---------------------------------------------------------------------------------------------
 # info
-
-
-def info_dict(path: str) -> dict[str, Any]:
-    """Everything `srnvtk info` shows, as plain JSON-ready values (non-finite numbers become None)."""
-    import h5py
-
-    from .fileformat import read_srn
-    from .pruning import pruned_fractions
-
-    _check_input(path)
-    srn = read_srn(path)
-    with h5py.File(path, "r") as f:  # read_srn validated it; these attributes are informational
-        attrs = {key: f.attrs.get(key) for key in ("format", "format_version", "architecture", "srnvtk_version")}
-    source = srn.source
-    geometry = source.geometry
-    stats: dict[str, Any] = {}
-    for key, value in srn.stats.items():
-        stats[key] = int(value) if key in ("steps", "file_bytes") else _finite_or_none(value)
-    return {
-        "file": str(path),
-        "format": _plain(attrs["format"]),
-        "format_version": int(attrs["format_version"]),
-        "architecture": _plain(attrs["architecture"]),
-        "srnvtk_version": _plain(attrs["srnvtk_version"]),
-        "model_config": _plain(dataclasses.asdict(srn.model_config)),
-        "model_structure": _plain(srn.model.structure()),
-        "pruning_config": _plain(dataclasses.asdict(srn.pruning)),
-        "pruned_fractions": pruned_fractions(srn.model),  # per parameter, of the unpruned model's entries
-        "source": {
-            "array_name": source.array_name,
-            "dtype": source.dtype,
-            "dimensions": list(geometry.dimensions),
-            "extent": list(geometry.extent),
-            "spacing": list(geometry.spacing),
-            "origin": list(geometry.origin),
-            "value_range": list(source.value_range),
-        },
-        "stats": stats,
-        "tensor_bytes": dict(srn.tensor_bytes),
-    } | ({"grid_shape": [int(s) for s in srn.model.grid.shape[1:]]} if hasattr(srn.model, "grid") else {})
-
-
-def _plain(value: Any) -> Any:
-    """numpy scalars, bytes and tuples as JSON's types."""
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
-
-
-def _finite_or_none(value: float) -> float | None:
-    return float(value) if math.isfinite(value) else None
 
 
 # What an unset (None) model setting means, for `srnvtk info`.
@@ -566,12 +400,16 @@ _UNSET_MEANS = {"grid_shape": "derived from the volume", "wavelet": "none (plain
 
 
 def _run_info(args: argparse.Namespace) -> int:
+    from .fileinfo import file_info
     from .pruning import METHOD_SETTINGS, SCHEDULE_SETTINGS
 
-    info = info_dict(args.input)
+    _check_input(args.input)
+    info = file_info(args.input)
     if args.json:
         print(json.dumps(info, indent=2, allow_nan=False))
         return 0
+    if "parts" in info:
+        return _print_parts_info(info)
     src, stats = info["source"], info["stats"]
     rows: list[tuple[str, str]] = []
 
@@ -616,13 +454,13 @@ def _run_info(args: argparse.Namespace) -> int:
     section("stats")
     if "psnr" in stats:
         row("PSNR", "inf (lossless)" if stats["psnr"] is None else format_psnr(stats["psnr"]))
-    if "ratio" in stats:
+    if stats.get("ratio") is not None:
         row("ratio", f"{stats['ratio']:.1f}x against float32")
-    if "file_bytes" in stats:
+    if stats.get("file_bytes") is not None:
         row("file bytes", f"{stats['file_bytes']:,} ({human_bytes(stats['file_bytes'])})")
-    if "train_seconds" in stats:
+    if stats.get("train_seconds") is not None:
         row("train time", human_seconds(stats["train_seconds"]))
-    if "steps" in stats:
+    if stats.get("steps") is not None:
         row("steps", stats["steps"])
     if stats.get("final_loss") is not None:
         row("final loss", f"{stats['final_loss']:.4g}")
@@ -633,14 +471,40 @@ def _run_info(args: argparse.Namespace) -> int:
         rows.append(("  " + name, f"{size:>10,}"))
     tensors_total = sum(info["tensor_bytes"].values())
     rows.append(("  total", f"{tensors_total:>10,}"))
-    if "file_bytes" in stats:
-        rows.append(("  HDF5 structure", f"{stats['file_bytes'] - tensors_total:>10,}"))
+    if stats.get("file_bytes") is not None:
+        structure = "HDF5 structure" if info["format_version"] < 5 else "header and container"
+        rows.append(("  " + structure, f"{stats['file_bytes'] - tensors_total:>10,}"))
     section("pruned fraction per parameter")
     for name, fraction in info["pruned_fractions"].items():
         rows.append(("  " + name, f"{100 * fraction:>9.1f}%"))
     width = max(len(key) for key, _ in rows) + 2
     for key, value in rows:
         print(f"{key:<{width}}{value}".rstrip() if value else key)
+    return 0
+
+
+def _print_parts_info(info: dict[str, Any]) -> int:
+    """`srnvtk info` of a file of many networks: one line per field and time step (bricks summed)."""
+    grid, stats = info["grid"], info["stats"]
+    print(f"{info['file']}: {info['format']} format version {info['format_version']}, {len(info['parts'])} networks,"
+          f" written by srnvtk {info['srnvtk_version']}")
+    print(f"  grid        {_dims(grid['dimensions'])} points, spacing {_numbers(grid['spacing'])}, origin "
+          f"{_numbers(grid['origin'])}")
+    more = " ..." if len(info["times"]) > 8 else ""
+    print(f"  times       {len(info['times'])}: {_numbers(info['times'][:8])}{more}")
+    if info["bricks"] is not None:
+        bricks = info["bricks"]
+        print(f"  bricks      {_dims(bricks['counts'])} of {_dims(bricks['size'])} points, halo {bricks['halo']}")
+    print(f"  file bytes  {int(stats['file_bytes']):,} ({human_bytes(stats['file_bytes'])}), ratio "
+          f"{stats['ratio']:.1f}x against float32")
+    print(f"  {'field':<16} {'step':>5} {'time':>10} {'bytes':>12} {'PSNR':>9}")
+    groups: dict[tuple[str, int], list[dict]] = {}
+    for part in info["parts"]:
+        groups.setdefault((part["field"], part["step"]), []).append(part)
+    for (name, step), parts in groups.items():
+        quality = [p["stats"].get("psnr") for p in parts]
+        shown = f"{quality[0]:.2f}" if len(quality) == 1 and quality[0] is not None else "-"
+        print(f"  {name:<16} {step:>5} {parts[0]['time']:>10g} {sum(p['bytes'] for p in parts):>12,} {shown:>9}")
     return 0
 
 
@@ -682,18 +546,35 @@ def _run_generate_series(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------------------------------------
+# paraview
+
+
+def _run_paraview(args: argparse.Namespace) -> int:
+    from .paraview_plugin import launch, paraview_environment, plugin_folder
+
+    if args.print_path:
+        env = paraview_environment()
+        print(f"PV_PLUGIN_PATH={plugin_folder()}")
+        print(f"PYTHONPATH={env['PYTHONPATH']}")
+        return 0
+    launch(args.program, args.args)
+    return 0  # not reached: launch replaces this process
+
+
+# ---------------------------------------------------------------------------------------------
 # Parser and entry point
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(encoder_classes: tuple[type, ...] = ENCODER_SETTINGS,
+                 decoder_classes: tuple[type, ...] = (DecodeConfig,)) -> argparse.ArgumentParser:
+    """The srnvtk command's parser; the settings classes of compress and decompress can be swapped for tests."""
     parser = argparse.ArgumentParser(
         prog=PROG,
-        description="Compress VTK image data (.vti) into small .srn files with fV-SRN networks, and back.",
+        description="Compress VTK image data (.vti) into small .srn files with scene representation networks, "
+                    "and back.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    defaults_model, defaults_train = FVSRNConfig(), TrainConfig()
-    defaults_neurcomp, defaults_pruning = NeurcompConfig(), PruningConfig()
 
     p = sub.add_parser("compress", help="train a network on one array of a .vti file and write a .srn file",
                        description="Train an fV-SRN or Neurcomp network on one point-data array, optionally "
@@ -701,79 +582,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("input", metavar="IN.vti")
     p.add_argument("output", metavar="OUT.srn")
     p.add_argument("--array", metavar="NAME", help="point-data array to compress (default: the active scalars)")
-    p.add_argument("--arch", choices=ARCHITECTURES, default="fvsrn",
-                   help="network: fvsrn (latent grid + MLP) or neurcomp (SIREN) (default fvsrn)")
-    size = p.add_mutually_exclusive_group()
-    size.add_argument("--ratio", type=float, metavar="R",
-                      help="a file at most (and close to) 1/R of the float32 volume's bytes: the latent grid "
-                           "(fvsrn) or the width (neurcomp) is sized for it and an fvsrn grid trimmed to it after "
-                           "training; with pruning the file may land well under")
-    size.add_argument("--psnr", type=float, metavar="P",
-                      help="the smallest file reaching P dB: searches ratios with up to --psnr-trials trainings")
-    size.add_argument("--grid-resolution", type=int, metavar="N",
-                      help=f"latent grid points along the longest axis (default {defaults_model.grid_resolution})")
-    size.add_argument("--neurcomp-width", type=int, metavar="N",
-                      help=f"neurcomp: neurons per layer (default {defaults_neurcomp.width})")
-    p.add_argument("--psnr-trials", type=int, default=PSNR_TRIALS, metavar="N",
-                   help=f"with --psnr: trainings at most (default {PSNR_TRIALS}), each with the full step and time "
-                        "budget")
-    p.add_argument("--grid-channels", type=int, metavar="C",
-                   help=f"latent features per grid point (default {defaults_model.grid_channels})")
-    p.add_argument("--mlp-width", type=int, metavar="W", help=f"MLP width (default {defaults_model.mlp_width})")
-    p.add_argument("--mlp-layers", type=int, metavar="L",
-                   help=f"MLP hidden layers (default {defaults_model.mlp_layers})")
-    p.add_argument("--fourier-features", type=int, metavar="F",
-                   help=f"sin/cos octaves per axis (default {defaults_model.fourier_features})")
-    p.add_argument("--wavelet", metavar="NAME",
-                   help="fvsrn: train the latent grid as its 3D wavelet coefficients, which pruning then prunes: a "
-                        "PyWavelets discrete wavelet such as haar, db2, sym4, coif1, bior2.2 (default none: a plain "
-                        "grid)")
-    p.add_argument("--wavelet-levels", type=int, metavar="N",
-                   help="fvsrn with --wavelet: decomposition levels on every axis (default 0: automatic per axis)")
-    p.add_argument("--neurcomp-blocks", type=int, metavar="B",
-                   help=f"neurcomp: blocks of two sine layers after the first (default {defaults_neurcomp.blocks})")
-    residual = p.add_mutually_exclusive_group()
-    residual.add_argument("--residual", dest="residual", action="store_const", const=True, default=None,
-                          help="neurcomp: skip connections around each block (the default)")
-    residual.add_argument("--plain", dest="residual", action="store_const", const=False,
-                          help="neurcomp: no skip connections (every layer can then be pruned)")
-    p.add_argument("--omega0", type=float, metavar="W",
-                   help=f"neurcomp: frequency factor of the sine layers (default {defaults_neurcomp.omega_0:g})")
-    p.add_argument("--weight-clusters", type=int, metavar="K",
-                   help="neurcomp: store each hidden matrix as K shared values (k-means, 2..256) and a uint8 index "
-                        "per weight, fine-tuning the shared values at the end of training (default 0: fp16)")
-    p.add_argument("--prune", choices=PRUNING_METHODS, default="none",
-                   help="prune while training: learn masks, bake them in, fine-tune (default none)")
-    p.add_argument("--prune-granularity", choices=GRANULARITIES,
-                   help="fvsrn: one mask per grid position (shared by the channels) or per position and channel "
-                        f"(default {defaults_pruning.granularity})")
-    p.add_argument("--mask-phase", type=float, metavar="F",
-                   help=f"share of the steps trained with masks (default {defaults_pruning.mask_phase_fraction:.3g})")
-    p.add_argument("--mask-lr", type=float, metavar="LR",
-                   help=f"initial learning rate of the masks (default {defaults_pruning.mask_learning_rate:g})")
-    p.add_argument("--finetune-lr-factor", type=float, metavar="F",
-                   help="the mask phase decays to this fraction of the learning rate; fine-tuning restarts there "
-                        f"(default {defaults_pruning.finetune_lr_factor:g})")
-    p.add_argument("--prune-l1", type=float, metavar="W",
-                   help=f"smallify, binary: L1 weight on the masks (default {defaults_pruning.l1_weight:g})")
-    p.add_argument("--prune-kl", type=float, metavar="W",
-                   help=f"variational: weight of the mean KL per unit (default {defaults_pruning.kl_weight:g})")
-    p.add_argument("--prune-sigma", choices=SIGMA_MODES,
-                   help=f"variational: fixed or predicted likelihood sigma (default {defaults_pruning.sigma})")
-    p.add_argument("--steps", type=int, metavar="S", help=f"training steps (default {defaults_train.steps})")
-    p.add_argument("--batch-size", type=int, metavar="B",
-                   help=f"voxels per step (default {defaults_train.batch_size})")
-    p.add_argument("--lr", type=float, metavar="LR",
-                   help="initial learning rate (default: " + ", ".join(
-                       f"{rate:g} for {arch}" for arch, rate in DEFAULT_LEARNING_RATES.items())
-                   + f"; neurcomp's times {NEURCOMP_REFERENCE_WIDTH} / width above that width)")
-    p.add_argument("--seed", type=int, metavar="S", help=f"random seed (default {defaults_train.seed})")
-    p.add_argument("--device", choices=DEVICES, help="where to train (default auto: CUDA when present)")
-    p.add_argument("--threads", type=int, metavar="T", help="CPU threads for torch (default: torch's choice)")
-    p.add_argument("--time-limit", type=float, metavar="SEC",
-                   help="stop training after SEC seconds; the learning-rate schedule follows the clock "
-                        "(default: no limit, run all steps)")
     p.add_argument("--quiet", action="store_true", help="no progress output on stderr (the summary still prints)")
+    add_arguments(p, encoder_classes)
     p.set_defaults(run=_run_compress)
 
     p = sub.add_parser("decompress", help="reconstruct a .vti file from a .srn file",
@@ -781,21 +591,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "version of it, or a sub-extent, and write a .vti file.")
     p.add_argument("input", metavar="IN.srn")
     p.add_argument("output", metavar="OUT.vti")
-    grid = p.add_mutually_exclusive_group()
-    grid.add_argument("--stride", type=int, nargs="+", metavar="S",
-                      help="keep every S-th source point (one value, or SX SY SZ)")
-    grid.add_argument("--dimensions", type=int, nargs=3, metavar=("NX", "NY", "NZ"),
-                      help="resample to this many points per axis over the same bounds")
-    p.add_argument("--extent", type=int, nargs=6, metavar=("I0", "I1", "J0", "J1", "K0", "K1"),
-                   help="only this region, in the source's index space")
-    p.add_argument("--device", choices=DEVICES, default="auto", help="where to decode (default auto)")
-    p.add_argument("--threads", type=int, default=0, metavar="T",
-                   help="CPU threads for decoding (default: one per core, shared between the MPI ranks "
-                        "on this machine)")
-    p.add_argument("--precision", choices=PRECISIONS, default="fp32",
-                   help="the MLP's precision on CUDA: fp16, or auto (fp16 where a probe shows it within 1e-3 of "
-                        "the value range); the CPU always uses fp32 (default fp32)")
     p.add_argument("--quiet", action="store_true", help="no progress output on stderr")
+    add_arguments(p, decoder_classes)
     p.set_defaults(run=_run_decompress)
 
     p = sub.add_parser("info", help="describe a .srn file", description="Show what a .srn file stores.")
@@ -815,6 +612,16 @@ def build_parser() -> argparse.ArgumentParser:
     series.add_argument("--steps", type=int, metavar="N", help="time steps (default 20)")
     series.add_argument("--quiet", action="store_true", help="no progress output on stderr")
     p.set_defaults(run=_run_generate)
+
+    p = sub.add_parser("paraview", help="start ParaView (or pvpython, pvbatch) with the srnvtk plugin loaded",
+                       description="Start a ParaView program with the SRN Encoder and SRN Reader: writes the plugin "
+                                   "XML to srnvtk's cache folder and sets PV_PLUGIN_PATH and PYTHONPATH.")
+    p.add_argument("program", nargs="?", default="paraview", choices=("paraview", "pvpython", "pvbatch", "pvserver"),
+                   help="which program (default paraview)")
+    p.add_argument("args", nargs=argparse.REMAINDER, help="passed on to the program")
+    p.add_argument("--print-path", action="store_true",
+                   help="print the PV_PLUGIN_PATH and PYTHONPATH to use, and start nothing")
+    p.set_defaults(run=_run_paraview)
     return parser
 
 
@@ -827,6 +634,7 @@ def main(argv: list[str] | None = None) -> int:
         return exc.code if isinstance(exc.code, int) else EXIT_ERROR
     try:
         with _warnings_to_stderr():
+            preload_command(args.command)  # no Ctrl-C inside extension-module imports (srnvtk.interrupts)
             return args.run(args)
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)

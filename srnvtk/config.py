@@ -1,20 +1,71 @@
-"""Settings as frozen dataclasses, validated once, stored in every .srn file as JSON."""
+"""Settings as frozen dataclasses, validated once, stored in every .srn file as JSON.
+
+Each user-facing setting is declared once, as a field with `setting(...)` (srnvtk.options): default, range or
+choices, help, command-line flag, ParaView property, panel group and when it applies. Validation, the
+command line, the VTK setters and the ParaView XML are all derived from these declarations. Checks that
+relate two settings stay in the classes' `__post_init__`.
+
+Measured reasons for the defaults are in benchmarks/README.md (hyperparameter sweep, pruning ablation).
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import math
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from .errors import SettingsError
+from .options import Condition, check_settings, setting
 
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("auto", "fp32", "fp16")  # decoding on CUDA (srnvtk.decode)
 PRUNING_METHODS = ("none", "smallify", "variational", "binary")
 GRANULARITIES = ("position", "position_channel")
 SIGMA_MODES = ("static", "dynamic")
+ARCHITECTURES = ("fvsrn", "neurcomp")
+MAX_WAVELET_LEVELS = 16  # each level halves the axes: more than enough for any grid resolution allowed
+INT32_MAX = 2**31 - 1  # ParaView's integer properties are 32-bit
+
+OUTPUT, MODEL, TRAINING, PRUNING, READING = "Output", "Model", "Training", "Pruning", "Reading"
+FVSRN_ONLY = Condition("architecture", ("fvsrn",))
+NEURCOMP_ONLY = Condition("architecture", ("neurcomp",))
+PRUNING_ON = Condition("method", ("none",), inverse=True)
+
+
+def _wavelet_choices() -> tuple[str, ...]:
+    from .wavelet import wavelet_names  # PyWavelets: only when wavelets are listed or checked
+
+    return ("none", *wavelet_names())
+
+
+@dataclass(frozen=True)
+class EncodeConfig:
+    """What to make: the architecture and the file's size or quality target."""
+
+    ratio: float | None = setting(
+        None, "Compression ratio to aim for (float32 bytes of the array / file bytes, the whole file counted): the "
+        "grid (fvsrn) or the width (neurcomp) is sized for it and an fvsrn grid's least important entries are "
+        "dropped after training until the file fits, so the file lands at or just under the budget (with pruning "
+        "it may land well under). 0: off, the model's size settings are used as given.",
+        OUTPUT, property="TargetRatio", flag="--ratio", metavar="R", low=1.0, low_open=True, none_as=0.0,
+        exclusive="size")
+    psnr: float | None = setting(
+        None, "PSNR in dB to reach with the smallest file: searches target ratios with up to PSNR Trials "
+        "trainings (each with the full step and time budget); the best file is kept when none reaches it. 0: off. "
+        "Wins over the target ratio.",
+        OUTPUT, property="TargetPSNR", label="Target PSNR", flag="--psnr", metavar="P", low=0.0, high=1000.0,
+        low_open=True, high_open=True, none_as=0.0, exclusive="size")
+    psnr_trials: int = setting(
+        5, "Trainings a PSNR target runs at most.", OUTPUT, property="PSNRTrials", label="PSNR Trials",
+        flag="--psnr-trials", metavar="N", low=1, high=100, advanced=True)
+    architecture: str = setting(
+        "fvsrn", "The network: fvsrn (a latent feature grid read trilinearly, then a small MLP) or neurcomp (a "
+        "SIREN of sine layers). A target ratio sizes the grid (fvsrn) or the width (neurcomp).",
+        MODEL, property="Architecture", flag="--arch", choices=ARCHITECTURES)
+
+    def __post_init__(self) -> None:
+        check_settings(self)
 
 
 @dataclass(frozen=True)
@@ -22,36 +73,42 @@ class FVSRNConfig:
     """fV-SRN: a latent grid (channels x grid resolution, longest axis) read trilinearly, plus an MLP."""
 
     architecture: ClassVar[str] = "fvsrn"
-    grid_channels: int = 16
-    grid_resolution: int = 32
+    applies: ClassVar[tuple[Condition, ...]] = (FVSRN_ONLY,)
+
+    grid_channels: int = setting(16, "Feature channels of the latent grid.", MODEL, property="GridChannels",
+                                 flag="--grid-channels", metavar="C", low=1, high=256, advanced=True)
+    grid_resolution: int = setting(
+        32, "Latent grid points along the longest axis (other axes follow the aspect ratio). Ignored when a "
+        "target ratio or PSNR is set.", MODEL, property="GridResolution", flag="--grid-resolution", metavar="N",
+        low=2, high=1024, exclusive="size")
     grid_shape: tuple[int, int, int] | None = None  # (z, y, x); derived from the volume when None
-    mlp_width: int = 32
-    mlp_layers: int = 4
-    fourier_features: int = 4  # sin/cos octaves per axis
-    # The latent grid parameterised by its 3D wavelet coefficients (srnvtk.wavelet): a PyWavelets discrete
-    # wavelet name, or None ('none') for a plain grid. Pruning masks then sit on the coefficients.
-    wavelet: str | None = None
-    wavelet_levels: int | None = None  # levels on every axis; None: automatic per axis; unused by a plain grid
+    mlp_width: int = setting(32, "Neurons per hidden layer of the decoder MLP.", MODEL, property="MLPWidth",
+                             label="MLP Width", flag="--mlp-width", metavar="W", low=1, high=1024, advanced=True)
+    mlp_layers: int = setting(4, "Hidden layers of the decoder MLP.", MODEL, property="MLPLayers",
+                              label="MLP Layers", flag="--mlp-layers", metavar="L", low=1, high=32, advanced=True)
+    fourier_features: int = setting(
+        4, "Sine/cosine octaves per axis added to the MLP's input positions (0: none).", MODEL,
+        property="FourierFeatures", flag="--fourier-features", metavar="F", low=0, high=16, advanced=True)
+    # The latent grid parameterised by its 3D wavelet coefficients (srnvtk.wavelet), or None for a plain grid.
+    wavelet: str | None = setting(
+        None, "none trains the latent grid directly; a wavelet (PyWavelets' discrete wavelets such as haar, db2, "
+        "sym4, coif1, bior2.2; not dmey) trains the grid's 3D wavelet coefficients instead: every step runs the "
+        "inverse wavelet transform, and pruning masks sit on the coefficients, where energy is concentrated in "
+        "few of them. The file stores the surviving coefficients; the reader runs the inverse transform once.",
+        MODEL, property="Wavelet", flag="--wavelet", metavar="NAME", choices=_wavelet_choices, none_as="none")
+    wavelet_levels: int | None = setting(
+        None, "Wavelet decomposition levels on every axis of the latent grid; 0 chooses them per axis "
+        "(PyWavelets' dwt_max_level for the grid size and filter length).", MODEL, property="WaveletLevels",
+        flag="--wavelet-levels", metavar="N", low=1, high=MAX_WAVELET_LEVELS, none_as=0,
+        applies=(Condition("wavelet", ("none",), inverse=True),))
 
     def __post_init__(self) -> None:
-        _check_range("grid_channels", self.grid_channels, 1, 256)
-        _check_range("grid_resolution", self.grid_resolution, 2, 1024)
-        _check_range("mlp_width", self.mlp_width, 1, 1024)
-        _check_range("mlp_layers", self.mlp_layers, 1, 32)
-        _check_range("fourier_features", self.fourier_features, 0, 16)
+        object.__setattr__(self, "wavelet", _wavelet_name(self.wavelet))
+        check_settings(self)
         if self.grid_shape is not None:
             if len(self.grid_shape) != 3 or min(self.grid_shape) < 2:
                 raise SettingsError(f"grid_shape must be three sizes >= 2, got {self.grid_shape}")
             object.__setattr__(self, "grid_shape", tuple(int(s) for s in self.grid_shape))
-        object.__setattr__(self, "wavelet", _wavelet_name(self.wavelet))
-        levels = self.wavelet_levels
-        if levels is not None and (isinstance(levels, bool) or not isinstance(levels, int)
-                                   or not 1 <= levels <= MAX_WAVELET_LEVELS):
-            raise SettingsError(f"wavelet_levels must be None (automatic) or an integer in [1, "
-                                f"{MAX_WAVELET_LEVELS}], got {levels!r}")
-
-
-MAX_WAVELET_LEVELS = 16  # each level halves the axes: more than enough for any grid resolution allowed
 
 
 def _wavelet_name(name: Any) -> str | None:
@@ -71,35 +128,38 @@ class NeurcompConfig:
     two sine layers (residual: with a skip connection around each block), then a linear output."""
 
     architecture: ClassVar[str] = "neurcomp"
+    applies: ClassVar[tuple[Condition, ...]] = (NEURCOMP_ONLY,)
 
-    width: int = 64
-    blocks: int = 7  # the paper's default of 8 layers: the first sine layer and 7 blocks
-    residual: bool = True
-    omega_0: float = 30.0
-    # 0: the hidden (width x width) matrices are stored in fp16. 2..256: they are clustered by k-means into this
-    # many shared values each (uint8 indices), as Neurcomp's paper did, near the end of training; the rest of
-    # training fine-tunes the shared values (srnvtk.kmeans).
-    weight_clusters: int = 0
+    width: int = setting(64, "Neurons per layer of the Neurcomp network. Ignored when a target ratio or PSNR is "
+                         "set.", MODEL, property="NeurcompWidth", flag="--neurcomp-width", metavar="N", low=1,
+                         high=4096, exclusive="size")
+    blocks: int = setting(7, "Blocks of two sine layers after Neurcomp's first layer (the paper's 8 layers: 7 "
+                          "blocks).", MODEL, property="NeurcompBlocks", flag="--neurcomp-blocks", metavar="B",
+                          low=1, high=64)
+    residual: bool = setting(True, "A skip connection around every block. Without it (plain) every layer can be "
+                             "pruned; with it only the inner layer of each block.", MODEL, property="Residual",
+                             flag="--residual", false_flag="--plain")
+    omega_0: float = setting(30.0, "The sine layers compute sin(omega_0 (W x + b)).", MODEL, property="Omega0",
+                             label="Omega 0", flag="--omega0", metavar="W", low=0.0, high=1000.0, low_open=True,
+                             advanced=True)
+    # k-means weight sharing as Neurcomp's paper did, near the end of training; the rest of training fine-tunes
+    # the shared values (srnvtk.kmeans).
+    weight_clusters: int = setting(
+        0, "0 stores the hidden matrices in fp16; 2 to 256 stores each as that many shared values found by k-means "
+        "plus one byte per weight, and fine-tunes the shared values at the end of training.", MODEL,
+        property="WeightClusters", flag="--weight-clusters", metavar="K", low=0, high=256)
 
     def __post_init__(self) -> None:
-        _check_range("width", self.width, 1, 4096)
-        _check_range("blocks", self.blocks, 1, 64)
-        if not isinstance(self.residual, bool):
-            raise SettingsError(f"residual must be true or false, got {self.residual!r}")
-        _check_float("omega_0", self.omega_0, 0.0, 1000.0, low_open=True)
-        if self.weight_clusters != 0:
-            _check_range("weight_clusters", self.weight_clusters, 2, 256)
+        check_settings(self)
+        if self.weight_clusters == 1:
+            raise SettingsError("weight_clusters must be 0 (fp16 weights) or in [2, 256], got 1")
 
 
 ModelConfig = FVSRNConfig | NeurcompConfig
 MODEL_CONFIGS: dict[str, type] = {"fvsrn": FVSRNConfig, "neurcomp": NeurcompConfig}
-ARCHITECTURES = tuple(MODEL_CONFIGS)
-# Adam's initial rate when TrainConfig.learning_rate is None. fV-SRN: the H200 sweep's best
-# (benchmarks/results/hparam_sweep*.jsonl). Neurcomp: SIREN weights need far smaller rates, for networks up
-# to NEURCOMP_REFERENCE_WIDTH wide; a wider one gets rate * reference / width (each neuron sums `width`
-# weights that Adam all moves by about the rate). On a 64^3 Richtmyer-Meshkov region, 600 steps, 7 blocks:
-# residual width 48 gave 37.9 dB at 1e-3 and diverged at 2e-3; width 96 (300 steps) 34.9 dB at 5e-4, 32.7
-# at 1e-3; plain width 48 gave 33.0 dB at 5e-4 and 24.9 at 1e-3.
+# Adam's initial rate when TrainConfig.learning_rate is None, per architecture; Neurcomp wider than
+# NEURCOMP_REFERENCE_WIDTH gets rate * reference / width (each neuron sums `width` weights that Adam all moves
+# by about the rate). Where these come from: benchmarks/README.md (hyperparameter sweep, Neurcomp rates).
 DEFAULT_LEARNING_RATES = {"fvsrn": 2e-2, "neurcomp": 1e-3, "neurcomp-plain": 5e-4}
 NEURCOMP_REFERENCE_WIDTH = 48
 
@@ -110,45 +170,76 @@ class PruningConfig:
 
     Masks sit on fV-SRN's latent grid, or on its wavelet coefficients with a wavelet grid (granularity
     'position': one per grid point or coefficient position, shared by the channels; 'position_channel': one per
-    value), and on Neurcomp's hidden neurons.
+    value), and on Neurcomp's hidden neurons. Defaults: benchmarks/README.md (pruning ablation).
     """
 
-    method: str = "none"  # none, smallify, variational or binary
-    granularity: str = "position"  # fV-SRN only
-    mask_phase_fraction: float = 2.0 / 3.0  # of the training budget spent with masks; the rest fine-tunes
-    finetune_lr_factor: float = 0.1  # the mask phase decays to learning_rate * this; fine-tuning restarts there
-    # Adam's initial rate for the masks' own parameters (decayed like the network's): masks must travel
-    # from "keep" to "prune" within the mask phase whatever rate the network itself needs
-    mask_learning_rate: float = 0.05
-    # smallify and binary: weight of the L1 penalty (mean over the units of |beta| or of sigmoid(logit));
-    # 2e-3 pruned about 60% of a 16 x 24^3 fV-SRN grid and 20-50% of a Neurcomp of width 48 (64^3 region)
-    l1_weight: float = 2e-3
-    l2_weight: float = 1e-3  # smallify: L2 on the values the factors multiply, so they cannot grow instead
-    # variational: weight of the mean KL divergence per unit beside the mean negative log-likelihood,
-    # ramped up linearly over the first kl_ramp_fraction of the mask phase; with static_sigma 0.05, 0.3
-    # pruned about 50% of a 16 x 24^3 fV-SRN grid and 25% of a Neurcomp of width 48 (64^3 region)
-    kl_weight: float = 0.3
-    kl_ramp_fraction: float = 0.5
-    sigma: str = "static"  # variational likelihood: a fixed sigma, or one predicted per position ("dynamic")
-    static_sigma: float = 0.05  # in units of the value range; larger prunes more
-    sign_momentum: float = 0.025  # smallify: EMA momentum of the sign statistics
-    sign_variance_threshold: float = 0.75  # smallify: prune when the EMA sign variance exceeds this
-    dropout_threshold: float = 0.9  # variational: prune where alpha / (1 + alpha) >= this
-    binary_threshold: float = 0.5  # binary: keep where sigmoid(logit) >= this
+    method: str = setting(
+        "none", "Prune while training: learn masks (Smallify factors, variational dropout or a straight-through "
+        "binary mask) for the first part of the steps, bake them in, then fine-tune what is left. Pruned grid "
+        "entries (fvsrn) and neurons (neurcomp) are not stored, so the file shrinks.", PRUNING,
+        property="Pruning", flag="--prune", choices=PRUNING_METHODS)
+    granularity: str = setting(
+        "position", "fvsrn: one mask per latent grid position (shared by its channels), or one per position and "
+        "channel.", PRUNING, property="PruningGranularity", flag="--prune-granularity", choices=GRANULARITIES,
+        applies=(FVSRN_ONLY, PRUNING_ON))
+    l1_weight: float = setting(
+        2e-3, "smallify and binary: weight of the L1 penalty on the masks (mean over the units). More prunes "
+        "more.", PRUNING, property="L1Weight", label="L1 Weight", flag="--prune-l1", metavar="W", low=0.0,
+        high=1e6, applies=(Condition("method", ("smallify", "binary")),))
+    kl_weight: float = setting(
+        0.3, "variational: weight of the KL divergence (mean over the units) beside the likelihood, ramped up "
+        "over the first part of the mask phase. More prunes more.", PRUNING, property="KLWeight",
+        label="KL Weight", flag="--prune-kl", metavar="W", low=0.0, high=1e6,
+        applies=(Condition("method", ("variational",)),))
+    sigma: str = setting(
+        "static", "variational: the likelihood's sigma is fixed (the static sigma) or predicted per position by a "
+        "small network (dynamic).", PRUNING, property="Sigma", flag="--prune-sigma", choices=SIGMA_MODES,
+        applies=(Condition("method", ("variational",)),))
+    static_sigma: float = setting(
+        0.05, "variational: the fixed sigma (and the dynamic one's start), in units of the value range. More "
+        "prunes more.", PRUNING, property="StaticSigma", flag="--prune-static-sigma", metavar="S", low=0.0,
+        high=10.0, low_open=True, advanced=True, applies=(Condition("method", ("variational",)),))
+    mask_phase_fraction: float = setting(
+        2.0 / 3.0, "Share of the training budget spent with masks; the rest fine-tunes the survivors with plain "
+        "MSE.", PRUNING, property="MaskPhaseFraction", flag="--mask-phase", metavar="F", low=0.0, high=1.0,
+        low_open=True, high_open=True, advanced=True, applies=(PRUNING_ON,))
+    # Masks must travel from "keep" to "prune" within the mask phase whatever rate the network itself needs.
+    mask_learning_rate: float = setting(
+        0.05, "Initial Adam learning rate of the masks' own parameters (decayed like the network's).", PRUNING,
+        property="MaskLearningRate", flag="--mask-lr", metavar="LR", low=0.0, high=1.0, low_open=True,
+        high_open=True, advanced=True, applies=(PRUNING_ON,))
+    finetune_lr_factor: float = setting(
+        0.1, "The mask phase's learning rate decays to this fraction of the initial one; fine-tuning restarts "
+        "Adam there.", PRUNING, property="FinetuneLRFactor", label="Fine-tune LR Factor",
+        flag="--finetune-lr-factor", metavar="F", low=0.0, high=1.0, low_open=True, advanced=True,
+        applies=(PRUNING_ON,))
+    l2_weight: float = setting(
+        1e-3, "smallify: weight of the L2 penalty on what the factors multiply, so those values cannot grow "
+        "instead.", PRUNING, property="L2Weight", label="L2 Weight", flag="--prune-l2", metavar="W", low=0.0,
+        high=1e6, advanced=True, applies=(Condition("method", ("smallify",)),))
+    kl_ramp_fraction: float = setting(
+        0.5, "variational: the KL weight rises linearly from 0 over this share of the mask phase.", PRUNING,
+        property="KLRampFraction", label="KL Ramp Fraction", flag="--prune-kl-ramp", metavar="F", low=0.0,
+        high=1.0, advanced=True, applies=(Condition("method", ("variational",)),))
+    sign_momentum: float = setting(
+        0.025, "smallify: momentum of the moving averages of each factor's sign and its variance.", PRUNING,
+        property="SignMomentum", flag="--prune-sign-momentum", metavar="M", low=0.0, high=1.0, low_open=True,
+        advanced=True, applies=(Condition("method", ("smallify",)),))
+    sign_variance_threshold: float = setting(
+        0.75, "smallify: a unit whose sign variance exceeds this is pruned.", PRUNING,
+        property="SignVarianceThreshold", flag="--prune-sign-threshold", metavar="T", low=0.0, high=1.0,
+        low_open=True, advanced=True, applies=(Condition("method", ("smallify",)),))
+    dropout_threshold: float = setting(
+        0.9, "variational: a unit whose dropout rate alpha / (1 + alpha) reaches this is pruned.", PRUNING,
+        property="DropoutThreshold", flag="--prune-dropout-threshold", metavar="T", low=0.0, high=1.0,
+        low_open=True, high_open=True, advanced=True, applies=(Condition("method", ("variational",)),))
+    binary_threshold: float = setting(
+        0.5, "binary: a unit is kept where sigmoid(logit) reaches this.", PRUNING, property="BinaryThreshold",
+        flag="--prune-binary-threshold", metavar="T", low=0.0, high=1.0, low_open=True, high_open=True,
+        advanced=True, applies=(Condition("method", ("binary",)),))
 
     def __post_init__(self) -> None:
-        _check_choice("method", self.method, PRUNING_METHODS)
-        _check_choice("granularity", self.granularity, GRANULARITIES)
-        _check_choice("sigma", self.sigma, SIGMA_MODES)
-        _check_float("mask_phase_fraction", self.mask_phase_fraction, 0.0, 1.0, low_open=True, high_open=True)
-        _check_float("finetune_lr_factor", self.finetune_lr_factor, 0.0, 1.0, low_open=True)
-        _check_float("mask_learning_rate", self.mask_learning_rate, 0.0, 1.0, low_open=True, high_open=True)
-        for name in ("l1_weight", "l2_weight", "kl_weight"):
-            _check_float(name, getattr(self, name), 0.0, 1e6)
-        _check_float("kl_ramp_fraction", self.kl_ramp_fraction, 0.0, 1.0)
-        _check_float("static_sigma", self.static_sigma, 0.0, 10.0, low_open=True)
-        _check_float("sign_momentum", self.sign_momentum, 0.0, 1.0, low_open=True)
-        _check_float("sign_variance_threshold", self.sign_variance_threshold, 0.0, 1.0, low_open=True)
+        check_settings(self)
         # A factor whose sign flips every step drives the moving variance to ((2 - 2m) / (2 - m))^2, no higher.
         reachable = ((2 - 2 * self.sign_momentum) / (2 - self.sign_momentum)) ** 2
         if self.sign_variance_threshold >= reachable:
@@ -156,43 +247,117 @@ class PruningConfig:
                 f"sign_variance_threshold {self.sign_variance_threshold:g} is never reached with sign_momentum "
                 f"{self.sign_momentum:g} (at most {reachable:.3f}); lower one of them"
             )
-        _check_float("dropout_threshold", self.dropout_threshold, 0.0, 1.0, low_open=True, high_open=True)
-        _check_float("binary_threshold", self.binary_threshold, 0.0, 1.0, low_open=True, high_open=True)
 
     @property
     def enabled(self) -> bool:
         return self.method != "none"
 
 
-PSNR_TRIALS = 5  # trainings a quality target (srnvtk.ratecontrol.compress_to_psnr) runs at most by default
+@dataclass(frozen=True)
+class TrainConfig:
+    """How long and how the network is fitted. Defaults: benchmarks/README.md (hyperparameter sweep: small
+    batches and many steps at a high rate won at equal samples)."""
+
+    steps: int = setting(
+        10000, "Training steps (optimizer updates). More steps: better quality, longer runs. The time limit can "
+        "end training earlier.", TRAINING, property="Steps", flag="--steps", metavar="S", low=1, high=10_000_000)
+    time_limit: float = setting(
+        0.0, "Stop training after this many seconds; the learning-rate schedule follows the clock, so it still "
+        "anneals. 0: no limit, run all steps.", TRAINING, property="TimeLimit", flag="--time-limit", metavar="SEC",
+        low=0.0, high=1e9)
+    batch_size: int = setting(16384, "Sample points per training step.", TRAINING, property="BatchSize",
+                              flag="--batch-size", metavar="B", low=1, high=1 << 26, advanced=True)
+    learning_rate: float | None = setting(
+        None, "Initial Adam learning rate; it decays to the final fraction of this by the last step or the time "
+        f"limit. 0 uses the architecture's default: {DEFAULT_LEARNING_RATES['fvsrn']:g} for fvsrn; for neurcomp "
+        f"{DEFAULT_LEARNING_RATES['neurcomp']:g} ({DEFAULT_LEARNING_RATES['neurcomp-plain']:g} when plain) up to "
+        f"width {NEURCOMP_REFERENCE_WIDTH}, in inverse proportion to wider widths.", TRAINING,
+        property="LearningRate", flag="--lr", metavar="LR", low=0.0, high=1.0, low_open=True, high_open=True,
+        none_as=0.0, advanced=True)
+    final_learning_rate_fraction: float = setting(
+        0.02, "The learning rate decays exponentially to this fraction of the initial one.", TRAINING,
+        property="FinalLearningRateFraction", flag="--final-lr-fraction", metavar="F", low=0.0, high=1.0,
+        low_open=True, advanced=True)
+    seed: int = setting(0, "Random seed for initialisation and sampling, for repeatable results.", TRAINING,
+                        property="Seed", flag="--seed", metavar="S", low=0, high=INT32_MAX, advanced=True)
+    device: str = setting("auto", "Where torch trains: auto (CUDA when available), cpu, or cuda (falls back to the "
+                          "CPU with a warning).", TRAINING, property="Device", flag="--device", choices=DEVICES,
+                          advanced=True)
+    threads: int = setting(0, "CPU threads for torch while training; 0 keeps torch's default.", TRAINING,
+                           property="Threads", flag="--threads", metavar="T", low=0, high=1024, advanced=True)
+
+    def __post_init__(self) -> None:
+        check_settings(self)
 
 
 @dataclass(frozen=True)
-class TrainConfig:
-    """How long and how the network is fitted."""
+class EncoderSettings:
+    """Everything the encoder (command line or SRN Encoder) is given: one instance of each settings class."""
 
-    # Small batches and many steps at a high rate won on the shared 256^3 volume at equal samples
-    # (benchmarks/results/hparam_sweep*.jsonl): 16k x 12k steps at 2e-2 gave 42.6 dB, 65k x 4k at 1e-2 36.1.
-    steps: int = 10000
-    batch_size: int = 16384
-    learning_rate: float | None = None  # None: the architecture's default (DEFAULT_LEARNING_RATES)
-    final_learning_rate_fraction: float = 0.02
-    seed: int = 0
-    device: str = "auto"
-    threads: int = 0  # 0: torch's default
-    time_limit: float = 0.0  # seconds of training at most (the schedule follows the clock); 0: no limit
+    encode: EncodeConfig = EncodeConfig()
+    fvsrn: FVSRNConfig = FVSRNConfig()
+    neurcomp: NeurcompConfig = NeurcompConfig()
+    pruning: PruningConfig = PruningConfig()
+    train: TrainConfig = TrainConfig()
+
+    @property
+    def model_config(self) -> ModelConfig:
+        """The chosen architecture's settings."""
+        return self.neurcomp if self.encode.architecture == "neurcomp" else self.fvsrn
+
+
+ENCODER_SETTINGS = (EncodeConfig, FVSRNConfig, NeurcompConfig, PruningConfig, TrainConfig)  # the encoder's face
+
+
+def _whole_grid_if_empty(extent: Any) -> Any:
+    """A sub-extent with an empty range on any axis (such as ParaView's default 0 -1 0 -1 0 -1) is the whole
+    grid."""
+    if extent is None or any(extent[2 * a + 1] < extent[2 * a] for a in range(len(extent) // 2)):
+        return None
+    return extent
+
+
+def _one_or_three(values: Any) -> Any:
+    """One stride for every axis, or one per axis."""
+    if len(values) == 1:
+        return tuple(values) * 3
+    if len(values) != 3:
+        raise SettingsError(f"--stride takes one value or three (SX SY SZ), got {len(values)}")
+    return tuple(values)
+
+
+@dataclass(frozen=True)
+class DecodeConfig:
+    """Which grid a reader reconstructs and how: every stride-th point or resampled dimensions, optionally of a
+    sub-extent; on which device and threads."""
+
+    stride: tuple[int, int, int] = setting(
+        (1, 1, 1), "Keep every n-th point along x, y, z (one value, or one per axis; 1: full resolution). Used "
+        "when the target dimensions are not set.", READING, property="Stride", flag="--stride", metavar="S",
+        low=1, high=INT32_MAX, elements=3, nargs="+", normalize=_one_or_three, exclusive="grid")
+    dimensions: tuple[int, int, int] | None = setting(
+        None, "Resample to this many points along x, y, z (finer or coarser than the original) over the same "
+        "bounds. 0 0 0: off, the stride is used instead.", READING, property="TargetDimensions",
+        flag="--dimensions", metavar=("NX", "NY", "NZ"), low=1, high=INT32_MAX, elements=3, none_as=(0, 0, 0),
+        exclusive="grid")
+    extent: tuple[int, int, int, int, int, int] | None = setting(
+        None, "Region to reconstruct, as i0 i1 j0 j1 k0 k1 in the original grid's index space. An empty range on "
+        "any axis (such as 0 -1 0 -1 0 -1) means the whole grid.", READING, property="SubExtent",
+        flag="--extent", metavar=("I0", "I1", "J0", "J1", "K0", "K1"), low=-INT32_MAX, high=INT32_MAX,
+        elements=6, none_as=(0, -1, 0, -1, 0, -1), normalize=_whole_grid_if_empty, advanced=True)
+    device: str = setting("auto", "Where torch decodes: auto (CUDA when available), cpu, or cuda (falls back to the "
+                          "CPU with a warning).", READING, property="Device", flag="--device", choices=DEVICES,
+                          advanced=True)
+    threads: int = setting(0, "CPU threads for decoding; 0: one per core, shared between the MPI ranks on this "
+                           "machine.", READING, property="Threads", flag="--threads", metavar="T", low=0,
+                           high=1024, advanced=True)
+    precision: str = setting("fp32", "The network's precision on CUDA: fp32, fp16, or auto (fp16 where a probe "
+                             "shows it within 1e-3 of the value range of fp32). The CPU always uses fp32.",
+                             READING, property="Precision", flag="--precision", choices=("fp32", "fp16", "auto"),
+                             advanced=True)
 
     def __post_init__(self) -> None:
-        _check_range("steps", self.steps, 1, 10_000_000)
-        _check_range("batch_size", self.batch_size, 1, 1 << 26)
-        if self.learning_rate is not None and not (0.0 < self.learning_rate < 1.0):
-            raise SettingsError(f"learning_rate must lie in (0, 1), got {self.learning_rate}")
-        if not (0.0 < self.final_learning_rate_fraction <= 1.0):
-            raise SettingsError("final_learning_rate_fraction must lie in (0, 1]")
-        check_device(self.device)
-        _check_range("threads", self.threads, 0, 1024)
-        if not (self.time_limit >= 0.0):
-            raise SettingsError(f"time_limit must be >= 0 seconds, got {self.time_limit}")
+        check_settings(self)
 
 
 def check_device(device: str) -> str:
@@ -201,30 +366,11 @@ def check_device(device: str) -> str:
     return device
 
 
-def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise SettingsError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
-
-
-def _check_float(
-    name: str, value: Any, lo: float, hi: float, low_open: bool = False, high_open: bool = False
-) -> None:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    ok = ok and (value > lo if low_open else value >= lo) and (value < hi if high_open else value <= hi)
-    if not ok:
-        interval = f"{'(' if low_open else '['}{lo:g}, {hi:g}{')' if high_open else ']'}"
-        raise SettingsError(f"{name} must be a number in {interval}, got {value!r}")
-
-
 def model_config_class(architecture: str) -> type:
     """The settings class of an architecture name; SettingsError for an unknown one."""
-    _check_choice("architecture", architecture, ARCHITECTURES)
+    if architecture not in ARCHITECTURES:
+        raise SettingsError(f"architecture must be one of {', '.join(ARCHITECTURES)}, got {architecture!r}")
     return MODEL_CONFIGS[architecture]
-
-
-def _check_range(name: str, value: Any, lo: int, hi: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or not (lo <= value <= hi):
-        raise SettingsError(f"{name} must be an integer in [{lo}, {hi}], got {value!r}")
 
 
 def to_json(config: Any) -> str:
@@ -235,7 +381,7 @@ def from_json(cls: type, text: str) -> Any:
     """Rebuild a config, rejecting unknown keys so a foreign file fails loudly."""
     try:
         data = json.loads(text)
-    except json.JSONDecodeError as exc:
+    except (json.JSONDecodeError, TypeError) as exc:
         raise SettingsError(f"stored settings are not valid JSON: {exc}") from None
     if not isinstance(data, dict):
         raise SettingsError("stored settings are not a JSON object")
@@ -243,8 +389,9 @@ def from_json(cls: type, text: str) -> Any:
     unknown = set(data) - known
     if unknown:
         raise SettingsError(f"unknown {cls.__name__} settings: {', '.join(sorted(unknown))}")
-    if data.get("grid_shape") is not None:
-        data["grid_shape"] = tuple(data["grid_shape"])
+    for name in ("grid_shape", "stride", "dimensions", "extent"):
+        if isinstance(data.get(name), list):
+            data[name] = tuple(data[name])
     try:
         return cls(**data)
     except TypeError as exc:

@@ -6,22 +6,29 @@ grid, strided subsamples, target dimensions (up- or downsampling) and any sub-ex
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import warnings
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
-from .config import PRECISIONS
-from .devices import resolve_device
-from .errors import SettingsError
+from .config import PRECISIONS, DecodeConfig
+from .devices import resolve_device, torch_threads
+from .errors import FileFormatError, SettingsError
 from .lattice import CPU_BLOCK_POINTS, LatticeFVSRN
 from .models import FVSRN, Neurcomp
 from .native.neurcomp import FusedNeurcomp
 from .neurcomp_eval import FoldedNeurcomp
 from .parallel import default_threads
+from .parts import blend_weights, brick_geometry
 from .sampling import normalized_axis
 from .volume import Geometry
+
+if TYPE_CHECKING:
+    from .fileformat import SRNFile
 
 DEFAULT_BATCH_POINTS = 1 << 18  # points per block handed to the network (bounds the memory)
 # The fused CPU kernels' memory does not grow with their block (only the block's output does): larger blocks
@@ -114,10 +121,10 @@ HALF_TOLERANCE = 1e-3
 def half_precision_error(model: torch.nn.Module, device: torch.device) -> float:
     """Largest difference between the network's half- and single-precision output on a probe lattice over its
     whole domain, as a fraction of the value range (0 when the architecture has no half-precision path)."""
-    if not isinstance(model, FVSRN):
+    if not isinstance(model, (FVSRN, Neurcomp)):
         return 0.0
     axis = torch.linspace(-1.0, 1.0, HALF_PROBE_POINTS, device=device)
-    model = model.to(device).eval()
+    model = _on_device(model, device)
     with torch.inference_mode():
         half, _ = _lattice_evaluator(model, torch.float16, None)
         full, _ = _lattice_evaluator(model, torch.float32, None)
@@ -131,27 +138,40 @@ def use_half_precision(model: torch.nn.Module, device: torch.device, precision: 
     return precision == "fp16" or half_precision_error(model, device) <= HALF_TOLERANCE
 
 
+def output_grid(source: Geometry, config: DecodeConfig) -> Geometry:
+    """The grid a reader reconstructs for these settings: resampled dimensions, or every stride-th point, of
+    the whole source grid or of the settings' sub-extent."""
+    if config.dimensions is not None:
+        return resampled_geometry(source, config.dimensions, config.extent)
+    return strided_geometry(source, config.stride, config.extent)
+
+
 @torch.inference_mode()
 def decode(
-    model: torch.nn.Module,
-    source: Geometry,
-    output: Geometry,
-    value_range: tuple[float, float],
-    dtype: str = "float32",
+    srn: SRNFile,
+    output: Geometry | None = None,
+    *,
+    field: int = 0,
+    step: int = 0,
     device: str = "auto",
-    batch_points: int | None = None,
-    progress: Callable[[float], None] | None = None,
     precision: str = "fp32",
     threads: int = 0,
+    batch_points: int | None = None,
+    progress: Callable[[float], None] | None = None,
+    dtype: str | None = None,
 ) -> np.ndarray:
-    """Values[z, y, x] of the network on the output grid, denormalised and cast to dtype.
+    """Values[z, y, x] of one field at one time step of a file (or of a freshly trained network) on the output
+    grid (the source grid when None), denormalised and cast to dtype (None: the field's type, as a reader gives
+    it). Of a bricked file only the bricks that meet the output are evaluated (and read); where bricks overlap,
+    their values are blended (srnvtk.parts.blend_weights).
 
-    batch_points: points decoded per block (bounds the working memory); None picks it per evaluation path.
     precision 'fp16' runs the MLP in half precision on CUDA; 'auto' does so where a probe shows it within 1e-3
     of the value range of fp32 (use_half_precision); the CPU always uses fp32.
-    CUDA running out of memory falls back to the CPU with a warning.
     threads: CPU threads for this decode (0: srnvtk.parallel.default_threads(), torch's count shared between the
-    MPI ranks on this machine).
+    MPI ranks on this machine); torch's own count is restored afterwards.
+    batch_points: points decoded per block (bounds the working memory); None picks it per evaluation path.
+    The caller's model stays where it is: another device gets a copy. CUDA running out of memory falls back to
+    the CPU with a warning.
     """
     if batch_points is not None and batch_points < 1:
         raise SettingsError("batch_points must be >= 1")
@@ -159,49 +179,120 @@ def decode(
         raise SettingsError(f"precision must be one of {', '.join(PRECISIONS)}, got '{precision}'")
     if threads < 0:
         raise SettingsError("threads must be >= 0")
+    parts = srn.parts_of(field, step)
+    info = srn.fields[field]
+    request = _Request(output or srn.geometry, info.value_ranges[0], dtype or info.dtype, batch_points, precision,
+                       progress)
     torch_device = resolve_device(device)
-    previous_threads = torch.get_num_threads()
-    threads = threads or default_threads()
-    if threads != previous_threads:
-        torch.set_num_threads(threads)
-    try:
-        return _decode_on(model, source, output, value_range, dtype, torch_device, batch_points, progress, precision)
-    except torch.cuda.OutOfMemoryError:
-        if torch_device.type != "cuda":
-            raise
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
-        warnings.warn("CUDA ran out of memory while decoding; decoding on the CPU instead", RuntimeWarning,
-                      stacklevel=2)
-        return _decode_on(model, source, output, value_range, dtype, torch.device("cpu"), batch_points, progress,
-                          "fp32")
-    finally:
-        if threads != previous_threads:
-            torch.set_num_threads(previous_threads)
+    with torch_threads(threads or default_threads()):
+        try:
+            return _decode_parts(srn, parts, request, torch_device)
+        except torch.cuda.OutOfMemoryError:
+            if torch_device.type != "cuda":
+                raise
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            warnings.warn("CUDA ran out of memory while decoding; decoding on the CPU instead", RuntimeWarning,
+                          stacklevel=2)
+            return _decode_parts(srn, parts, dataclasses.replace(request, precision="fp32"), torch.device("cpu"))
 
 
-def _decode_on(model, source, output, value_range, dtype, torch_device, batch_points, progress, precision):
-    model = model.to(torch_device).eval()
-    half = use_half_precision(model, torch_device, precision)
-    evaluate, slab_points = _lattice_evaluator(model, torch.float16 if half else torch.float32, batch_points)
+@dataclasses.dataclass(frozen=True)
+class _Request:
+    output: Geometry
+    value_range: tuple[float, float]
+    dtype: str
+    batch_points: int | None
+    precision: str
+    progress: Callable[[float], None] | None
+
+
+def _decode_parts(srn: SRNFile, parts: list, request: _Request, torch_device: torch.device) -> np.ndarray:
+    if len(parts) == 1 and parts[0].brick is None:
+        model = _on_device(srn.part_model(parts[0].index), torch_device)
+        return _decode_on(model, srn.geometry, request, torch_device)
+    return _decode_bricks(srn, parts, request, torch_device)
+
+
+def _on_device(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+    """The model itself when it is on the device, else a copy there (never moves the caller's model)."""
+    if model_device(model) == device:
+        return model
+    return copy.deepcopy(model).to(device).eval()
+
+
+def _decode_on(model: torch.nn.Module, domain: Geometry, request: _Request, torch_device: torch.device) -> np.ndarray:
+    """One network over the whole output; domain: the grid its inputs span (the source grid, or its brick)."""
+    output, dtype = request.output, request.dtype
+    half = use_half_precision(model, torch_device, request.precision)
+    evaluate, slab_points = _lattice_evaluator(model, torch.float16 if half else torch.float32, request.batch_points)
     nx, ny, nz = output.dimensions
-    axes = [torch.from_numpy(normalized_axis(source, a, world_axis(output, a))).to(torch_device) for a in range(3)]
+    axes = [torch.from_numpy(normalized_axis(domain, a, world_axis(output, a))).to(torch_device) for a in range(3)]
     result = np.empty((nz, ny, nx), dtype=np.dtype(dtype))
-    vmin, vmax = value_range
+    vmin, vmax = request.value_range
     slab = max(1, min(nz, slab_points // max(nx * ny, 1)))
+    direct = getattr(evaluate, "denormalized", None)  # the GPU kernels write the output's dtype on the device
     for z0 in range(0, nz, slab):
         z1 = min(nz, z0 + slab)
-        values = evaluate(axes[0], axes[1], axes[2][z0:z1]).to(torch.float64)
-        values.mul_(vmax - vmin).add_(vmin)  # in place: at 10+ M voxels/s every pass over float64 tells
-        result[z0:z1] = to_dtype(values, dtype, in_place=True)
-        if progress is not None:
-            progress(z1 / nz)
+        values = None if direct is None else direct(axes[0], axes[1], axes[2][z0:z1], request.value_range, dtype)
+        if values is not None:
+            torch.from_numpy(result[z0:z1]).copy_(values)  # one copy, from the device into the array
+        else:
+            values = evaluate(axes[0], axes[1], axes[2][z0:z1]).to(torch.float64)
+            values.mul_(vmax - vmin).add_(vmin)  # in place: at 10+ M voxels/s every pass over float64 tells
+            result[z0:z1] = to_dtype(values, dtype, in_place=True)
+        if request.progress is not None:
+            request.progress(z1 / nz)
     return result
+
+
+def _decode_bricks(srn: SRNFile, parts: list, request: _Request, torch_device: torch.device) -> np.ndarray:
+    """Every brick that meets the output, evaluated on the output points it covers, blended by its weights."""
+    output, grid, bricks = request.output, srn.geometry, srn.bricks
+    positions = [(world_axis(output, a) - grid.origin[a]) / grid.spacing[a] for a in range(3)]  # source indices
+    nx, ny, nz = output.dimensions
+    total = np.zeros((nz, ny, nx), dtype=np.float64)
+    weights = np.zeros((nz, ny, nx), dtype=np.float64)
+    tolerance = 1e-9
+    meeting = []
+    for part in parts:
+        selected = [np.nonzero((positions[a] >= part.extent[2 * a] - tolerance)
+                               & (positions[a] <= part.extent[2 * a + 1] + tolerance))[0] for a in range(3)]
+        if all(len(s) for s in selected):
+            meeting.append((part, selected))
+    for done, (part, (ix, iy, iz)) in enumerate(meeting):
+        core = bricks.core(grid, part.brick)
+        axis_weights = [blend_weights(positions[a][index], (core[2 * a], core[2 * a + 1]),
+                                      (grid.extent[2 * a], grid.extent[2 * a + 1]), bricks.halo)
+                        for a, index in enumerate((ix, iy, iz))]
+        if not all(w.any() for w in axis_weights):
+            continue
+        # Every output point the brick covers, as a lattice of its own (strided outputs stay lattices).
+        # (the points an interval of the source grid holds are consecutive output points: a lattice)
+        sub = Geometry((0, len(ix) - 1, 0, len(iy) - 1, 0, len(iz) - 1),
+                       tuple(float(world_axis(output, a)[index[0]]) for a, index in enumerate((ix, iy, iz))),
+                       output.spacing)
+        model = _on_device(srn.part_model(part.index), torch_device)
+        piece = _decode_on(model, brick_geometry(grid, part.extent),
+                           dataclasses.replace(request, output=sub, dtype="float64", progress=None), torch_device)
+        weight = axis_weights[2][:, None, None] * axis_weights[1][None, :, None] * axis_weights[0][None, None, :]
+        block = np.ix_(iz, iy, ix)
+        total[block] += piece * weight
+        weights[block] += weight
+        if request.progress is not None:
+            request.progress((done + 1) / len(meeting))
+    if not (weights > 0).all():
+        raise FileFormatError("the file's bricks do not cover the requested grid")
+    total /= weights
+    return to_dtype(total, request.dtype, in_place=True)
 
 
 def evaluation_path(model: torch.nn.Module) -> str:
     """How decode evaluates this model on the device it is on now, for reports: 'fused C kernel' (the CPU, a
-    compiler at hand), 'torch lattice' (fV-SRN), 'torch inference form' (Neurcomp) or 'torch network'."""
+    compiler at hand), 'Triton kernel' (CUDA, triton at hand), 'torch lattice' (fV-SRN), 'torch inference form'
+    (Neurcomp) or 'torch network'."""
+    if _gpu_evaluator(model, torch.float32) is not None:
+        return "Triton kernel"
     if isinstance(model, FVSRN):
         try:
             lattice = LatticeFVSRN(model)
@@ -225,9 +316,22 @@ def lattice_batch_points(device: torch.device) -> int:
     return int(max(1 << 16, min(1 << 24, free // 4 // 1024)))
 
 
+def _gpu_evaluator(model: torch.nn.Module, dtype: torch.dtype):
+    """The fused Triton kernels (srnvtk.gpu) for a model on CUDA; None elsewhere, and where triton is missing or the
+    model is not covered (the torch paths then decode)."""
+    if model_device(model).type != "cuda":
+        return None
+    from .gpu import lattice_evaluator
+
+    return lattice_evaluator(model, dtype)
+
+
 def _lattice_evaluator(model: torch.nn.Module, dtype: torch.dtype, batch_points: int | None):
     """The fast separable path for plain fV-SRNs, else a per-point evaluation (Neurcomp's in inference form);
     with the number of points to hand it at a time (batch_points, or the path's own default when None)."""
+    gpu = _gpu_evaluator(model, dtype)
+    if gpu is not None:
+        return gpu, batch_points or gpu.slab_points
     if isinstance(model, FVSRN):
         try:
             lattice = LatticeFVSRN(model, dtype)

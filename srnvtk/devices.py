@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import warnings
+from collections.abc import Iterator
 
 import torch
 
@@ -22,8 +24,16 @@ def resolve_device(device: str) -> torch.device:
     return torch.device("cpu")
 
 
-def set_threads(threads: int) -> None:
+@contextlib.contextmanager
+def torch_threads(threads: int) -> Iterator[None]:
+    """torch's CPU thread count set to `threads` (0: left as it is) for the duration, then restored."""
     if threads < 0:
         raise SettingsError("threads must be >= 0")
-    if threads:
+    previous = torch.get_num_threads()
+    if threads and threads != previous:
         torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != previous:
+            torch.set_num_threads(previous)

@@ -14,8 +14,9 @@ import numpy as np
 from .budget import budget_fit
 from .config import FVSRNConfig, ModelConfig, NeurcompConfig, PruningConfig, TrainConfig
 from .decode import decode
-from .errors import SettingsError
-from .fileformat import SourceInfo, write_srn
+from .errors import FileFormatError, InputError, SettingsError
+from .filechecks import check_array_name
+from .fileformat import SourceInfo, SRNFile, write_srn
 from .metrics import psnr
 from .models.fvsrn import grid_shape_for
 from .models.neurcomp import full_widths, hidden_layers, parameter_shapes
@@ -25,13 +26,12 @@ from .train import AbortCallback, ProgressCallback, train
 from .volume import Geometry, Volume, validate_for_training
 from .wavelet import level_groups, resolve_levels, subbands
 
-# HDF5 structure (superblock, groups, attributes, object headers, chunk index) of a version-1 file:
-# about 9 kB measured on real files, plus a margin; used only to size models for a target ratio.
-# tests/test_fileformat.py checks real files against it.
-FILE_OVERHEAD_BYTES = 12_000
-# A pruned grid's extra dataset (the packed keep mask): object header, chunk index, gzip's worst case.
-KEEP_MASK_OVERHEAD_BYTES = 1_024
-INDICES_OVERHEAD_BYTES = 1_024  # the same for clustered Neurcomp weights' index dataset
+# A file's container and header beyond its tensors (srnvtk.fileformat): under 1 kB on real files, plus a margin
+# for long settings; used only to size models for a target ratio. tests/test_fileformat.py checks real files.
+FILE_OVERHEAD_BYTES = 2_048
+# A pruned grid's extra section (the packed keep mask): its table entry and header description.
+KEEP_MASK_OVERHEAD_BYTES = 64
+INDICES_OVERHEAD_BYTES = 64  # the same for clustered Neurcomp weights' indices
 TRAIN_SHARE = 0.9  # of the progress bar; the rest is the final reconstruction
 
 
@@ -69,11 +69,10 @@ def _quantization_groups(config: FVSRNConfig, shape: tuple[int, int, int]) -> in
 
 
 def _fvsrn_file_bytes(config: FVSRNConfig, geometry: Geometry, pruning: PruningConfig | None) -> int:
-    """Grid (or wavelet coefficient) uint8 codes before gzip and their float32 scales and offsets, weights fp16,
-    HDF5 structure; a pruned grid adds its packed keep mask."""
+    """Grid (or wavelet coefficient) uint8 codes before coding (a section is never stored larger than raw) and
+    their float32 scales and offsets, weights fp16, the container; a pruned grid adds its packed keep mask."""
     shape = grid_shape_for(config, geometry)
     grid = latent_code_bytes(config, geometry)
-    grid += grid // 1024 + 64 * config.grid_channels  # gzip's worst case (codes it cannot shrink), chunk index
     quantization = 8 * config.grid_channels * _quantization_groups(config, shape)
     in_features = 3 + 6 * config.fourier_features + config.grid_channels
     w = config.mlp_width
@@ -87,8 +86,13 @@ def _fvsrn_file_bytes(config: FVSRNConfig, geometry: Geometry, pruning: PruningC
 
 
 def source_info(volume: Volume) -> SourceInfo:
-    """What a file records about the source array (InputError for values that cannot be trained on)."""
-    return SourceInfo(volume.name, volume.dtype, volume.geometry, validate_for_training(volume))
+    """What a file records about the source array (InputError for values that cannot be trained on, or a name
+    no reader would accept)."""
+    try:
+        name = check_array_name(volume.name)
+    except FileFormatError as exc:
+        raise InputError(f"{exc}; rename the array to compress it") from None
+    return SourceInfo(name, volume.dtype, volume.geometry, validate_for_training(volume))
 
 
 def budget_for_ratio(ratio: float, geometry: Geometry) -> int:
@@ -141,12 +145,13 @@ def config_for_ratio(
 
 def compress(
     volume: Volume,
-    model_config: ModelConfig,
-    train_config: TrainConfig,
+    *,
+    model_config: ModelConfig | None = None,
+    train_config: TrainConfig | None = None,
+    pruning: PruningConfig | None = None,
     path: str | os.PathLike | None = None,
     progress: ProgressCallback | None = None,
     should_abort: AbortCallback | None = None,
-    pruning: PruningConfig | None = None,
     target_bytes: int | None = None,
 ) -> CompressResult:
     """Train on the volume and (when path is given) write the .srn file; stats describe the stored model.
@@ -163,19 +168,20 @@ def compress(
         if progress is not None:
             progress(TRAIN_SHARE + (1 - TRAIN_SHARE) * fraction, "reconstructing")
 
+    model_config = model_config or FVSRNConfig()
+    train_config = train_config or TrainConfig()
     source = source_info(volume)
     fit = None if target_bytes is None else budget_fit(target_bytes, source, pruning)
-    result = train(volume, model_config, train_config, train_progress, should_abort, pruning, fit)
+    result = train(volume, model_config, train_config, progress=train_progress, should_abort=should_abort,
+                   pruning=pruning, fit=fit)
     if target_bytes is not None:
         # Fine-tuning changed the codes and so what gzip makes of them: trim once more, never grow (new
         # entries would go untrained).
         budget_fit(target_bytes, source, pruning, grow=False)(result.model)
         model_config = result.model.config  # the fit may have grown the grid
     stored = apply_storage_precision(result.model)
-    reconstruction = decode(
-        result.model, volume.geometry, volume.geometry, result.value_range, volume.dtype,
-        train_config.device, progress=decode_progress,
-    )
+    in_memory = SRNFile(result.model, result.model.config, source, pruning=pruning or PruningConfig())
+    reconstruction = decode(in_memory, device=train_config.device, progress=decode_progress)
     stats = {
         "psnr": psnr(volume.values, reconstruction, result.value_range[1] - result.value_range[0]),
         "train_seconds": result.seconds,

@@ -19,3 +19,7 @@ class FileFormatError(SRNError, OSError):
 
 class TrainingAborted(SRNError):  # noqa: N818 (a stop the caller asked for, not a failure)
     """Training was stopped by the caller's abort callback."""
+
+
+class DamagedFileError(FileFormatError):
+    """A .srn file that cannot be parsed: truncated, corrupted, missing a part, or too slow to parse."""

@@ -1,53 +1,76 @@
-"""The .srn file: one HDF5 file that plain h5py can read; no pickle anywhere.
+"""The .srn file: a model, what it was trained on and how, in srnvtk's own container; no pickle anywhere.
 
-Layout (format_version 3):
-  /                 attrs: format="srnvtk", format_version, architecture ("fvsrn" or "neurcomp"),
-                    model_config, model_structure, pruning_config (JSON each), srnvtk_version
-  /source           attrs: array_name, dtype, extent, origin, spacing, value_min, value_max
-  /stats            attrs: psnr, train_seconds, steps, final_loss, file_bytes, ratio, pruned_fraction
-  /tensors/grid        fV-SRN: uint8 codes of the latent tensor, gzip: (C, z, y, x), or when pruned (K,), the K
-                       kept entries in channel-major order. The latent tensor is the latent grid, or with a
-                       wavelet (model_config's wavelet) its 3D wavelet coefficients in the packed layout of
-                       srnvtk.wavelet (approximation first, then details from coarsest to finest)
-  /tensors/grid_quant  fV-SRN: float32 (2, C): per-channel scale and offset (value = code * scale + offset);
-                       wavelet grids: (2, C, L + 1), per channel for the approximation and for each of the L
-                       levels' details, coarsest first (srnvtk.wavelet.level_groups)
-  /tensors/grid_keep   pruned fV-SRN: uint8, np.packbits of the keep mask (model_structure's keep_shape:
-                       (1, z, y, x) per position or (C, z, y, x) per entry), gzip; pruned entries are zero
-  /tensors/weights     float16 vector: every other parameter, packed; attr weights_layout: JSON [[name, shape]]
-  /tensors/weight_indices  Neurcomp with weight_clusters (format version 4): uint8 vector: the k-means
-                       indices of every clustered matrix, packed; attr indices_layout: JSON [[name, shape]]. Each
-                       matrix's shared values (its codebook) are among the packed weights
-model_structure holds the shapes beyond the settings: fV-SRN {"grid_shape", "keep_shape"} plus, for a wavelet
-grid, "wavelet_levels" (the per-axis levels (z, y, x) in use), Neurcomp {"widths"} (every sine layer's width
-after pruning; the stored matrices have these sizes) and "clustered_layers" (sine layers whose matrix is
-codebook[indices]). A reader of a wavelet grid runs the inverse DWT once.
-Version 4 is written only for files with clustered weights, so every other file stays readable by version-3
-readers.
-Version 3 added the wavelet grid (model_config's wavelet and wavelet_levels); versions 2 (the same layout
-without wavelets) and 1 (fV-SRN, unpruned, no model_structure or pruning_config) are still read.
-HDF5 1.10 object format (libver v110), so ParaView 5.11's HDF5 reads it. Files are written to a
-temporary name beside the target, then renamed, so a crash never leaves half a file.
+Format version 5 (what srnvtk writes) is a srnvtk.container file: a CRC-checked, deflated JSON header and
+CRC-checked binary sections. The header:
+  format          "srnvtk"
+  srnvtk_version  of the writer
+  source          array_name, dtype, extent, origin, spacing, value_range: what a reader rebuilds
+  architecture    "fvsrn" or "neurcomp"
+  model_config, pruning_config   the settings (srnvtk.config), as JSON objects
+  structure       the shapes beyond the settings: fV-SRN {"grid_shape", "keep_shape"} and for a wavelet grid
+                  "wavelet_levels" (per axis, z y x); Neurcomp {"widths", "clustered_layers"}
+  layouts         {"weights": [[name, shape], ...], "weight_indices": [[name, shape], ...]}: what the packed
+                  vectors hold, in order
+  tensors         {name: [section, dtype, shape]} for the stored tensors (srnvtk.quantize):
+                    grid            uint8 codes of the latent tensor (C, z, y, x), or the K kept entries (K,)
+                    grid_quant      float32 scale and offset per channel (2, C), or per channel and wavelet level
+                                    group (2, C, G)
+                    grid_keep       uint8 packed bits of the keep mask (pruned grids)
+                    weights         float16: every other parameter, packed
+                    weight_indices  uint8: Neurcomp's k-means indices, packed
+  stats           [section, names]: the training statistics as float64 values of these names in that section
+                  (psnr, train_seconds, steps, final_loss, pruned_fraction; NaN: not recorded, inf: lossless);
+                  binary and fixed in size, so a file's size never depends on them and rate control measures
+                  it exactly before they are known
+Grid codes and keep masks are stored deflated or LZMA-coded, whichever is smaller; weights and indices raw, so
+that a Neurcomp file's size does not depend on its values (rate control sizes it before training). The file's
+size and ratio are not stored: a reader measures them. Every tensor's dtype and shape is derived from the
+settings and structure and checked (srnvtk.filechecks) before any section is read.
+
+Format version 6 (srnvtk.multipart) holds many networks (fields x time steps x bricks, srnvtk.parts); it is
+written by `write_parts` only for files that need it, so a single network stays a version-5 file.
+
+Versions 1-4 were HDF5 files (srnvtk.legacy_hdf5 documents and reads them, in a bounded child process):
+4 added k-means Neurcomp weights, 3 wavelet grids, 2 pruning; all are still read.
+Files are written to a temporary name beside the target, then renamed, so a crash never leaves half a file.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import math
 import os
-import tempfile
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import h5py
 import numpy as np
 import torch
 
 from . import __version__
-from .config import ARCHITECTURES, ModelConfig, PruningConfig, from_json, model_config_class, to_json
-from .errors import FileFormatError, SRNError
+from .config import ModelConfig, PruningConfig, from_json, model_config_class
+from .container import MAGIC as CONTAINER_MAGIC
+from .container import Container, encode_section, is_container, pack, write_atomically
+from .errors import DamagedFileError, FileFormatError, InputError, SettingsError, SRNError
+from .filechecks import (
+    check_array_name,
+    check_geometry,
+    check_header_keys,
+    check_layout,
+    check_source_dtype,
+    check_structure,
+    check_value_range,
+    one_line,
+    tensor_specs,
+)
 from .kmeans import ClusteredLinear
+from .legacy_hdf5 import LEGACY_VERSIONS, LegacyContents, read_legacy
 from .metrics import compression_ratio
 from .models import model_from_structure
+from .multipart import MULTIPART_VERSION, STORED_STATS, load_part, parts_bytes, read_multipart, stats_from_bytes
+from .parts import BrickLayout, FieldInfo, PartData, PartInfo, brick_geometry
 from .quantize import (
     GRID,
     GRID_KEEP,
@@ -58,16 +81,20 @@ from .quantize import (
     StoredModel,
     stored_state,
 )
-from .volume import SUPPORTED_DTYPES, Geometry
+from .volume import Geometry
+
+if TYPE_CHECKING:
+    from .models.protocol import SRNModel
 
 FORMAT_NAME = "srnvtk"
-FORMAT_VERSION = 3  # what a file without clustered weights is written as
-CLUSTERED_FORMAT_VERSION = 4  # what a file with them is written as
-READABLE_VERSIONS = (1, 2, 3, 4)
+FORMAT_VERSION = 5  # what srnvtk writes for one network (many: MULTIPART_VERSION)
+READABLE_VERSIONS = (*LEGACY_VERSIONS, FORMAT_VERSION, MULTIPART_VERSION)
 STAT_KEYS = ("psnr", "train_seconds", "steps", "final_loss", "file_bytes", "ratio", "pruned_fraction")
-# Not the k-means indices: near-uniformly used clusters leave gzip little, and uncompressed they keep a
-# Neurcomp file's size independent of its values, so rate control can size it exactly.
-COMPRESSED = (GRID, GRID_KEEP)
+# Coded sections: the latent codes and the keep mask. Not the weights or k-means indices: those keep a
+# Neurcomp file's size independent of its values, so rate control can size it exactly before training.
+CODECS = {GRID: ("raw", "zlib", "lzma"), GRID_KEEP: ("raw", "zlib", "lzma")}
+HEADER_KEYS = ("format", "srnvtk_version", "source", "architecture", "model_config", "pruning_config", "structure",
+               "layouts", "tensors", "stats")
 
 
 @dataclass(frozen=True)
@@ -82,15 +109,70 @@ class SourceInfo:
 
 @dataclass
 class SRNFile:
-    """A loaded .srn file: the ready-to-run model plus everything stored beside it."""
+    """A loaded .srn file: its networks (parts) and everything stored beside them.
 
-    model: torch.nn.Module
+    A file of one network (format 5 and older, or a trained model in memory) has `model`, `model_config`,
+    `source` and `stats` for it, and one part. A file of many (format 6: fields x time steps x bricks,
+    srnvtk.parts) has `model` None: `part_model(i)` builds a part's network when it is first asked for, reading
+    only that part's sections (`sections_read` counts them); `source`, `model_config` and `pruning` then describe
+    its first field and part, and `stats` the whole file.
+    """
+
+    model: torch.nn.Module | None
     model_config: ModelConfig
     source: SourceInfo
     stats: dict[str, float] = field(default_factory=dict)
     tensor_bytes: dict[str, int] = field(default_factory=dict)
     pruning: PruningConfig = field(default_factory=PruningConfig)
     format_version: int = FORMAT_VERSION
+    srnvtk_version: str = __version__  # of the srnvtk that wrote the file
+    fields: tuple[FieldInfo, ...] = ()
+    times: tuple[float, ...] = (0.0,)
+    parts: tuple[PartInfo, ...] = ()
+    bricks: BrickLayout | None = None
+    part_loader: Callable[[int], SRNModel] | None = None
+    sections_read: int = 0
+
+    def __post_init__(self) -> None:
+        source = self.source
+        if not self.fields:
+            self.fields = (FieldInfo(source.array_name, source.dtype, 1, (source.value_range,)),)
+        if not self.parts and self.model is not None:
+            structure = self.model.structure()
+            self.parts = (PartInfo(0, 0, 0, None, tuple(source.geometry.extent), self.model_config, self.pruning,
+                                   structure, dict(self.stats), sum(self.tensor_bytes.values())),)
+        self._models: dict[int, SRNModel] = {}
+
+    @classmethod
+    def of_model(cls, model: torch.nn.Module, geometry: Geometry, value_range: tuple[float, float],
+                 dtype: str = "float32", array_name: str = "values", pruning: PruningConfig | None = None) -> SRNFile:
+        """A file's contents for a model in memory (not written), e.g. to decode what was just trained."""
+        source = SourceInfo(array_name, dtype, geometry, (float(value_range[0]), float(value_range[1])))
+        return cls(model, model.config, source, pruning=pruning or PruningConfig())
+
+    @property
+    def geometry(self) -> Geometry:
+        """The source lattice every part lives on."""
+        return self.source.geometry
+
+    def part_model(self, index: int) -> SRNModel:
+        """The network of part `index`, built (and its sections read) on first use."""
+        if self.part_loader is None:
+            if index != 0 or self.model is None:
+                raise SettingsError(f"this file has no part {index}")
+            return self.model
+        if index not in self._models:
+            self._models[index] = self.part_loader(index)
+        return self._models[index]
+
+    def parts_of(self, field_index: int = 0, step: int = 0) -> list[PartInfo]:
+        """The parts that together hold one field at one time step; SettingsError when the file has neither."""
+        if not 0 <= field_index < len(self.fields):
+            names = ", ".join(f.name for f in self.fields)
+            raise SettingsError(f"the file has no field {field_index} (it has {len(self.fields)}: {names})")
+        if not 0 <= step < len(self.times):
+            raise SettingsError(f"the file has no time step {step} (it has {len(self.times)})")
+        return [p for p in self.parts if p.field == field_index and p.step == step]
 
 
 def write_srn(
@@ -101,139 +183,121 @@ def write_srn(
     stats: dict[str, float],
     pruning: PruningConfig | None = None,
 ) -> int:
-    """Write atomically; the stats gain file_bytes and ratio of the final file. Returns the file's bytes."""
-    path = Path(path)
-    if path.parent and not path.parent.exists():
-        raise FileFormatError(f"cannot write '{path}': folder '{path.parent}' does not exist")
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
-    os.close(fd)
-    try:
-        os.chmod(tmp_name, 0o666 & ~_current_umask())  # mkstemp makes it owner-only
-        # The file records its own size: write once with placeholders, then again with the measured
-        # size; the stats have fixed-size types, so the second file has exactly the same bytes.
-        file_bytes = 0
-        for _attempt in range(2):
-            final_stats = {**stats, "file_bytes": file_bytes,
-                           "ratio": compression_ratio(source.geometry.num_points, max(file_bytes, 1))}
-            _write_file(tmp_name, model_config, stored, source, final_stats, pruning)
-            measured, file_bytes = file_bytes, os.path.getsize(tmp_name)
-        if measured != file_bytes:
-            raise FileFormatError("internal error: the file's size changed between two identical writes")
-        os.replace(tmp_name, path)
-    except BaseException:
-        if os.path.exists(tmp_name):
-            os.unlink(tmp_name)
-        raise
+    """Write atomically; the stats gain file_bytes and ratio of the file. Returns the file's bytes.
+
+    InputError, before anything is written, for a source that no reader would accept back (srnvtk.filechecks:
+    an array name with markup or control characters, non-positive spacing, ...)."""
+    _check_readable_source(source)
+    file_bytes = write_atomically(path, srn_bytes(model_config, stored, source, stats, pruning))
     stats["file_bytes"] = file_bytes
     stats["ratio"] = compression_ratio(source.geometry.num_points, file_bytes)
     return file_bytes
 
 
+def _check_readable_source(source: SourceInfo) -> None:
+    """The same checks as reading applies: a file this srnvtk would refuse to read is never written."""
+    geometry = source.geometry
+    try:
+        check_array_name(source.array_name)
+        check_source_dtype(source.dtype)
+        check_geometry(geometry.extent, geometry.origin, geometry.spacing)
+        check_value_range(*source.value_range)
+    except FileFormatError as exc:
+        raise InputError(f"the volume cannot be stored: {exc}") from None
+
+
 def srn_file_bytes(
     model_config: ModelConfig, stored: StoredModel, source: SourceInfo, pruning: PruningConfig | None = None
 ) -> int:
-    """The bytes write_srn would write for this model (the stats' values do not change the size): written to
-    a temporary folder, measured and removed. Rate control asks this rather than trusting an estimate."""
-    with tempfile.TemporaryDirectory(prefix="srnvtk-size-") as folder:
-        probe = Path(folder) / "probe.srn"
-        _write_file(probe, model_config, stored, source, {}, pruning)
-        return os.path.getsize(probe)
+    """The bytes write_srn writes for this model, whatever its stats: rate control measures this rather than
+    trusting an estimate."""
+    return len(srn_bytes(model_config, stored, source, {}, pruning))
 
 
-def _write_file(
-    name: str | os.PathLike, model_config: ModelConfig, stored: StoredModel, source: SourceInfo, stats,
-    pruning: PruningConfig | None,
-) -> None:
-    with h5py.File(name, "w", libver=("v110", "v110")) as f:
-        _write_contents(f, model_config, stored, source, stats, pruning or PruningConfig())
-
-
-def _current_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def _write_contents(
-    f: h5py.File, model_config: ModelConfig, stored: StoredModel, source: SourceInfo, stats, pruning: PruningConfig
-) -> None:
-    f.attrs["format"] = FORMAT_NAME
-    clustered = WEIGHT_INDICES in stored.arrays
-    f.attrs["format_version"] = np.int64(CLUSTERED_FORMAT_VERSION if clustered else FORMAT_VERSION)
-    f.attrs["architecture"] = model_config.architecture
-    f.attrs["model_config"] = to_json(model_config)
-    f.attrs["model_structure"] = json.dumps(stored.structure, sort_keys=True)
-    f.attrs["pruning_config"] = to_json(pruning)
-    f.attrs["srnvtk_version"] = __version__
-    src = f.create_group("source")
-    src.attrs["array_name"] = source.array_name
-    src.attrs["dtype"] = source.dtype
-    src.attrs["extent"] = np.asarray(source.geometry.extent, dtype=np.int64)
-    src.attrs["origin"] = np.asarray(source.geometry.origin, dtype=np.float64)
-    src.attrs["spacing"] = np.asarray(source.geometry.spacing, dtype=np.float64)
-    src.attrs["value_min"] = np.float64(source.value_range[0])
-    src.attrs["value_max"] = np.float64(source.value_range[1])
-    st = f.create_group("stats")
-    for key in STAT_KEYS:
-        value = stats.get(key, 0)
-        st.attrs[key] = np.int64(value) if key in ("steps", "file_bytes") else np.float64(value)
-    tensors = f.create_group("tensors")
+def srn_bytes(
+    model_config: ModelConfig,
+    stored: StoredModel,
+    source: SourceInfo,
+    stats: dict[str, float],
+    pruning: PruningConfig | None = None,
+) -> bytes:
+    """The whole format-5 file as bytes (see the module docstring)."""
+    sections, tensors = [], {}
     for name, array in stored.arrays.items():
-        if name in COMPRESSED and array.size:
-            # One chunk per channel: h5py's guessed chunks pad the grid's edges (up to a few percent
-            # more bytes for noise-like codes), which broke encoder.estimated_file_bytes as a bound.
-            # A pruned grid's kept values and keep mask are vectors: one chunk each.
-            chunks = (1, *array.shape[1:]) if array.ndim == 4 else array.shape
-            tensors.create_dataset(name, data=array, chunks=chunks, compression="gzip",
-                                   compression_opts=9, track_times=False)
-        else:
-            tensors.create_dataset(name, data=array, track_times=False)
-    tensors[WEIGHTS].attrs[WEIGHTS_LAYOUT] = json.dumps(stored.layout)
-    if clustered:
-        tensors[WEIGHT_INDICES].attrs[INDICES_LAYOUT] = json.dumps(stored.index_layout)
+        array = np.ascontiguousarray(array)
+        tensors[name] = [len(sections), array.dtype.str, list(array.shape)]
+        sections.append(encode_section(array.tobytes(), CODECS.get(name, ("raw",))))
+    stats_values = np.array([float(stats.get(key, math.nan)) for key in STORED_STATS], dtype="<f8")
+    stats_section = [len(sections), list(STORED_STATS)]
+    sections.append(encode_section(stats_values.tobytes(), ("raw",)))
+    layouts = {"weights": stored.layout}
+    if stored.index_layout:
+        layouts["weight_indices"] = stored.index_layout
+    geometry = source.geometry
+    header = {
+        "format": FORMAT_NAME,
+        "srnvtk_version": __version__,
+        "source": {"array_name": source.array_name, "dtype": source.dtype, "extent": list(geometry.extent),
+                   "origin": list(geometry.origin), "spacing": list(geometry.spacing),
+                   "value_range": list(source.value_range)},
+        "architecture": model_config.architecture,
+        "model_config": dataclasses.asdict(model_config),
+        "pruning_config": dataclasses.asdict(pruning or PruningConfig()),
+        "structure": stored.structure,
+        "layouts": layouts,
+        "tensors": tensors,
+        "stats": stats_section,
+    }
+    return pack(FORMAT_VERSION, header, sections)
 
 
 def read_srn(path: str | os.PathLike) -> SRNFile:
-    """Load and validate a .srn file; any problem becomes a FileFormatError naming the file."""
+    """Load and validate a .srn file; any problem becomes a FileFormatError naming the file.
+
+    Format 5: the container's checks, then every header value, then the sections the header names (see the
+    module docstring). Versions 1-4 (HDF5): srnvtk.legacy_hdf5 parses and checks them in a bounded child
+    process; here the checked contents become a model."""
     path = Path(path)
     if not path.is_file():
         raise FileFormatError(f"no such .srn file: '{path}'")
     try:
-        with h5py.File(path, "r") as f:
-            return _read_contents(f)
+        with open(path, "rb") as handle:
+            prefix = handle.read(len(CONTAINER_MAGIC))
+        if is_container(prefix):
+            container = Container.open(path)
+            if container.version == MULTIPART_VERSION:
+                return _read_multipart(container)
+            return _read_container(container)
+        return _read_contents(read_legacy(path))
+    except DamagedFileError as exc:
+        raise FileFormatError(f"'{path}' is damaged or not a srnvtk file ({exc})") from None
     except SRNError as exc:
         raise FileFormatError(f"'{path}' is not a valid srnvtk file: {exc}") from None
     except (OSError, KeyError, ValueError, TypeError, RuntimeError) as exc:
-        raise FileFormatError(f"'{path}' is truncated, corrupted or not a srnvtk file ({exc})") from None
+        raise FileFormatError(f"'{path}' is damaged or not a srnvtk file ({exc})") from None
 
 
-def _read_contents(f: h5py.File) -> SRNFile:
-    if f.attrs.get("format") != FORMAT_NAME:
-        raise FileFormatError("it lacks the srnvtk format marker")
-    version = int(f.attrs["format_version"])
-    if version not in READABLE_VERSIONS:
-        readable = ", ".join(str(v) for v in READABLE_VERSIONS)
-        raise FileFormatError(f"format version {version} is not supported (this srnvtk reads versions {readable})")
-    architecture = str(f.attrs["architecture"])
-    if architecture not in ARCHITECTURES:
-        raise FileFormatError(f"unknown architecture '{architecture}'")
-    config = from_json(model_config_class(architecture), f.attrs["model_config"])
-    pruning = from_json(PruningConfig, f.attrs["pruning_config"]) if "pruning_config" in f.attrs else PruningConfig()
-    source = _read_source(f["source"])
-    stats = {key: float(f["stats"].attrs[key]) for key in STAT_KEYS if key in f["stats"].attrs}
-    arrays = {name: np.asarray(ds[()]) for name, ds in f["tensors"].items()}
-    tensor_bytes = {name: int(ds.id.get_storage_size()) for name, ds in f["tensors"].items()}
-    layout = _json(f["tensors"][WEIGHTS].attrs[WEIGHTS_LAYOUT], "weights_layout") if WEIGHTS in f["tensors"] else []
+def _read_contents(f: LegacyContents) -> SRNFile:
+    version = f.version  # legacy_hdf5 checked the marker, the version and every type, shape and size
+    architecture = str(f.root["architecture"])
+    config = from_json(model_config_class(architecture), f.root["model_config"])
+    pruning = from_json(PruningConfig, f.root["pruning_config"]) if "pruning_config" in f.root else PruningConfig()
+    source = _read_source(f.source)
+    stats = {key: float(f.stats[key]) for key in STAT_KEYS if key in f.stats}
+    arrays = dict(f.arrays)
+    tensor_bytes = dict(f.tensor_bytes)
+    layout = _json(f.layouts[WEIGHTS_LAYOUT], "weights_layout") if WEIGHTS in arrays else []
     index_layout = []
-    if WEIGHT_INDICES in f["tensors"]:
-        index_layout = _json(f["tensors"][WEIGHT_INDICES].attrs[INDICES_LAYOUT], "indices_layout")
-    if "model_structure" in f.attrs:
-        structure = _json(f.attrs["model_structure"], "model_structure")
+    if WEIGHT_INDICES in arrays:
+        index_layout = _json(f.layouts[INDICES_LAYOUT], "indices_layout")
+    if "model_structure" in f.root:
+        structure = _json(f.root["model_structure"], "model_structure")
     else:  # version 1: an unpruned fV-SRN whose grid codes carry the shape
         grid = arrays.get(GRID)
         structure = {"grid_shape": list(grid.shape[1:]) if grid is not None else None, "keep_shape": None}
     model = _model_from_stored(config, source.geometry, StoredModel(arrays, layout, structure, index_layout))
-    return SRNFile(model, config, source, stats, tensor_bytes, pruning, version)
+    return SRNFile(model, config, source, stats, tensor_bytes, pruning, version,
+                   str(f.root.get("srnvtk_version", "")))
 
 
 def _json(text, what: str):
@@ -243,22 +307,11 @@ def _json(text, what: str):
         raise FileFormatError(f"{what} is not valid JSON ({exc})") from None
 
 
-def _read_source(group: h5py.Group) -> SourceInfo:
-    dtype = str(group.attrs["dtype"])
-    if dtype not in SUPPORTED_DTYPES:
-        raise FileFormatError(f"unsupported array type '{dtype}'")
-    extent = tuple(int(v) for v in group.attrs["extent"])
-    origin = tuple(float(v) for v in group.attrs["origin"])
-    spacing = tuple(float(v) for v in group.attrs["spacing"])
-    if len(extent) != 6 or len(origin) != 3 or len(spacing) != 3:
-        raise FileFormatError("source geometry has the wrong number of values")
-    geometry = Geometry(extent, origin, spacing)
-    if min(geometry.dimensions) < 2 or not all(np.isfinite(spacing)) or 0.0 in spacing:
-        raise FileFormatError(f"source geometry is invalid (extent {extent}, spacing {spacing})")
-    value_range = (float(group.attrs["value_min"]), float(group.attrs["value_max"]))
-    if not value_range[1] > value_range[0]:
-        raise FileFormatError(f"value range {value_range} is empty")
-    return SourceInfo(str(group.attrs["array_name"]), dtype, geometry, value_range)
+def _read_source(source: dict) -> SourceInfo:
+    dtype = check_source_dtype(source["dtype"])
+    geometry = check_geometry(source["extent"], source["origin"], source["spacing"])
+    value_range = check_value_range(source["value_min"], source["value_max"])
+    return SourceInfo(check_array_name(source["array_name"]), dtype, geometry, value_range)
 
 
 def _model_from_stored(config: ModelConfig, geometry: Geometry, stored: StoredModel) -> torch.nn.Module:
@@ -288,3 +341,124 @@ def _model_from_stored(config: ModelConfig, geometry: Geometry, stored: StoredMo
         model.set_grid_keep(keep)
     model.eval()
     return model
+
+
+def _read_container(container: Container) -> SRNFile:
+    if container.version != FORMAT_VERSION:
+        readable = ", ".join(str(v) for v in READABLE_VERSIONS)
+        raise FileFormatError(f"format version {container.version} is not supported (this srnvtk reads versions "
+                              f"{readable})")
+    header = container.header
+    check_header_keys(header, HEADER_KEYS, FORMAT_NAME)
+    source_fields = _json_object(header["source"], "the source")
+    value_range = source_fields.get("value_range")
+    if not (isinstance(value_range, list) and len(value_range) == 2):
+        raise FileFormatError("the source's value range is not two numbers")
+    source = _read_source({**source_fields, "value_min": value_range[0], "value_max": value_range[1]})
+    architecture = header["architecture"]
+    if not isinstance(architecture, str):
+        raise FileFormatError("the architecture is not a name")
+    config = _settings(model_config_class(architecture), header["model_config"], "model settings")
+    pruning = _settings(PruningConfig, header["pruning_config"], "pruning settings")
+    structure = check_structure(config, header["structure"])
+    plan = tensor_specs(config, structure, source.geometry)
+    layouts = _json_object(header["layouts"], "the layouts")
+    layout = check_layout(layouts.get("weights"), plan.weights_layout, "weights_layout")
+    index_layout = check_layout(layouts.get("weight_indices"), plan.index_layout, "indices_layout") \
+        if plan.index_layout else []
+    stats_index = _stats_section(header["stats"], container)
+    arrays, tensor_bytes = _read_tensors(container, _json_object(header["tensors"], "the tensors"), plan.specs,
+                                         reserved={stats_index})
+    model = _model_from_stored(config, source.geometry, StoredModel(arrays, layout, structure, index_layout))
+    stats = stats_from_bytes(container.read(stats_index))
+    stats["file_bytes"] = float(container.size)
+    stats["ratio"] = compression_ratio(source.geometry.num_points, container.size)
+    writer = header["srnvtk_version"] if isinstance(header["srnvtk_version"], str) else ""
+    return SRNFile(model, config, source, stats, tensor_bytes, pruning, container.version, one_line(writer, 40))
+
+
+def _json_object(value: object, what: str) -> dict:
+    if not isinstance(value, dict):
+        raise FileFormatError(f"{what} is not a JSON object")
+    return value
+
+
+def _settings(cls: type, value: object, what: str):
+    try:
+        return from_json(cls, json.dumps(_json_object(value, what)))
+    except SRNError as exc:
+        raise FileFormatError(f"the {what} are invalid ({one_line(exc, 160)})") from None
+
+
+def _read_tensors(container: Container, described: dict, specs: dict,
+                  reserved: set[int]) -> tuple[dict[str, np.ndarray], dict[str, int]]:
+    """Every tensor the settings call for, checked against its spec and its section's size before it is read;
+    reserved: sections the header uses for other things."""
+    if set(described) != set(specs):
+        raise FileFormatError(f"the file stores tensors {one_line(sorted(described), 100)}, the settings call for "
+                              f"{sorted(specs)}")
+    arrays, stored_bytes, used = {}, {}, set(reserved)
+    for name, spec in specs.items():
+        entry = described[name]
+        if not (isinstance(entry, list) and len(entry) == 3 and isinstance(entry[0], int)
+                and isinstance(entry[1], str) and isinstance(entry[2], list)
+                and all(isinstance(n, int) and not isinstance(n, bool) for n in entry[2])):
+            raise FileFormatError(f"the tensor {name} is not described as [section, dtype, shape]")
+        index, dtype, shape = entry
+        try:
+            matches = spec.matches(dtype, shape)
+        except TypeError:
+            matches = False
+        if not matches:
+            raise FileFormatError(f"the tensor {name} is stored as {one_line(dtype, 20)} {one_line(shape, 60)}, "
+                                  f"the settings call for {spec.describe()}")
+        if index in used or not 0 <= index < len(container.sections):
+            raise FileFormatError(f"the tensor {name} names section {index}, which is missing or used twice")
+        used.add(index)
+        expected = math.prod(shape) * np.dtype(dtype).itemsize
+        if container.sections[index].raw_length != expected:
+            raise FileFormatError(f"the tensor {name} has {container.sections[index].raw_length} bytes, its shape "
+                                  f"needs {expected}")
+        arrays[name] = np.frombuffer(container.read(index), dtype=np.dtype(dtype)).reshape(shape)
+        stored_bytes[name] = container.sections[index].length
+    if len(used) != len(container.sections):
+        raise FileFormatError("the file has sections no tensor names")
+    return arrays, stored_bytes
+
+
+def _stats_section(description: object, container: Container) -> int:
+    """The index of the stats section, checked: [index, the names srnvtk stores], float64 each."""
+    if not (isinstance(description, list) and len(description) == 2 and isinstance(description[0], int)
+            and not isinstance(description[0], bool) and description[1] == list(STORED_STATS)):
+        raise FileFormatError("the stats are not described as [section, names]")
+    index = description[0]
+    if not 0 <= index < len(container.sections) or container.sections[index].raw_length != 8 * len(STORED_STATS):
+        raise FileFormatError("the stats section is missing or has the wrong size")
+    return index
+
+
+def write_parts(path: str | os.PathLike, geometry: Geometry, times: Sequence[float], fields: Sequence[FieldInfo],
+                parts: Sequence[PartData], bricks: BrickLayout | None = None) -> int:
+    """Write a file of many networks (format 6, srnvtk.multipart) atomically; returns its bytes."""
+    return write_atomically(path, parts_bytes(geometry, times, fields, parts, bricks))
+
+
+def _read_multipart(container: Container) -> SRNFile:
+    contents = read_multipart(container)
+    srn = None
+
+    def load(index: int) -> SRNModel:
+        stored, stats = load_part(container, contents, index)
+        srn.sections_read += sum(s is not None for s in contents.sections[index])
+        part = contents.parts[index]
+        part.stats = stats
+        return _model_from_stored(part.model_config, brick_geometry(contents.geometry, part.extent), stored)
+
+    first_field, first = contents.fields[0], contents.parts[0]
+    source = SourceInfo(first_field.name, first_field.dtype, contents.geometry, first_field.value_ranges[0])
+    stats = {"file_bytes": float(container.size),
+             "ratio": compression_ratio(contents.geometry.num_points * sum(f.components for f in contents.fields)
+                                        * len(contents.times), container.size)}
+    srn = SRNFile(None, first.model_config, source, stats, {}, first.pruning, container.version,
+                  contents.srnvtk_version, contents.fields, contents.times, contents.parts, contents.bricks, load)
+    return srn

@@ -36,7 +36,7 @@ class LatticeFVSRN:
     """Precomputed pieces of one trained FVSRN for lattice decoding (inference only)."""
 
     def __init__(self, model: FVSRN, dtype: torch.dtype = torch.float32) -> None:
-        if getattr(model, "grid_mask", None) is not None:
+        if model.masks():
             raise TypeError("a pruning mask is still attached (not baked): evaluate point by point")
         layers = list(model.mlp)
         first = layers[0]

@@ -15,6 +15,7 @@ units it hardly prunes a network of a few hundred neurons, so the KL weight is a
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -23,6 +24,9 @@ from torch import nn
 from .config import PruningConfig
 from .masks import make_mask
 from .models.layers import Snake
+
+if TYPE_CHECKING:
+    from .models.protocol import SRNModel
 
 # The PruningConfig fields each method reads, beside the schedule's (for showing the settings that matter).
 SCHEDULE_SETTINGS = ("mask_phase_fraction", "mask_learning_rate", "finetune_lr_factor")
@@ -34,25 +38,25 @@ METHOD_SETTINGS = {
 }
 
 
-def attach_masks(model: nn.Module, config: PruningConfig) -> None:
+def attach_masks(model: SRNModel, config: PruningConfig) -> None:
     """Fresh masks of the configured method at every place the architecture can prune."""
     device = next(model.parameters()).device
     model.attach_masks([make_mask(config, shape).to(device) for shape in model.mask_shapes(config.granularity)])
 
 
-def kept_unit_fraction(model: nn.Module) -> float:
+def kept_unit_fraction(model: SRNModel) -> float:
     """Fraction of the masked units that the masks currently keep (1.0 without masks)."""
     masks = model.masks()
     total = sum(m.num_units for m in masks)
     return sum(int(m.keep().sum()) for m in masks) / total if total else 1.0
 
 
-def pruned_fractions(model: nn.Module) -> dict[str, float]:
+def pruned_fractions(model: SRNModel) -> dict[str, float]:
     """Per parameter: the fraction of the unpruned model's entries that pruning removed."""
     return {name: 1.0 - kept / full if full else 0.0 for name, (kept, full) in model.entry_counts().items()}
 
 
-def pruned_fraction(model: nn.Module) -> float:
+def pruned_fraction(model: SRNModel) -> float:
     """The fraction of all the unpruned model's parameter entries that pruning removed."""
     counts = model.entry_counts().values()
     full = sum(f for _k, f in counts)
@@ -92,7 +96,7 @@ class GaussianNLL(nn.Module):
 class MaskObjective:
     """The mask phase's loss for one method; call with a batch, get (loss, mse)."""
 
-    def __init__(self, config: PruningConfig, model: nn.Module) -> None:
+    def __init__(self, config: PruningConfig, model: SRNModel) -> None:
         self.config = config
         self.model = model
         self.units = max(1, sum(m.num_units for m in model.masks()))

@@ -16,11 +16,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from .errors import FileFormatError
+
+if TYPE_CHECKING:
+    from .models.protocol import SRNModel
 
 GRID = "grid"  # uint8: (C, z, y, x) codes, or (K,) codes of the K kept entries when pruned
 GRID_QUANT = "grid_quant"  # (2, C): scale, offset; (2, C, G) with G quantization groups (wavelet levels)
@@ -126,13 +130,13 @@ def dequantize_kept(
     return grid
 
 
-def _latent(model: torch.nn.Module) -> tuple[str | None, list[Group] | None]:
+def _latent(model: SRNModel) -> tuple[str | None, list[Group] | None]:
     """The name of the model's latent tensor (None without one, as in Neurcomp) and its quantization groups."""
-    name = getattr(model, "latent_name", None)
+    name = model.latent_name
     return name, (model.quantization_groups() if name is not None else None)
 
 
-def storage_tensors(model: torch.nn.Module, keep: torch.Tensor | None = None) -> StoredModel:
+def storage_tensors(model: SRNModel, keep: torch.Tensor | None = None) -> StoredModel:
     """The arrays to write, the layout of the packed weights and the model's structure.
 
     keep: store only these latent entries (as if the model's keep mask were this one), to measure what a
@@ -145,7 +149,7 @@ def storage_tensors(model: torch.nn.Module, keep: torch.Tensor | None = None) ->
     latent_name, groups = _latent(model)
     structure = model.structure()
     if latent_name in state:
-        keep = getattr(model, "grid_keep", None) if keep is None else keep
+        keep = model.grid_keep if keep is None else keep
         keep = None if keep is None else keep.detach().cpu().numpy()
         if keep is not None:
             structure["keep_shape"] = list(keep.shape)
@@ -163,7 +167,7 @@ def storage_tensors(model: torch.nn.Module, keep: torch.Tensor | None = None) ->
     return StoredModel(arrays, layout, structure, index_layout)
 
 
-def stored_state(stored: StoredModel, model: torch.nn.Module) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
+def stored_state(stored: StoredModel, model: SRNModel) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
     """The float32 state dict a reader rebuilds for this (freshly built) model, and the keep mask of its latent
     tensor (None when not pruned).
 
@@ -242,7 +246,7 @@ def _stored_grid(
     return dequantize_kept(codes, quant[0], quant[1], kept, groups), keep
 
 
-def apply_storage_precision(model: torch.nn.Module) -> StoredModel:
+def apply_storage_precision(model: SRNModel) -> StoredModel:
     """Round the model's parameters to what will be stored; return what will be stored."""
     stored = storage_tensors(model)
     state, _keep = stored_state(stored, model)

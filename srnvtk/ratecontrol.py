@@ -22,7 +22,7 @@ import tempfile
 from pathlib import Path
 
 from .budget import file_size_probe
-from .config import PSNR_TRIALS, FVSRNConfig, ModelConfig, NeurcompConfig, PruningConfig, TrainConfig
+from .config import EncodeConfig, EncoderSettings, FVSRNConfig, ModelConfig, NeurcompConfig, PruningConfig, TrainConfig
 from .encoder import (
     CompressResult,
     budget_for_ratio,
@@ -69,7 +69,7 @@ def _widest_neurcomp(ratio: float, volume: Volume, base: NeurcompConfig, pruning
 
     def file_bytes(candidate: NeurcompConfig) -> int:
         model = build_model(candidate, volume.geometry)
-        model.cluster_weights()  # a no-op unless the settings cluster the weights
+        model.share_weights()  # a no-op unless the settings cluster the weights
         return file_size_probe(model, source, pruning)(None)
 
     while file_bytes(wider := dataclasses.replace(config, width=config.width + 1)) <= budget:
@@ -80,16 +80,19 @@ def _widest_neurcomp(ratio: float, volume: Volume, base: NeurcompConfig, pruning
 def compress_to_ratio(
     volume: Volume,
     ratio: float,
-    train_config: TrainConfig,
-    base: ModelConfig | None = None,
+    *,
+    model_config: ModelConfig | None = None,
+    train_config: TrainConfig | None = None,
+    pruning: PruningConfig | None = None,
     path: str | os.PathLike | None = None,
     progress: ProgressCallback | None = None,
     should_abort: AbortCallback | None = None,
-    pruning: PruningConfig | None = None,
 ) -> CompressResult:
-    """Compress into at most float32 bytes / ratio, as close to it as the model allows (see the module)."""
-    model_config, budget = plan_for_ratio(ratio, volume, base, pruning)
-    return compress(volume, model_config, train_config, path, progress, should_abort, pruning, target_bytes=budget)
+    """Compress into at most float32 bytes / ratio, as close to it as the model allows (see the module);
+    model_config gives the architecture and every setting but the size."""
+    planned, budget = plan_for_ratio(ratio, volume, model_config, pruning)
+    return compress(volume, model_config=planned, train_config=train_config, pruning=pruning, path=path,
+                    progress=progress, should_abort=should_abort, target_bytes=budget)
 
 
 @dataclasses.dataclass
@@ -105,13 +108,14 @@ class PSNRSearch:
 def compress_to_psnr(
     volume: Volume,
     target_psnr: float,
-    train_config: TrainConfig,
-    base: ModelConfig | None = None,
+    *,
+    model_config: ModelConfig | None = None,
+    train_config: TrainConfig | None = None,
+    pruning: PruningConfig | None = None,
     path: str | os.PathLike | None = None,
     progress: ProgressCallback | None = None,
     should_abort: AbortCallback | None = None,
-    pruning: PruningConfig | None = None,
-    trials: int = PSNR_TRIALS,
+    trials: int = EncodeConfig().psnr_trials,
 ) -> PSNRSearch:
     """The smallest file that reaches target_psnr dB, searched over ratios with up to `trials` trainings.
 
@@ -128,8 +132,8 @@ def compress_to_psnr(
     if folder is not None and not folder.is_dir():
         raise SettingsError(f"cannot write '{path}': folder '{folder}' does not exist")
     with tempfile.TemporaryDirectory(prefix=".srnvtk-psnr-", dir=folder) as scratch:
-        search = _search(volume, target_psnr, train_config, base, Path(scratch), progress, should_abort, pruning,
-                         trials)
+        search = _search(volume, target_psnr, train_config or TrainConfig(), model_config, Path(scratch), progress,
+                         should_abort, pruning, trials)
         if path is not None:
             os.replace(Path(scratch) / _trial_name(search.ratio), path)
     return search
@@ -156,8 +160,9 @@ def _search(volume: Volume, target_psnr: float, train_config: TrainConfig, base:
                 progress((trial + fraction) / trials, f"trial {trial + 1}/{trials} (ratio {ratio:.4g}): {message}")
 
         try:
-            result = compress_to_ratio(volume, ratio, train_config, base, scratch / _trial_name(ratio),
-                                       trial_progress, should_abort, pruning)
+            result = compress_to_ratio(volume, ratio, model_config=base, train_config=train_config, pruning=pruning,
+                                       path=scratch / _trial_name(ratio), progress=trial_progress,
+                                       should_abort=should_abort)
         except SettingsError:  # too few bytes for any model: this ratio fails
             history.append((ratio, None))
             failing = ratio if failing is None else min(failing, ratio)
@@ -192,3 +197,32 @@ def _largest_ratio(geometry: Geometry, base: ModelConfig | None, pruning: Prunin
         return 4.0 * geometry.num_points / estimated_file_bytes(smallest, geometry, pruning)
     except SettingsError:  # wavelet levels too many for the smallest grid: no better bound at hand
         return 4.0 * geometry.num_points / 1024
+
+
+@dataclasses.dataclass
+class Encoded:
+    """What `encode` made: the result, and the quality search behind it when a PSNR was the target."""
+
+    result: CompressResult
+    search: PSNRSearch | None = None
+
+
+def encode(
+    volume: Volume,
+    settings: EncoderSettings,
+    *,
+    path: str | os.PathLike | None = None,
+    progress: ProgressCallback | None = None,
+    should_abort: AbortCallback | None = None,
+) -> Encoded:
+    """Compress as the encoder's settings say: to a PSNR target, into a ratio target, or with the model's
+    settings as given. What the command line and the SRN Encoder both run."""
+    target = settings.encode
+    common = {"model_config": settings.model_config, "train_config": settings.train, "pruning": settings.pruning,
+              "path": path, "progress": progress, "should_abort": should_abort}
+    if target.psnr is not None:
+        search = compress_to_psnr(volume, target.psnr, trials=target.psnr_trials, **common)
+        return Encoded(search.result, search)
+    if target.ratio is not None:
+        return Encoded(compress_to_ratio(volume, target.ratio, **common))
+    return Encoded(compress(volume, **common))

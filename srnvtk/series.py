@@ -39,6 +39,7 @@ from vtkmodules.util import numpy_support
 from vtkmodules.vtkCommonDataModel import vtkDataObject, vtkImageData
 
 from .errors import InputError, SettingsError
+from .parts import FieldInfo
 from .volume import SUPPORTED_DTYPES, Geometry, Volume
 
 SUPPORTED_COMPONENTS = (1, 3)
@@ -52,19 +53,6 @@ GEOMETRY_TOLERANCE = 1e-6
 
 StepLoader = Callable[[int, tuple[str, ...]], dict[str, np.ndarray]]
 ProgressCallback = Callable[[float, str], None]
-
-
-@dataclass(frozen=True)
-class FieldInfo:
-    """One point array of every step: its name, components (1 or 3) and value type."""
-
-    name: str
-    components: int
-    dtype: str
-
-    @property
-    def is_vector(self) -> bool:
-        return self.components == 3
 
 
 @dataclass(frozen=True)
@@ -163,7 +151,7 @@ def describe_image(image: vtkImageData, label: str, time: float | None = None) -
     for i in range(pd.GetNumberOfArrays()):
         array = pd.GetArray(i)  # None for string and other non-numeric arrays
         if array is not None and array.GetName() and array.GetName() not in IGNORED_ARRAYS:
-            fields.append(FieldInfo(array.GetName(), array.GetNumberOfComponents(), _dtype_name(array.GetDataType())))
+            fields.append(FieldInfo(array.GetName(), _dtype_name(array.GetDataType()), array.GetNumberOfComponents()))
     geometry = Geometry(tuple(image.GetExtent()), tuple(image.GetOrigin()), tuple(image.GetSpacing()))
     return StepInfo(label, geometry, tuple(fields), time)
 
@@ -419,7 +407,7 @@ def _describe_file(path: Path, label: str) -> StepInfo:
         vtk_type = entry.Get(vtkDataObject.FIELD_ARRAY_TYPE())
         if not name or name in IGNORED_ARRAYS or _dtype_name(vtk_type).startswith("VTK type"):
             continue  # unnamed, VTK's own, or not numeric (strings)
-        fields.append(FieldInfo(name, entry.Get(vtkDataObject.FIELD_NUMBER_OF_COMPONENTS()), _dtype_name(vtk_type)))
+        fields.append(FieldInfo(name, _dtype_name(vtk_type), entry.Get(vtkDataObject.FIELD_NUMBER_OF_COMPONENTS())))
     time = None
     if info.Has(Pipeline.TIME_STEPS()):
         stamps = info.Get(Pipeline.TIME_STEPS())
@@ -491,7 +479,7 @@ def _describe_arrays(geometry: Geometry, arrays: Mapping[str, np.ndarray], label
         if values.shape[:3] != geometry.shape_zyx or values.ndim not in (3, 4):
             raise InputError(f"array '{name}' of {label} has shape {values.shape}; expected (z, y, x) = "
                              f"{geometry.shape_zyx}, with the components last for a vector")
-        fields.append(FieldInfo(name, 1 if values.ndim == 3 else values.shape[3], values.dtype.name))
+        fields.append(FieldInfo(name, values.dtype.name, 1 if values.ndim == 3 else values.shape[3]))
     return StepInfo(label, geometry, tuple(fields))
 
 

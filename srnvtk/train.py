@@ -17,6 +17,7 @@ callback is asked before every step of either.
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,19 +25,19 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from .config import ModelConfig, PruningConfig, TrainConfig
-from .devices import resolve_device, set_threads
+from .devices import resolve_device, torch_threads
 from .errors import SettingsError, TrainingAborted
-from .models import build_model, default_learning_rate
+from .gpu.graphed_step import GraphedStep, graphs_enabled
+from .models import SRNModel, build_model, default_learning_rate, parameter_count
 from .pruning import MaskObjective, attach_masks, kept_unit_fraction, pruned_fraction
 from .sampling import voxel_positions
 from .volume import Volume, validate_for_training
 
 ProgressCallback = Callable[[float, str], None]
 AbortCallback = Callable[[], bool]
-FitCallback = Callable[[nn.Module], None]  # changes what the model keeps (see srnvtk.ratecontrol)
+FitCallback = Callable[[SRNModel], None]  # changes what the model keeps (see srnvtk.ratecontrol)
 
 # Without pruning, a rate fit comes after this share of the training budget; the rest fine-tunes what it kept.
 FIT_AT = 0.85
@@ -44,12 +45,11 @@ FIT_AT = 0.85
 
 @dataclass
 class TrainResult:
-    model: nn.Module
+    model: SRNModel
     value_range: tuple[float, float]
     seconds: float
     final_loss: float  # MSE of the last reported batch
     steps: int
-    pruned_fraction: float = 0.0  # of the unpruned model's parameter entries
 
 
 @dataclass
@@ -94,32 +94,49 @@ def train(
     volume: Volume,
     model_config: ModelConfig,
     train_config: TrainConfig,
+    *,
     progress: ProgressCallback | None = None,
     should_abort: AbortCallback | None = None,
     pruning: PruningConfig | None = None,
     fit: FitCallback | None = None,
-    *,
-    initial_model: nn.Module | None = None,
+    value_range: tuple[float, float] | None = None,
+    initial_model: SRNModel | None = None,
     frozen: tuple[str, ...] = (),
 ) -> TrainResult:
     """Fit a new network to the volume (pruning it when asked, then fitting it to a byte budget when `fit` is
-    given); deterministic for a given seed on the CPU.
+    given); deterministic for a given seed on the CPU. train_config.threads applies while it runs.
+    value_range: normalise by this range instead of the volume's own (a brick or step of a larger array).
 
     initial_model: start from a copy of its weights instead of a fresh initialisation (warm start from the
     previous time step's model); it must have the architecture and shapes model_config gives for this volume
     (SettingsError otherwise) and is left unchanged. Its pruning is not carried over. frozen: parameter name
-    prefixes (say "mlp.") whose parameters keep their initial values.
-    """
-    pruning = pruning or PruningConfig()
-    value_range = validate_for_training(volume)
-    set_threads(train_config.threads)
+    prefixes (say "mlp.") whose parameters keep their initial values."""
+    with torch_threads(train_config.threads):
+        return _train(volume, model_config, train_config, progress, should_abort, pruning or PruningConfig(), fit,
+                      value_range, initial_model, (frozen,) if isinstance(frozen, str) else tuple(frozen))
+
+
+def _train(
+    volume: Volume,
+    model_config: ModelConfig,
+    train_config: TrainConfig,
+    progress: ProgressCallback | None,
+    should_abort: AbortCallback | None,
+    pruning: PruningConfig,
+    fit: FitCallback | None,
+    value_range: tuple[float, float] | None,
+    initial_model: SRNModel | None = None,
+    frozen: tuple[str, ...] = (),
+) -> TrainResult:
+    value_range = validate_for_training(volume, value_range)
     device = resolve_device(train_config.device)
+    check_memory(model_config, volume, device)
     torch.manual_seed(train_config.seed)
     model = build_model(model_config, volume.geometry)
     if initial_model is not None:
         _load_initial(model, initial_model)
     model = model.to(device)
-    _freeze(model, (frozen,) if isinstance(frozen, str) else tuple(frozen))
+    _freeze(model, frozen)
     targets = normalized_values(volume, value_range).to(device)
     generator = torch.Generator(device=device).manual_seed(train_config.seed)
     learning_rate = train_config.learning_rate or default_learning_rate(model_config)
@@ -131,7 +148,7 @@ def train(
         attach_masks(model, pruning)
         split = pruning.mask_phase_fraction
         phases = [_Phase("masks", 0.0, split, learning_rate, finetune_rate, MaskObjective(pruning, model))]
-    elif fit is not None or getattr(model, "clusters_weights", False):
+    elif fit is not None or model.shares_weights:
         split = FIT_AT
         phases = [_Phase("", 0.0, split, learning_rate, finetune_rate)]
     else:
@@ -145,22 +162,46 @@ def train(
         if phase.fit_first:
             if fit is not None:
                 fit(model)
-            if hasattr(model, "cluster_weights"):
-                model.cluster_weights()
+            model.share_weights()
         loss_value = _run_phase(model, phase, budget, targets, volume, train_config, generator, progress,
                                 should_abort, loss_value)
         if phase.objective is not None:
             # Under a byte budget the fit, not the method's threshold, chooses the survivors (by the masks'
             # ranking) where the architecture supports it (fV-SRN).
-            if fit is not None and hasattr(model, "unit_importance"):
+            if fit is not None and model.latent_name is not None:
                 model.bake_masks(rank_only=True)
             else:
                 model.bake_masks()
     model.eval()
-    return TrainResult(model, value_range, budget.seconds, loss_value, budget.step, pruned_fraction(model))
+    return TrainResult(model, value_range, budget.seconds, loss_value, budget.step)
 
 
-def _load_initial(model: nn.Module, initial: nn.Module) -> None:
+# Bytes per trainable value while training: the value, its gradient and Adam's two moments (float32 each).
+TRAINING_BYTES_PER_VALUE = 16
+
+
+def check_memory(model_config: ModelConfig, volume: Volume, device: torch.device) -> None:
+    """SettingsError, before anything is allocated, when the model cannot be trained in this machine's memory
+    (a model larger than the machine gets a clear message, not the allocator's)."""
+    needed = parameter_count(model_config, volume.geometry) * TRAINING_BYTES_PER_VALUE + 4 * volume.values.size
+    available = available_memory(device)
+    if available is not None and needed > available:
+        raise SettingsError(f"the model needs about {needed / 2**30:.1f} GiB to train ({needed:,} bytes), more "
+                            f"than the {available / 2**30:.1f} GiB of memory on the {device.type.upper()}; choose a "
+                            "smaller grid, fewer channels or a narrower network")
+
+
+def available_memory(device: torch.device) -> int | None:
+    """Total memory of the device (CUDA) or of the machine (CPU); None where it cannot be told."""
+    if device.type == "cuda":
+        return int(torch.cuda.get_device_properties(device).total_memory)
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def _load_initial(model: SRNModel, initial: SRNModel) -> None:
     """Copy initial's weights into the freshly built model (warm start)."""
     config = getattr(initial, "config", None)
     if type(initial) is not type(model) or type(config) is not type(model.config):
@@ -177,7 +218,7 @@ def _load_initial(model: nn.Module, initial: nn.Module) -> None:
                             ) from None
 
 
-def _freeze(model: nn.Module, prefixes: tuple[str, ...]) -> None:
+def _freeze(model: SRNModel, prefixes: tuple[str, ...]) -> None:
     """Keep the parameters whose names start with a prefix at their values (Adam skips them: no gradients)."""
     for prefix in prefixes:
         matched = [p for name, p in model.named_parameters() if name.startswith(prefix)]
@@ -189,7 +230,7 @@ def _freeze(model: nn.Module, prefixes: tuple[str, ...]) -> None:
 
 
 def _run_phase(
-    model: nn.Module,
+    model: SRNModel,
     phase: _Phase,
     budget: _Budget,
     targets: torch.Tensor,
@@ -206,8 +247,11 @@ def _run_phase(
         groups = [{"params": list(model.parameters()), "base_lr": phase.learning_rate}]
     else:
         groups = objective.parameter_groups(phase.learning_rate)
-    optimizer = torch.optim.Adam(groups, lr=phase.learning_rate)
     shape = volume.geometry.shape_zyx
+    graphed = None  # on CUDA, plain MSE: the whole step captured once and replayed (srnvtk.gpu.graphed_step)
+    if objective is None and graphs_enabled(targets.device):
+        graphed = GraphedStep(model, groups, phase.learning_rate, targets, shape, config.batch_size, generator)
+    optimizer = graphed.optimizer if graphed is not None else torch.optim.Adam(groups, lr=phase.learning_rate)
     steps = config.steps
     report_every = max(1, steps // 200)
     where = f" ({phase.name} phase)" if phase.name else ""
@@ -218,20 +262,23 @@ def _run_phase(
         # steps or of the time limit, whichever runs out first.
         local = min(1.0, max(0.0, (budget.fraction - phase.start) / (phase.end - phase.start)))
         decay = (phase.final_learning_rate / phase.learning_rate) ** local
-        for group in optimizer.param_groups:
-            group["lr"] = group["base_lr"] * decay
-        index = torch.randint(targets.numel(), (config.batch_size,), generator=generator, device=targets.device)
-        positions = voxel_positions(index, shape)
-        prediction = model(positions)
-        if objective is None:
-            loss = mse = F.mse_loss(prediction, targets[index])
+        if graphed is not None:
+            mse = graphed(decay)
         else:
-            loss, mse = objective(prediction, targets[index], positions, local)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        if objective is not None:
-            objective.after_step()
+            for group in optimizer.param_groups:
+                group["lr"] = group["base_lr"] * decay
+            index = torch.randint(targets.numel(), (config.batch_size,), generator=generator, device=targets.device)
+            positions = voxel_positions(index, shape)
+            prediction = model(positions)
+            if objective is None:
+                loss = mse = F.mse_loss(prediction, targets[index])
+            else:
+                loss, mse = objective(prediction, targets[index], positions, local)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            if objective is not None:
+                objective.after_step()
         budget.tick()
         if budget.step % report_every == 0 or budget.fraction >= phase.end:
             loss_value = float(mse.detach())
@@ -240,7 +287,7 @@ def _run_phase(
     return loss_value
 
 
-def _message(model: nn.Module, phase: _Phase, budget: _Budget, loss: float) -> str:
+def _message(model: SRNModel, phase: _Phase, budget: _Budget, loss: float) -> str:
     text = f"step {budget.step}/{budget.steps} loss {loss:.3g}"
     if not phase.name:
         return text

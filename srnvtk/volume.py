@@ -70,8 +70,9 @@ class Volume:
         return str(self.values.dtype)
 
 
-def validate_for_training(volume: Volume) -> tuple[float, float]:
-    """Check that the volume can be learned; return its (min, max) value range."""
+def validate_for_training(volume: Volume, value_range: tuple[float, float] | None = None) -> tuple[float, float]:
+    """Check that the volume can be learned; return its (min, max) value range, or the given one: a part of a
+    larger array (a brick, a time step) is normalised by the whole array's range, and may then be constant."""
     dims = volume.geometry.dimensions
     if volume.values.size == 0:
         raise InputError(f"array '{volume.name}' is empty")
@@ -88,6 +89,11 @@ def validate_for_training(volume: Volume) -> tuple[float, float]:
     if not finite.all():
         bad = int(volume.values.size - np.count_nonzero(finite))
         raise InputError(f"array '{volume.name}' holds {bad} NaN or infinite values; clean them first")
+    if value_range is not None:
+        vmin, vmax = (float(v) for v in value_range)
+        if not (np.isfinite(vmin) and np.isfinite(vmax) and vmax > vmin):
+            raise InputError(f"the value range {value_range} given for '{volume.name}' is empty or not finite")
+        return vmin, vmax
     vmin, vmax = float(volume.values.min()), float(volume.values.max())
     if vmax <= vmin:
         raise InputError(

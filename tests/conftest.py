@@ -10,6 +10,12 @@ import torch
 
 from srnvtk.config import FVSRNConfig, TrainConfig
 
+# Triton chooses between compiling and interpreting when it is first imported, and torch imports it too (its
+# optimisers load torch._dynamo, which looks for triton): without a GPU, choose the CPU interpreter before any test
+# runs, so that tests/test_gpu_kernels.py can run the GPU kernels.
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
 TINY_SHAPE = (16, 14, 12)  # points along x, y, z: small, and no two axes alike, so axis mix-ups show
 
 # A model and a training run just big enough to learn something: tests check plumbing, not quality.

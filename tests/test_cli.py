@@ -60,8 +60,7 @@ def compressed(tmp_path_factory, fast_compress_args) -> dict:
 def full_decode(compressed) -> np.ndarray:
     """The encoder's reconstruction, as a reader of the file computes it."""
     srn = compressed["file"]
-    geometry = srn.source.geometry
-    return decode(srn.model, geometry, geometry, srn.source.value_range, srn.source.dtype, "cpu")
+    return decode(srn, device="cpu")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -83,7 +82,7 @@ def test_info_text(compressed) -> None:
     code, out, err = run("info", compressed["srn"])
     assert code == 0, err
     srn, size = compressed["file"], os.path.getsize(compressed["srn"])
-    assert "srnvtk format version 3, architecture fvsrn" in out
+    assert "srnvtk format version 5, architecture fvsrn" in out
     assert "'density' (uint8)" in out
     assert "16 x 14 x 12" in out
     assert f"{size:,}" in out
@@ -97,7 +96,7 @@ def test_info_json_matches_the_file(compressed) -> None:
     assert code == 0, err
     info = json.loads(out)
     srn = compressed["file"]
-    assert info["format"] == "srnvtk" and info["format_version"] == 3 and info["architecture"] == "fvsrn"
+    assert info["format"] == "srnvtk" and info["format_version"] == 5 and info["architecture"] == "fvsrn"
     assert info["model_config"]["grid_channels"] == srn.model_config.grid_channels == 4
     assert info["model_config"]["mlp_width"] == 16 and info["model_config"]["fourier_features"] == 2
     assert info["grid_shape"] == list(srn.model.grid.shape[1:])
@@ -337,11 +336,11 @@ def test_hdf5_but_not_srn(tmp_path, command) -> None:
     [
         (["--steps", "0"], "steps must be"),
         (["--batch-size", "0"], "batch_size must be"),
-        (["--lr", "0"], "learning_rate must"),
+        (["--lr", "-1"], "learning_rate must"),
         (["--grid-resolution", "1"], "grid_resolution must be"),
         (["--mlp-layers", "0"], "mlp_layers must be"),
         (["--threads", "-1"], "threads must be"),
-        (["--ratio", "0.5"], "--ratio must be > 1"),
+        (["--ratio", "0.5"], "ratio must be a number in (1, inf)"),
         (["--ratio", "1e9"], "too few"),
         (["--device", "tpu"], "invalid choice: 'tpu'"),
         (["--steps", "many"], "invalid int value"),
@@ -351,8 +350,9 @@ def test_hdf5_but_not_srn(tmp_path, command) -> None:
         (["--prune-granularity", "channel"], "invalid choice: 'channel'"),
         (["--arch", "neurcomp", "--grid-resolution", "8"], "--grid-resolution applies to --arch fvsrn"),
         (["--plain"], "--plain applies to --arch neurcomp, not --arch fvsrn"),
+        (["--prune", "variational", "--prune-l1", "0.1"], "--prune-l1 applies to --prune smallify|binary"),
         (["--neurcomp-blocks", "3"], "--neurcomp-blocks applies to --arch neurcomp"),
-        (["--prune-l1", "0.1"], "--prune-l1 needs a pruning method"),
+        (["--prune-l1", "0.1"], "--prune-l1 applies to --prune smallify|binary, not --prune none"),
         (["--arch", "neurcomp", "--prune", "binary", "--prune-granularity", "position"],
          "--prune-granularity applies to --arch fvsrn"),
         (["--arch", "neurcomp", "--neurcomp-width", "0"], "width must be"),
@@ -373,7 +373,7 @@ def test_invalid_compress_options(tmp_path, tiny_vti, options, expected) -> None
         (["--extent", "100", "200", "0", "1", "0", "1"], "lies outside the grid"),
         (["--device", "tpu"], "invalid choice: 'tpu'"),
         (["--stride", "2", "--dimensions", "4", "4", "4"], "not allowed with"),
-        (["--threads", "-1"], "threads must be >= 0"),
+        (["--threads", "-1"], "threads must be an integer in [0, 1024]"),
         (["--precision", "fp8"], "invalid choice: 'fp8'"),
     ],
 )
@@ -481,8 +481,7 @@ def test_compress_pruned_then_info_and_decompress(tmp_path, tiny_vti, options, a
     code, _, err = run("decompress", vti_path := srn_path, vti, "--quiet")
     assert code == 0, err
     values, _ = point_values(vti)
-    geometry = srn.source.geometry
-    expected = decode(srn.model, geometry, geometry, srn.source.value_range, srn.source.dtype, "cpu")
+    expected = decode(srn, device="cpu")
     assert np.array_equal(values, expected), vti_path
 
 
@@ -536,10 +535,10 @@ def test_compress_wavelet_levels_zero_means_automatic(tiny_vti, tmp_path, fast_c
     ("options", "fragment"),
     [
         (["--wavelet", "db99"], "unknown wavelet 'db99' (did you mean"),
-        (["--wavelet-levels", "2"], "--wavelet-levels needs a wavelet grid (--wavelet NAME)"),
-        (["--wavelet", "none", "--wavelet-levels", "2"], "--wavelet-levels needs a wavelet grid"),
+        (["--wavelet-levels", "2"], "--wavelet-levels applies to --wavelet other than none, not --wavelet none"),
+        (["--wavelet", "none", "--wavelet-levels", "2"], "--wavelet-levels applies to --wavelet other than none"),
         (["--wavelet", "haar", "--arch", "neurcomp"], "--wavelet applies to --arch fvsrn"),
-        (["--wavelet", "haar", "--wavelet-levels", "-1"], "wavelet_levels must be None (automatic)"),
+        (["--wavelet", "haar", "--wavelet-levels", "-1"], "wavelet_levels must be an integer in [1, 16]"),
     ],
 )
 def test_compress_bad_wavelet_options(tiny_vti, tmp_path, options, fragment) -> None:

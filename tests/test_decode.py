@@ -13,6 +13,7 @@ from srnvtk.config import FVSRNConfig, TrainConfig
 from srnvtk.datasets import default_volume_values
 from srnvtk.decode import clip_extent, decode, resampled_geometry, strided_geometry, to_dtype, world_axis
 from srnvtk.errors import SettingsError
+from srnvtk.fileformat import SRNFile
 from srnvtk.sampling import voxel_positions
 from srnvtk.train import train
 from srnvtk.volume import Geometry, Volume
@@ -39,7 +40,7 @@ def full(model) -> np.ndarray:
 
 
 def run(model, output: Geometry, dtype: str = "float64", **kwargs) -> np.ndarray:
-    return decode(model, SOURCE, output, VALUE_RANGE, dtype, "cpu", **kwargs)
+    return decode(SRNFile.of_model(model, SOURCE, VALUE_RANGE, dtype), output, device="cpu", **kwargs)
 
 
 def source_slice(output: Geometry, stride=(1, 1, 1)) -> tuple[slice, slice, slice]:
@@ -300,17 +301,18 @@ def test_bad_batch_points_raise(model) -> None:
 
 def test_bad_device_raises(model) -> None:
     with pytest.raises(SettingsError, match="device must be one of"):
-        decode(model, SOURCE, SOURCE, VALUE_RANGE, "float32", "tpu")
+        decode(SRNFile.of_model(model, SOURCE, VALUE_RANGE, "float32"), device="tpu")
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is present: no fallback to test")
 def test_cuda_falls_back_to_cpu_with_a_warning(model, full) -> None:
     with pytest.warns(RuntimeWarning, match="CUDA was requested but is not available"):
-        values = decode(model, SOURCE, SOURCE, VALUE_RANGE, "float64", "cuda")
+        values = decode(SRNFile.of_model(model, SOURCE, VALUE_RANGE, "float64"), device="cuda")
     close(values, full)
 
 
 def test_auto_device_does_not_warn(model) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        decode(model, SOURCE, strided_geometry(SOURCE, (4, 4, 4)), VALUE_RANGE, "float32", "auto")
+        decode(SRNFile.of_model(model, SOURCE, VALUE_RANGE, "float32"), strided_geometry(SOURCE, (4, 4, 4)),
+               device="auto")

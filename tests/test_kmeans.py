@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import dataclasses
 
-import h5py
 import numpy as np
 import pytest
 import torch
+from srn_editing import edit, stored_tensors
 
 from srnvtk.config import NeurcompConfig, TrainConfig
 from srnvtk.datasets import default_geometry, default_volume_values
 from srnvtk.decode import decode
 from srnvtk.encoder import compress, estimated_file_bytes
 from srnvtk.errors import FileFormatError, SettingsError
-from srnvtk.fileformat import CLUSTERED_FORMAT_VERSION, read_srn
+from srnvtk.fileformat import FORMAT_VERSION, read_srn
 from srnvtk.kmeans import ClusteredLinear, kmeans_1d
 from srnvtk.models import build_model
 from srnvtk.volume import Volume
@@ -77,13 +77,13 @@ def volume() -> Volume:
 @pytest.fixture(scope="module")
 def clustered_file(tmp_path_factory, volume) -> dict:
     path = tmp_path_factory.mktemp("kmeans") / "c.srn"
-    result = compress(volume, CLUSTERED, TRAIN, path)
+    result = compress(volume, model_config=CLUSTERED, train_config=TRAIN, path=path)
     return {"path": path, "result": result}
 
 
 def test_training_ends_with_clustered_hidden_matrices(clustered_file) -> None:
     srn = read_srn(clustered_file["path"])
-    assert srn.format_version == CLUSTERED_FORMAT_VERSION
+    assert srn.format_version == FORMAT_VERSION
     assert srn.model.structure()["clustered_layers"] == [1, 2, 3, 4]
     for k in (1, 2, 3, 4):
         layer = srn.model.layers[k].linear
@@ -94,44 +94,45 @@ def test_training_ends_with_clustered_hidden_matrices(clustered_file) -> None:
 
 def test_clustered_file_decodes_exactly_to_the_reconstruction(clustered_file) -> None:
     srn = read_srn(clustered_file["path"])
-    s = srn.source
-    decoded = decode(srn.model, s.geometry, s.geometry, s.value_range, s.dtype, "cpu")
+    decoded = decode(srn, device="cpu")
     np.testing.assert_array_equal(decoded, clustered_file["result"].reconstruction)
 
 
 def test_clustered_file_stores_one_byte_per_hidden_weight(clustered_file, volume) -> None:
-    with h5py.File(clustered_file["path"], "r") as f:
-        indices = f["tensors/weight_indices"]
-        assert indices.dtype == np.uint8 and indices.shape == (4 * 24 * 24,)
-        assert f["tensors/weights"].shape[0] < 2 * 24 * 24  # no hidden matrix among the fp16 weights
+    tensors = stored_tensors(clustered_file["path"])
+    indices = tensors["weight_indices"]
+    assert indices.dtype == np.uint8 and indices.shape == (4 * 24 * 24,)
+    assert tensors["weights"].shape[0] < 2 * 24 * 24  # no hidden matrix among the fp16 weights
     size = clustered_file["path"].stat().st_size
     assert size <= estimated_file_bytes(CLUSTERED, volume.geometry)
     plain = estimated_file_bytes(dataclasses.replace(CLUSTERED, weight_clusters=0), volume.geometry)
     assert estimated_file_bytes(CLUSTERED, volume.geometry) < plain
 
 
-def _corrupt_indices(path, change) -> None:
-    with h5py.File(path, "r+") as f:
-        change(f)
+def _index_200(tensors: dict) -> None:
+    indices = tensors["weight_indices"].copy()
+    indices[0] = 200
+    tensors["weight_indices"] = indices
 
 
 @pytest.mark.parametrize(("change", "fragment"), [
-    (lambda f: f["tensors/weight_indices"].__setitem__(0, 200), "beyond the 16 shared values"),
-    (lambda f: f["tensors/weight_indices"].attrs.__setitem__("indices_layout", "[]"), "longer than their layout"),
-    (lambda f: f["tensors"].__delitem__("weight_indices"), "do not match the model's"),
+    ({"tensors": _index_200}, "beyond the 16 shared values"),
+    ({"header": lambda h: h["layouts"].__setitem__("weight_indices", [])}, "do not match the model's"),
+    ({"tensors": lambda t: t.pop("weight_indices")}, "the settings call for"),
 ], ids=["index-range", "layout", "missing"])
 def test_damaged_indices_give_a_clear_error(tmp_path, clustered_file, change, fragment) -> None:
     path = tmp_path / "d.srn"
     path.write_bytes(clustered_file["path"].read_bytes())
-    _corrupt_indices(path, change)
+    edit(path, **change)
     with pytest.raises(FileFormatError, match=fragment):
         read_srn(path)
 
 
-def test_unclustered_neurcomp_stays_format_version_3(tmp_path, volume) -> None:
+def test_unclustered_neurcomp_stores_no_indices(tmp_path, volume) -> None:
     path = tmp_path / "p.srn"
-    compress(volume, dataclasses.replace(CLUSTERED, weight_clusters=0), dataclasses.replace(TRAIN, steps=3), path)
-    assert read_srn(path).format_version == 3
+    compress(volume, model_config=dataclasses.replace(CLUSTERED, weight_clusters=0),
+             train_config=dataclasses.replace(TRAIN, steps=3), path=path)
+    assert set(stored_tensors(path)) == {"weights"}
     model = build_model(CLUSTERED, volume.geometry)
     assert model.clustered_layers() == []  # clustering happens in training, not at construction
 
@@ -142,8 +143,7 @@ def test_a_layer_with_fewer_weights_than_clusters_still_has_every_shared_value(t
     assert codebook.shape == (8,) and torch.equal(codebook[indices.long()], torch.tensor([0.5, -1.0, 0.5]))
     narrow = NeurcompConfig(width=6, blocks=1, weight_clusters=256)  # 36 weights per hidden matrix
     path = tmp_path / "n.srn"
-    result = compress(volume, narrow, TRAIN, path)
+    result = compress(volume, model_config=narrow, train_config=TRAIN, path=path)
     srn = read_srn(path)
-    s = srn.source
-    np.testing.assert_array_equal(decode(srn.model, s.geometry, s.geometry, s.value_range, s.dtype, "cpu"),
+    np.testing.assert_array_equal(decode(srn, device="cpu"),
                                   result.reconstruction)

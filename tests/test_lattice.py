@@ -14,6 +14,7 @@ import torch
 from srnvtk import decode as decode_module
 from srnvtk.config import FVSRNConfig
 from srnvtk.decode import decode, resampled_geometry, strided_geometry
+from srnvtk.fileformat import SRNFile
 from srnvtk.lattice import LatticeFVSRN
 from srnvtk.models import build_model
 from srnvtk.native import find_compiler
@@ -76,9 +77,9 @@ def test_batch_size_does_not_change_the_values_on_the_cpu():
 def test_decode_uses_the_lattice_path_and_matches_the_generic_one(monkeypatch):
     model = random_model(grid_resolution=8)
     output = resampled_geometry(SOURCE, (15, 9, 6))
-    fast = decode(model, SOURCE, output, (0.0, 10.0), "float32", "cpu")
+    fast = decode(SRNFile.of_model(model, SOURCE, (0.0, 10.0), "float32"), output, device="cpu")
     monkeypatch.setattr(decode_module, "LatticeFVSRN", _refuse)
-    generic = decode(model, SOURCE, output, (0.0, 10.0), "float32", "cpu")
+    generic = decode(SRNFile.of_model(model, SOURCE, (0.0, 10.0), "float32"), output, device="cpu")
     assert np.abs(fast - generic).max() <= 1e-5 * np.abs(generic).max()
 
 
@@ -88,28 +89,29 @@ def _refuse(*_args, **_kwargs):
 
 def test_strided_decode_is_the_matching_slice_of_the_full_grid():
     model = random_model(grid_resolution=8)
-    full = decode(model, SOURCE, SOURCE, (0.0, 1.0), "float32", "cpu")
-    strided = decode(model, SOURCE, strided_geometry(SOURCE, (3, 2, 4)), (0.0, 1.0), "float32", "cpu")
+    full = decode(SRNFile.of_model(model, SOURCE, (0.0, 1.0), "float32"), device="cpu")
+    strided = decode(SRNFile.of_model(model, SOURCE, (0.0, 1.0), "float32"), strided_geometry(SOURCE, (3, 2, 4)),
+                     device="cpu")
     np.testing.assert_array_equal(strided, full[::4, ::2, ::3])
 
 
 def test_cuda_out_of_memory_falls_back_to_the_cpu(monkeypatch):
     model = random_model(grid_resolution=5)
-    expected = decode(model, SOURCE, SOURCE, (0.0, 1.0), "float32", "cpu")
+    expected = decode(SRNFile.of_model(model, SOURCE, (0.0, 1.0), "float32"), device="cpu")
     calls = []
-    real = decode_module._decode_on
+    real = decode_module._decode_parts
 
-    def flaky(model, source, output, value_range, dtype, device, *rest):
+    def flaky(srn, parts, request, device):
         calls.append(device)
         if len(calls) == 1:
             raise torch.cuda.OutOfMemoryError("simulated")
-        return real(model, source, output, value_range, dtype, device, *rest)
+        return real(srn, parts, request, device)
 
-    monkeypatch.setattr(decode_module, "_decode_on", flaky)
+    monkeypatch.setattr(decode_module, "_decode_parts", flaky)
     monkeypatch.setattr(decode_module, "resolve_device", lambda _name: torch.device("cuda"))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        values = decode(model, SOURCE, SOURCE, (0.0, 1.0), "float32", "cuda")
+        values = decode(SRNFile.of_model(model, SOURCE, (0.0, 1.0), "float32"), device="cuda")
     assert [d.type for d in calls] == ["cuda", "cpu"]
     assert any("out of memory" in str(w.message) for w in caught)
     np.testing.assert_array_equal(values, expected)
@@ -142,7 +144,7 @@ def test_auto_precision_takes_half_only_on_cuda_and_only_where_it_is_accurate(mo
 
 def test_bad_precision_is_refused():
     with pytest.raises(ValueError, match="precision"):
-        decode(random_model(grid_resolution=4), SOURCE, SOURCE, (0.0, 1.0), precision="fp8")
+        decode(SRNFile.of_model(random_model(grid_resolution=4), SOURCE, (0.0, 1.0)), precision="fp8")
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
@@ -153,8 +155,8 @@ def test_auto_precision_on_cuda_agrees_with_fp32_within_1e_3_of_the_range(networ
         model = build_model(FVSRNConfig(grid_resolution=8), SOURCE).eval()
     else:
         model = random_model(grid_resolution=8)
-    fp32 = decode(model, SOURCE, SOURCE, (0.0, 1.0), "float32", "cuda", precision="fp32")
-    auto = decode(model, SOURCE, SOURCE, (0.0, 1.0), "float32", "cuda", precision="auto")
+    fp32 = decode(SRNFile.of_model(model, SOURCE, (0.0, 1.0), "float32"), device="cuda", precision="fp32")
+    auto = decode(SRNFile.of_model(model, SOURCE, (0.0, 1.0), "float32"), device="cuda", precision="auto")
     assert np.abs(auto - fp32).max() < 1e-3  # the value range is 1: fp16 where it is this close, else fp32
     if network == "tame":
         assert decode_module.use_half_precision(model, torch.device("cuda"), "auto")

@@ -16,6 +16,7 @@ import torch
 from srnvtk import native
 from srnvtk.config import FVSRNConfig, NeurcompConfig
 from srnvtk.decode import decode, evaluation_path, strided_geometry
+from srnvtk.fileformat import SRNFile
 from srnvtk.lattice import LatticeFVSRN, axis_weights
 from srnvtk.models import build_model
 from srnvtk.models.layers import aspect_of
@@ -198,7 +199,7 @@ def test_fused_neurcomp_computes_the_models_function(residual, clusters) -> None
     torch.manual_seed(2)
     model = build_model(NeurcompConfig(width=12, blocks=3, residual=residual, weight_clusters=clusters), geometry)
     if clusters:
-        model.cluster_weights()
+        model.share_weights()
     neurcomp_lattice_check(model)
 
 
@@ -216,11 +217,12 @@ def test_fused_neurcomp_of_pruned_networks(widths) -> None:
 def test_decode_uses_the_fused_neurcomp_and_strides_are_exact_slices(monkeypatch) -> None:
     torch.manual_seed(4)
     model = build_model(NeurcompConfig(width=16, blocks=2), SOURCE).eval()
-    full = decode(model, SOURCE, SOURCE, (0.0, 1.0), "float32", "cpu")
-    strided = decode(model, SOURCE, strided_geometry(SOURCE, (3, 2, 4)), (0.0, 1.0), "float32", "cpu")
+    full = decode(SRNFile.of_model(model, SOURCE, (0.0, 1.0), "float32"), device="cpu")
+    strided = decode(SRNFile.of_model(model, SOURCE, (0.0, 1.0), "float32"), strided_geometry(SOURCE, (3, 2, 4)),
+                     device="cpu")
     np.testing.assert_array_equal(strided, full[::4, ::2, ::3])
     monkeypatch.setenv("SRNVTK_NATIVE", "0")
-    reference = decode(model, SOURCE, SOURCE, (0.0, 1.0), "float32", "cpu")
+    reference = decode(SRNFile.of_model(model, SOURCE, (0.0, 1.0), "float32"), device="cpu")
     assert np.abs(full - reference).max() <= 1e-5 * np.abs(reference).max()
 
 

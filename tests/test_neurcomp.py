@@ -247,12 +247,11 @@ def test_training_fits_the_volume(volume, residual) -> None:
 @pytest.mark.parametrize("method", ["none", "binary"])
 def test_file_round_trip_is_exact(tmp_path, volume, method) -> None:
     pruning = PruningConfig(method=method, l1_weight=50.0, mask_learning_rate=0.3)
-    result = compress(volume, TINY, TRAIN, tmp_path / "n.srn", pruning=pruning)
+    result = compress(volume, model_config=TINY, train_config=TRAIN, path=tmp_path / "n.srn", pruning=pruning)
     srn = read_srn(tmp_path / "n.srn")
     assert srn.model_config == TINY and srn.pruning == pruning
     assert isinstance(srn.model, Neurcomp)
-    again = decode(srn.model, srn.source.geometry, srn.source.geometry, srn.source.value_range, srn.source.dtype,
-                   "cpu")
+    again = decode(srn, device="cpu")
     assert np.array_equal(again, result.reconstruction)
     shapes = {name: tuple(p.shape) for name, p in srn.model.named_parameters()}
     assert shapes == parameter_shapes(TINY, srn.model.widths)
@@ -268,7 +267,7 @@ def test_inference_form_computes_the_same_function(residual, clusters) -> None:
     geometry = Geometry((0, 19, 0, 11, 0, 7), spacing=(1.0, 2.0, 0.5))  # unequal aspect: folded into layer 0
     model = build_model(NeurcompConfig(width=12, blocks=3, residual=residual, weight_clusters=clusters), geometry)
     if clusters:
-        model.cluster_weights()
+        model.share_weights()
     positions = torch.rand((300, 3), generator=torch.Generator().manual_seed(0)) * 2 - 1
     folded = FoldedNeurcomp(model.eval())
     with torch.no_grad():

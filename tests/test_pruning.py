@@ -7,10 +7,10 @@ import dataclasses
 import math
 import time
 
-import h5py
 import numpy as np
 import pytest
 import torch
+from srn_editing import edit
 
 from srnvtk.config import FVSRNConfig, NeurcompConfig, PruningConfig, TrainConfig
 from srnvtk.datasets import default_geometry, default_volume_values
@@ -67,8 +67,8 @@ def runs(tmp_path_factory, volume):
             pruning = PruningConfig() if method == "none" else pushed(method, case)
             path = folder / f"{case}-{method}.srn"
             messages: list[tuple[float, str]] = []
-            result = compress(volume, config, TRAIN, path, progress=lambda f, m: messages.append((f, m)),
-                              pruning=pruning)
+            result = compress(volume, model_config=config, train_config=TRAIN, path=path,
+                              progress=lambda f, m: messages.append((f, m)), pruning=pruning)
             cache[case, method] = {"result": result, "path": path, "messages": messages, "pruning": pruning}
         return cache[case, method]
 
@@ -118,8 +118,7 @@ def test_file_round_trip_is_exact(runs, case, method) -> None:
     srn = read_srn(run["path"])
     assert srn.pruning == run["pruning"]
     assert srn.model_config == CASES[case][0]
-    again = decode(srn.model, srn.source.geometry, srn.source.geometry, srn.source.value_range, srn.source.dtype,
-                   "cpu")
+    again = decode(srn, device="cpu")
     assert np.array_equal(again, run["result"].reconstruction)
     assert pruned_fractions(srn.model) == pytest.approx(run["result"].pruned_fractions)
 
@@ -231,15 +230,13 @@ def test_storing_a_model_with_masks_is_refused() -> None:
 def test_damaged_keep_mask_is_reported(runs, tmp_path) -> None:
     path = tmp_path / "bad.srn"
     path.write_bytes(runs("fvsrn-position", "binary")["path"].read_bytes())
-    with h5py.File(path, "r+") as f:
-        packed = f["tensors/grid_keep"][()]
-        del f["tensors/grid_keep"]
-        f["tensors/grid_keep"] = packed[:-1]
-    with pytest.raises(FileFormatError, match="keep mask does not fit the grid"):
+    original = path.read_bytes()
+    edit(path, tensors=lambda t: t.__setitem__("grid_keep", t["grid_keep"][:-1]))
+    with pytest.raises(FileFormatError, match="the tensor grid_keep is stored as"):
         read_srn(path)
-    with h5py.File(path, "r+") as f:
-        del f["tensors/grid_keep"]
-        f["tensors/grid_keep"] = np.full_like(packed, 255)  # more kept entries than stored values
+    path.write_bytes(original)
+    # more kept entries than stored values
+    edit(path, tensors=lambda t: t.__setitem__("grid_keep", np.full_like(t["grid_keep"], 255)))
     with pytest.raises(FileFormatError, match="stored grid values for"):
         read_srn(path)
 
@@ -324,7 +321,7 @@ def test_gaussian_likelihood_static_and_dynamic() -> None:
 @pytest.mark.parametrize("case", ["fvsrn-position", "neurcomp-residual"])
 def test_variational_with_dynamic_sigma(volume, tmp_path, case) -> None:
     pruning = dataclasses.replace(pushed("variational", case), sigma="dynamic")
-    result = compress(volume, CASES[case][0], TRAIN, tmp_path / "d.srn", pruning=pruning)
+    result = compress(volume, model_config=CASES[case][0], train_config=TRAIN, path=tmp_path / "d.srn", pruning=pruning)
     assert 0 < result.stats["pruned_fraction"] < 1 and math.isfinite(result.stats["psnr"])
     srn = read_srn(tmp_path / "d.srn")  # the sigma network is a training aid: not in the file
     assert srn.pruning.sigma == "dynamic"

@@ -48,8 +48,7 @@ def random_grid_model(volume: Volume, seed: int, normal: bool = False):
 def assert_file_decodes_to(path, reconstruction) -> None:
     """What was fitted is what a reader rebuilds, exactly."""
     srn = read_srn(path)
-    s = srn.source
-    np.testing.assert_array_equal(decode(srn.model, s.geometry, s.geometry, s.value_range, s.dtype, "cpu"),
+    np.testing.assert_array_equal(decode(srn, device="cpu"),
                                   reconstruction)
 
 
@@ -57,7 +56,7 @@ def assert_file_decodes_to(path, reconstruction) -> None:
 @pytest.mark.parametrize("ratio", [6.0, 10.0])
 def test_ratio_lands_within_five_percent_under_the_budget(tmp_path, volume, base, ratio) -> None:
     path = tmp_path / "r.srn"
-    result = compress_to_ratio(volume, ratio, TRAIN, BASES[base], path)
+    result = compress_to_ratio(volume, ratio, train_config=TRAIN, model_config=BASES[base], path=path)
     budget = 4 * volume.values.size / ratio
     size = path.stat().st_size
     assert result.file_bytes == size
@@ -139,7 +138,7 @@ def test_budget_for_ratio_counts_float32_bytes(volume) -> None:
 def test_psnr_search_keeps_the_smallest_file_that_reaches_the_target(tmp_path, volume) -> None:
     path = tmp_path / "q.srn"
     easy = 18.0  # dB: reached at ratio 100 already, so the search grows the ratio until it fails
-    search = compress_to_psnr(volume, easy, TRAIN, SMALL_FVSRN, path, trials=3)
+    search = compress_to_psnr(volume, easy, train_config=TRAIN, model_config=SMALL_FVSRN, path=path, trials=3)
     assert search.reached
     ratios = [r for r, _ in search.trials]
     assert ratios[0] == pytest.approx(min(100.0, ratios[0]))
@@ -153,7 +152,7 @@ def test_psnr_search_keeps_the_smallest_file_that_reaches_the_target(tmp_path, v
 
 def test_psnr_search_that_cannot_reach_keeps_the_best(tmp_path, volume) -> None:
     path = tmp_path / "q.srn"
-    search = compress_to_psnr(volume, 99.0, TRAIN, SMALL_FVSRN, path, trials=2)
+    search = compress_to_psnr(volume, 99.0, train_config=TRAIN, model_config=SMALL_FVSRN, path=path, trials=2)
     assert not search.reached
     reached = [q for _, q in search.trials if q is not None]
     assert search.result.stats["psnr"] == max(reached)
@@ -166,7 +165,8 @@ def test_psnr_search_that_cannot_reach_keeps_the_best(tmp_path, volume) -> None:
                                                           (30.0, 0, "at least one trial")])
 def test_psnr_search_rejects_bad_settings(tmp_path, volume, psnr, trials, fragment) -> None:
     with pytest.raises(SettingsError, match=fragment):
-        compress_to_psnr(volume, psnr, TRAIN, SMALL_FVSRN, tmp_path / "q.srn", trials=trials)
+        compress_to_psnr(volume, psnr, train_config=TRAIN, model_config=SMALL_FVSRN, path=tmp_path / "q.srn",
+                         trials=trials)
     assert list(tmp_path.iterdir()) == []
 
 
@@ -223,7 +223,7 @@ def test_a_pruned_grid_is_not_grown(volume) -> None:
 def test_pruned_ratio_target_keeps_the_best_ranked_units_that_fit(tmp_path, volume, method) -> None:
     path = tmp_path / "p.srn"
     pruning = PruningConfig(method=method)
-    result = compress_to_ratio(volume, 6.0, TRAIN, SMALL_FVSRN, path, pruning=pruning)
+    result = compress_to_ratio(volume, 6.0, train_config=TRAIN, model_config=SMALL_FVSRN, path=path, pruning=pruning)
     budget = 4 * volume.values.size / 6.0
     assert 0.95 * budget <= path.stat().st_size <= budget
     assert result.stats["pruned_fraction"] > 0  # a grid planned larger than the budget, trimmed by rank

@@ -7,17 +7,17 @@ import dataclasses
 import xml.etree.ElementTree as ElementTree
 from pathlib import Path
 
-import h5py
 import numpy as np
 import pytest
 import torch
+from srn_editing import edit, stored_tensors
 
 from srnvtk.config import FVSRNConfig, PruningConfig, TrainConfig, from_json, to_json
 from srnvtk.datasets import default_geometry, default_volume_values
 from srnvtk.decode import decode
 from srnvtk.encoder import compress, config_for_ratio, estimated_file_bytes
 from srnvtk.errors import FileFormatError, SettingsError
-from srnvtk.fileformat import read_srn
+from srnvtk.fileformat import SRNFile, read_srn
 from srnvtk.lattice import LatticeFVSRN
 from srnvtk.metrics import psnr
 from srnvtk.models import FVSRN, WaveletFVSRN, build_model
@@ -70,7 +70,8 @@ def runs(tmp_path_factory, volume):
         if method not in cache:
             path = folder / f"{method}.srn"
             settings = pruning(method)
-            cache[method] = {"result": compress(volume, WAVELET, TRAIN, path, pruning=settings), "path": path,
+            cache[method] = {"result": compress(volume, model_config=WAVELET, train_config=TRAIN, path=path,
+                                                pruning=settings), "path": path,
                              "pruning": settings}
         return cache[method]
 
@@ -108,7 +109,7 @@ def test_unknown_wavelet_name_lists_the_valid_names() -> None:
 
 @pytest.mark.parametrize("levels", [0, -1, 17, 2.5, True, "3"])
 def test_bad_wavelet_levels_are_rejected(levels) -> None:
-    with pytest.raises(SettingsError, match=r"wavelet_levels must be None \(automatic\) or an integer in \[1, 16\]"):
+    with pytest.raises(SettingsError, match=r"wavelet_levels must be an integer in \[1, 16\]"):
         FVSRNConfig(wavelet="haar", wavelet_levels=levels)
 
 
@@ -159,8 +160,8 @@ def test_inference_grid_is_computed_once_until_the_coefficients_change(monkeypat
     inverse = model.transform.inverse
     monkeypatch.setattr(model.transform, "inverse", lambda c: calls.append(1) or inverse(c))
     geometry = default_geometry(SHAPE)
-    first = decode(model, geometry, geometry, (0.0, 1.0), "float32", "cpu")
-    decode(model, geometry, geometry, (0.0, 1.0), "float32", "cpu")
+    first = decode(SRNFile.of_model(model, geometry, (0.0, 1.0), "float32"), device="cpu")
+    decode(SRNFile.of_model(model, geometry, (0.0, 1.0), "float32"), device="cpu")
     with torch.no_grad():
         model(torch.rand(10, 3))
     assert len(calls) == 1
@@ -171,7 +172,7 @@ def test_inference_grid_is_computed_once_until_the_coefficients_change(monkeypat
     np.testing.assert_allclose(pointwise, [first[0, 0, 0], first[-1, -1, -1], first[-1, -1, 0]], atol=1e-5)
     with torch.no_grad():
         model.coefficients.mul_(2.0)  # in place, as an optimiser step or loading a state dict does
-    second = decode(model, geometry, geometry, (0.0, 1.0), "float32", "cpu")
+    second = decode(SRNFile.of_model(model, geometry, (0.0, 1.0), "float32"), device="cpu")
     assert len(calls) == 2 and not np.array_equal(first, second)
 
 
@@ -183,7 +184,7 @@ def test_inference_grid_is_computed_once_until_the_coefficients_change(monkeypat
 def test_wavelet_model_trains(runs, volume, method) -> None:
     result = runs(method)["result"]
     geometry = volume.geometry
-    untrained = decode(build_model(WAVELET, geometry), geometry, geometry, (0.0, 255.0), "float32", "cpu")
+    untrained = decode(SRNFile.of_model(build_model(WAVELET, geometry), geometry, (0.0, 255.0)), device="cpu")
     before = psnr(volume.values, untrained, 255.0)
     assert result.stats["psnr"] > before + 5.0, (before, result.stats["psnr"])
     assert list(result.pruned_fractions)[0] == "coefficients"
@@ -198,9 +199,9 @@ def test_masks_prune_coefficients_and_files_shrink(runs, method) -> None:
     model = read_srn(pruned["path"]).model
     keep = np.broadcast_to(model.grid_keep.numpy(), model.coefficients.shape)
     assert np.all(model.coefficients.detach().numpy()[~keep] == 0)
-    with h5py.File(pruned["path"], "r") as f:
-        assert f["tensors"][GRID].shape == (int(keep.sum()),)  # only the surviving coefficients
-        assert f["tensors"][GRID_KEEP].dtype == np.uint8
+    tensors = stored_tensors(pruned["path"])
+    assert tensors[GRID].shape == (int(keep.sum()),)  # only the surviving coefficients
+    assert tensors[GRID_KEEP].dtype == np.uint8
 
 
 @pytest.mark.parametrize("method", METHODS)
@@ -209,8 +210,7 @@ def test_file_round_trip_is_exact(runs, method) -> None:
     srn = read_srn(run["path"])
     assert srn.model_config == WAVELET and srn.pruning == run["pruning"]
     assert isinstance(srn.model, WaveletFVSRN) and srn.model.transform.levels == (1, 1, 1)
-    geometry = srn.source.geometry
-    again = decode(srn.model, geometry, geometry, srn.source.value_range, srn.source.dtype, "cpu")
+    again = decode(srn, device="cpu")
     assert np.array_equal(again, run["result"].reconstruction)
     assert srn.stats["pruned_fraction"] == pytest.approx(run["result"].stats["pruned_fraction"])
 
@@ -223,7 +223,7 @@ def test_estimate_bounds_wavelet_files(runs, volume, method) -> None:
 
 def test_position_channel_masks_on_coefficients(volume, tmp_path) -> None:
     settings = pruning("binary", granularity="position_channel")
-    result = compress(volume, WAVELET, TRAIN, tmp_path / "c.srn", pruning=settings)
+    result = compress(volume, model_config=WAVELET, train_config=TRAIN, path=tmp_path / "c.srn", pruning=settings)
     model = read_srn(tmp_path / "c.srn").model
     assert model.grid_keep.shape == model.coefficients.shape
     assert 0 < result.pruned_fractions["coefficients"] < 1
@@ -272,32 +272,25 @@ def copy_of(path: Path, tmp_path: Path) -> Path:
 
 
 def test_stored_levels_must_match(runs, tmp_path) -> None:
-    import json
 
     bad = copy_of(runs("none")["path"], tmp_path)
-    with h5py.File(bad, "r+") as f:
-        structure = json.loads(f.attrs["model_structure"])
-        f.attrs["model_structure"] = json.dumps({**structure, "wavelet_levels": [1, 1, 2]})
+    edit(bad, header=lambda h: h["structure"].__setitem__("wavelet_levels", [1, 1, 2]))
     with pytest.raises(FileFormatError, match=r"wavelet levels \(1, 1, 2\) were stored"):
         read_srn(bad)
-    with h5py.File(bad, "r+") as f:
-        f.attrs["model_structure"] = json.dumps({k: v for k, v in structure.items() if k != "wavelet_levels"})
+    edit(bad, header=lambda h: h["structure"].pop("wavelet_levels") and None)
     with pytest.raises(FileFormatError, match="does not fit the settings"):
         read_srn(bad)
 
 
 def test_level_scales_must_match(runs, tmp_path) -> None:
-    bad = copy_of(runs("binary")["path"], tmp_path)
-    with h5py.File(bad, "r+") as f:
-        quant = f["tensors"][GRID_QUANT][()]
-        del f["tensors"][GRID_QUANT]
-        f["tensors"][GRID_QUANT] = quant[:, :, :-1]
-    with pytest.raises(FileFormatError, match="quantization groups"):
+    path = runs("binary")["path"]
+    bad = copy_of(path, tmp_path)
+    edit(bad, tensors=lambda t: t.__setitem__(GRID_QUANT, t[GRID_QUANT][:, :, :-1]))
+    with pytest.raises(FileFormatError, match="the tensor grid_quant is stored as"):
         read_srn(bad)
-    with h5py.File(bad, "r+") as f:
-        del f["tensors"][GRID_QUANT]
-        f["tensors"][GRID_QUANT] = quant[:, :, 0]  # a plain grid's layout
-    with pytest.raises(FileFormatError, match="wrong type or shape"):
+    bad = copy_of(path, tmp_path)
+    edit(bad, tensors=lambda t: t.__setitem__(GRID_QUANT, t[GRID_QUANT][:, :, 0]))  # a plain grid's layout
+    with pytest.raises(FileFormatError, match="the tensor grid_quant is stored as"):
         read_srn(bad)
 
 

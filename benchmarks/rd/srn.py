@@ -57,13 +57,13 @@ def compress_and_decode(bench: BenchVolume, model_config, pruning, budget: int, 
     from srnvtk.fileformat import read_srn
 
     start = time.perf_counter()
-    result = compress(bench.volume, model_config, train_config(settings), path, pruning=pruning, target_bytes=budget)
+    result = compress(bench.volume, model_config=model_config, train_config=train_config(settings), path=path,
+                      pruning=pruning, target_bytes=budget)
     encode_seconds = time.perf_counter() - start
     file_bytes = os.path.getsize(path)
     start = time.perf_counter()
     srn = read_srn(path)
-    source = srn.source
-    decoded = decode(srn.model, source.geometry, source.geometry, source.value_range, source.dtype, settings.device)
+    decoded = decode(srn, device=settings.device)
     decode_seconds = time.perf_counter() - start
     stats = result.stats
     return {"compressed_bytes": file_bytes, "encode_seconds": encode_seconds, "decode_seconds": decode_seconds,

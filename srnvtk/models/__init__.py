@@ -1,13 +1,12 @@
 """Scene representation networks srnvtk can train and store: fV-SRN (plain or wavelet grid) and Neurcomp.
 
-All map positions in [-1, 1]^3 (N, 3) to normalised values (N,) and share the pruning interface that
-srnvtk.pruning drives: structure, mask_shapes, attach_masks, masks, masked_values, bake_masks and
-entry_counts.
+All map positions in [-1, 1]^3 (N, 3) to normalised values (N,) and implement the same interface,
+srnvtk.models.protocol.SRNModel, which training, pruning, storage, rate control and decoding use.
 """
 
 from __future__ import annotations
 
-from torch import nn
+import math
 
 from ..config import (
     ARCHITECTURES,
@@ -20,7 +19,8 @@ from ..config import (
 from ..errors import SettingsError
 from ..volume import Geometry
 from .fvsrn import FVSRN, aspect_of, grid_shape_for
-from .neurcomp import Neurcomp
+from .neurcomp import Neurcomp, full_widths, parameter_shapes
+from .protocol import SRNModel
 from .wavelet_fvsrn import WaveletFVSRN
 
 
@@ -30,7 +30,7 @@ def _fvsrn(config: FVSRNConfig, grid_shape: tuple[int, int, int], geometry: Geom
     return cls(config, grid_shape, aspect_of(geometry))
 
 
-def build_model(config: ModelConfig, geometry: Geometry) -> FVSRN | Neurcomp:
+def build_model(config: ModelConfig, geometry: Geometry) -> SRNModel:
     """A freshly initialised network sized for a volume with this geometry."""
     if isinstance(config, FVSRNConfig):
         return _fvsrn(config, grid_shape_for(config, geometry), geometry)
@@ -39,7 +39,7 @@ def build_model(config: ModelConfig, geometry: Geometry) -> FVSRN | Neurcomp:
     raise SettingsError(f"unknown model settings {type(config).__name__}; architectures: {', '.join(ARCHITECTURES)}")
 
 
-def model_from_structure(config: ModelConfig, geometry: Geometry, structure: dict) -> FVSRN | Neurcomp:
+def model_from_structure(config: ModelConfig, geometry: Geometry, structure: dict) -> SRNModel:
     """An (untrained) network with the stored shapes: fV-SRN's grid shape (and wavelet levels), Neurcomp's
     pruned widths.
 
@@ -65,6 +65,16 @@ def model_from_structure(config: ModelConfig, geometry: Geometry, structure: dic
     raise SettingsError(f"unknown model settings {type(config).__name__}")
 
 
+def parameter_count(config: ModelConfig, geometry: Geometry) -> int:
+    """Trainable values of a freshly built model for this geometry, computed without building it."""
+    if isinstance(config, NeurcompConfig):
+        return sum(math.prod(shape) for shape in parameter_shapes(config, full_widths(config)).values())
+    in_features = 3 + 6 * config.fourier_features + config.grid_channels
+    w = config.mlp_width
+    mlp = in_features * w + w + (config.mlp_layers - 1) * (w * w + w) + w + 1
+    return config.grid_channels * math.prod(grid_shape_for(config, geometry)) + mlp
+
+
 def default_learning_rate(config: ModelConfig) -> float:
     """Adam's initial rate when none is given: per architecture; for Neurcomp lower when plain (not residual)
     and in inverse proportion to widths above NEURCOMP_REFERENCE_WIDTH."""
@@ -74,12 +84,7 @@ def default_learning_rate(config: ModelConfig) -> float:
     return rate * NEURCOMP_REFERENCE_WIDTH / max(config.width, NEURCOMP_REFERENCE_WIDTH)
 
 
-def unit_count(model: nn.Module) -> int:
-    """Prunable units the model's masks cover."""
-    return sum(mask.num_units for mask in model.masks())
-
-
 __all__ = [
     "ARCHITECTURES", "DEFAULT_LEARNING_RATES", "FVSRN", "Neurcomp", "WaveletFVSRN", "build_model",
-    "default_learning_rate", "model_from_structure", "unit_count",
+    "SRNModel", "default_learning_rate", "model_from_structure", "parameter_count",
 ]

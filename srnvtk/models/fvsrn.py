@@ -25,7 +25,8 @@ def grid_shape_for(config: FVSRNConfig, geometry: Geometry) -> tuple[int, int, i
 
 
 class FVSRN(nn.Module):
-    """Maps positions in [-1, 1]^3 (x, y, z order) to a normalised value.
+    """Maps positions in [-1, 1]^3 (x, y, z order) to a normalised value. Implements
+    srnvtk.models.protocol.SRNModel.
 
     Pruning: a mask on the latent grid (one unit per grid position, or per position and channel) while
     training; baking multiplies the mask into the grid and keeps `grid_keep`, the surviving entries.
@@ -37,6 +38,7 @@ class FVSRN(nn.Module):
 
     architecture = "fvsrn"
     latent_name = "grid"
+    shares_weights = False  # every weight is stored as fp16 (srnvtk.quantize)
 
     def __init__(self, config: FVSRNConfig, grid_shape: tuple[int, int, int], aspect: torch.Tensor) -> None:
         super().__init__()
@@ -95,6 +97,9 @@ class FVSRN(nn.Module):
         self.config = config
         self._init_latent(resized.cpu().contiguous())  # a wavelet model's new transform starts on the CPU
         self.to(grid.device)
+
+    def share_weights(self) -> None:
+        """Nothing to share (see shares_weights)."""
 
     # -- pruning (see srnvtk.pruning) -----------------------------------------------------------------
     def structure(self) -> dict:

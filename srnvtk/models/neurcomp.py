@@ -86,9 +86,17 @@ def check_widths(config: NeurcompConfig, widths: Sequence[int]) -> list[int]:
 
 
 class Neurcomp(nn.Module):
-    """Maps positions in [-1, 1]^3 (x, y, z order; scaled by the aspect ratio) to a normalised value."""
+    """Maps positions in [-1, 1]^3 (x, y, z order; scaled by the aspect ratio) to a normalised value.
+
+    Implements srnvtk.models.protocol.SRNModel. It has no latent tensor: its file size does not depend on its
+    weights' values, so rate control sizes its width before training instead of trimming entries after it.
+    """
 
     architecture = "neurcomp"
+    latent_name = None
+    latent = None
+    grid_keep = None
+    unit_importance = None
 
     def __init__(self, config: NeurcompConfig, aspect: torch.Tensor, widths: Sequence[int] | None = None) -> None:
         super().__init__()
@@ -124,7 +132,7 @@ class Neurcomp(nn.Module):
 
     # -- weight clustering (see srnvtk.kmeans) ---------------------------------------------------------
     @property
-    def clusters_weights(self) -> bool:
+    def shares_weights(self) -> bool:
         """Whether training ends by clustering the hidden matrices (and fine-tuning their shared values)."""
         return self.config.weight_clusters > 0
 
@@ -132,10 +140,10 @@ class Neurcomp(nn.Module):
         return [k for k, layer in enumerate(self.layers) if isinstance(layer.linear, ClusteredLinear)]
 
     @torch.no_grad()
-    def cluster_weights(self) -> None:
+    def share_weights(self) -> None:
         """Replace every hidden matrix by config.weight_clusters shared values (k-means); no-op when not asked
         for or done already. Masks must be baked first."""
-        if not self.clusters_weights or self.clustered_layers():
+        if not self.shares_weights or self.clustered_layers():
             return
         for k in hidden_layers(self.config):
             self.layers[k].linear = ClusteredLinear.from_linear(self.layers[k].linear, self.config.weight_clusters)
@@ -169,9 +177,20 @@ class Neurcomp(nn.Module):
     def _reader(self, k: int) -> nn.Linear:
         return self.layers[k + 1].linear if k + 1 < len(self.layers) else self.output
 
+    def quantization_groups(self) -> None:
+        return None  # no latent tensor
+
+    def set_grid_keep(self, keep: torch.Tensor) -> None:
+        raise ValueError("Neurcomp has no latent grid to keep entries of")
+
+    def resize_latent(self, config: NeurcompConfig, grid_shape: tuple[int, int, int]) -> None:
+        raise ValueError("Neurcomp has no latent grid to resize")
+
     @torch.no_grad()
-    def bake_masks(self) -> None:
+    def bake_masks(self, rank_only: bool = False) -> None:
         """Remove pruned neurons; fold the kept neurons' factors into the weights that read them."""
+        if rank_only:
+            raise ValueError("Neurcomp's neurons are pruned by their masks' threshold; rate control sizes its width")
         for k, mask in enumerate(self.unit_masks):
             if not isinstance(mask, UnitMask):
                 continue

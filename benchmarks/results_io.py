@@ -1,0 +1,22 @@
+"""What the benchmark scripts share for their results: a file name per device, and an atomic JSON write."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+
+def device_slug(text: str) -> str:
+    """'NVIDIA H200' -> 'h200': a device's name as part of a results file name."""
+    words = [w for w in text.lower().replace("nvidia", "").split() if w.isalnum()]
+    return "_".join(words) or "gpu"
+
+
+def write_results(out: str | Path, summary: dict) -> None:
+    """The summary as JSON at out, written whole or not at all (a temporary name, then a rename)."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    partial = Path(f"{out}.tmp")
+    partial.write_text(json.dumps(summary, indent=2) + "\n")
+    partial.replace(out)
+    print(f"-> {out}")

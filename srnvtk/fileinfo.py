@@ -1,0 +1,108 @@
+"""What a .srn file holds, as plain JSON-ready values: for `srnvtk info` and the SRN Reader's field data.
+
+Non-finite numbers become None, so the result always serialises as valid JSON.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from typing import Any
+
+import numpy as np
+
+from .fileformat import FORMAT_NAME, SRNFile, read_srn
+from .pruning import pruned_fraction, pruned_fractions
+
+INTEGER_STATS = ("steps", "file_bytes")
+
+
+def file_info(path: str | os.PathLike) -> dict[str, Any]:
+    """Everything `srnvtk info` shows about the file at path (see srn_info)."""
+    info = srn_info(read_srn(path))
+    return {"file": str(path), **info}
+
+
+def srn_info(srn: SRNFile) -> dict[str, Any]:
+    """Settings, structure, source geometry, stats and stored bytes of a loaded file."""
+    if srn.model is None:
+        return parts_info(srn)
+    source = srn.source
+    geometry = source.geometry
+    info = {
+        "format": FORMAT_NAME,
+        "format_version": int(srn.format_version),
+        "architecture": srn.model.architecture,
+        "srnvtk_version": srn.srnvtk_version,
+        "model_config": plain(dataclasses.asdict(srn.model_config)),
+        "model_structure": plain(srn.model.structure()),
+        "pruning_config": plain(dataclasses.asdict(srn.pruning)),
+        "pruned_fractions": plain(pruned_fractions(srn.model)),  # per parameter, of the unpruned model's entries
+        "source": {
+            "array_name": source.array_name,
+            "dtype": source.dtype,
+            "dimensions": list(geometry.dimensions),
+            "extent": list(geometry.extent),
+            "spacing": plain(list(geometry.spacing)),
+            "origin": plain(list(geometry.origin)),
+            "value_range": plain(list(source.value_range)),
+        },
+        "stats": stats_info(srn.stats),
+        "tensor_bytes": dict(srn.tensor_bytes),
+    }
+    if srn.model.latent_name is not None:
+        info["grid_shape"] = [int(s) for s in srn.model.structure()["grid_shape"]]
+    return info
+
+
+def stats_info(stats: dict[str, float]) -> dict[str, Any]:
+    """The training and file statistics, integers where they count something; an infinite value (a lossless
+    PSNR) as None; NaN (a damaged or hand-made file: no value to show) left out."""
+    return {key: int(value) if key in INTEGER_STATS and math.isfinite(value) else plain(value)
+            for key, value in stats.items() if not math.isnan(value)}
+
+
+def plain(value: Any) -> Any:
+    """numpy scalars, bytes and tuples as JSON's types; non-finite floats as None."""
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def parts_info(srn: SRNFile) -> dict[str, Any]:
+    """A file of many networks: its grid, times, fields and brick layout, and per part what it covers, its
+    settings, stored bytes and stats (reading every part's statistics)."""
+    geometry = srn.geometry
+    parts = []
+    for part in srn.parts:
+        model = srn.part_model(part.index)  # reads the part's sections: its stats come with them
+        parts.append({"field": srn.fields[part.field].name, "step": part.step, "time": srn.times[part.step],
+                      "brick": None if part.brick is None else list(part.brick), "extent": list(part.extent),
+                      "architecture": model.architecture, "bytes": part.stored_bytes,
+                      "pruned_fraction": plain(pruned_fraction(model)), "stats": stats_info(part.stats)})
+    first = srn.parts[0]
+    return {
+        "format": FORMAT_NAME,
+        "format_version": int(srn.format_version),
+        "srnvtk_version": srn.srnvtk_version,
+        "grid": {"dimensions": list(geometry.dimensions), "extent": list(geometry.extent),
+                 "spacing": plain(list(geometry.spacing)), "origin": plain(list(geometry.origin))},
+        "times": plain(list(srn.times)),
+        "fields": [{"name": f.name, "dtype": f.dtype, "components": f.components,
+                    "value_ranges": plain([list(r) for r in f.value_ranges])} for f in srn.fields],
+        "bricks": None if srn.bricks is None else {"size": list(srn.bricks.size), "halo": srn.bricks.halo,
+                                                    "counts": list(srn.bricks.counts(geometry))},
+        "model_config": plain(dataclasses.asdict(first.model_config)),
+        "pruning_config": plain(dataclasses.asdict(first.pruning)),
+        "parts": parts,
+        "stats": stats_info(srn.stats),
+    }

@@ -1,0 +1,364 @@
+"""Format version 6: many networks in one container file (fields x time steps x bricks, srnvtk.parts).
+
+Written only for files that need it (more than one field, time step or brick); a single network stays a
+format-5 file. The header (deflated JSON, srnvtk.container):
+  format, srnvtk_version
+  grid      {"extent", "origin", "spacing"}: the source lattice every part lives on
+  times     [t0, t1, ...]: one value per time step, strictly increasing
+  fields    [[name, dtype, components, [[min, max] per component]], ...]
+  bricks    null, or [[size x, y, z], halo] (srnvtk.parts.BrickLayout)
+  settings  [{"architecture", "model_config", "pruning_config"}, ...]: shared by the parts that use them
+  parts     [[field, step, brick [i, j, k] or null, settings index, structure, coded section or null,
+             raw section], ...]
+A part's tensors are not described one by one: their dtypes and shapes follow from its settings and structure
+(srnvtk.filechecks.tensor_specs, the same checks as format 5), packed in a fixed order into two sections:
+  coded  the latent tensor's keep mask (packed bits, pruned grids only), then its uint8 codes; stored raw,
+         deflated or LZMA-coded, whichever is smallest (Neurcomp: no coded section)
+  raw    the grid's float32 scales and offsets (fV-SRN), the float16 weights, the uint8 k-means indices (clustered
+         Neurcomp), then the part's statistics as float64 (STORED_STATS; NaN: not recorded); always raw, so the
+         size of everything but the codes is known before training
+So a part costs two table entries (26 bytes) and its compact entry in the deflated header (tens of bytes; fewer
+when parts share settings and shapes, as bricks do) beyond its parameters. A reader checks the whole header
+before reading any section, and reads only the sections of the parts it builds (`SRNFile.part_model`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from . import __version__
+from .config import PruningConfig, from_json, model_config_class
+from .container import Container, Encoded, encode_section, pack
+from .errors import FileFormatError, SRNError
+from .filechecks import (
+    GRID,
+    GRID_KEEP,
+    GRID_QUANT,
+    UINT8,
+    WEIGHT_INDICES,
+    WEIGHTS,
+    check_array_name,
+    check_geometry,
+    check_header_keys,
+    check_source_dtype,
+    check_structure,
+    check_value_range,
+    one_line,
+    tensor_specs,
+)
+from .parts import BrickLayout, FieldInfo, PartData, PartInfo, brick_geometry
+from .quantize import StoredModel
+from .volume import Geometry
+
+MULTIPART_VERSION = 6
+FORMAT_NAME = "srnvtk"
+STORED_STATS = ("psnr", "train_seconds", "steps", "final_loss", "pruned_fraction")
+HEADER_KEYS = ("format", "srnvtk_version", "grid", "times", "fields", "bricks", "settings", "parts")
+MAX_FIELD_COMPONENTS = (1, 3)
+CODED_ORDER = (GRID_KEEP, GRID)  # within the coded section
+RAW_ORDER = (GRID_QUANT, WEIGHTS, WEIGHT_INDICES)  # within the raw section, before the stats
+
+
+def parts_bytes(geometry: Geometry, times: Sequence[float], fields: Sequence[FieldInfo], parts: Sequence[PartData],
+                bricks: BrickLayout | None = None) -> bytes:
+    """The whole format-6 file as bytes (see the module docstring)."""
+    settings: list[dict[str, Any]] = []
+    sections: list[Encoded] = []
+    entries = []
+    for part in parts:
+        described = {"architecture": part.model_config.architecture,
+                     "model_config": dataclasses.asdict(part.model_config),
+                     "pruning_config": dataclasses.asdict(part.pruning)}
+        if described not in settings:
+            settings.append(described)
+        part_geometry = brick_geometry(geometry, _part_extent(geometry, bricks, part.brick))
+        coded, raw = _part_sections(part, part_geometry)
+        coded_index = None
+        if coded is not None:
+            coded_index = len(sections)
+            sections.append(encode_section(coded))
+        sections.append(encode_section(raw, ("raw",)))
+        entries.append([part.field, part.step, None if part.brick is None else list(part.brick),
+                        settings.index(described), part.stored.structure, coded_index, len(sections) - 1])
+    header = {
+        "format": FORMAT_NAME,
+        "srnvtk_version": __version__,
+        "grid": {"extent": list(geometry.extent), "origin": list(geometry.origin), "spacing": list(geometry.spacing)},
+        "times": [float(t) for t in times],
+        "fields": [[f.name, f.dtype, f.components, [list(r) for r in f.value_ranges]] for f in fields],
+        "bricks": None if bricks is None else [list(bricks.size), bricks.halo],
+        "settings": settings,
+        "parts": entries,
+    }
+    return pack(MULTIPART_VERSION, header, sections)
+
+
+def _part_extent(grid: Geometry, bricks: BrickLayout | None, brick: Sequence[int] | None) -> tuple[int, ...]:
+    if brick is None:
+        return tuple(grid.extent)
+    if bricks is None:
+        raise FileFormatError("a part names a brick, but the file has no brick layout")
+    return bricks.extent(grid, tuple(brick))
+
+
+def _part_sections(part: PartData, geometry: Geometry) -> tuple[bytes | None, bytes]:
+    """The coded and raw bytes of one part, in the fixed order the reader derives from its settings."""
+    arrays = part.stored.arrays
+    plan = tensor_specs(part.model_config, check_structure(part.model_config, part.stored.structure), geometry)
+    packed = {WEIGHTS: _repacked(arrays[WEIGHTS], part.stored.layout, plan.weights_layout)}
+    if WEIGHT_INDICES in arrays:
+        packed[WEIGHT_INDICES] = _repacked(arrays[WEIGHT_INDICES], part.stored.index_layout, plan.index_layout)
+    coded = None
+    if GRID in arrays:
+        coded = b"".join(np.ascontiguousarray(arrays[n]).tobytes() for n in CODED_ORDER if n in arrays)
+        packed[GRID_QUANT] = arrays[GRID_QUANT]
+    stats = np.array([float(part.stats.get(key, math.nan)) for key in STORED_STATS], dtype="<f8")
+    raw = b"".join(np.ascontiguousarray(packed[n]).tobytes() for n in RAW_ORDER if n in packed) + stats.tobytes()
+    return coded, raw
+
+
+def _repacked(vector: np.ndarray, layout: list[list], order: dict[str, tuple[int, ...]]) -> np.ndarray:
+    """A packed vector rearranged from the writer's layout into the order the reader derives."""
+    pieces, start = {}, 0
+    for name, shape in layout:
+        size = math.prod(shape)
+        pieces[name] = vector[start:start + size]
+        start += size
+    return np.concatenate([pieces[name] for name in order]) if order else vector[:0]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# reading
+
+
+@dataclasses.dataclass
+class MultipartContents:
+    """A checked format-6 header: everything but the parts' tensors, which `load_part` reads on demand."""
+
+    geometry: Geometry
+    times: tuple[float, ...]
+    fields: tuple[FieldInfo, ...]
+    bricks: BrickLayout | None
+    parts: tuple[PartInfo, ...]
+    sections: dict[int, tuple[int | None, int]]  # part index -> (coded, raw) section indices
+    srnvtk_version: str
+
+
+def read_multipart(container: Container) -> MultipartContents:
+    """Check every value of a format-6 header (and every section's size) before any section is read."""
+    header = container.header
+    check_header_keys(header, HEADER_KEYS, FORMAT_NAME)
+    grid = _object(header["grid"], "the grid")
+    geometry = check_geometry(grid.get("extent"), grid.get("origin"), grid.get("spacing"))
+    times = _times(header["times"])
+    fields = _fields(header["fields"])
+    bricks = _bricks(header["bricks"])
+    settings = _settings(header["settings"])
+    entries = header["parts"]
+    if not isinstance(entries, list) or not entries:
+        raise FileFormatError("the file lists no parts")
+    parts, sections, seen, used = [], {}, set(), set()
+    for index, entry in enumerate(entries):
+        part, coded, raw = _part(index, entry, geometry, times, fields, bricks, settings, container)
+        key = (part.field, part.step, part.brick)
+        if key in seen:
+            raise FileFormatError(f"two parts for field {part.field}, step {part.step}, brick {part.brick}")
+        for section in (coded, raw):
+            if section is None:
+                continue
+            if section in used:
+                raise FileFormatError(f"section {section} is used by two parts")
+            used.add(section)
+        seen.add(key)
+        parts.append(part)
+        sections[index] = (coded, raw)
+    if len(used) != len(container.sections):
+        raise FileFormatError("the file has sections no part names")
+    _check_coverage(parts, geometry, len(times), len(fields), bricks)
+    writer = header["srnvtk_version"] if isinstance(header["srnvtk_version"], str) else ""
+    return MultipartContents(geometry, times, fields, bricks, tuple(parts), sections, one_line(writer, 40))
+
+
+def _object(value: Any, what: str) -> dict:
+    if not isinstance(value, dict):
+        raise FileFormatError(f"{what} is not a JSON object")
+    return value
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _times(value: Any) -> tuple[float, ...]:
+    if not (isinstance(value, list) and value and all(isinstance(t, (int, float)) and not isinstance(t, bool)
+                                                      and math.isfinite(t) for t in value)):
+        raise FileFormatError("the time values are not a list of finite numbers")
+    if any(b <= a for a, b in itertools.pairwise(value)):
+        raise FileFormatError("the time values do not increase")
+    return tuple(float(t) for t in value)
+
+
+def _fields(value: Any) -> tuple[FieldInfo, ...]:
+    if not isinstance(value, list) or not value:
+        raise FileFormatError("the file lists no fields")
+    fields = []
+    for item in value:
+        if not (isinstance(item, list) and len(item) == 4 and item[2] in MAX_FIELD_COMPONENTS and _is_int(item[2])
+                and isinstance(item[3], list) and len(item[3]) == item[2]):
+            raise FileFormatError("a field is not [name, dtype, components (1 or 3), value ranges]")
+        ranges = []
+        for pair in item[3]:
+            if not (isinstance(pair, list) and len(pair) == 2):
+                raise FileFormatError("a field's value range is not two numbers")
+            ranges.append(check_value_range(pair[0], pair[1]))
+        fields.append(FieldInfo(check_array_name(item[0]), check_source_dtype(item[1]), item[2], tuple(ranges)))
+    if len({f.name for f in fields}) != len(fields):
+        raise FileFormatError("two fields have the same name")
+    return tuple(fields)
+
+
+def _bricks(value: Any) -> BrickLayout | None:
+    if value is None:
+        return None
+    if not (isinstance(value, list) and len(value) == 2 and isinstance(value[0], list) and len(value[0]) == 3
+            and all(_is_int(s) for s in value[0]) and _is_int(value[1])):
+        raise FileFormatError("the brick layout is not [[size x, y, z], halo]")
+    try:
+        return BrickLayout(tuple(value[0]), value[1])
+    except SRNError as exc:
+        raise FileFormatError(str(exc)) from None
+
+
+def _settings(value: Any) -> list[tuple[Any, PruningConfig]]:
+    if not isinstance(value, list) or not value:
+        raise FileFormatError("the file lists no settings")
+    found = []
+    for item in value:
+        item = _object(item, "a settings entry")
+        if set(item) != {"architecture", "model_config", "pruning_config"} or not isinstance(item["architecture"],
+                                                                                              str):
+            raise FileFormatError("a settings entry is not {architecture, model_config, pruning_config}")
+        try:
+            cls = model_config_class(item["architecture"])
+            config = from_json(cls, _json_text(item["model_config"]))
+            pruning = from_json(PruningConfig, _json_text(item["pruning_config"]))
+        except SRNError as exc:
+            raise FileFormatError(f"invalid settings ({one_line(exc, 160)})") from None
+        found.append((config, pruning))
+    return found
+
+
+def _json_text(value: Any) -> str:
+    import json
+
+    return json.dumps(_object(value, "settings"))
+
+
+def _part(index: int, entry: Any, geometry: Geometry, times: tuple[float, ...], fields: tuple[FieldInfo, ...],
+          bricks: BrickLayout | None, settings: list, container: Container) -> tuple[PartInfo, int | None, int]:
+    if not (isinstance(entry, list) and len(entry) == 7 and all(_is_int(v) for v in entry[:2])
+            and _is_int(entry[3]) and _is_int(entry[6]) and (entry[5] is None or _is_int(entry[5]))):
+        raise FileFormatError(f"part {index} is not [field, step, brick, settings, structure, coded, raw]")
+    field_index, step, brick, setting, structure, coded, raw = entry
+    if not (0 <= field_index < len(fields) and 0 <= step < len(times) and 0 <= setting < len(settings)):
+        raise FileFormatError(f"part {index} names a field, step or settings entry the file does not have")
+    if brick is not None:
+        if bricks is None or not (isinstance(brick, list) and len(brick) == 3 and all(_is_int(b) for b in brick)):
+            raise FileFormatError(f"part {index} names a brick the file's layout does not have")
+        counts = bricks.counts(geometry)
+        if not all(0 <= b < n for b, n in zip(brick, counts, strict=True)):
+            raise FileFormatError(f"part {index} names brick {tuple(brick)}, outside the {counts} bricks")
+        brick = tuple(brick)
+    config, pruning = settings[setting]
+    if fields[field_index].components != 1:
+        raise FileFormatError(f"part {index}: a {fields[field_index].components}-component field needs a network "
+                              "with as many outputs, which this srnvtk does not store")
+    extent = _part_extent(geometry, bricks, brick)
+    structure = check_structure(config, structure)
+    plan = tensor_specs(config, structure, brick_geometry(geometry, extent))
+    raw_bytes = sum(_spec_bytes(plan.specs[n]) for n in RAW_ORDER if n in plan.specs) + 8 * len(STORED_STATS)
+    _check_section(container, raw, raw_bytes, f"part {index}'s raw section")
+    if (GRID in plan.specs) != (coded is not None):
+        raise FileFormatError(f"part {index}: a coded section for a model without a latent grid, or none for one")
+    stored = container.sections[raw].length
+    if coded is not None:
+        keep = _spec_bytes(plan.specs[GRID_KEEP]) if GRID_KEEP in plan.specs else 0
+        largest = keep + (plan.specs[GRID].max_size or math.prod(plan.specs[GRID].shape))
+        _check_section(container, coded, None, f"part {index}'s coded section")
+        length = container.sections[coded].raw_length
+        if not keep <= length <= largest or (GRID_KEEP not in plan.specs and length != largest):
+            raise FileFormatError(f"part {index}'s coded section has {length} bytes; its settings allow "
+                                  f"{keep}..{largest}")
+        stored += container.sections[coded].length
+    info = PartInfo(index, field_index, step, brick, extent, config, pruning, structure, {}, stored)
+    return info, coded, raw
+
+
+def _spec_bytes(spec) -> int:
+    return math.prod(spec.shape) * spec.dtype.itemsize
+
+
+def _check_section(container: Container, index: int, raw_length: int | None, what: str) -> None:
+    if not 0 <= index < len(container.sections):
+        raise FileFormatError(f"{what} is section {index}, which the file does not have")
+    if raw_length is not None and container.sections[index].raw_length != raw_length:
+        raise FileFormatError(f"{what} has {container.sections[index].raw_length} bytes, its settings need "
+                              f"{raw_length}")
+
+
+def _check_coverage(parts: list[PartInfo], geometry: Geometry, steps: int, fields: int,
+                    bricks: BrickLayout | None) -> None:
+    """Every field at every step is covered: by one whole-grid part, or by every brick of the layout."""
+    want = {None} if bricks is None else set(bricks.indices(geometry))
+    for f in range(fields):
+        for s in range(steps):
+            have = {p.brick for p in parts if p.field == f and p.step == s}
+            if have != want and have != {None}:
+                raise FileFormatError(f"field {f} at step {s} is not covered: {len(have)} parts, the layout has "
+                                      f"{len(want)} bricks")
+
+
+def load_part(container: Container, contents: MultipartContents, index: int) -> tuple[StoredModel, dict[str, float]]:
+    """One part's stored tensors (read and checked now) and its statistics."""
+    part = contents.parts[index]
+    coded, raw = contents.sections[index]
+    plan = tensor_specs(part.model_config, part.structure, brick_geometry(contents.geometry, part.extent))
+    arrays: dict[str, np.ndarray] = {}
+    data, offset = container.read(raw), 0
+    for name in RAW_ORDER:
+        if name in plan.specs:
+            spec = plan.specs[name]
+            count = math.prod(spec.shape)
+            arrays[name] = np.frombuffer(data, dtype=spec.dtype, count=count, offset=offset).reshape(spec.shape).copy()
+            offset += count * spec.dtype.itemsize
+    stats = stats_from_bytes(data[offset:])
+    if coded is not None:
+        codes, offset = container.read(coded), 0
+        if GRID_KEEP in plan.specs:
+            spec = plan.specs[GRID_KEEP]
+            arrays[GRID_KEEP] = np.frombuffer(codes, dtype=UINT8, count=spec.shape[0]).copy()
+            offset = spec.shape[0]
+        shape = plan.specs[GRID].shape if GRID_KEEP not in plan.specs else (len(codes) - offset,)
+        arrays[GRID] = np.frombuffer(codes, dtype=UINT8, offset=offset).reshape(shape).copy()
+    layout = [[name, list(shape)] for name, shape in plan.weights_layout.items()]
+    index_layout = [[name, list(shape)] for name, shape in plan.index_layout.items()]
+    return StoredModel(arrays, layout, part.structure, index_layout), stats
+
+
+def stats_from_bytes(data: bytes) -> dict[str, float]:
+    """The recorded statistics (STORED_STATS as float64): NaN is "not recorded"; only a PSNR may be infinite
+    (lossless)."""
+    found = {}
+    for key, value in zip(STORED_STATS, np.frombuffer(data, dtype="<f8").tolist(), strict=True):
+        if math.isnan(value):
+            continue
+        if math.isinf(value) and not (key == "psnr" and value > 0):
+            raise FileFormatError(f"the stat {key} is infinite")
+        found[key] = value
+    return found

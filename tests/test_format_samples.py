@@ -1,0 +1,117 @@
+"""The committed sample files, one per format version (tests/data/formats/v1.srn ... v4.srn: HDF5; v5.srn: the
+container), keep reading, and keep decoding to the values recorded here, in every later srnvtk; also inside
+ParaView's Python.
+
+The files were made once by tests/data/formats/make_samples.py and must never be regenerated: their hashes are
+checked, so a changed file fails here rather than silently moving the goalposts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from srnvtk.decode import decode, resampled_geometry
+from srnvtk.fileformat import read_srn
+
+FORMATS = Path(__file__).resolve().parent / "data" / "formats"
+# per file: sha256, architecture, pruning method, structure, and the decoded 8^3 grid over the file's bounds
+# (float32): mean, std, min, max and the values at [0, 0, 0], [3, 4, 5], [7, 7, 7] ([z, y, x])
+EXPECTED = {
+    "v1": ("142854cbcd07eda618f2346271b52494671407e57c3dd764fbb749f72aedf1ef", "fvsrn", "none",
+           {"grid_shape": [4, 5, 6], "keep_shape": None},
+           (113.5038, 86.9216, -7.1267, 245.0931, 196.8745, 156.4417, 12.9235)),
+    "v2": ("43565da88d86be71335793a2d5fa1136f2c952e78787280763d17b5005441aa2", "fvsrn", "binary",
+           {"grid_shape": [4, 5, 6], "keep_shape": [1, 4, 5, 6]},
+           (114.4161, 86.9629, -8.5122, 244.6991, 207.8983, 152.7943, 17.4791)),
+    "v3": ("b4fc2c94efda51ab4e887221d4426dfeb0af4b9085f6916d9b52a6cca24d9bb0", "fvsrn", "smallify",
+           {"grid_shape": [6, 7, 8], "keep_shape": [4, 6, 7, 8], "wavelet_levels": [1, 1, 1]},
+           (115.2162, 86.2644, -23.338, 254.2142, 212.4224, 147.3676, 13.3354)),
+    "v4": ("72b04593b46165af105076fc312b6f7eaad726e8ea2eb6e804248c36b56a734d", "neurcomp", "none",
+           {"widths": [10, 10, 10, 10, 10], "clustered_layers": [1, 2, 3, 4]},
+           (93.2663, 58.8656, -21.0291, 176.9534, 156.1329, 133.0575, 17.448)),
+    "v5": ("13409c2515c3d0b84fd110b29dbdd2238a694f514fac806bb3a4bf5b74d9c33f", "fvsrn", "variational",
+           {"grid_shape": [6, 7, 8], "keep_shape": [1, 6, 7, 8], "wavelet_levels": [2, 2, 3]},
+           (114.2674, 86.0356, -16.3853, 237.4738, 204.2756, 124.8401, 6.9787)),
+}
+# Format 6 (many networks): sha256, time values, parts (field, step, brick), and per time step the decoded 8^3
+# grid's statistics as above.
+SERIES = {
+    "v6": ("cefadc36d3e4009c4d53892a0d9fca29f88a390e3e7e0443404c48536825bf7a", (0.0, 0.25),
+           [(0, 0, (0, 0, 0)), (0, 0, (1, 0, 0)), (0, 1, (0, 0, 0)), (0, 1, (1, 0, 0))],
+           [(113.1588, 86.4012, -2.3328, 239.5371, 202.0587, 140.2528, 14.0385),
+            (113.0857, 85.8746, -3.719, 228.0569, 203.1107, 222.7261, 7.9075)]),
+}
+TOLERANCE = 0.01  # of values in [0, 255]: the fused C kernel and torch round differently in the last bits
+
+
+def decoded_stats(path: Path, step: int = 0) -> tuple[float, ...]:
+    srn = read_srn(path)
+    output = resampled_geometry(srn.geometry, (8, 8, 8))
+    values = decode(srn, output, step=step, device="cpu", dtype="float32").astype(np.float64)
+    return (values.mean(), values.std(), values.min(), values.max(), values[0, 0, 0], values[3, 4, 5],
+            values[7, 7, 7])
+
+
+@pytest.mark.parametrize("name", [*EXPECTED, *SERIES])
+def test_sample_is_unchanged(name) -> None:
+    expected = EXPECTED[name][0] if name in EXPECTED else SERIES[name][0]
+    assert hashlib.sha256((FORMATS / f"{name}.srn").read_bytes()).hexdigest() == expected
+
+
+@pytest.mark.parametrize("name", SERIES)
+def test_series_sample_reads_and_decodes_as_recorded(name) -> None:
+    _sha, times, parts, stats = SERIES[name]
+    srn = read_srn(FORMATS / f"{name}.srn")
+    assert srn.format_version == int(name[1:]) and srn.times == times
+    assert [(p.field, p.step, p.brick) for p in srn.parts] == parts
+    assert srn.fields[0].name == "density" and srn.geometry.extent == (0, 11, 0, 9, 0, 8)
+    for step, expected in enumerate(stats):
+        np.testing.assert_allclose(decoded_stats(FORMATS / f"{name}.srn", step), expected, rtol=0, atol=TOLERANCE)
+
+
+@pytest.mark.parametrize("name", EXPECTED)
+def test_sample_reads_and_decodes_as_recorded(name) -> None:
+    _sha, architecture, method, structure, stats = EXPECTED[name]
+    srn = read_srn(FORMATS / f"{name}.srn")
+    assert srn.format_version == int(name[1:])
+    assert srn.model_config.architecture == architecture and srn.pruning.method == method
+    assert srn.model.structure() == structure
+    assert srn.source.array_name == "density" and srn.source.dtype == "uint8"
+    assert srn.source.geometry.extent == (0, 11, 0, 9, 0, 8) and srn.source.value_range == (0.0, 255.0)
+    assert srn.srnvtk_version == "0.1.0"
+    np.testing.assert_allclose(decoded_stats(FORMATS / f"{name}.srn"), stats, rtol=0, atol=TOLERANCE)
+
+
+def test_every_version_has_a_sample() -> None:
+    from srnvtk.fileformat import READABLE_VERSIONS
+
+    assert sorted(p.stem for p in FORMATS.glob("v*.srn")) == [f"v{v}" for v in READABLE_VERSIONS]
+
+
+@pytest.mark.paraview
+def test_samples_read_in_pvpython(tmp_path) -> None:
+    """ParaView's Python has Debian's h5py (HDF5 1.10) and forks the parsing child from pvpython itself."""
+    from paraview_helpers import PVSCRIPTS, check_ran, paraview_env, require_programs, run_paraview
+
+    pvpython = require_programs("pvpython")["pvpython"]
+    hostile = sorted((Path(__file__).resolve().parent / "data" / "hostile").glob("*.srn"))
+    files = [FORMATS / f"{name}.srn" for name in EXPECTED] + hostile
+    proc = run_paraview([pvpython, PVSCRIPTS / "read_legacy.py", tmp_path, *files], paraview_env(), timeout=300,
+                        cwd=PVSCRIPTS)
+    check_ran(proc, "read_legacy.py done")
+    import json
+
+    result = json.loads((tmp_path / "read_legacy.json").read_text())
+    for name, (_sha, _arch, _method, _structure, stats) in EXPECTED.items():
+        got = result[f"{name}.srn"]
+        assert got["version"] == int(name[1:])
+        np.testing.assert_allclose(got["decoded"], stats[:4], rtol=0, atol=TOLERANCE)
+        assert got["reader_points"] == 12 * 10 * 9
+    for path in hostile:
+        got = result[path.name]
+        assert "error" in got and "\n" not in got["error"], (path.name, got)
+        assert got["seconds"] < 5.0
