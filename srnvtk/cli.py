@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from . import __version__
+from . import __version__, series_cli
 from .config import ENCODER_SETTINGS, DecodeConfig, EncoderSettings, ModelConfig, NeurcompConfig
 from .errors import InputError, SRNError
 from .faces import add_arguments, check_given, face_value, settings_from_args
@@ -310,6 +310,9 @@ def _run_compress(args: argparse.Namespace) -> int:
     from .volume import validate_for_training
     from .vtkio import volume_from_image
 
+    if series_cli.is_series_compress(args):  # a .pvd, several .vti files or --arrays: one file of many parts
+        return series_cli.run_compress(args)
+    args.input = args.input[0]
     settings = encoder_settings(args)
     _check_input(args.input)
     _check_output(args.output, args.input)
@@ -367,6 +370,8 @@ def _run_decompress(args: argparse.Namespace) -> int:
     _check_input(args.input)
     _check_output(args.output, args.input)
     srn = read_srn(args.input)
+    if series_cli.is_series_decompress(args, srn):
+        return series_cli.run_decompress(args, srn, config)
     source = srn.source
     geometry = output_grid(source.geometry, config)
     bar = ProgressBar("decoding", enabled=not args.quiet)
@@ -579,9 +584,11 @@ def build_parser(encoder_classes: tuple[type, ...] = ENCODER_SETTINGS,
     p = sub.add_parser("compress", help="train a network on one array of a .vti file and write a .srn file",
                        description="Train an fV-SRN or Neurcomp network on one point-data array, optionally "
                                    "pruning it while training, and store it as a .srn file.")
-    p.add_argument("input", metavar="IN.vti")
+    p.add_argument("input", metavar="IN", nargs="+",
+                   help="a .vti file; or a time series: a .pvd file, or several .vti files in time order")
     p.add_argument("output", metavar="OUT.srn")
     p.add_argument("--array", metavar="NAME", help="point-data array to compress (default: the active scalars)")
+    series_cli.add_compress_arguments(p)
     p.add_argument("--quiet", action="store_true", help="no progress output on stderr (the summary still prints)")
     add_arguments(p, encoder_classes)
     p.set_defaults(run=_run_compress)
@@ -590,9 +597,10 @@ def build_parser(encoder_classes: tuple[type, ...] = ENCODER_SETTINGS,
                        description="Evaluate the stored network on the source grid, a strided or resampled "
                                    "version of it, or a sub-extent, and write a .vti file.")
     p.add_argument("input", metavar="IN.srn")
-    p.add_argument("output", metavar="OUT.vti")
+    p.add_argument("output", metavar="OUT.vti|OUT.pvd")
     p.add_argument("--quiet", action="store_true", help="no progress output on stderr")
     add_arguments(p, decoder_classes)
+    series_cli.add_decompress_arguments(p)
     p.set_defaults(run=_run_decompress)
 
     p = sub.add_parser("info", help="describe a .srn file", description="Show what a .srn file stores.")
