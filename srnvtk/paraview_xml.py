@@ -156,7 +156,28 @@ def _file_name_property(proxy: ET.Element, documentation: str, any_file: bool) -
 
 def _reader_file(proxy: ET.Element) -> list[str]:
     _file_name_property(proxy, "The .srn file to read.", any_file=False)
+    _reader_series(proxy)
     return []
+
+
+def _reader_series(proxy: ET.Element) -> None:
+    """The file's time steps (for the animation toolbar) and its arrays with checkboxes (PointArrayStatus), as
+    ParaView's Python readers declare them: both come from the algorithm (srnvtk.reader_series)."""
+    times = ET.SubElement(proxy, "DoubleVectorProperty", {
+        "name": "TimestepValues", "command": "GetTimestepValues", "information_only": "1",
+        "repeatable": "1", "si_class": "vtkSITimeStepsProperty"})
+    _documentation(times, "The time of every step the file holds (none for a single volume).", " " * 10)
+    common = {"command": "GetPointDataArraySelection", "number_of_elements_per_command": "2",
+              "si_class": "vtkSIDataArraySelectionProperty"}
+    info = ET.SubElement(proxy, "StringVectorProperty", {"name": "PointArrayInfo", **common, "information_only": "1"})
+    _documentation(info, "The arrays the file holds and whether each is decoded.", " " * 10)
+    status = ET.SubElement(proxy, "StringVectorProperty", {
+        "name": "PointArrayStatus", "information_property": "PointArrayInfo", **common,
+        "element_types": "2 0", "repeat_command": "1"})
+    domain = ET.SubElement(status, "ArraySelectionDomain", {"name": "array_list"})
+    required = ET.SubElement(domain, "RequiredProperties")
+    ET.SubElement(required, "Property", {"name": "PointArrayInfo", "function": "ArrayList"})
+    _documentation(status, "The arrays to decode: only the checked ones are evaluated.", " " * 10)
 
 
 def _encoder_inputs(proxy: ET.Element) -> list[str]:

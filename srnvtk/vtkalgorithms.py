@@ -24,6 +24,7 @@ from .errors import SettingsError, SRNError
 from .faces import install_setters
 from .fileformat import STAT_KEYS, SRNFile, read_srn
 from .ratecontrol import encode
+from .reader_series import ReaderArrays, advertise_times, requested_step, series_times, stamp_time
 from .volume import Geometry
 from .vtkio import fill_image, volume_from_image
 
@@ -174,6 +175,7 @@ class SRNReader(VTKPythonAlgorithmBase):
         self.settings = {DecodeConfig: DecodeConfig()}
         self._cache_key: tuple | None = None
         self._file: SRNFile | None = None
+        self.arrays = ReaderArrays(self)
 
     def SetFileName(self, name: str) -> None:
         if _as_path(name) != self._file_name:
@@ -194,7 +196,27 @@ class SRNReader(VTKPythonAlgorithmBase):
             key = (self._file_name, None, None)
         if key != self._cache_key:
             self._file, self._cache_key = read_srn(self._file_name), key
+            self.arrays.offer([f.name for f in self._file.fields])
         return self._file
+
+    # Array selection and time steps (srnvtk.reader_series); the methods VTK's own readers have.
+    def GetPointDataArraySelection(self):  # noqa: N802 (VTK's name)
+        return self.arrays.selection
+
+    def GetNumberOfPointArrays(self) -> int:  # noqa: N802
+        return self.arrays.selection.GetNumberOfArrays()
+
+    def GetPointArrayName(self, index: int) -> str:  # noqa: N802
+        return self.arrays.selection.GetArrayName(index)
+
+    def GetPointArrayStatus(self, name: str) -> int:  # noqa: N802
+        return self.arrays.selection.ArrayIsEnabled(name)
+
+    def SetPointArrayStatus(self, name: str, status: int) -> None:  # noqa: N802
+        self.arrays.set_status(name, status)
+
+    def GetTimestepValues(self) -> list[float]:  # noqa: N802
+        return list(series_times(self.srn_file())) if self._file_name else []
 
     def output_geometry(self) -> Geometry:
         return output_grid(self.srn_file().source.geometry, self.settings[DecodeConfig])
@@ -209,8 +231,12 @@ class SRNReader(VTKPythonAlgorithmBase):
         info.Set(vtkAlgorithm.CAN_PRODUCE_SUB_EXTENT(), 1)
         # Announce the scalars' type, as VTK's image readers do: imaging filters downstream (such as
         # vtkImageDataStreamer) allocate their output from it, and fell back to double without it.
-        scalar_type = numpy_support.get_vtk_array_type(np.dtype(self.srn_file().source.dtype))
-        vtkDataObject.SetPointDataActiveScalarInfo(info, scalar_type, 1)
+        srn = self.srn_file()
+        selected = self.arrays.selected_fields(srn)
+        active = srn.fields[selected[0]] if selected else srn.fields[0]
+        scalar_type = numpy_support.get_vtk_array_type(np.dtype(active.dtype))
+        vtkDataObject.SetPointDataActiveScalarInfo(info, scalar_type, active.components)
+        advertise_times(info, srn)
         return 1
 
     @reports_errors
@@ -222,10 +248,21 @@ class SRNReader(VTKPythonAlgorithmBase):
         whole = self.output_geometry()
         extent = tuple(info.Get(SDDP.UPDATE_EXTENT())) if info.Has(SDDP.UPDATE_EXTENT()) else whole.extent
         piece = Geometry(extent, whole.origin, whole.spacing)
-        values = decode(srn, piece, device=config.device, precision=config.precision, threads=config.threads,
-                        progress=self.UpdateProgress)
-        fill_image(output, piece, {srn.source.array_name: values}, active=srn.source.array_name)
-        add_field_data(output, {**srn.stats, "source_array": srn.source.array_name})
+        step = requested_step(info, srn)
+        fields = self.arrays.selected_fields(srn)
+        arrays = {}
+        for done, index in enumerate(fields):
+            def progress(fraction: float, done: int = done) -> None:
+                self.UpdateProgress((done + fraction) / len(fields))
+
+            arrays[srn.fields[index].name] = decode(srn, piece, field=index, step=step, device=config.device,
+                                                    precision=config.precision, threads=config.threads,
+                                                    progress=progress)
+        active = next(iter(arrays), None)
+        output.GetPointData().Initialize()  # arrays deselected since the last run must not linger
+        fill_image(output, piece, arrays, active=active)
+        add_field_data(output, {**srn.stats, "source_array": active or ""})
+        stamp_time(output, srn, step)
         return 1
 
 

@@ -1,0 +1,64 @@
+"""A series .srn in the real ParaView: the SRN Reader's times drive the animation, every step and array comes
+back as srnvtk decodes it (and close to the original), and unchecked arrays are not decoded."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from paraview_helpers import PVSCRIPTS, check_ran, paraview_env, require_programs, run_paraview
+
+from srnvtk.config import EncoderSettings, FVSRNConfig, TrainConfig
+from srnvtk.datasets import default_geometry
+from srnvtk.decode import decode
+from srnvtk.fileformat import read_srn
+from srnvtk.metrics import psnr
+from srnvtk.series import open_series, write_series
+from srnvtk.series_data import generate_series
+from srnvtk.series_encode import encode_series
+
+pytestmark = pytest.mark.paraview
+
+SHAPE = (12, 10, 8)
+STEPS = 3
+ARRAYS = ["density", "temperature"]
+
+
+@pytest.fixture(scope="module")
+def series_file(tmp_path_factory) -> dict:
+    folder = tmp_path_factory.mktemp("pvseries")
+    steps = list(generate_series(SHAPE, STEPS, seed=5))
+    pvd = folder / "run.pvd"
+    write_series(pvd, default_geometry(SHAPE), [t for t, _ in steps], [a for _, a in steps])
+    srn = folder / "run.srn"
+    settings = EncoderSettings(fvsrn=FVSRNConfig(grid_channels=4, grid_resolution=6, mlp_width=12, mlp_layers=2,
+                                                 fourier_features=2),
+                               train=TrainConfig(steps=80, batch_size=512, learning_rate=1e-2, device="cpu",
+                                                 threads=1))
+    encode_series(open_series(pvd), settings, arrays=ARRAYS, path=srn)
+    return {"srn": srn, "original": [a for _, a in steps]}
+
+
+def test_pvpython_steps_the_animation_through_every_time(series_file, tmp_path) -> None:
+    pvpython = require_programs("pvpython")["pvpython"]
+    proc = run_paraview([pvpython, PVSCRIPTS / "series_read.py", series_file["srn"], tmp_path], paraview_env(),
+                        timeout=180)
+    check_ran(proc, "series_read.py done")
+    info = json.loads((tmp_path / "series.json").read_text())
+    srn = read_srn(series_file["srn"])
+    assert info["xml_name"] == "SRNReader"
+    assert info["times"] == list(srn.times) and info["animation_times"] == list(srn.times)
+    assert info["arrays"] == ARRAYS
+    for step, seen in enumerate(info["steps"]):
+        assert seen["time"] == srn.times[step] and seen["arrays"] == ARRAYS
+        for field, name in enumerate(ARRAYS):
+            got = np.load(tmp_path / f"{name}_{step}.npy")
+            np.testing.assert_array_equal(got, decode(srn, field=field, step=step, device="cpu"))
+            original = series_file["original"][step][name]
+            low, high = srn.fields[field].value_ranges[0]
+            baseline = psnr(original, np.full_like(original, original.mean()), high - low)
+            assert psnr(original, got, high - low) > baseline + 6.0, (name, step)
+    assert info["only"] == ["temperature"]  # unchecked in PointArrayStatus: not decoded
+    np.testing.assert_array_equal(np.load(tmp_path / "only_temperature.npy"),
+                                  decode(srn, field=1, step=STEPS - 1, device="cpu"))
