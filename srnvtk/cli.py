@@ -509,7 +509,9 @@ def _print_parts_info(info: dict[str, Any]) -> int:
     for (name, step), parts in groups.items():
         quality = [p["stats"].get("psnr") for p in parts]
         shown = f"{quality[0]:.2f}" if len(quality) == 1 and quality[0] is not None else "-"
-        print(f"  {name:<16} {step:>5} {parts[0]['time']:>10g} {sum(p['bytes'] for p in parts):>12,} {shown:>9}")
+        vector = series_cli.vector_psnrs(parts[0]["stats"]) if len(parts) == 1 else ""
+        print(f"  {name:<16} {step:>5} {parts[0]['time']:>10g} {sum(p['bytes'] for p in parts):>12,} {shown:>9}"
+              f"{vector}")
     return 0
 
 

@@ -50,7 +50,7 @@ import numpy as np
 import torch
 
 from . import __version__
-from .config import ModelConfig, PruningConfig, from_json, model_config_class
+from .config import ModelConfig, PruningConfig, from_json, model_config_class, stored_model_config
 from .container import MAGIC as CONTAINER_MAGIC
 from .container import Container, encode_section, is_container, pack, write_atomically
 from .errors import DamagedFileError, FileFormatError, InputError, SettingsError, SRNError
@@ -69,7 +69,15 @@ from .kmeans import ClusteredLinear
 from .legacy_hdf5 import LEGACY_VERSIONS, LegacyContents, read_legacy
 from .metrics import compression_ratio
 from .models import model_from_structure
-from .multipart import MULTIPART_VERSION, STORED_STATS, load_part, parts_bytes, read_multipart, stats_from_bytes
+from .multipart import (
+    MULTIPART_VERSION,
+    STORED_STATS,
+    VECTOR_VERSION,
+    load_part,
+    parts_bytes,
+    read_multipart,
+    stats_from_bytes,
+)
 from .parts import BrickLayout, FieldInfo, PartData, PartInfo, brick_geometry
 from .quantize import (
     GRID,
@@ -88,7 +96,7 @@ if TYPE_CHECKING:
 
 FORMAT_NAME = "srnvtk"
 FORMAT_VERSION = 5  # what srnvtk writes for one network (many: MULTIPART_VERSION)
-READABLE_VERSIONS = (*LEGACY_VERSIONS, FORMAT_VERSION, MULTIPART_VERSION)
+READABLE_VERSIONS = (*LEGACY_VERSIONS, FORMAT_VERSION, MULTIPART_VERSION, VECTOR_VERSION)
 STAT_KEYS = ("psnr", "train_seconds", "steps", "final_loss", "file_bytes", "ratio", "pruned_fraction")
 # Coded sections: the latent codes and the keep mask. Not the weights or k-means indices: those keep a
 # Neurcomp file's size independent of its values, so rate control can size it exactly before training.
@@ -241,7 +249,7 @@ def srn_bytes(
                    "origin": list(geometry.origin), "spacing": list(geometry.spacing),
                    "value_range": list(source.value_range)},
         "architecture": model_config.architecture,
-        "model_config": dataclasses.asdict(model_config),
+        "model_config": stored_model_config(model_config),
         "pruning_config": dataclasses.asdict(pruning or PruningConfig()),
         "structure": stored.structure,
         "layouts": layouts,
@@ -265,7 +273,7 @@ def read_srn(path: str | os.PathLike) -> SRNFile:
             prefix = handle.read(len(CONTAINER_MAGIC))
         if is_container(prefix):
             container = Container.open(path)
-            if container.version == MULTIPART_VERSION:
+            if container.version in (MULTIPART_VERSION, VECTOR_VERSION):
                 return _read_multipart(container)
             return _read_container(container)
         return _read_contents(read_legacy(path))

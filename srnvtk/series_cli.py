@@ -49,6 +49,15 @@ def _names(text: str) -> list[str]:
     return names
 
 
+def vector_psnrs(stats: dict) -> str:
+    """'  (x 31.20, y 30.95, z 32.01, |v| 28.40)' for a vector part's stats; '' for a scalar's."""
+    keys = ("psnr_x", "psnr_y", "psnr_z", "psnr_magnitude")
+    if not all(isinstance(stats.get(k), (int, float)) for k in keys):
+        return ""
+    return "  (" + ", ".join(f"{label} {stats[k]:.2f}" for label, k in zip(("x", "y", "z", "|v|"), keys,
+                                                                          strict=True)) + ")"
+
+
 def is_series_compress(args: argparse.Namespace) -> bool:
     """A .pvd, several inputs, or chosen arrays: the series path."""
     inputs = args.input

@@ -35,7 +35,7 @@ import numpy as np
 
 from .budget import budget_fit
 from .config import EncoderSettings, ModelConfig, NeurcompConfig, TrainConfig
-from .decode import decode
+from .decode import decode, to_dtype
 from .encoder import FILE_OVERHEAD_BYTES, estimated_file_bytes
 from .errors import InputError, SettingsError, TrainingAborted
 from .fileformat import SourceInfo, SRNFile, write_parts
@@ -96,35 +96,66 @@ class SeriesResult:
 
 def select_fields(series: Series, arrays: Sequence[str] | None) -> tuple[FieldInfo, ...]:
     """The series' fields to compress: the named ones in that order, or all; InputError for a name the series
-    lacks, or for a vector (3 components) until networks with several outputs are stored."""
+    lacks."""
     names = series.names if arrays is None else tuple(dict.fromkeys(arrays))
     if not names:
         raise InputError("no arrays chosen")
-    fields = tuple(series.field(name) for name in names)
-    for info in fields:
-        if info.components != 1:
-            raise InputError(f"array '{info.name}' has {info.components} components; series files store scalar "
-                             "arrays for now (choose the scalar arrays with --arrays)")
-    return fields
+    return tuple(series.field(name) for name in names)
 
 
 def value_ranges(series: Series, fields: Sequence[FieldInfo],
                  progress: Callable[[float], None] | None = None) -> tuple[FieldInfo, ...]:
-    """The fields with their value range over every step (one step read at a time); InputError for a field
-    that is constant over the whole series (nothing to normalise by)."""
-    low = {f.name: math.inf for f in fields}
-    high = {f.name: -math.inf for f in fields}
+    """The fields with their value range over every step, per component (one step read at a time); InputError
+    for a field (or a vector's component) that is constant over the whole series (nothing to normalise by)."""
+    low = {f.name: np.full(f.components, math.inf) for f in fields}
+    high = {f.name: np.full(f.components, -math.inf) for f in fields}
     for step in range(series.num_steps):
         arrays = series.arrays(step, [f.name for f in fields])
         for name, values in arrays.items():
-            low[name] = min(low[name], float(np.min(values)))
-            high[name] = max(high[name], float(np.max(values)))
+            flat = values.reshape(series.geometry.num_points, -1)
+            low[name] = np.minimum(low[name], flat.min(axis=0))
+            high[name] = np.maximum(high[name], flat.max(axis=0))
         if progress is not None:
             progress((step + 1) / series.num_steps)
     for name in low:
-        if not high[name] > low[name]:
-            raise InputError(f"array '{name}' is constant ({low[name]:g}) at every step; nothing to compress")
-    return tuple(dataclasses.replace(f, value_ranges=((low[f.name], high[f.name]),)) for f in fields)
+        for c, (lo, hi) in enumerate(zip(low[name], high[name], strict=True)):
+            if not hi > lo:
+                which = f"component {c} of array '{name}'" if len(low[name]) > 1 else f"array '{name}'"
+                raise InputError(f"{which} is constant ({lo:g}) at every step; nothing to compress")
+    return tuple(dataclasses.replace(f, value_ranges=tuple((float(lo), float(hi)) for lo, hi in
+                                                           zip(low[f.name], high[f.name], strict=True)))
+                 for f in fields)
+
+
+def normalized_components(values: np.ndarray, info: FieldInfo) -> np.ndarray:
+    """A vector's [z, y, x, 3] values with each component mapped to [0, 1] by its range over the series."""
+    ranges = np.array(info.value_ranges, dtype=np.float64)
+    return ((values - ranges[:, 0]) / (ranges[:, 1] - ranges[:, 0])).astype(np.float32)
+
+
+def denormalized_components(normalized: np.ndarray, info: FieldInfo) -> np.ndarray:
+    """The inverse of normalized_components, cast to the field's type as a reader gives it."""
+    ranges = np.array(info.value_ranges, dtype=np.float64)
+    values = normalized * (ranges[:, 1] - ranges[:, 0]) + ranges[:, 0]
+    return to_dtype(values, info.dtype)
+
+
+def vector_stats(original: np.ndarray, decoded: np.ndarray, info: FieldInfo) -> dict[str, float]:
+    """PSNR of each component (by its range over the series), of the three together (their mean squared error in
+    units of each range) and of the magnitude (by its range at this step)."""
+    stats = {}
+    relative = []
+    for c, axis in enumerate("xyz"):
+        lo, hi = info.value_ranges[c]
+        stats[f"psnr_{axis}"] = psnr(original[..., c], decoded[..., c], hi - lo)
+        error = original[..., c].astype(np.float64) - decoded[..., c].astype(np.float64)
+        relative.append(float(np.mean(np.square(error))) / (hi - lo) ** 2)
+    mean = float(np.mean(relative))
+    stats["psnr"] = math.inf if mean == 0 else -10.0 * math.log10(mean)
+    magnitude = np.linalg.norm(original.astype(np.float64), axis=-1)
+    span = float(magnitude.max() - magnitude.min()) or 1.0
+    stats["psnr_magnitude"] = psnr(magnitude, np.linalg.norm(decoded.astype(np.float64), axis=-1), span)
+    return stats
 
 
 def part_budget(float32_bytes: int, ratio: float, parts: int) -> int:
@@ -167,8 +198,13 @@ class _Trainer:
             raise TrainingAborted(f"aborted before step {step} of '{self.fields[field_index].name}'")
         info = self.fields[field_index]
         value_range = info.value_ranges[0]
+        original = values
+        if info.is_vector:  # one network, 3 outputs: each component brought to [0, 1] by its own range
+            values, value_range = normalized_components(values, info), (0.0, 1.0)
+            model_config = dataclasses.replace(model_config, outputs=3)
         volume = Volume(values, self.series.geometry, info.name)
-        source = SourceInfo(info.name, info.dtype, self.series.geometry, value_range)
+        source = SourceInfo(info.name, "float32" if info.is_vector else info.dtype, self.series.geometry,
+                            value_range)
         pruning = self.settings.pruning
         train_config = self.settings.train if initial is None else warm_config(self.settings.train)
         weight = 1.0 if initial is None else self.settings.train.warm_start_fraction
@@ -186,10 +222,16 @@ class _Trainer:
             # fine-tuning changed the codes (as in srnvtk.encoder.compress)
             budget_fit(budget + PART_FIT_ALLOWANCE, source, pruning, grow=False)(model)
         stored = apply_storage_precision(model)
-        decoded = decode(SRNFile.of_model(model, self.series.geometry, value_range, info.dtype, info.name),
-                         device=train_config.device)
-        stats = {"psnr": psnr(values, decoded, value_range[1] - value_range[0]), "train_seconds": result.seconds,
-                 "steps": result.steps, "final_loss": result.final_loss, "pruned_fraction": pruned_fraction(model)}
+        if info.is_vector:
+            decoded = decode(SRNFile.of_model(model, self.series.geometry, value_range, "float64", info.name),
+                             device=train_config.device)
+            stats = vector_stats(original, denormalized_components(decoded, info), info)
+        else:
+            decoded = decode(SRNFile.of_model(model, self.series.geometry, value_range, info.dtype, info.name),
+                             device=train_config.device)
+            stats = {"psnr": psnr(values, decoded, value_range[1] - value_range[0])}
+        stats |= {"train_seconds": result.seconds, "steps": result.steps, "final_loss": result.final_loss,
+                  "pruned_fraction": pruned_fraction(model)}
         self.done += weight
         self.report(self.done / self.total, f"{label}: {stats['psnr']:.2f} dB")
         return PartData(field_index, step, None, model.config, pruning, stored, stats), model
@@ -255,10 +297,11 @@ def encode_series(
 
 def _plan(volume: Volume, settings: EncoderSettings, budget: int) -> ModelConfig:
     """The model sized for one part's budget, as srnvtk.ratecontrol sizes a single volume's file of that many
-    bytes."""
+    bytes (a vector's network with its 3 outputs)."""
     budget += PART_FIT_ALLOWANCE
     ratio = 4 * volume.geometry.num_points / (budget + 0.5)  # so that budget_for_ratio(ratio) == budget
-    config, _ = plan_for_ratio(ratio, volume, settings.model_config, settings.pruning)
+    base = dataclasses.replace(settings.model_config, outputs=volume.components)
+    config, _ = plan_for_ratio(ratio, volume, base, settings.pruning)
     return config
 
 

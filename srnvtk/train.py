@@ -84,9 +84,11 @@ class _Budget:
 
 
 def normalized_values(volume: Volume, value_range: tuple[float, float]) -> torch.Tensor:
-    """Flat float32 tensor of the values mapped to [0, 1]."""
+    """Flat float32 tensor of the values mapped to [0, 1]: (points,) for a scalar, (points, 3) for a vector (whose
+    components the caller has brought to one range)."""
     vmin, vmax = value_range
-    flat = torch.from_numpy(np.ascontiguousarray(volume.values).reshape(-1))
+    flat = np.ascontiguousarray(volume.values).reshape(volume.geometry.num_points, -1)
+    flat = torch.from_numpy(flat[:, 0] if flat.shape[1] == 1 else flat)
     return (flat.to(torch.float32) - vmin) / (vmax - vmin)
 
 
@@ -267,7 +269,7 @@ def _run_phase(
         else:
             for group in optimizer.param_groups:
                 group["lr"] = group["base_lr"] * decay
-            index = torch.randint(targets.numel(), (config.batch_size,), generator=generator, device=targets.device)
+            index = torch.randint(targets.shape[0], (config.batch_size,), generator=generator, device=targets.device)
             positions = voxel_positions(index, shape)
             prediction = model(positions)
             if objective is None:

@@ -16,7 +16,7 @@ from srnvtk.decode import decode  # noqa: E402
 from srnvtk.errors import InputError, SettingsError, TrainingAborted  # noqa: E402
 from srnvtk.fileformat import read_srn  # noqa: E402
 from srnvtk.metrics import psnr  # noqa: E402
-from srnvtk.multipart import MULTIPART_VERSION  # noqa: E402
+from srnvtk.multipart import MULTIPART_VERSION, VECTOR_VERSION  # noqa: E402
 from srnvtk.series import series_from_arrays  # noqa: E402
 from srnvtk.series_data import generate_series  # noqa: E402
 from srnvtk.series_encode import SERIES_FILE_OVERHEAD_BYTES, encode_series, part_budget, warm_config  # noqa: E402
@@ -146,8 +146,6 @@ def test_bad_requests_are_one_line_errors_and_write_nothing(series, tmp_path) ->
     path = tmp_path / "never.srn"
     with pytest.raises(InputError, match="no array 'pressure'.*density, temperature, velocity"):
         encode_series(series, settings(), arrays=["pressure"], path=path)
-    with pytest.raises(InputError, match="'velocity' has 3 components"):
-        encode_series(series, settings(), path=path)
     with pytest.raises(InputError, match="no arrays chosen"):
         encode_series(series, settings(), arrays=[], path=path)
     constant = series_from_arrays(series.geometry, [0.0, 1.0], [{"c": np.ones((10, 12, 14), np.float32)}] * 2)
@@ -162,3 +160,77 @@ def test_bad_requests_are_one_line_errors_and_write_nothing(series, tmp_path) ->
     with pytest.raises(TrainingAborted, match=r"training aborted at step \d+ of 40"):  # a warm step's 40
         encode_series(series, settings(), arrays=["density"], path=path, should_abort=abort_in_step_two)
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.fixture(scope="module")
+def vector_file(series, tmp_path_factory):
+    path = tmp_path_factory.mktemp("vec") / "vector.srn"
+    # the tiny grid's velocity is nearly noise: a larger grid and more steps than the scalars' tests use
+    longer = EncoderSettings(fvsrn=dataclasses.replace(FVSRN, grid_channels=8, grid_resolution=12, mlp_width=16),
+                             train=dataclasses.replace(TRAIN, steps=300))
+    result = encode_series(series, longer, arrays=["velocity", "density"], path=path)
+    return {"path": path, "result": result}
+
+
+def test_a_vector_is_one_network_with_three_outputs(vector_file, generated) -> None:
+    _times, steps = generated
+    srn = read_srn(vector_file["path"])
+    assert srn.format_version == VECTOR_VERSION  # a scalar-only series stays format 6 (see above)
+    velocity = srn.fields[0]
+    assert velocity.components == 3 and len(velocity.value_ranges) == 3
+    for c in range(3):
+        low = min(float(s["velocity"][..., c].min()) for s in steps)
+        high = max(float(s["velocity"][..., c].max()) for s in steps)
+        assert velocity.value_ranges[c] == (low, high)  # each component by its own range over the series
+    assert len(srn.parts) == 2 * STEPS  # one part per field and step, not per component
+    for step in range(STEPS):
+        part = srn.parts_of(0, step)[0]
+        model = srn.part_model(part.index)
+        assert model.config.outputs == 3 and part.model_config.outputs == 3
+        decoded = decode(srn, field=0, step=step, device="cpu")
+        assert decoded.shape == (10, 12, 14, 3) and decoded.dtype == np.float32
+        original = steps[step]["velocity"]
+        for c, axis in enumerate("xyz"):
+            low, high = velocity.value_ranges[c]
+            assert part.stats[f"psnr_{axis}"] == pytest.approx(psnr(original[..., c], decoded[..., c], high - low))
+            mean = np.full_like(original[..., c], original[..., c].mean())
+            assert part.stats[f"psnr_{axis}"] > psnr(original[..., c], mean, high - low) + 3.0, (step, axis)
+        magnitude = np.linalg.norm(original.astype(np.float64), axis=-1)
+        assert part.stats["psnr_magnitude"] == pytest.approx(
+            psnr(magnitude, np.linalg.norm(decoded.astype(np.float64), axis=-1), magnitude.max() - magnitude.min()))
+        assert min(part.stats[f"psnr_{a}"] for a in "xyz") <= part.stats["psnr"] <= max(
+            part.stats[f"psnr_{a}"] for a in "xyz")
+    assert "psnr_x" not in srn.parts_of(1, 0)[0].stats  # a scalar part: no component PSNRs (NaN in the file)
+
+
+def test_the_reader_gives_a_three_component_array(vector_file) -> None:
+    from vtkmodules.util.numpy_support import vtk_to_numpy
+
+    from srnvtk.vtkalgorithms import SRNReader
+
+    srn = read_srn(vector_file["path"])
+    reader = SRNReader()
+    reader.SetFileName(str(vector_file["path"]))
+    reader.SetPointArrayStatus("density", 0)
+    reader.UpdateTimeStep(srn.times[1])
+    array = reader.GetOutputDataObject(0).GetPointData().GetArray("velocity")
+    assert array.GetNumberOfComponents() == 3 and reader.GetOutputDataObject(0).GetPointData().GetNumberOfArrays() == 1
+    np.testing.assert_array_equal(vtk_to_numpy(array).reshape(10, 12, 14, 3),
+                                  decode(srn, field=0, step=1, device="cpu"))
+
+
+def test_a_vector_field_needs_a_vector_network(vector_file, tmp_path) -> None:
+    from srn_editing import edit
+
+    from srnvtk.errors import FileFormatError
+
+    path = tmp_path / "crafted.srn"
+    path.write_bytes(vector_file["path"].read_bytes())
+
+    def as_scalar(header: dict) -> None:
+        header["fields"][0][2] = 1
+        header["fields"][0][3] = header["fields"][0][3][:1]
+
+    edit(path, header=as_scalar)
+    with pytest.raises(FileFormatError, match="a 1-component field, a network with 3 outputs"):
+        read_srn(path)

@@ -11,6 +11,8 @@ attributes are edited back to what those versions wrote. The kinds differ so tha
   v4.srn  Neurcomp, residual, hidden matrices as 16 k-means shared values
   v5.srn  fV-SRN, haar wavelet grid pruned per position (variational dropout), in the container format
   v6.srn  many networks: a scalar field at two time steps, each cut into 2 x 1 x 1 bricks with a halo of 1
+  v10.srn many networks with a vector field: the generated series' velocity (one network with 3 outputs per
+          step) and density at two time steps (srnvtk.series_encode; the second step warm-started)
 
 These files are a compatibility promise: once committed they are never regenerated. Running this script again
 writes new files with other bytes (training is deterministic, HDF5's layout of a rewritten file may not be),
@@ -53,6 +55,7 @@ KINDS = {
                        wavelet="haar"),
            PruningConfig(method="variational", kl_weight=1.0, mask_learning_rate=0.1)),
     "v6": (FVSRN, PruningConfig()),
+    "v10": (FVSRN, PruningConfig()),
 }
 
 
@@ -120,6 +123,22 @@ def write_series(volume: Volume, path: Path) -> float:
     return psnr(volume.values, decode(read_srn(path), device="cpu"), 255.0)
 
 
+def write_vector_series(path: Path) -> float:
+    """Format 10: the generated series (srnvtk.series_data) on the samples' grid, velocity and density, two steps;
+    returns the velocity's mean PSNR over the steps."""
+    from srnvtk.config import EncoderSettings
+    from srnvtk.series import series_from_arrays
+    from srnvtk.series_data import generate_series
+    from srnvtk.series_encode import encode_series
+
+    config, pruning = KINDS["v10"]
+    steps = list(generate_series(SHAPE, 2, seed=0))
+    series = series_from_arrays(default_geometry(SHAPE), [t for t, _ in steps], [a for _, a in steps])
+    result = encode_series(series, EncoderSettings(fvsrn=config, pruning=pruning, train=TRAIN),
+                           arrays=["velocity", "density"], path=path)
+    return float(np.mean([p.stats["psnr"] for p in result.parts if p.field == "velocity"]))
+
+
 def main(names: list[str]) -> int:
     geometry = default_geometry(SHAPE)
     volume = Volume(default_volume_values(SHAPE), geometry, "density")
@@ -128,6 +147,8 @@ def main(names: list[str]) -> int:
         path = HERE / f"{name}.srn"
         if name == "v6":
             quality = write_series(volume, path)
+        elif name == "v10":
+            quality = write_vector_series(path)
         elif name == "v5":
             result = compress(volume, model_config=config, train_config=TRAIN, path=path, pruning=pruning)
             quality = result.stats["psnr"]
