@@ -20,11 +20,13 @@ from vtkmodules.vtkCommonExecutionModel import vtkAlgorithm, vtkStreamingDemandD
 
 from .config import ENCODER_SETTINGS, DecodeConfig, EncoderSettings, FVSRNConfig, ModelConfig, PruningConfig
 from .decode import decode, output_grid
+from .encoder_series import COLLECT_SHARE, SeriesRequest, check_file_name
 from .errors import SettingsError, SRNError
 from .faces import install_setters
 from .fileformat import STAT_KEYS, SRNFile, read_srn
 from .ratecontrol import encode
 from .reader_series import ReaderArrays, advertise_times, requested_step, series_times, stamp_time
+from .series_encode import encode_series
 from .volume import Geometry
 from .vtkio import fill_image, volume_from_image
 
@@ -101,6 +103,24 @@ class SRNEncoder(VTKPythonAlgorithmBase):
         self._file_name = ""
         self.settings = {cls: cls() for cls in ENCODER_SETTINGS}
         self.last_stats: dict[str, float] = {}
+        self.series_request = SeriesRequest(self)
+
+    # Several arrays and all time steps into one file (srnvtk.encoder_series).
+    def GetEncodeArraySelection(self):  # noqa: N802 (VTK's naming)
+        return self.series_request.selection
+
+    def SetAllTimeSteps(self, value: int) -> None:  # noqa: N802
+        if bool(value) != self.series_request.all_time_steps:
+            self.series_request.all_time_steps = bool(value)
+            self.Modified()
+
+    def GetAllTimeSteps(self) -> int:  # noqa: N802
+        return int(self.series_request.all_time_steps)
+
+    @reports_errors
+    def RequestInformation(self, request, inInfo, outInfo) -> int:
+        self.series_request.read_times(inInfo[0].GetInformationObject(0))
+        return 1
 
     def SetFileName(self, name: str) -> None:
         if _as_path(name) != self._file_name:
@@ -123,10 +143,19 @@ class SRNEncoder(VTKPythonAlgorithmBase):
     def RequestUpdateExtent(self, request, inInfo, outInfo) -> int:
         info = inInfo[0].GetInformationObject(0)
         info.Set(SDDP.UPDATE_EXTENT(), info.Get(SDDP.WHOLE_EXTENT()), 6)
+        if self.series_request.active:
+            self.series_request.request_time(info)
         return 1
 
     @reports_errors
     def RequestData(self, request, inInfo, outInfo) -> int:
+        if self.series_request.active:
+            try:
+                return self._encode_series(request, inInfo, outInfo)
+            except BaseException:
+                self.series_request.reset()
+                request.Remove(SDDP.CONTINUE_EXECUTING())
+                raise
         image = vtkImageData.GetData(inInfo[0])
         output = vtkImageData.GetData(outInfo)
         volume = volume_from_image(image, self._selected_array())
@@ -149,6 +178,34 @@ class SRNEncoder(VTKPythonAlgorithmBase):
     def _progress(self, fraction: float, _message: str) -> None:
         self.UpdateProgress(fraction)
 
+    def _encode_series(self, request, inInfo, outInfo) -> int:
+        """One pass of the series path: collect this step; after the last, train and write (see
+        srnvtk.encoder_series)."""
+        check_file_name(self._file_name)
+        image = vtkImageData.GetData(inInfo[0])
+        names = self.series_request.names() or [self._selected_array() or _active_scalars(image)]
+        if not self.series_request.collect(image, names, request, self.UpdateProgress):
+            return 1
+        info = image.GetInformation()
+        current = info.Get(vtkDataObject.DATA_TIME_STEP()) if info.Has(vtkDataObject.DATA_TIME_STEP()) else None
+        settings = self.encoder_settings()
+
+        def progress(fraction: float, _message: str) -> None:
+            self.UpdateProgress(COLLECT_SHARE + (1.0 - COLLECT_SHARE) * fraction)
+
+        result = encode_series(self.series_request.series(current), settings, arrays=names, path=self._file_name,
+                               progress=progress, should_abort=self._should_abort)
+        srn = read_srn(self._file_name)
+        last = len(srn.times) - 1
+        arrays = {f.name: decode(srn, field=i, step=last, device=settings.train.device)
+                  for i, f in enumerate(srn.fields)}
+        output = vtkImageData.GetData(outInfo)
+        fill_image(output, srn.geometry, arrays, active=names[0])
+        self.last_stats = {**srn.stats, "psnr": result.mean_psnr}
+        add_field_data(output, {**self.last_stats, "source_array": ",".join(names),
+                                "architecture": settings.encode.architecture, "pruning": settings.pruning.method})
+        return 1
+
     def _should_abort(self) -> bool:
         return bool(self.GetAbortExecute())
 
@@ -157,6 +214,13 @@ class SRNEncoder(VTKPythonAlgorithmBase):
         if info is not None and info.Has(vtkDataObject.FIELD_NAME()):
             return info.Get(vtkDataObject.FIELD_NAME()) or None
         return None
+
+
+def _active_scalars(image: vtkImageData) -> str:
+    scalars = image.GetPointData().GetScalars()
+    if scalars is None or not scalars.GetName():
+        raise SettingsError("the input has no active scalars: choose the arrays to compress")
+    return scalars.GetName()
 
 
 install_setters(SRNEncoder, ENCODER_SETTINGS, report_error)
