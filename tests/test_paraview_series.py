@@ -84,3 +84,19 @@ def check_series_in_paraview(path: Path, original: list[dict], tmp_path: Path) -
     assert info["only"] == ["temperature"]  # unchecked in PointArrayStatus: not decoded
     np.testing.assert_array_equal(np.load(tmp_path / "only_temperature.npy"),
                                   decode(srn, field=1, step=STEPS - 1, device="cpu"))
+
+
+def test_series_example_runs(tmp_path) -> None:
+    """examples/pvpython_series.py at a tiny size: compresses the generated series, steps through the file."""
+    pvpython = require_programs("pvpython")["pvpython"]
+    example = Path(__file__).resolve().parents[1] / "examples" / "pvpython_series.py"
+    args = [pvpython, example, "--size", "24", "--time-steps", "3", "--ratio", "2", "--steps", "30", "--device", "cpu",
+            "--out", tmp_path]
+    proc = run_paraview(args, paraview_env(), timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert "mean PSNR" in proc.stdout, proc.stdout[-3000:]
+    srn = read_srn(tmp_path / "series.srn")
+    assert len(srn.times) == 3 and [f.name for f in srn.fields] == ARRAYS
+    for step in range(3):
+        png = tmp_path / f"series_{step}.png"
+        assert png.is_file() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
