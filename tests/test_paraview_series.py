@@ -100,3 +100,30 @@ def test_series_example_runs(tmp_path) -> None:
     for step in range(3):
         png = tmp_path / f"series_{step}.png"
         assert png.is_file() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_pvbatch_mpi_gives_every_step_in_pieces(series_file, tmp_path) -> None:
+    """mpirun -np 2 pvbatch: at every time each rank decodes its piece of that step; together the pieces are
+    exactly what srnvtk decodes serially."""
+    programs = require_programs("pvbatch", "mpirun")
+    command = [
+        programs["mpirun"], "--allow-run-as-root", "--oversubscribe",
+        "-x", "PV_PLUGIN_PATH", "-x", "PYTHONPATH", "-x", "OMP_NUM_THREADS", "-x", "MKL_NUM_THREADS",
+        "-np", "2", programs["pvbatch"], PVSCRIPTS / "series_pieces.py", series_file["srn"], tmp_path,
+    ]
+    proc = run_paraview(command, paraview_env(), timeout=240)
+    check_ran(proc, "series_pieces.py done")
+    srn = read_srn(series_file["srn"])
+    for step in range(STEPS):
+        pieces = [json.loads((tmp_path / f"piece_{step}_rank{rank}.json").read_text()) for rank in (0, 1)]
+        assert all(p["ranks"] == 2 and p["time"] == srn.times[step] and p["arrays"] == ARRAYS for p in pieces)
+        assert pieces[0]["extent"] != pieces[1]["extent"]  # two pieces, not the whole twice
+        for field, name in enumerate(ARRAYS):
+            whole = decode(srn, field=field, step=step, device="cpu")
+            covered = np.zeros(whole.shape, dtype=bool)
+            for rank, piece in enumerate(pieces):
+                i0, i1, j0, j1, k0, k1 = piece["extent"]
+                got = np.load(tmp_path / f"{name}_{step}_rank{rank}.npy")[..., 0]
+                np.testing.assert_array_equal(got, whole[k0:k1 + 1, j0:j1 + 1, i0:i1 + 1])
+                covered[k0:k1 + 1, j0:j1 + 1, i0:i1 + 1] = True
+            assert covered.all()
