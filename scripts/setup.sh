@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Idempotent set-up on Debian 12 as root: ParaView from Debian, and two Python environments.
 #   .venv           pip's VTK + torch (CPU) + srnvtk (editable) + test tools: the library, CLI and tests
-#   .venv-paraview  torch and PyWavelets for ParaView's own Python (Debian's 3.11), with NO pip VTK,
+#   .venv-paraview  torch, PyWavelets and pysz for ParaView's own Python (Debian's 3.11), with NO pip VTK,
 #                   since pip's vtkmodules would shadow ParaView's VTK 9.2; h5py comes from Debian there
 #                   so that it shares ParaView's HDF5 library.
 set -euo pipefail
@@ -29,7 +29,7 @@ if [ ! -x .venv/bin/python ]; then
     echo "[setup] creating .venv"
     "$PY" -m venv .venv
 fi
-if ! .venv/bin/python -c "import srnvtk, torch, vtkmodules, pywt, h5py, pytest, ruff, Xlib, triton" 2>/dev/null; then
+if ! .venv/bin/python -c "import srnvtk, torch, vtkmodules, pywt, h5py, pytest, ruff, Xlib, pysz, triton" 2>/dev/null; then
     .venv/bin/pip install -q --upgrade pip
     .venv/bin/pip install -q "$TORCH_SPEC" "$TRITON_SPEC"
     .venv/bin/pip install -q -e ".[vtk,test]"   # benchmarks: also .[bench] (matplotlib, classic codecs)
@@ -39,8 +39,9 @@ if [ ! -x .venv-paraview/bin/python ]; then
     echo "[setup] creating .venv-paraview"
     "$PY" -m venv --system-site-packages .venv-paraview
 fi
-if ! .venv-paraview/bin/python -c "import torch, pywt" 2>/dev/null; then
+if ! .venv-paraview/bin/python -c "import torch, pywt, pysz" 2>/dev/null; then
     # numpy<2 keeps Debian's numpy 1.24 (which ParaView and Debian's h5py are built against).
-    .venv-paraview/bin/pip install -q "$TORCH_SPEC" "pywavelets<1.9" "numpy<2"
+    # pysz: SZ3, one of the error bound's residual coders (its wheel works with numpy 1.24).
+    .venv-paraview/bin/pip install -q "$TORCH_SPEC" "pywavelets<1.9" "pysz==1.1.0" "numpy<2"
 fi
 echo "[setup] ready"

@@ -306,6 +306,7 @@ def _describe_model(config: ModelConfig, geometry) -> str:
 
 def _run_compress(args: argparse.Namespace) -> int:
     from .devices import resolve_device
+    from .presets import choose
     from .ratecontrol import encode, plan_for_ratio
     from .volume import validate_for_training
     from .vtkio import volume_from_image
@@ -320,10 +321,17 @@ def _run_compress(args: argparse.Namespace) -> int:
     validate_for_training(volume)
     target, train, pruning = settings.encode, settings.train, settings.pruning
     if not args.quiet:
-        if target.psnr is not None:
+        if target.max_error is not None or target.max_rel_error is not None:
+            from .errorbound import absolute_bound
+
+            bound = absolute_bound(target.max_error, target.max_rel_error, validate_for_training(volume))
+            model = (f"max error {bound:g}: the smallest of the residual alone and {target.bound_networks} "
+                     f"network size(s) with their residual")
+        elif target.psnr is not None:
             model = f"searching sizes for {target.psnr:g} dB ({target.psnr_trials} trainings at most)"
         elif target.ratio is not None:
-            planned, budget = plan_for_ratio(target.ratio, volume, settings.model_config, pruning)
+            chosen, pruning = choose(settings, target.ratio)
+            planned, budget = plan_for_ratio(target.ratio, volume, chosen, pruning)
             model = f"{_describe_model(planned, volume.geometry)}, fitted to {budget:,} bytes"
         else:
             model = _describe_model(settings.model_config, volume.geometry)
@@ -342,7 +350,7 @@ def _run_compress(args: argparse.Namespace) -> int:
         print(f"quality search (ratio: PSNR): {tried}", file=sys.stderr)
         if not search.reached:
             print(f"warning: no trial reached {target.psnr:g} dB; kept the best one", file=sys.stderr)
-    result = encoded.result
+    result, pruning = encoded.result, encoded.pruning
     stats = result.stats
     print(f"wrote {args.output}")
     print(f"  file size   {human_bytes(result.file_bytes)} ({result.file_bytes:,} bytes)")
@@ -350,6 +358,17 @@ def _run_compress(args: argparse.Namespace) -> int:
                       if volume.dtype != "float32" else "")
     print(f"  ratio       {stats['ratio']:.1f}x against float32{against_source}")
     print(f"  PSNR        {format_psnr(stats['psnr'])}")
+    if result.bound is not None:
+        bound = result.bound
+        print(f"  max error   {bound['max_error_measured']:g} measured on every voxel (bound {bound['max_error']:g})")
+        print(f"  split       {bound['design']} ({bound['coder']} residual): network {bound['network_bytes']:,} "
+              f"bytes, residual {bound['residual_bytes']:,} bytes")
+        tried = ", ".join(f"{c['design']}"
+                          + (f" [{c['network']}, {c['steps']} steps]" if "network" in c else "")
+                          + f" + {c['coder']}: {c['file_bytes']:,}" for c in bound["candidates"])
+        print(f"  tried       {tried}")
+        if result.model_config is None:
+            return 0
     if pruning.enabled:
         print(f"  pruned      {100 * stats['pruned_fraction']:.1f}% of the parameters ({pruning.method})")
     print(f"  train time  {human_seconds(stats['train_seconds'])} ({int(stats['steps'])} steps)")
@@ -388,10 +407,19 @@ def _run_decompress(args: argparse.Namespace) -> int:
         f"wrote {args.output}: '{source.array_name}' ({source.dtype}) on {_dims(geometry.dimensions)} points, "
         f"extent {' '.join(str(e) for e in geometry.extent)}, spacing {_numbers(geometry.spacing)}"
     )
-    model = srn.part_model(srn.parts_of(0, 0)[0].index)
-    where = model_device(model).type.upper()
+    # a bounded file may hold no network (its residual alone); a file of many networks: the first one decoded
+    model = srn.model if srn.bound is not None or not srn.parts else srn.part_model(srn.parts_of(0, 0)[0].index)
+    where = model_device(model).type.upper() if model is not None else "CPU"
     print(f"decoded in {seconds:.2f} s ({values.size / max(seconds, 1e-9) / 1e6:.2f} M points/s; "
           f"{evaluation_path(model)} on the {where})")
+    if srn.bound is not None:
+        from .decode import bound_applies
+
+        if bound_applies(srn, geometry):
+            print(f"every point is within {srn.bound.max_error:g} of the original (the file's error bound)")
+        else:
+            print("the file's error bound does not apply to this resampled grid (its points are not on the source "
+                  "lattice)")
     return 0
 
 
@@ -427,8 +455,12 @@ def _run_info(args: argparse.Namespace) -> int:
     version = f", written by srnvtk {info['srnvtk_version']}" if info["srnvtk_version"] else ""
     print(f"{info['file']}: {info['format']} format version {info['format_version']}, "
           f"architecture {info['architecture']}{version}")
-    section("model settings")
-    model = info["model_config"]
+    if info["model_config"] is None:
+        section("model")
+        row("network", "none: the residual alone keeps the error bound")
+    model = info["model_config"] or {}
+    if model:
+        section("model settings")
     for key, value in model.items():
         if key == "wavelet_levels" and model.get("wavelet") is None:
             continue  # a plain grid
@@ -439,11 +471,12 @@ def _run_info(args: argparse.Namespace) -> int:
         if model.get("wavelet") is not None:
             levels = " ".join(str(n) for n in info["model_structure"]["wavelet_levels"])
             row("stored as", f"{model['wavelet']} wavelet coefficients, levels {levels} (z, y, x)")
-    else:
+    elif model:
         row("layer widths", " ".join(str(w) for w in info["model_structure"]["widths"]))
-    pruning = info["pruning_config"]
-    section("pruning")
-    row("method", pruning["method"])
+    pruning = info["pruning_config"] or {"method": "none"}
+    if model:
+        section("pruning")
+        row("method", pruning["method"])
     if pruning["method"] != "none":
         shown = (("granularity",) if "grid_shape" in info else ()) + SCHEDULE_SETTINGS
         for key in shown + METHOD_SETTINGS[pruning["method"]]:
@@ -456,6 +489,15 @@ def _run_info(args: argparse.Namespace) -> int:
     row("spacing", _numbers(src["spacing"]))
     row("origin", _numbers(src["origin"]))
     row("value range", f"{src['value_range'][0]:g} .. {src['value_range'][1]:g}")
+    bound = info.get("error_bound")
+    if bound is not None:
+        section("error bound")
+        relative = f" ({bound['max_rel_error']:g} of the value range)" if bound["max_rel_error"] is not None else ""
+        row("max error", f"{bound['max_error']:g}{relative}")
+        row("design", f"{bound['design']}, {bound['coder']} residual")
+        row("split", f"network {bound['network_bytes']:,} bytes, residual {bound['residual_bytes']:,} bytes "
+                     f"({bound['chunks_stored']} of {bound['chunks']} chunks of {bound['chunk_edge']}^3 stored)")
+        row("holds on", "the full grid, strides, sub-extents and pieces; not on resampled grids")
     section("stats")
     if "psnr" in stats:
         row("PSNR", "inf (lossless)" if stats["psnr"] is None else format_psnr(stats["psnr"]))
@@ -463,13 +505,14 @@ def _run_info(args: argparse.Namespace) -> int:
         row("ratio", f"{stats['ratio']:.1f}x against float32")
     if stats.get("file_bytes") is not None:
         row("file bytes", f"{stats['file_bytes']:,} ({human_bytes(stats['file_bytes'])})")
-    if stats.get("train_seconds") is not None:
+    trained = stats if model else {}  # a bounded file without a network trained nothing
+    if trained.get("train_seconds") is not None:
         row("train time", human_seconds(stats["train_seconds"]))
-    if stats.get("steps") is not None:
+    if trained.get("steps") is not None:
         row("steps", stats["steps"])
-    if stats.get("final_loss") is not None:
+    if trained.get("final_loss") is not None:
         row("final loss", f"{stats['final_loss']:.4g}")
-    if stats.get("pruned_fraction") is not None:
+    if trained.get("pruned_fraction") is not None:
         row("pruned", f"{100 * stats['pruned_fraction']:.1f}% of the parameters")
     section("stored tensors (bytes)")
     for name, size in info["tensor_bytes"].items():
@@ -478,8 +521,12 @@ def _run_info(args: argparse.Namespace) -> int:
     rows.append(("  total", f"{tensors_total:>10,}"))
     if stats.get("file_bytes") is not None:
         structure = "HDF5 structure" if info["format_version"] < 5 else "header and container"
-        rows.append(("  " + structure, f"{stats['file_bytes'] - tensors_total:>10,}"))
-    section("pruned fraction per parameter")
+        residual = bound["residual_bytes"] if bound is not None else 0
+        if bound is not None:
+            rows.append(("  residual", f"{residual:>10,}"))
+        rows.append(("  " + structure, f"{stats['file_bytes'] - tensors_total - residual:>10,}"))
+    if info["pruned_fractions"]:
+        section("pruned fraction per parameter")
     for name, fraction in info["pruned_fractions"].items():
         rows.append(("  " + name, f"{100 * fraction:>9.1f}%"))
     width = max(len(key) for key, _ in rows) + 2

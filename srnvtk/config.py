@@ -19,6 +19,7 @@ from .errors import SettingsError
 from .options import Condition, check_settings, setting
 
 DEVICES = ("auto", "cpu", "cuda")
+TIME_CLOCKS = ("wall", "cpu")  # what TrainConfig.time_limit counts (srnvtk.train)
 PRECISIONS = ("auto", "fp32", "fp16")  # decoding on CUDA (srnvtk.decode)
 PRUNING_METHODS = ("none", "smallify", "variational", "binary")
 GRANULARITIES = ("position", "position_channel")
@@ -28,7 +29,7 @@ MAX_WAVELET_LEVELS = 16  # each level halves the axes: more than enough for any 
 INT32_MAX = 2**31 - 1  # ParaView's integer properties are 32-bit
 
 OUTPUT, MODEL, TRAINING, PRUNING, READING = "Output", "Model", "Training", "Pruning", "Reading"
-FVSRN_ONLY = Condition("architecture", ("fvsrn",))
+FVSRN_ONLY = Condition("architecture", ("fvsrn", "auto"))  # 'auto' trains an fV-SRN (srnvtk.presets)
 NEURCOMP_ONLY = Condition("architecture", ("neurcomp",))
 PRUNING_ON = Condition("method", ("none",), inverse=True)
 
@@ -56,16 +57,37 @@ class EncodeConfig:
         "Wins over the target ratio.",
         OUTPUT, property="TargetPSNR", label="Target PSNR", flag="--psnr", metavar="P", low=0.0, high=1000.0,
         low_open=True, high_open=True, none_as=0.0, exclusive="size")
+    max_error: float | None = setting(
+        None, "Guaranteed pointwise error bound, in the array's units: every voxel of the decoded grid (full, "
+        "strided, sub-extent or piece) is within it of the original. The encoder picks the split between a "
+        "network and a residual coded to the bound that gives the smallest file (a target ratio then only "
+        "caps the size). 0: lossless for integer arrays (as is any bound below 0.5); exact values for float "
+        "arrays. -1: off.",
+        OUTPUT, property="MaxError", flag="--max-error", metavar="E", low=0.0, none_as=-1.0, exclusive="bound")
+    max_rel_error: float | None = setting(
+        None, "The error bound as a fraction of the array's value range (max - min); see Max Error. -1: off.",
+        OUTPUT, property="MaxRelError", label="Max Relative Error", flag="--max-rel-error", metavar="e", low=0.0,
+        high=1.0, none_as=-1.0, exclusive="bound")
+    bound_networks: int = setting(
+        2, "Under an error bound: how many network sizes the split search trains besides none (each a full "
+        "training; 0: the residual coder alone).", OUTPUT, property="BoundNetworks", flag="--bound-networks",
+        metavar="N", low=0, high=4, advanced=True)
     psnr_trials: int = setting(
         5, "Trainings a PSNR target runs at most.", OUTPUT, property="PSNRTrials", label="PSNR Trials",
         flag="--psnr-trials", metavar="N", low=1, high=100, advanced=True)
     architecture: str = setting(
-        "fvsrn", "The network: fvsrn (a latent feature grid read trilinearly, then a small MLP) or neurcomp (a "
-        "SIREN of sine layers). A target ratio sizes the grid (fvsrn) or the width (neurcomp).",
-        MODEL, property="Architecture", flag="--arch", choices=ARCHITECTURES)
+        "auto", "The network: fvsrn (a latent feature grid read trilinearly, then a small MLP), neurcomp (a SIREN "
+        "of sine layers), or auto: with a target ratio or PSNR, the architecture, pruning and grid that measured "
+        "best at that ratio (srnvtk.presets; an explicit pruning method or wavelet is kept), else fvsrn. A target "
+        "ratio sizes the grid (fvsrn) or the width (neurcomp).",
+        MODEL, property="Architecture", flag="--arch", choices=("auto", *ARCHITECTURES))
 
     def __post_init__(self) -> None:
         check_settings(self)
+        if self.max_error is not None and self.max_rel_error is not None:
+            raise SettingsError("give max_error or max_rel_error, not both")
+        if self.psnr is not None and (self.max_error is not None or self.max_rel_error is not None):
+            raise SettingsError("an error bound and a PSNR target cannot be combined; the bound sets the quality")
 
 
 @dataclass(frozen=True)
@@ -89,6 +111,11 @@ class FVSRNConfig:
     fourier_features: int = setting(
         4, "Sine/cosine octaves per axis added to the MLP's input positions (0: none).", MODEL,
         property="FourierFeatures", flag="--fourier-features", metavar="F", low=0, high=16, advanced=True)
+    grid_bits: int = setting(
+        8, "Bits per stored latent code (2 to 8): the grid's values are rounded to 2^bits levels per channel before "
+        "they are entropy-coded; fewer bits make smaller codes and, under a target ratio, room for a larger grid. "
+        "Below 8 the last part of training sees the rounded grid (quantisation-aware), so the network adapts.",
+        MODEL, property="GridBits", flag="--grid-bits", metavar="B", low=2, high=8, advanced=True)
     # The latent grid parameterised by its 3D wavelet coefficients (srnvtk.wavelet), or None for a plain grid.
     wavelet: str | None = setting(
         None, "none trains the latent grid directly; a wavelet (PyWavelets' discrete wavelets such as haar, db2, "
@@ -283,6 +310,10 @@ class TrainConfig:
         0.0, "Stop training after this many seconds; the learning-rate schedule follows the clock, so it still "
         "anneals. 0: no limit, run all steps.", TRAINING, property="TimeLimit", flag="--time-limit", metavar="SEC",
         low=0.0, high=1e9)
+    time_clock: str = setting(
+        "wall", "What the time limit counts: wall (seconds on the clock, what you wait) or cpu (CPU seconds this "
+        "process spends, summed over its threads: the same budget on a busy shared machine as on a quiet one).",
+        TRAINING, property="TimeClock", flag="--time-clock", choices=TIME_CLOCKS, advanced=True)
     batch_size: int = setting(16384, "Sample points per training step.", TRAINING, property="BatchSize",
                               flag="--batch-size", metavar="B", low=1, high=1 << 26, advanced=True)
     learning_rate: float | None = setting(

@@ -17,6 +17,7 @@ import torch
 
 from .config import PRECISIONS, DecodeConfig
 from .devices import resolve_device, torch_threads
+from .errorbound import BoundedField, is_integer_dtype, lattice_indices
 from .errors import FileFormatError, SettingsError
 from .lattice import CPU_BLOCK_POINTS, LatticeFVSRN
 from .models import FVSRN, Neurcomp
@@ -172,6 +173,9 @@ def decode(
     batch_points: points decoded per block (bounds the working memory); None picks it per evaluation path.
     The caller's model stays where it is: another device gets a copy. CUDA running out of memory falls back to
     the CPU with a warning.
+    A file with an error bound (srn.bound) gets its residual at every output point on the source lattice (the
+    bound holds there: whole, strided, sub-extent, piece), none on a resampled grid (bound_applies); such a
+    file always decodes in fp32, and one without a network predicts the value range's minimum.
     """
     if batch_points is not None and batch_points < 1:
         raise SettingsError("batch_points must be >= 1")
@@ -183,6 +187,8 @@ def decode(
     info = srn.fields[field]
     if info.components != 1 and srn.bricks is not None:
         raise SettingsError(f"field '{info.name}' is a vector stored in bricks, which srnvtk does not decode")
+    if srn.bound is not None:
+        precision = "fp32"  # the residual's margin covers fp32 differences between paths, not fp16's
     # A vector's values come back as [z, y, x, component], each component denormalised by its own range.
     value_range = info.value_ranges[0] if info.components == 1 else tuple(info.value_ranges)
     request = _Request(output or srn.geometry, value_range, dtype or info.dtype, batch_points, precision,
@@ -212,6 +218,9 @@ class _Request:
 
 
 def _decode_parts(srn: SRNFile, parts: list, request: _Request, torch_device: torch.device) -> np.ndarray:
+    if srn.bound is not None:  # one network (or none) and its residual
+        model = None if srn.model is None else _on_device(srn.model, torch_device)
+        return _decode_on(model, srn.geometry, request, torch_device, bounded_field(srn, request.output))
     if len(parts) == 1 and parts[0].brick is None:
         model = _on_device(srn.part_model(parts[0].index), torch_device)
         return _decode_on(model, srn.geometry, request, torch_device)
@@ -225,14 +234,24 @@ def _on_device(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
     return copy.deepcopy(model).to(device).eval()
 
 
-def _decode_on(model: torch.nn.Module, domain: Geometry, request: _Request, torch_device: torch.device) -> np.ndarray:
-    """One network over the whole output; domain: the grid its inputs span (the source grid, or its brick)."""
+def _decode_on(model: torch.nn.Module | None, domain: Geometry, request: _Request, torch_device: torch.device,
+               field: BoundedField | None = None) -> np.ndarray:
+    """One network over the whole output; domain: the grid its inputs span (the source grid, or its brick).
+    model None: a bounded file without a network (its residual is relative to the minimum); field: the error
+    bound's residual, added at the output points on the source lattice."""
     output, dtype = request.output, request.dtype
-    half = use_half_precision(model, torch_device, request.precision)
-    evaluate, slab_points = _lattice_evaluator(model, torch.float16 if half else torch.float32, request.batch_points)
+    if model is None:
+        def evaluate(xs: torch.Tensor, ys: torch.Tensor, zs: torch.Tensor) -> torch.Tensor:
+            return torch.zeros((len(zs), len(ys), len(xs)), dtype=torch.float32, device=xs.device)
+
+        slab_points = request.batch_points or FUSED_SLAB_POINTS
+    else:
+        half = use_half_precision(model, torch_device, request.precision)
+        evaluate, slab_points = _lattice_evaluator(model, torch.float16 if half else torch.float32,
+                                                   request.batch_points)
     nx, ny, nz = output.dimensions
     axes = [torch.from_numpy(normalized_axis(domain, a, world_axis(output, a))).to(torch_device) for a in range(3)]
-    outputs = model_outputs(model)
+    outputs = 1 if model is None else model_outputs(model)
     result = np.empty((nz, ny, nx) + ((outputs,) if outputs != 1 else ()), dtype=np.dtype(dtype))
     if outputs == 1:
         vmin, vmax = request.value_range
@@ -243,16 +262,39 @@ def _decode_on(model: torch.nn.Module, domain: Geometry, request: _Request, torc
     direct = getattr(evaluate, "denormalized", None)  # the GPU kernels write the output's dtype on the device
     for z0 in range(0, nz, slab):
         z1 = min(nz, z0 + slab)
-        values = None if direct is None else direct(axes[0], axes[1], axes[2][z0:z1], request.value_range, dtype)
+        values = None
+        if direct is not None and field is None:
+            values = direct(axes[0], axes[1], axes[2][z0:z1], request.value_range, dtype)
         if values is not None:
             torch.from_numpy(result[z0:z1]).copy_(values)  # one copy, from the device into the array
         else:
             values = evaluate(axes[0], axes[1], axes[2][z0:z1]).to(torch.float64)
             values.mul_(vmax - vmin).add_(vmin)  # in place: at 10+ M voxels/s every pass over float64 tells
-            result[z0:z1] = to_dtype(values, dtype, in_place=True)
+            if field is not None:  # the error bound's residual, at the points on the source lattice
+                result[z0:z1] = field.apply(values.cpu().numpy(), z0, z1,
+                                            lambda v: to_dtype(v, dtype, in_place=True))
+            else:
+                result[z0:z1] = to_dtype(values, dtype, in_place=True)
         if request.progress is not None:
             request.progress(z1 / nz)
     return result
+
+
+def bounded_field(srn: SRNFile, output: Geometry) -> BoundedField | None:
+    """The residual that keeps a bounded file's error bound at the output's points; None for a file without a
+    bound or an output grid not on the source lattice (where the bound does not apply)."""
+    if srn.bound is None:
+        return None
+    indices = lattice_indices(srn.source.geometry, output)
+    if indices is None:
+        return None
+    return BoundedField(srn.bound, indices, is_integer_dtype(srn.source.dtype))
+
+
+def bound_applies(srn: SRNFile, output: Geometry) -> bool:
+    """Whether the file's error bound holds on this output grid: it has one and the grid is on the source
+    lattice (whole, strided, a sub-extent or a piece; not resampled)."""
+    return srn.bound is not None and lattice_indices(srn.source.geometry, output) is not None
 
 
 def _decode_bricks(srn: SRNFile, parts: list, request: _Request, torch_device: torch.device) -> np.ndarray:
@@ -296,10 +338,12 @@ def _decode_bricks(srn: SRNFile, parts: list, request: _Request, torch_device: t
     return to_dtype(total, request.dtype, in_place=True)
 
 
-def evaluation_path(model: torch.nn.Module) -> str:
+def evaluation_path(model: torch.nn.Module | None) -> str:
     """How decode evaluates this model on the device it is on now, for reports: 'fused C kernel' (the CPU, a
     compiler at hand), 'Triton kernel' (CUDA, triton at hand), 'torch lattice' (fV-SRN), 'torch inference form'
-    (Neurcomp) or 'torch network'."""
+    (Neurcomp) or 'torch network'; 'no network' for a bounded file that holds only its residual."""
+    if model is None:
+        return "no network"
     if _gpu_evaluator(model, torch.float32) is not None:
         return "Triton kernel"
     if model_outputs(model) != 1:

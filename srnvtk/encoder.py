@@ -42,6 +42,7 @@ class CompressResult:
     stats: dict[str, float]
     file_bytes: int | None
     pruned_fractions: dict[str, float] = dataclasses.field(default_factory=dict)  # per stored parameter
+    bound: dict | None = None  # an error-bounded file's split and candidates (srnvtk.bounded)
 
 
 def estimated_file_bytes(config: ModelConfig, geometry: Geometry, pruning: PruningConfig | None = None) -> int:

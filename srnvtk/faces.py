@@ -104,7 +104,14 @@ def check_given(args: argparse.Namespace, classes: tuple[type, ...], choice: dic
 
 def settings_from_args(args: argparse.Namespace, cls: type) -> Any:
     """An instance of cls from the options given for it (defaults for the rest); SettingsError when invalid."""
-    values = {name: spec.from_face(value) for name, (spec, value) in given_flags(args, (cls,)).items()}
+    given = given_flags(args, (cls,))
+    for spec, value in given.values():
+        # A negative marker for "off" (such as -1 for no error bound) is ParaView's; a negative number typed on
+        # the command line for a setting that must be >= 0 is an error, not "off".
+        negative_marker = isinstance(spec.option.none_as, (int, float)) and spec.option.none_as < 0
+        if negative_marker and isinstance(value, (int, float)) and value < 0:
+            raise SettingsError(f"{spec.option.flag} must be >= 0, got {value:g}")
+    values = {name: spec.from_face(value) for name, (spec, value) in given.items()}
     return cls(**values)
 
 

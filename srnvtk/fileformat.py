@@ -30,6 +30,19 @@ settings and structure and checked (srnvtk.filechecks) before any section is rea
 Format version 6 (srnvtk.multipart) holds many networks (fields x time steps x bricks, srnvtk.parts); it is
 written by `write_parts` only for files that need it, so a single network stays a version-5 file.
 
+Format version 7 is version 5 for an fV-SRN whose latent codes have fewer than 8 bits (model_config.grid_bits,
+from 2 to 7; codes from 0 to 2^bits - 1, value = code * scale + offset as before): the only version written
+with grid_bits in the header. A file with 8-bit codes is still written as version 5, without the key, so
+srnvtk releases that read only version 5 read it.
+
+Format version 8 is version 5 or 7 plus a guaranteed pointwise error bound (srnvtk.errorbound), written only for
+files that hold one:
+  bound           max_error, coder, step, margin, chunk_edge, design, sections (one per chunk of the source
+                  grid, -1 for a chunk with nothing to correct), and max_rel_error when the bound was relative
+and, where the file holds no network (design "residual only"), architecture "none" with model_config,
+pruning_config, structure and layouts null and no tensors. Every bound number is checked against the source
+(srnvtk.errorbound.check_bound_header) and every chunk's size against its shape before it is decoded.
+
 Versions 1-4 were HDF5 files (srnvtk.legacy_hdf5 documents and reads them, in a bounded child process):
 4 added k-means Neurcomp weights, 3 wavelet grids, 2 pruning; all are still read.
 Files are written to a temporary name beside the target, then renamed, so a crash never leaves half a file.
@@ -50,9 +63,10 @@ import numpy as np
 import torch
 
 from . import __version__
-from .config import ModelConfig, PruningConfig, from_json, model_config_class, stored_model_config
+from .config import FVSRNConfig, ModelConfig, PruningConfig, from_json, model_config_class, stored_model_config
+from .container import ENTRY, Container, encode_section, is_container, pack, write_atomically
 from .container import MAGIC as CONTAINER_MAGIC
-from .container import Container, encode_section, is_container, pack, write_atomically
+from .errorbound import ResidualCode, check_bound_header, max_payload_bytes
 from .errors import DamagedFileError, FileFormatError, InputError, SettingsError, SRNError
 from .filechecks import (
     check_array_name,
@@ -87,6 +101,7 @@ from .quantize import (
     WEIGHTS,
     WEIGHTS_LAYOUT,
     StoredModel,
+    code_levels,
     stored_state,
 )
 from .volume import Geometry
@@ -94,15 +109,24 @@ from .volume import Geometry
 if TYPE_CHECKING:
     from .models.protocol import SRNModel
 
+SECTION_ENTRY_BYTES = ENTRY.size  # each section's entry in the container's table
+
 FORMAT_NAME = "srnvtk"
-FORMAT_VERSION = 5  # what srnvtk writes for one network (many: MULTIPART_VERSION)
-READABLE_VERSIONS = (*LEGACY_VERSIONS, FORMAT_VERSION, MULTIPART_VERSION, VECTOR_VERSION)
+FORMAT_VERSION = 5  # what srnvtk writes for one network, unless it needs a later version's feature
+GRID_BITS_VERSION = 7  # an fV-SRN whose latent codes have fewer than 8 bits (FVSRNConfig.grid_bits)
+BOUNDED_VERSION = 8  # a file with an error bound (version 5 or 7 plus the bound and its residual)
+SINGLE_NETWORK_VERSIONS = (FORMAT_VERSION, GRID_BITS_VERSION, BOUNDED_VERSION)  # many networks: MULTIPART_VERSION
+# Many networks: MULTIPART_VERSION, and VECTOR_VERSION where a field is a vector.
+READABLE_VERSIONS = tuple(sorted((*LEGACY_VERSIONS, *SINGLE_NETWORK_VERSIONS, MULTIPART_VERSION, VECTOR_VERSION)))
+FULL_GRID_BITS = 8  # latent codes of versions 1-5: the default, never written into a header
+NO_NETWORK = "none"  # the architecture of a bounded file that holds only the residual
 STAT_KEYS = ("psnr", "train_seconds", "steps", "final_loss", "file_bytes", "ratio", "pruned_fraction")
 # Coded sections: the latent codes and the keep mask. Not the weights or k-means indices: those keep a
 # Neurcomp file's size independent of its values, so rate control can size it exactly before training.
 CODECS = {GRID: ("raw", "zlib", "lzma"), GRID_KEEP: ("raw", "zlib", "lzma")}
 HEADER_KEYS = ("format", "srnvtk_version", "source", "architecture", "model_config", "pruning_config", "structure",
                "layouts", "tensors", "stats")
+BOUND_KEY = "bound"  # format 8 only
 
 
 @dataclass(frozen=True)
@@ -123,11 +147,12 @@ class SRNFile:
     `source` and `stats` for it, and one part. A file of many (format 6: fields x time steps x bricks,
     srnvtk.parts) has `model` None: `part_model(i)` builds a part's network when it is first asked for, reading
     only that part's sections (`sections_read` counts them); `source`, `model_config` and `pruning` then describe
-    its first field and part, and `stats` the whole file.
+    its first field and part, and `stats` the whole file. A bounded file (format 8) has `bound`, and `model`
+    and `model_config` None when it holds only the residual.
     """
 
     model: torch.nn.Module | None
-    model_config: ModelConfig
+    model_config: ModelConfig | None
     source: SourceInfo
     stats: dict[str, float] = field(default_factory=dict)
     tensor_bytes: dict[str, int] = field(default_factory=dict)
@@ -140,6 +165,7 @@ class SRNFile:
     bricks: BrickLayout | None = None
     part_loader: Callable[[int], SRNModel] | None = None
     sections_read: int = 0
+    bound: ResidualCode | None = None  # the error bound and its residual (format 8)
 
     def __post_init__(self) -> None:
         source = self.source
@@ -190,13 +216,15 @@ def write_srn(
     source: SourceInfo,
     stats: dict[str, float],
     pruning: PruningConfig | None = None,
+    bound: ResidualCode | None = None,
 ) -> int:
     """Write atomically; the stats gain file_bytes and ratio of the file. Returns the file's bytes.
+    With a bound (format 8) model_config and stored may be None: a file without a network.
 
     InputError, before anything is written, for a source that no reader would accept back (srnvtk.filechecks:
     an array name with markup or control characters, non-positive spacing, ...)."""
     _check_readable_source(source)
-    file_bytes = write_atomically(path, srn_bytes(model_config, stored, source, stats, pruning))
+    file_bytes = write_atomically(path, srn_bytes(model_config, stored, source, stats, pruning, bound))
     stats["file_bytes"] = file_bytes
     stats["ratio"] = compression_ratio(source.geometry.num_points, file_bytes)
     return file_bytes
@@ -228,19 +256,26 @@ def srn_bytes(
     source: SourceInfo,
     stats: dict[str, float],
     pruning: PruningConfig | None = None,
+    bound: ResidualCode | None = None,
 ) -> bytes:
-    """The whole format-5 file as bytes (see the module docstring)."""
+    """The whole single-network file as bytes (format 5 or 7), or format 8 with a bound (see the module docstring)."""
     sections, tensors = [], {}
-    for name, array in stored.arrays.items():
+    for name, array in (stored.arrays.items() if stored is not None else ()):
         array = np.ascontiguousarray(array)
         tensors[name] = [len(sections), array.dtype.str, list(array.shape)]
         sections.append(encode_section(array.tobytes(), CODECS.get(name, ("raw",))))
     stats_values = np.array([float(stats.get(key, math.nan)) for key in STORED_STATS], dtype="<f8")
     stats_section = [len(sections), list(STORED_STATS)]
     sections.append(encode_section(stats_values.tobytes(), ("raw",)))
-    layouts = {"weights": stored.layout}
-    if stored.index_layout:
-        layouts["weight_indices"] = stored.index_layout
+    settings, layouts = None, None
+    if model_config is not None:
+        settings = stored_model_config(model_config)  # `outputs` only for a vector network
+        if settings.get("grid_bits") == FULL_GRID_BITS:  # a version-5 header holds what srnvtk 0.1 reads
+            del settings["grid_bits"]
+    if stored is not None:
+        layouts = {"weights": stored.layout}
+        if stored.index_layout:
+            layouts["weight_indices"] = stored.index_layout
     geometry = source.geometry
     header = {
         "format": FORMAT_NAME,
@@ -248,15 +283,42 @@ def srn_bytes(
         "source": {"array_name": source.array_name, "dtype": source.dtype, "extent": list(geometry.extent),
                    "origin": list(geometry.origin), "spacing": list(geometry.spacing),
                    "value_range": list(source.value_range)},
-        "architecture": model_config.architecture,
-        "model_config": stored_model_config(model_config),
-        "pruning_config": dataclasses.asdict(pruning or PruningConfig()),
-        "structure": stored.structure,
+        "architecture": model_config.architecture if model_config is not None else NO_NETWORK,
+        "model_config": settings,
+        "pruning_config": dataclasses.asdict(pruning or PruningConfig()) if model_config is not None else None,
+        "structure": stored.structure if stored is not None else None,
         "layouts": layouts,
         "tensors": tensors,
         "stats": stats_section,
     }
-    return pack(FORMAT_VERSION, header, sections)
+    if bound is None:
+        if model_config is None or stored is None:
+            raise ValueError("a file without an error bound needs a network")
+        return pack(format_version_for(model_config), header, sections)
+    chunk_sections, bound.chunk_bytes = [], []
+    for index in range(bound.chunks):
+        payload = bound.payload(index)
+        if payload is None:
+            chunk_sections.append(-1)
+            bound.chunk_bytes.append(0)
+            continue
+        chunk_sections.append(len(sections))
+        if index not in bound.encoded:
+            bound.encoded[index] = encode_section(payload)
+        sections.append(bound.encoded[index])
+        bound.chunk_bytes.append(len(sections[-1].data) + SECTION_ENTRY_BYTES)
+    header[BOUND_KEY] = bound.header(chunk_sections)
+    return pack(BOUNDED_VERSION, header, sections)
+
+
+def format_version_for(model_config: ModelConfig) -> int:
+    """The version a file of this model is written as: the oldest whose readers understand everything in it."""
+    return GRID_BITS_VERSION if grid_bits(model_config) != FULL_GRID_BITS else FORMAT_VERSION
+
+
+def grid_bits(model_config: ModelConfig) -> int:
+    """Bits of the latent codes (8 for an architecture without a latent grid)."""
+    return model_config.grid_bits if isinstance(model_config, FVSRNConfig) else FULL_GRID_BITS
 
 
 def read_srn(path: str | os.PathLike) -> SRNFile:
@@ -332,6 +394,10 @@ def _model_from_stored(config: ModelConfig, geometry: Geometry, stored: StoredMo
         model = model_from_structure(config, geometry, stored.structure)
     except (KeyError, TypeError, ValueError) as exc:
         raise FileFormatError(f"the model structure {stored.structure} does not fit the settings ({exc})") from None
+    grid = stored.arrays.get(GRID)
+    bits = grid_bits(config)
+    if grid is not None and grid.size and int(grid.max()) > code_levels(bits):
+        raise FileFormatError(f"latent codes reach {int(grid.max())}, beyond the {code_levels(bits)} of {bits} bits")
     state, keep = stored_state(stored, model)
     expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     found = {k: tuple(v.shape) for k, v in state.items()}
@@ -352,12 +418,13 @@ def _model_from_stored(config: ModelConfig, geometry: Geometry, stored: StoredMo
 
 
 def _read_container(container: Container) -> SRNFile:
-    if container.version != FORMAT_VERSION:
+    if container.version not in SINGLE_NETWORK_VERSIONS:
         readable = ", ".join(str(v) for v in READABLE_VERSIONS)
         raise FileFormatError(f"format version {container.version} is not supported (this srnvtk reads versions "
                               f"{readable})")
     header = container.header
-    check_header_keys(header, HEADER_KEYS, FORMAT_NAME)
+    keys = HEADER_KEYS + ((BOUND_KEY,) if container.version == BOUNDED_VERSION else ())
+    check_header_keys(header, keys, FORMAT_NAME)
     source_fields = _json_object(header["source"], "the source")
     value_range = source_fields.get("value_range")
     if not (isinstance(value_range, list) and len(value_range) == 2):
@@ -366,7 +433,18 @@ def _read_container(container: Container) -> SRNFile:
     architecture = header["architecture"]
     if not isinstance(architecture, str):
         raise FileFormatError("the architecture is not a name")
+    if container.version == BOUNDED_VERSION:
+        return _read_bounded(container, header, source, architecture)
+    return _read_network_file(container, header, source, architecture)
+
+
+def _read_network_file(container: Container, header: dict, source: SourceInfo, architecture: str,
+                       bound_sections: frozenset[int] = frozenset()) -> SRNFile:
+    """A file's network (format 5 or 7, or the network of a format 8 file whose bound uses bound_sections)."""
     config = _settings(model_config_class(architecture), header["model_config"], "model settings")
+    if container.version != BOUNDED_VERSION and format_version_for(config) != container.version:
+        raise FileFormatError(f"format version {container.version} does not fit its settings (version "
+                              f"{format_version_for(config)} files store latent codes of fewer than 8 bits)")
     pruning = _settings(PruningConfig, header["pruning_config"], "pruning settings")
     structure = check_structure(config, header["structure"])
     plan = tensor_specs(config, structure, source.geometry)
@@ -376,13 +454,60 @@ def _read_container(container: Container) -> SRNFile:
         if plan.index_layout else []
     stats_index = _stats_section(header["stats"], container)
     arrays, tensor_bytes = _read_tensors(container, _json_object(header["tensors"], "the tensors"), plan.specs,
-                                         reserved={stats_index})
+                                         reserved={stats_index, *bound_sections})
     model = _model_from_stored(config, source.geometry, StoredModel(arrays, layout, structure, index_layout))
     stats = stats_from_bytes(container.read(stats_index))
     stats["file_bytes"] = float(container.size)
     stats["ratio"] = compression_ratio(source.geometry.num_points, container.size)
     writer = header["srnvtk_version"] if isinstance(header["srnvtk_version"], str) else ""
     return SRNFile(model, config, source, stats, tensor_bytes, pruning, container.version, one_line(writer, 40))
+
+
+def _read_bounded(container: Container, header: dict, source: SourceInfo, architecture: str) -> SRNFile:
+    """A format 8 file: its bound (checked before anything else), then its network, if it has one."""
+    network = architecture != NO_NETWORK
+    entry = check_bound_header(header[BOUND_KEY], source.dtype, source.geometry, source.value_range, network)
+    sections = entry["sections"]
+    used = frozenset(s for s in sections if s >= 0)
+    if any(s >= len(container.sections) for s in used):
+        raise FileFormatError("the residual names a section the file does not have")
+    code = ResidualCode(float(entry["max_error"]), entry["coder"], float(entry["step"]), float(entry["margin"]),
+                        entry["chunk_edge"], entry["design"], source.dtype, source.geometry.shape_zyx,
+                        max_rel_error=entry.get("max_rel_error"))
+    for index in range(code.chunks):
+        limit = max_payload_bytes(code.coder, code.chunk_shape(index), source.dtype)
+        section = sections[index]
+        if section >= 0 and container.sections[section].raw_length > limit:
+            raise FileFormatError(f"residual chunk {index} declares {container.sections[section].raw_length} "
+                                  f"bytes, its shape allows at most {limit}")
+    code.chunk_bytes = [container.sections[s].length + SECTION_ENTRY_BYTES if s >= 0 else 0 for s in sections]
+
+    def read_chunk(index: int) -> bytes | None:
+        """A chunk's payload, read and checked (CRC, declared length) only when a decode needs it."""
+        if sections[index] < 0:
+            return None
+        try:
+            return container.read(sections[index])
+        except FileFormatError as exc:
+            raise FileFormatError(f"'{container.path}' has a damaged residual ({exc})") from None
+
+    code.reader = read_chunk
+    if network:
+        srn = _read_network_file(container, header, source, architecture, used)
+    else:
+        if any(header[key] is not None for key in ("model_config", "pruning_config", "structure", "layouts")) \
+                or header["tensors"] != {}:
+            raise FileFormatError("a file without a network describes a model")
+        stats_index = _stats_section(header["stats"], container)
+        if len(container.sections) != len(used) + 1 or stats_index in used:
+            raise FileFormatError("the file has sections nothing names, or names one twice")
+        stats = stats_from_bytes(container.read(stats_index))
+        stats["file_bytes"] = float(container.size)
+        stats["ratio"] = compression_ratio(source.geometry.num_points, container.size)
+        writer = header["srnvtk_version"] if isinstance(header["srnvtk_version"], str) else ""
+        srn = SRNFile(None, None, source, stats, {}, PruningConfig(), container.version, one_line(writer, 40))
+    srn.bound = code
+    return srn
 
 
 def _json_object(value: object, what: str) -> dict:

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from .fileformat import FORMAT_NAME, SRNFile, read_srn
+from .fileformat import FORMAT_NAME, NO_NETWORK, SRNFile, read_srn
 from .pruning import pruned_fraction, pruned_fractions
 
 INTEGER_STATS = ("steps", "file_bytes")
@@ -26,19 +26,21 @@ def file_info(path: str | os.PathLike) -> dict[str, Any]:
 
 def srn_info(srn: SRNFile) -> dict[str, Any]:
     """Settings, structure, source geometry, stats and stored bytes of a loaded file."""
-    if srn.model is None:
+    if srn.model is None and srn.bound is None:
         return parts_info(srn)
     source = srn.source
     geometry = source.geometry
+    model = srn.model
     info = {
         "format": FORMAT_NAME,
         "format_version": int(srn.format_version),
-        "architecture": srn.model.architecture,
+        "architecture": model.architecture if model is not None else NO_NETWORK,
         "srnvtk_version": srn.srnvtk_version,
-        "model_config": plain(dataclasses.asdict(srn.model_config)),
-        "model_structure": plain(srn.model.structure()),
-        "pruning_config": plain(dataclasses.asdict(srn.pruning)),
-        "pruned_fractions": plain(pruned_fractions(srn.model)),  # per parameter, of the unpruned model's entries
+        "model_config": plain(dataclasses.asdict(srn.model_config)) if model is not None else None,
+        "model_structure": plain(model.structure()) if model is not None else None,
+        "pruning_config": plain(dataclasses.asdict(srn.pruning)) if model is not None else None,
+        # per parameter, of the unpruned model's entries
+        "pruned_fractions": plain(pruned_fractions(model)) if model is not None else {},
         "source": {
             "array_name": source.array_name,
             "dtype": source.dtype,
@@ -51,9 +53,32 @@ def srn_info(srn: SRNFile) -> dict[str, Any]:
         "stats": stats_info(srn.stats),
         "tensor_bytes": dict(srn.tensor_bytes),
     }
-    if srn.model.latent_name is not None:
-        info["grid_shape"] = [int(s) for s in srn.model.structure()["grid_shape"]]
+    if model is not None and model.latent_name is not None:
+        info["grid_shape"] = [int(s) for s in model.structure()["grid_shape"]]
+    if srn.bound is not None:
+        info["error_bound"] = bound_info(srn)
     return info
+
+
+def bound_info(srn: SRNFile) -> dict[str, Any]:
+    """A bounded file's bound, design and split: bytes of the network (its stored tensors) and of the residual
+    (its sections and their table entries); the rest of the file is header and container."""
+    code = srn.bound
+    return {
+        "max_error": plain(code.max_error),
+        "max_rel_error": plain(code.max_rel_error),
+        "design": code.design,
+        "coder": code.coder,
+        "step": plain(code.step),
+        "margin": plain(code.margin),
+        "chunk_edge": code.chunk_edge,
+        "chunks": code.chunks,
+        "chunks_stored": sum(1 for n in code.chunk_bytes if n),
+        "network_bytes": int(sum(srn.tensor_bytes.values())),
+        "residual_bytes": int(sum(code.chunk_bytes)),
+        "applies_to": "every point on the source lattice: the full grid, strided grids, sub-extents and pieces; "
+                      "not resampled grids (other dimensions), whose points are not on it",
+    }
 
 
 def stats_info(stats: dict[str, float]) -> dict[str, Any]:

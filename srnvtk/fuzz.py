@@ -126,8 +126,14 @@ def read_and_decode(path: str | os.PathLike) -> tuple[str, np.ndarray]:
     output = resampled_geometry(source.geometry, DECODE_POINTS)
     values = np.stack([decode(srn, output, field=f, step=s, device="cpu", threads=1, dtype="float32")
                        for f in range(len(srn.fields)) for s in range(len(srn.times))])  # every network
+    bound = None
+    if srn.bound is not None:  # an error bound's residual applies on the source lattice only: decode that too
+        code = srn.bound
+        bound = (code.max_error, code.coder, code.step, code.margin, code.chunk_edge, code.design)
+        full = decode(srn, device="cpu", threads=1, dtype="float32")
+        values = np.concatenate([values.reshape(-1), full.reshape(-1)])
     fingerprint = repr((source, srn.model_config, srn.pruning, srn.format_version, srn.fields, srn.times,
-                        [(p.field, p.step, p.brick, p.model_config, p.pruning) for p in srn.parts]))
+                        [(p.field, p.step, p.brick, p.model_config, p.pruning) for p in srn.parts], bound))
     return fingerprint, values
 
 

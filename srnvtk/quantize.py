@@ -1,6 +1,10 @@
 """How parameters are stored: the latent grid as uint8 codes with a per-channel scale and offset, every
 other parameter as fp16, packed into one vector to keep the file's structure small.
 
+The codes have FVSRNConfig.grid_bits bits (8 by default): with fewer, the values are rounded to fewer levels
+over the same range and the file's entropy coder makes the codes smaller; `fake_quantize` is that rounding in
+torch, for quantisation-aware training.
+
 The latent tensor is a model's `latent_name` parameter: an fV-SRN's grid, or a wavelet fV-SRN's coefficients.
 Its codes have a scale and offset per channel and per quantization group (`model.quantization_groups()`): one
 group, the whole grid, for a plain grid; for wavelet coefficients the approximation and each level's details,
@@ -50,8 +54,17 @@ class StoredModel:
     index_layout: list[list] = field(default_factory=list)  # [name, shape] of every packed index tensor
 
 
-def _quantize_block(flat: np.ndarray, kept: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(C, N) floats -> (C, N) uint8 codes and per-channel scale and offset over the kept entries."""
+def code_levels(bits: int) -> int:
+    """The largest code of `bits`-bit latent codes (255 at 8 bits)."""
+    if not 1 <= bits <= 8:
+        raise ValueError(f"latent codes have 1 to 8 bits, not {bits}")
+    return (1 << bits) - 1
+
+
+def _quantize_block(flat: np.ndarray, kept: np.ndarray | None,
+                    levels: int = 255) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(C, N) floats -> (C, N) uint8 codes in [0, levels] and per-channel scale and offset over the kept
+    entries."""
     if kept is None:
         offset, top = flat.min(axis=1), flat.max(axis=1)
     else:
@@ -61,15 +74,15 @@ def _quantize_block(flat: np.ndarray, kept: np.ndarray | None) -> tuple[np.ndarr
         empty = ~kept.any(axis=1)
         offset[empty], top[empty] = 0.0, 0.0
     span = top - offset
-    scale = np.where(span > 0, span / 255.0, 1.0).astype(np.float32)
-    codes = np.clip(np.rint((flat - offset[:, None]) / scale[:, None]), 0, 255).astype(np.uint8)
+    scale = np.where(span > 0, span / np.float32(levels), 1.0).astype(np.float32)
+    codes = np.clip(np.rint((flat - offset[:, None]) / scale[:, None]), 0, levels).astype(np.uint8)
     return codes, scale, offset.astype(np.float32)
 
 
 def quantize_grid(
-    grid: np.ndarray, keep: np.ndarray | None = None, groups: Sequence[Group] | None = None
+    grid: np.ndarray, keep: np.ndarray | None = None, groups: Sequence[Group] | None = None, bits: int = 8
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(C, z, y, x) float grid -> uint8 codes, scale and offset (value = code * scale + offset).
+    """(C, z, y, x) float grid -> uint8 codes of `bits` bits, scale and offset (value = code * scale + offset).
 
     Without groups: one scale and offset per channel, shape (C,). With groups (of regions tiling the grid
     together): one per channel and group, shape (C, G). With a keep mask (broadcastable to the grid) only the
@@ -85,7 +98,7 @@ def quantize_grid(
         indices = [(slice(None), *region) for region in group]
         values = np.concatenate([grid[i].reshape(channels, -1) for i in indices], axis=1)
         group_kept = None if kept is None else np.concatenate([kept[i].reshape(channels, -1) for i in indices], axis=1)
-        group_codes, scale[:, g], offset[:, g] = _quantize_block(values, group_kept)
+        group_codes, scale[:, g], offset[:, g] = _quantize_block(values, group_kept, code_levels(bits))
         start = 0
         for i in indices:
             size = grid[i][0].size
@@ -94,6 +107,38 @@ def quantize_grid(
     if groups is None:
         scale, offset = scale[:, 0], offset[:, 0]
     return (codes if kept is None else codes[kept]), scale, offset
+
+
+def fake_quantize(latent: torch.Tensor, bits: int, keep: torch.Tensor | None = None,
+                  groups: Sequence[Group] | None = None) -> torch.Tensor:
+    """The latent tensor as its stored codes will give it back (quantize_grid, then dequantize), with the gradient
+    passed straight through the rounding: what quantisation-aware training reads. keep: the kept entries
+    (broadcastable to the latent tensor; the others are zero and do not set the range)."""
+    channels = latent.shape[0]
+    levels = code_levels(bits)
+    kept = None if keep is None else keep.to(torch.bool).expand(latent.shape)
+    rounded = torch.zeros_like(latent)
+    values = latent.detach()
+    for group in groups or WHOLE:
+        index = [(slice(None), *region) for region in group]
+        block = torch.cat([values[i].reshape(channels, -1) for i in index], dim=1)
+        if kept is None:
+            low, high = block.amin(dim=1), block.amax(dim=1)
+        else:
+            mask = torch.cat([kept[i].reshape(channels, -1) for i in index], dim=1)
+            low = torch.where(mask, block, torch.inf).amin(dim=1)
+            high = torch.where(mask, block, -torch.inf).amax(dim=1)
+            empty = ~mask.any(dim=1)
+            low, high = low.masked_fill(empty, 0.0), high.masked_fill(empty, 0.0)
+        span = high - low
+        scale = torch.where(span > 0, span / levels, torch.ones_like(span))
+        shape = (channels,) + (1,) * (latent.dim() - 1)
+        low, scale = low.reshape(shape), scale.reshape(shape)
+        for i in index:
+            rounded[i] = torch.clamp(torch.round((values[i] - low) / scale), 0, levels) * scale + low
+    if kept is not None:
+        rounded = rounded * kept
+    return latent + (rounded - values)
 
 
 def _value_maps(
@@ -153,7 +198,7 @@ def storage_tensors(model: SRNModel, keep: torch.Tensor | None = None) -> Stored
         keep = None if keep is None else keep.detach().cpu().numpy()
         if keep is not None:
             structure["keep_shape"] = list(keep.shape)
-        codes, scale, offset = quantize_grid(state.pop(latent_name), keep, groups)
+        codes, scale, offset = quantize_grid(state.pop(latent_name), keep, groups, model.config.grid_bits)
         arrays[GRID] = codes
         arrays[GRID_QUANT] = np.stack([scale, offset])
         if keep is not None:

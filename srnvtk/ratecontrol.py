@@ -19,8 +19,11 @@ import dataclasses
 import math
 import os
 import tempfile
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
+from . import presets
 from .budget import file_size_probe
 from .config import EncodeConfig, EncoderSettings, FVSRNConfig, ModelConfig, NeurcompConfig, PruningConfig, TrainConfig
 from .encoder import (
@@ -36,6 +39,8 @@ from .models import build_model
 from .train import AbortCallback, ProgressCallback
 from .volume import Geometry, Volume
 
+# A quality search's model and pruning settings for a trial's target ratio.
+Chooser = Callable[[float], tuple[ModelConfig | None, PruningConfig | None]]
 # How many times their share of the budget an fV-SRN's uncompressed latent codes may take before the fit.
 LATENT_HEADROOM = 1.4
 # With learned pruning, this much more again: the masks rank the units and the fit keeps the best that fit
@@ -55,6 +60,7 @@ def plan_for_ratio(
     if isinstance(base, NeurcompConfig):
         return _widest_neurcomp(ratio, volume, base, pruning, budget), budget
     headroom = LATENT_HEADROOM * (PRUNED_HEADROOM if pruning is not None and pruning.enabled else 1.0)
+    headroom *= 8 / base.grid_bits  # codes of fewer bits code smaller, by about the bits saved
     config = config_for_ratio(ratio, geometry, base, pruning, latent_headroom=headroom)
     if config.grid_shape is None:  # one resolution step beyond: the fit trims instead of a step leaving bytes unused
         config = dataclasses.replace(config, grid_resolution=config.grid_resolution + 1)
@@ -116,13 +122,15 @@ def compress_to_psnr(
     progress: ProgressCallback | None = None,
     should_abort: AbortCallback | None = None,
     trials: int = EncodeConfig().psnr_trials,
+    choose: Chooser | None = None,
 ) -> PSNRSearch:
     """The smallest file that reaches target_psnr dB, searched over ratios with up to `trials` trainings.
 
     The first trial compresses PSNR_START_RATIO-fold; passing trials multiply the ratio by 4, failing ones
     divide it by 4, until one of each is known, then the search bisects between them in log ratio. Each trial
     writes beside the target; the chosen one is renamed onto it. When no trial reaches the target, the file
-    of the best PSNR seen is kept and `reached` is False.
+    of the best PSNR seen is kept and `reached` is False. choose: the model and pruning settings for each trial's
+    ratio, in place of model_config and pruning (srnvtk.presets.choose).
     """
     if not math.isfinite(target_psnr) or target_psnr <= 0:
         raise SettingsError(f"target PSNR must be a positive number of dB, got {target_psnr}")
@@ -132,8 +140,9 @@ def compress_to_psnr(
     if folder is not None and not folder.is_dir():
         raise SettingsError(f"cannot write '{path}': folder '{folder}' does not exist")
     with tempfile.TemporaryDirectory(prefix=".srnvtk-psnr-", dir=folder) as scratch:
-        search = _search(volume, target_psnr, train_config or TrainConfig(), model_config, Path(scratch), progress,
-                         should_abort, pruning, trials)
+        chooser = choose or (lambda _ratio: (model_config, pruning))
+        search = _search(volume, target_psnr, train_config or TrainConfig(), chooser, Path(scratch), progress,
+                         should_abort, trials)
         if path is not None:
             os.replace(Path(scratch) / _trial_name(search.ratio), path)
     return search
@@ -143,13 +152,12 @@ def _trial_name(ratio: float) -> str:
     return f"ratio_{ratio:.6g}.srn"
 
 
-def _search(volume: Volume, target_psnr: float, train_config: TrainConfig, base: ModelConfig | None,
-            scratch: Path, progress: ProgressCallback | None, should_abort: AbortCallback | None,
-            pruning: PruningConfig | None, trials: int) -> PSNRSearch:
+def _search(volume: Volume, target_psnr: float, train_config: TrainConfig, chooser: Chooser, scratch: Path,
+            progress: ProgressCallback | None, should_abort: AbortCallback | None, trials: int) -> PSNRSearch:
     passing: tuple[float, CompressResult] | None = None  # the largest ratio that reached the target
     best: tuple[float, CompressResult] | None = None  # the best PSNR, in case none does
     failing: float | None = None  # the smallest ratio that did not
-    ratio = min(PSNR_START_RATIO, _largest_ratio(volume.geometry, base, pruning) / 2)
+    ratio = min(PSNR_START_RATIO, _largest_ratio(volume.geometry, *chooser(PSNR_START_RATIO)) / 2)
     history: list[tuple[float, float | None]] = []
     for trial in range(trials):
         if ratio <= 1.0:
@@ -159,6 +167,7 @@ def _search(volume: Volume, target_psnr: float, train_config: TrainConfig, base:
             if progress is not None:
                 progress((trial + fraction) / trials, f"trial {trial + 1}/{trials} (ratio {ratio:.4g}): {message}")
 
+        base, pruning = chooser(ratio)
         try:
             result = compress_to_ratio(volume, ratio, model_config=base, train_config=train_config, pruning=pruning,
                                        path=scratch / _trial_name(ratio), progress=trial_progress,
@@ -201,9 +210,11 @@ def _largest_ratio(geometry: Geometry, base: ModelConfig | None, pruning: Prunin
 
 @dataclasses.dataclass
 class Encoded:
-    """What `encode` made: the result, and the quality search behind it when a PSNR was the target."""
+    """What `encode` made: the result, the pruning it trained with, and the quality search behind it when a PSNR
+    was the target."""
 
     result: CompressResult
+    pruning: PruningConfig
     search: PSNRSearch | None = None
 
 
@@ -216,13 +227,23 @@ def encode(
     should_abort: AbortCallback | None = None,
 ) -> Encoded:
     """Compress as the encoder's settings say: to a PSNR target, into a ratio target, or with the model's
-    settings as given. What the command line and the SRN Encoder both run."""
+    settings as given; under an error bound, the smallest file keeping it (srnvtk.bounded). What the command
+    line and the SRN Encoder both run. With the architecture 'auto', each target ratio trains the preset measured
+    best there (presets.choose)."""
     target = settings.encode
-    common = {"model_config": settings.model_config, "train_config": settings.train, "pruning": settings.pruning,
-              "path": path, "progress": progress, "should_abort": should_abort}
+    if target.max_error is not None or target.max_rel_error is not None:
+        from .bounded import compress_bounded
+
+        return Encoded(compress_bounded(volume, settings, path=path, progress=progress, should_abort=should_abort),
+                       settings.pruning)
+    common = {"train_config": settings.train, "path": path, "progress": progress, "should_abort": should_abort}
     if target.psnr is not None:
-        search = compress_to_psnr(volume, target.psnr, trials=target.psnr_trials, **common)
-        return Encoded(search.result, search)
+        search = compress_to_psnr(volume, target.psnr, trials=target.psnr_trials,
+                                  choose=partial(presets.choose, settings), **common)
+        return Encoded(search.result, presets.choose(settings, search.ratio)[1], search)
     if target.ratio is not None:
-        return Encoded(compress_to_ratio(volume, target.ratio, **common))
-    return Encoded(compress(volume, **common))
+        model_config, pruning = presets.choose(settings, target.ratio)
+        return Encoded(compress_to_ratio(volume, target.ratio, model_config=model_config, pruning=pruning, **common),
+                       pruning)
+    return Encoded(compress(volume, model_config=settings.model_config, pruning=settings.pruning, **common),
+                   settings.pruning)

@@ -19,7 +19,7 @@ from vtkmodules.vtkCommonDataModel import vtkDataObject, vtkImageData
 from vtkmodules.vtkCommonExecutionModel import vtkAlgorithm, vtkStreamingDemandDrivenPipeline
 
 from .config import ENCODER_SETTINGS, DecodeConfig, EncoderSettings, FVSRNConfig, ModelConfig, PruningConfig
-from .decode import decode, output_grid
+from .decode import bound_applies, decode, output_grid
 from .encoder_series import COLLECT_SHARE, SeriesRequest, check_file_name
 from .errors import SettingsError, SRNError
 from .faces import install_setters
@@ -61,7 +61,8 @@ def add_field_data(image: vtkImageData, values: dict[str, object]) -> None:
         fd.AddArray(array)
 
 
-SRN_FIELD_NAMES = (*STAT_KEYS, "source_array", "architecture", "pruning", "grid_resolution", "neurcomp_width")
+SRN_FIELD_NAMES = (*STAT_KEYS, "source_array", "architecture", "pruning", "grid_resolution", "neurcomp_width",
+                   "max_error", "error_bound")
 
 
 def reports_errors(method: Callable[..., int]) -> Callable[..., int]:
@@ -160,8 +161,9 @@ class SRNEncoder(VTKPythonAlgorithmBase):
         output = vtkImageData.GetData(outInfo)
         volume = volume_from_image(image, self._selected_array())
         settings = self.encoder_settings()
-        result = encode(volume, settings, path=self._file_name or None, progress=self._progress,
-                        should_abort=self._should_abort).result
+        encoded = encode(volume, settings, path=self._file_name or None, progress=self._progress,
+                         should_abort=self._should_abort)
+        result = encoded.result
         error = np.abs(result.reconstruction.astype(np.float32) - volume.values.astype(np.float32))
         arrays = {volume.name: result.reconstruction, ERROR_ARRAY: error}
         fill_image(output, volume.geometry, arrays, active=volume.name)
@@ -169,10 +171,16 @@ class SRNEncoder(VTKPythonAlgorithmBase):
         model_config = result.model_config
         if isinstance(model_config, FVSRNConfig):
             size = {"grid_resolution": model_config.grid_resolution, "wavelet": model_config.wavelet or "none"}
-        else:
+        elif model_config is not None:
             size = {"neurcomp_width": model_config.width}
-        add_field_data(output, {**result.stats, **size, "architecture": model_config.architecture,
-                                "pruning": settings.pruning.method})
+        else:  # an error-bounded file without a network
+            size = {}
+        if result.bound is not None:
+            size.update(max_error=result.bound["max_error"],
+                        error_bound=f"{result.bound['design']} ({result.bound['coder']})")
+        add_field_data(output, {**result.stats, **size,
+                                "architecture": model_config.architecture if model_config is not None else "none",
+                                "pruning": encoded.pruning.method})
         return 1
 
     def _progress(self, fraction: float, _message: str) -> None:
@@ -325,9 +333,19 @@ class SRNReader(VTKPythonAlgorithmBase):
         active = next(iter(arrays), None)
         output.GetPointData().Initialize()  # arrays deselected since the last run must not linger
         fill_image(output, piece, arrays, active=active)
-        add_field_data(output, {**srn.stats, "source_array": active or ""})
+        add_field_data(output, {**srn.stats, "source_array": active or "", **bound_fields(srn, piece)})
         stamp_time(output, srn, step)
         return 1
 
 
 install_setters(SRNReader, (DecodeConfig,), report_error)
+
+
+def bound_fields(srn: SRNFile, output: Geometry) -> dict[str, object]:
+    """Field data on a file's error bound: max_error where it holds on this output (points on the source
+    lattice), else only a note saying why not."""
+    if srn.bound is None:
+        return {}
+    if bound_applies(srn, output):
+        return {"max_error": srn.bound.max_error, "error_bound": "holds at every point of this output"}
+    return {"error_bound": "does not apply: this grid is resampled, its points are not on the source lattice"}

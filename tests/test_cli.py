@@ -349,7 +349,7 @@ def test_hdf5_but_not_srn(tmp_path, command) -> None:
         (["--prune", "magic"], "invalid choice: 'magic'"),
         (["--prune-granularity", "channel"], "invalid choice: 'channel'"),
         (["--arch", "neurcomp", "--grid-resolution", "8"], "--grid-resolution applies to --arch fvsrn"),
-        (["--plain"], "--plain applies to --arch neurcomp, not --arch fvsrn"),
+        (["--plain"], "--plain applies to --arch neurcomp, not --arch auto"),
         (["--prune", "variational", "--prune-l1", "0.1"], "--prune-l1 applies to --prune smallify|binary"),
         (["--neurcomp-blocks", "3"], "--neurcomp-blocks applies to --arch neurcomp"),
         (["--prune-l1", "0.1"], "--prune-l1 applies to --prune smallify|binary, not --prune none"),

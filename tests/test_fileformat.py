@@ -131,6 +131,7 @@ def test_no_temporary_file_is_left(written) -> None:
 def test_layout(written, volume) -> None:
     container = Container.open(written["path"])
     assert container.version == FORMAT_VERSION and FORMAT_VERSION in READABLE_VERSIONS
+    assert "grid_bits" not in container.header["model_config"]  # 8-bit codes: what version-5 readers know
     header = container.header
     assert header["format"] == "srnvtk" and header["srnvtk_version"] == srnvtk.__version__
     assert header["architecture"] == "fvsrn" and header["model_config"]["grid_channels"] == MODEL.grid_channels

@@ -1,6 +1,6 @@
-"""The committed sample files, one per format version (tests/data/formats/v1.srn ... v4.srn: HDF5; v5.srn: the
-container), keep reading, and keep decoding to the values recorded here, in every later srnvtk; also inside
-ParaView's Python.
+"""The committed sample files, one per format version (tests/data/formats/v1.srn ... v4.srn: HDF5; v5.srn and
+v7.srn: the container; v8.srn: the container with an error bound; v6.srn: many networks), keep reading, and keep
+decoding to the values recorded here, in every later srnvtk; also inside ParaView's Python.
 
 The files were made once by tests/data/formats/make_samples.py and must never be regenerated: their hashes are
 checked, so a changed file fails here rather than silently moving the goalposts.
@@ -36,6 +36,12 @@ EXPECTED = {
     "v5": ("13409c2515c3d0b84fd110b29dbdd2238a694f514fac806bb3a4bf5b74d9c33f", "fvsrn", "variational",
            {"grid_shape": [6, 7, 8], "keep_shape": [1, 6, 7, 8], "wavelet_levels": [2, 2, 3]},
            (114.2674, 86.0356, -16.3853, 237.4738, 204.2756, 124.8401, 6.9787)),
+    "v7": ("e68b88f24c5eb25a60abff38f8e9d5ce63c5f02d766f6f1803ef5d002f0fd7fc", "fvsrn", "none",
+           {"grid_shape": [6, 7, 8], "keep_shape": None},
+           (115.7927, 85.8229, -5.5965, 250.5313, 204.4425, 136.4969, 11.2302)),
+    "v8": ("5a74b6b4bf88c4dc75d7a591cfabe8dd89430a42faa8530ef96c595fa6770cfd", "fvsrn", "none",
+           {"grid_shape": [7, 8, 10], "keep_shape": [1, 7, 8, 10]},
+           (113.8747, 86.8689, -5.2459, 238.3209, 196.6841, 178.2014, 10.5773)),
 }
 # Format 6 (many networks): sha256, time values, parts (field, step, brick), and per time step the decoded 8^3
 # grid's statistics as above.
@@ -45,6 +51,7 @@ SERIES = {
            [(113.1588, 86.4012, -2.3328, 239.5371, 202.0587, 140.2528, 14.0385),
             (113.0857, 85.8746, -3.719, 228.0569, 203.1107, 222.7261, 7.9075)]),
 }
+V8_MAX_ERROR = 4.0  # the bound v8.srn was made with (make_samples.py)
 TOLERANCE = 0.01  # of values in [0, 255]: the fused C kernel and torch round differently in the last bits
 # Format 10 (a vector field): sha256, time values, fields (name, components), parts (field, step, brick), and per
 # time step the decoded 8^3 grid's velocity (all components): mean, std, min, max and the values at
@@ -111,7 +118,21 @@ def test_sample_reads_and_decodes_as_recorded(name) -> None:
     assert srn.source.array_name == "density" and srn.source.dtype == "uint8"
     assert srn.source.geometry.extent == (0, 11, 0, 9, 0, 8) and srn.source.value_range == (0.0, 255.0)
     assert srn.srnvtk_version == "0.1.0"
+    assert getattr(srn.model_config, "grid_bits", 8) == (5 if name == "v7" else 8)
     np.testing.assert_allclose(decoded_stats(FORMATS / f"{name}.srn"), stats, rtol=0, atol=TOLERANCE)
+
+
+def test_v8_sample_keeps_its_bound() -> None:
+    """The resampled 8^3 grid above is off the source lattice (network only); the source grid keeps the bound."""
+    from srnvtk.datasets import default_volume_values
+
+    srn = read_srn(FORMATS / "v8.srn")
+    assert srn.bound is not None and srn.bound.max_error == V8_MAX_ERROR and srn.bound.coder == "quant"
+    original = default_volume_values((12, 10, 9)).astype(np.float64)
+    decoded = decode(srn, device="cpu")
+    assert decoded.dtype == np.uint8
+    assert np.abs(decoded - original).max() <= V8_MAX_ERROR
+    assert np.abs(decoded - original).max() > 0  # not lossless: the bound is what is kept
 
 
 def test_every_version_has_a_sample() -> None:

@@ -36,7 +36,8 @@ def test_mutations_are_seeded() -> None:
 
 @pytest.fixture(scope="module")
 def new_kinds(tmp_path_factory) -> list[fuzz.Sample]:
-    """Format-5 files of the kinds v5.srn (a pruned wavelet grid) is not: a plain grid, k-means Neurcomp."""
+    """Format-5 files of the kinds v5.srn (a pruned wavelet grid) is not: a plain grid, k-means Neurcomp; format-8
+    files beside v8.srn: a network and its residual, a residual alone."""
     from srnvtk.config import FVSRNConfig, NeurcompConfig, TrainConfig
     from srnvtk.datasets import default_geometry, default_volume_values
     from srnvtk.encoder import compress
@@ -49,14 +50,28 @@ def new_kinds(tmp_path_factory) -> list[fuzz.Sample]:
              "v5-kmeans": NeurcompConfig(width=10, blocks=2, weight_clusters=16)}
     for kind, config in kinds.items():
         compress(volume, model_config=config, train_config=train, path=folder / f"{kind}.srn")
-    return [fuzz.Sample(kind, folder / f"{kind}.srn") for kind in kinds]
+    # format 8: an error bound, with a network (quantised residual) and without one (SZ3 where pysz is there)
+    from srnvtk.bounded import finish, network_candidates, residual_only, train_for_bound
+    from srnvtk.config import EncodeConfig, EncoderSettings
+    from srnvtk.encoder import source_info
+
+    source = source_info(volume)
+    settings = EncoderSettings(encode=EncodeConfig(), fvsrn=kinds["v5-plain"], train=train)
+    network = train_for_bound(volume, settings, 3_000)
+    bounded = {"v8-network": network_candidates(volume, network, 3.0, coder_names=("quant",))[0],
+               "v8-residual": residual_only(volume, source, 3.0, None)[-1]}
+    for kind, candidate in bounded.items():
+        finish(volume, source, candidate, [candidate], folder / f"{kind}.srn")
+    return [fuzz.Sample(kind, folder / f"{kind}.srn") for kind in (*kinds, *bounded)]
 
 
 def test_fuzz_every_kind(tmp_path, new_kinds) -> None:
     samples = fuzz.samples_in(FORMATS) + new_kinds
     # legacy plain, pruned, wavelet, Neurcomp k-means; format 5 pruned wavelet, plain, Neurcomp k-means; format 6
-    # (many networks: a series of bricks)
-    assert {s.kind for s in samples} >= {"v1", "v2", "v3", "v4", "v5", "v5-plain", "v5-kmeans", "v6"}
+    # (many networks: a series of bricks); format 7 (5-bit codes); format 8 (an error bound, with and without a
+    # network)
+    assert {s.kind for s in samples} >= {"v1", "v2", "v3", "v4", "v5", "v5-plain", "v5-kmeans", "v6", "v7", "v8",
+                                         "v8-network", "v8-residual"}
     start = time.perf_counter()
     result = fuzz.run(samples, CASES, seed=SEED, timeout=20.0, read_seconds=2.0, folder=tmp_path)
     counts = result["counts"]

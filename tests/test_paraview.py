@@ -104,9 +104,9 @@ def test_load_plugin_defines_proxies(pvpython, tmp_path):
     # Architecture to neurcomp does not keep fV-SRN's rate.
     assert train.learning_rate is None and {"fvsrn", "neurcomp"} <= set(DEFAULT_LEARNING_RATES)
     assert defaults["LearningRate"] == [0.0]
-    assert defaults["Architecture"] == ["fvsrn"] and defaults["Pruning"] == ["none"]
+    assert defaults["Architecture"] == ["auto"] and defaults["Pruning"] == ["none"]
     assert encoder["properties"]["Pruning"]["strings"] == ["none", "smallify", "variational", "binary"]
-    assert encoder["properties"]["Architecture"]["strings"] == ["fvsrn", "neurcomp"]
+    assert encoder["properties"]["Architecture"]["strings"] == ["auto", "fvsrn", "neurcomp"]
     assert model.wavelet is None and defaults["Wavelet"] == ["none"]
     assert model.wavelet_levels is None and defaults["WaveletLevels"] == [0]  # 0 stands for None: automatic
     wavelets = encoder["properties"]["Wavelet"]["strings"]

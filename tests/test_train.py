@@ -145,6 +145,18 @@ def test_time_limit_stops_training_early(volume, tiny_model_config, quick) -> No
     assert np.isfinite(result.final_loss)
 
 
+def test_a_cpu_clock_does_not_count_time_spent_waiting(volume, tiny_model_config, quick) -> None:
+    def waiting() -> bool:  # another program's turn on a shared machine: time passes, this process's CPU rests
+        time.sleep(0.003)
+        return False
+
+    config = dataclasses.replace(quick, steps=1_000_000, batch_size=64, time_limit=0.3)
+    wall = train(volume, tiny_model_config, config, should_abort=waiting)
+    cpu = train(volume, tiny_model_config, dataclasses.replace(config, time_clock="cpu"), should_abort=waiting)
+    assert wall.seconds < 2.0
+    assert cpu.seconds > 0.3 and cpu.steps > 1.5 * wall.steps
+
+
 # ---------------------------------------------------------------------------------------------
 # Bad settings
 

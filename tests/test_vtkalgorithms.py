@@ -536,7 +536,7 @@ def test_encoder_prunes_and_the_reader_matches(tiny_image, tmp_path, settings) -
 def test_encoder_bad_architecture_and_pruning_settings(vtk_errors) -> None:
     encoder = fast_encoder()
     encoder.SetArchitecture("siren")
-    assert "architecture must be one of fvsrn, neurcomp, got 'siren'" in vtk_errors()
+    assert "architecture must be one of auto, fvsrn, neurcomp, got 'siren'" in vtk_errors()
     encoder.SetPruning("magic")
     assert "method must be one of none, smallify, variational, binary" in vtk_errors()
     encoder.SetPruningGranularity("voxel")

@@ -5,9 +5,10 @@ target), on the shared Richtmyer-Meshkov volume and the synthetic turbulence fie
 
     OMP_NUM_THREADS=1 .venv/bin/python -m benchmarks.rd --only classic
 
-srnvtk (one training per preset and ratio, --srnvtk-time-limit seconds each), merged into the same results:
+srnvtk (one training per preset and ratio, --srnvtk-time-limit seconds each), merged into the same results and
+saved after every row; --resume skips the rows already measured with the same settings:
 
-    .venv/bin/python -m benchmarks.rd --only srnvtk --srnvtk-time-limit 300 --device cuda
+    .venv/bin/python -m benchmarks.rd --only srnvtk --srnvtk-time-limit 300 --device cuda --resume
 
 Writes benchmarks/results/rd_<volume>.json (every row; rows of other codecs are kept), .md and .png.
 """
@@ -21,7 +22,7 @@ from pathlib import Path
 from .classic import run_codec
 from .codecs import TTHRESH_BRICK, classic_codecs
 from .report import load_results, merge_rows, save_results, write_reports
-from .srn import PRESET_NAMES, SRNSettings, run_srnvtk
+from .srn import PRESET_NAMES, SRNSettings, run_srnvtk, same_run
 from .volumes import BenchVolume, VolumeMissingError, load_volume
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
@@ -30,9 +31,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m benchmarks.rd", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--volumes", nargs="+", default=["rm", "turbulence"],
-                   help="'rm' (shared Richtmyer-Meshkov), 'turbulence' (synthetic) or .vti paths")
+                   help="'rm' (shared Richtmyer-Meshkov), 'turbulence' or 'sharp' (synthetic) or .vti paths")
     p.add_argument("--array", help="point-data array of a .vti volume (default: the active scalars)")
-    p.add_argument("--turbulence-size", type=int, default=256)
+    p.add_argument("--turbulence-size", type=int, default=256, help="size of the synthetic volumes")
     p.add_argument("--seed", type=int, default=0, help="of the synthetic volume and of srnvtk's training")
     p.add_argument("--crop", type=int, help="use the central N^3 block (results named rd_<volume>_cropN)")
     p.add_argument("--ratios", nargs="+", type=float, default=list(RATIOS))
@@ -43,15 +44,22 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--tthresh-brick", type=int, default=TTHRESH_BRICK)
     p.add_argument("--srnvtk-presets", nargs="+", choices=PRESET_NAMES, default=["fvsrn"])
     p.add_argument("--srnvtk-time-limit", type=float, default=300.0, help="seconds of training per ratio")
+    p.add_argument("--srnvtk-clock", choices=("wall", "cpu"), default="wall",
+                   help="what the time limit counts: wall-clock or this process's CPU seconds (TrainConfig.time_clock)")
+    p.add_argument("--srnvtk-batch-size", type=int, help="sample points per step (default: srnvtk's)")
+    p.add_argument("--srnvtk-grid-bits", type=int, help="fV-SRN latent code bits (default: srnvtk's)")
     p.add_argument("--srnvtk-steps", type=int, help="training steps (default: srnvtk's; the time limit still holds)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="srnvtk's device")
     p.add_argument("--threads", type=int, default=0, help="srnvtk's torch threads (0: torch's default)")
     p.add_argument("--out-dir", type=Path, default=RESULTS)
+    p.add_argument("--resume", action="store_true",
+                   help="skip srnvtk rows already in the results with the same settings")
     p.add_argument("--report-only", action="store_true", help="only rewrite the .md and .png from the .json")
     return p.parse_args(argv)
 
 
-def run_volume(bench: BenchVolume, args: argparse.Namespace) -> list[dict]:
+def run_volume(bench: BenchVolume, args: argparse.Namespace, path: Path) -> list[dict]:
+    """Every row asked for; srnvtk rows are also merged into the results file as each one is measured."""
     rows = []
     if args.only in ("all", "classic"):
         codecs = classic_codecs(args.tthresh_brick)
@@ -59,10 +67,18 @@ def run_volume(bench: BenchVolume, args: argparse.Namespace) -> list[dict]:
             print(f"{bench.key}: {codecs[name].label}", flush=True)
             rows += run_codec(codecs[name], bench, args.ratios, args.ratio_tol)
     if args.only in ("all", "srnvtk"):
-        settings = SRNSettings(args.srnvtk_time_limit, args.srnvtk_steps, args.device, args.threads, args.seed)
+        settings = SRNSettings(args.srnvtk_time_limit, args.srnvtk_steps, args.device, args.threads, args.seed,
+                               args.srnvtk_clock, args.srnvtk_batch_size, args.srnvtk_grid_bits)
         print(f"{bench.key}: srnvtk {', '.join(args.srnvtk_presets)}, {len(args.ratios)} ratios, "
               f"~{args.srnvtk_time_limit:g}s of training each", flush=True)
-        rows += run_srnvtk(bench, args.srnvtk_presets, args.ratios, settings)
+        stored = load_results(path)["rows"]
+        measured = {(r["codec"], float(r["target_ratio"])) for r in stored if same_run(r, settings)}
+
+        def save(row: dict) -> None:
+            save_results(path, bench.describe(), merge_rows(load_results(path)["rows"], [row]))
+
+        rows += run_srnvtk(bench, args.srnvtk_presets, args.ratios, settings,
+                           done=lambda codec, target: args.resume and (codec, target) in measured, on_row=save)
     return rows
 
 
@@ -75,8 +91,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"skipping volume '{name}': {exc}", file=sys.stderr)
             continue
         path = args.out_dir / f"rd_{bench.key}.json"
-        old = load_results(path)
-        rows = old["rows"] if args.report_only else merge_rows(old["rows"], run_volume(bench, args))
+        if args.report_only:
+            rows = load_results(path)["rows"]
+        else:
+            new = run_volume(bench, args, path)  # srnvtk rows are saved as they come: merge into what is there now
+            rows = merge_rows(load_results(path)["rows"], new)
         data = save_results(path, bench.describe(), rows)
         for written in (path, *write_reports(data, path)):
             print(f"wrote {written}")

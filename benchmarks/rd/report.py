@@ -29,10 +29,13 @@ NOTES = {
     "(tthresh-b64: 64^3), which costs it compression and caps its ratio (each brick's stream has a floor of a "
     "few hundred bytes, and above an RMSE bound of ~0.1 x range its output grows again). 128^3 bricks "
     "(tthresh-b128, where run) decode only where the Tucker ranks stay below 64, i.e. at the highest ratios.",
-    "srnvtk": "srnvtk bytes are the whole .srn file (HDF5 structure, settings and stats included); its PSNR is "
+    "srnvtk": "srnvtk bytes are the whole .srn file (container, settings and stats included); its PSNR is "
     "that of the file as read back and decoded. Rate control (srnvtk.ratecontrol): the model is planned for the "
     "budget, trained, and the least important latent entries are dropped until the measured file fits, so the "
-    "ratio lands at or just above the target.",
+    "ratio lands at or just above the target (a pruned Neurcomp lands above it: its neurons are pruned after its "
+    "width was sized). Training stops at its time limit (on the clock the settings name: 'cpu' counts the "
+    "process's CPU seconds, so rows measured while other work shared the machine get the same budget); the steps "
+    "that bought are in the third table, beside the CPU share (CPU seconds / wall seconds of the encode).",
 }
 
 
@@ -103,6 +106,17 @@ def seconds_cell(row: dict | None) -> str:
     return f"{row['encode_seconds']:.3g} / {decode}"
 
 
+def steps_cell(row: dict | None) -> str:
+    if row is None or "steps" not in row:
+        return ""
+    settings = row.get("settings", {})
+    limit = f"{settings.get('time_limit', 0):g} s {settings.get('clock', 'wall')}"
+    share = ""
+    if row.get("encode_cpu_seconds") and row.get("encode_seconds"):
+        share = f"; {row['encode_cpu_seconds'] / row['encode_seconds']:.0%}"
+    return f"{row['steps']:,} ({limit}{share})"
+
+
 def markdown_table(rows: list[dict], cell, corner: str = "target ratio") -> list[str]:
     codecs = codecs_in(rows)
     by_key = {row_key(r): r for r in rows}
@@ -141,6 +155,10 @@ def markdown(data: dict) -> str:
     lines += ["", "## Encode / decode seconds", ""]
     lines += markdown_table(rows, seconds_cell)
     lines += ["", *timing_context(rows)]
+    srn_rows = [r for r in rows if r.get("family") == "srnvtk"]
+    if any("steps" in r for r in srn_rows):
+        lines += ["", "## srnvtk: training steps reached (time limit, clock; CPU share of the encode)", ""]
+        lines += markdown_table(srn_rows, steps_cell)
     lines += ["", "## What each codec's bytes count", ""]
     for codec, label in codecs_in(rows):
         first = next(r for r in rows if r["codec"] == codec)
@@ -165,12 +183,18 @@ def plot(data: dict, path: Path) -> None:
         if points:
             style = "o-" if codec_order(codec)[0] == 0 else "s--"
             ax.plot(*zip(*points, strict=True), style, label=label)
+        if codec_order(codec)[0] == 1:  # srnvtk: its encode time is an axis of its own, written beside each point
+            for r in data["rows"]:
+                seconds = r.get("encode_cpu_seconds", r.get("encode_seconds"))
+                if r["codec"] == codec and "psnr_db" in r and seconds is not None:
+                    ax.annotate(f"{seconds:.0f}s", (r["ratio"], r["psnr_db"]), fontsize=6, xytext=(3, 3),
+                                textcoords="offset points")
     ax.set_xscale("log")
     targets = sorted({float(r["target_ratio"]) for r in data["rows"]})
     ax.set_xticks(targets, [f"{t:g}" for t in targets])
     ax.set_xlabel("compression ratio (float32 bytes / compressed bytes)")
     ax.set_ylabel("PSNR (dB), range of the original")
-    ax.set_title(f"Rate-distortion: {data['volume']['key']}")
+    ax.set_title(f"Rate-distortion: {data['volume']['key']} (srnvtk points: encode CPU seconds)", fontsize=10)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import resource
 import tempfile
 import time
 from collections.abc import Callable
@@ -16,7 +17,19 @@ from pathlib import Path
 from .rows import environment, quality, size_fields, summary
 from .volumes import BenchVolume
 
-PRESET_NAMES = ("fvsrn", "fvsrn-smallify", "fvsrn-variational", "fvsrn-binary", "neurcomp")
+# Presets: the architecture's settings and the pruning method (None: unpruned). Neurcomp is pruned with binary
+# masks, the method that won for it in the pruning ablation (benchmarks/README.md); fV-SRN with variational dropout.
+PRESETS = {
+    "fvsrn": ("fvsrn", {}, None),
+    "fvsrn-smallify": ("fvsrn", {}, "smallify"),
+    "fvsrn-variational": ("fvsrn", {}, "variational"),
+    "fvsrn-binary": ("fvsrn", {}, "binary"),
+    "fvsrn-haar-variational": ("fvsrn", {"wavelet": "haar"}, "variational"),
+    "neurcomp": ("neurcomp", {}, None),
+    "neurcomp-kmeans": ("neurcomp", {"weight_clusters": 256}, None),
+    "neurcomp-kmeans-binary": ("neurcomp", {"weight_clusters": 256}, "binary"),
+}
+PRESET_NAMES = tuple(PRESETS)
 
 
 @dataclass(frozen=True)
@@ -26,27 +39,29 @@ class SRNSettings:
     device: str = "auto"
     threads: int = 0  # torch threads; 0: torch's default
     seed: int = 0
+    clock: str = "wall"  # what time_limit counts (TrainConfig.time_clock); "cpu": comparable on a busy machine
+    batch_size: int | None = None  # None: TrainConfig's default
+    grid_bits: int | None = None  # fV-SRN latent code bits; None: FVSRNConfig's default
 
 
 def preset(name: str):
     """(base model settings, pruning settings or None) of a preset name."""
-    from srnvtk.config import FVSRNConfig, NeurcompConfig, PruningConfig
+    from srnvtk.config import MODEL_CONFIGS, PruningConfig
 
-    if name == "fvsrn":
-        return FVSRNConfig(), None
-    if name == "neurcomp":
-        return NeurcompConfig(), None
-    if name.startswith("fvsrn-") and name[len("fvsrn-"):] in ("smallify", "variational", "binary"):
-        return FVSRNConfig(), PruningConfig(method=name[len("fvsrn-"):])
-    raise ValueError(f"unknown srnvtk preset '{name}'; known: {', '.join(PRESET_NAMES)}")
+    if name not in PRESETS:
+        raise ValueError(f"unknown srnvtk preset '{name}'; known: {', '.join(PRESET_NAMES)}")
+    architecture, fields, method = PRESETS[name]
+    return MODEL_CONFIGS[architecture](**fields), None if method is None else PruningConfig(method=method)
 
 
 def train_config(settings: SRNSettings):
     from srnvtk.config import TrainConfig
 
     extra = {} if settings.steps is None else {"steps": settings.steps}
-    return TrainConfig(time_limit=settings.time_limit, device=settings.device, threads=settings.threads,
-                       seed=settings.seed, **extra)
+    if settings.batch_size is not None:
+        extra["batch_size"] = settings.batch_size
+    return TrainConfig(time_limit=settings.time_limit, time_clock=settings.clock, device=settings.device,
+                       threads=settings.threads, seed=settings.seed, **extra)
 
 
 def compress_and_decode(bench: BenchVolume, model_config, pruning, budget: int, settings: SRNSettings,
@@ -56,10 +71,12 @@ def compress_and_decode(bench: BenchVolume, model_config, pruning, budget: int, 
     from srnvtk.encoder import compress
     from srnvtk.fileformat import read_srn
 
-    start = time.perf_counter()
+    start, cpu_start, load_start = time.perf_counter(), process_cpu_seconds(), os.getloadavg()[0]
     result = compress(bench.volume, model_config=model_config, train_config=train_config(settings), path=path,
                       pruning=pruning, target_bytes=budget)
     encode_seconds = time.perf_counter() - start
+    encode_cpu_seconds = process_cpu_seconds() - cpu_start
+    load_end = os.getloadavg()[0]
     file_bytes = os.path.getsize(path)
     start = time.perf_counter()
     srn = read_srn(path)
@@ -67,8 +84,16 @@ def compress_and_decode(bench: BenchVolume, model_config, pruning, budget: int, 
     decode_seconds = time.perf_counter() - start
     stats = result.stats
     return {"compressed_bytes": file_bytes, "encode_seconds": encode_seconds, "decode_seconds": decode_seconds,
+            "encode_cpu_seconds": encode_cpu_seconds, "load_average_1min": [load_start, load_end],
             "decoded": decoded, "train_seconds": stats["train_seconds"], "steps": int(stats["steps"]),
             "encoder_psnr_db": stats["psnr"], "pruned_fraction": stats.get("pruned_fraction", 0.0)}
+
+
+def process_cpu_seconds() -> float:
+    """CPU seconds this process has used (user + system): beside the wall clock, how much of a core training got
+    on a shared machine."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def srn_environment(settings: SRNSettings) -> dict:
@@ -78,7 +103,22 @@ def srn_environment(settings: SRNSettings) -> dict:
 
     device = resolve_device(settings.device)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else device.type
-    return {**environment(), "torch_threads": torch.get_num_threads(), "device": name}
+    return {**environment(), "torch_threads": torch.get_num_threads(), "device": name, "code": code_version()}
+
+
+def code_version() -> str | None:
+    """The commit of the srnvtk that ran: SRNVTK_BENCH_COMMIT where a run uses a snapshot of the code (so edits
+    to the checkout cannot change a long run halfway), else the checkout's HEAD."""
+    if os.environ.get("SRNVTK_BENCH_COMMIT"):
+        return os.environ["SRNVTK_BENCH_COMMIT"]
+    import subprocess
+
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10,
+                              cwd=Path(__file__).parent)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return head.stdout.strip() or None
 
 
 def srn_row(bench: BenchVolume, name: str, target: float, settings: SRNSettings, workdir: Path) -> dict:
@@ -87,6 +127,8 @@ def srn_row(bench: BenchVolume, name: str, target: float, settings: SRNSettings,
     from srnvtk.ratecontrol import plan_for_ratio
 
     base, pruning = preset(name)
+    if settings.grid_bits is not None and base.architecture == "fvsrn":
+        base = dataclasses.replace(base, grid_bits=settings.grid_bits)
     row = {"codec": f"srnvtk-{name}", "label": f"srnvtk {name}", "family": "srnvtk",
            "package": "srnvtk (this repository)", "bytes_counted": "the whole .srn file",
            "settings": dataclasses.asdict(settings)}
@@ -104,15 +146,26 @@ def srn_row(bench: BenchVolume, name: str, target: float, settings: SRNSettings,
             "environment": srn_environment(settings)}
 
 
+def same_run(row: dict, settings: SRNSettings) -> bool:
+    """Whether a stored row was measured with these settings (so a resumed run can skip it)."""
+    return row.get("family") == "srnvtk" and row.get("settings") == dataclasses.asdict(settings)
+
+
 def run_srnvtk(bench: BenchVolume, presets: list[str], ratios: list[float], settings: SRNSettings,
-               log: Callable[[str], None] = print) -> list[dict]:
-    """One row per preset and target ratio."""
+               log: Callable[[str], None] = print, done: Callable[[str, float], bool] = lambda _c, _t: False,
+               on_row: Callable[[dict], None] = lambda _row: None) -> list[dict]:
+    """One row per preset and target ratio, ratio by ratio in the order given (the most telling first); the
+    (codec, target) pairs `done` names are skipped, and `on_row` sees each row as soon as it is measured."""
     rows = []
     with tempfile.TemporaryDirectory(prefix="rd_srnvtk_") as tmp:
-        for name in presets:
-            for target in sorted(ratios):
+        for target in ratios:
+            for name in presets:
+                if done(f"srnvtk-{name}", target):
+                    log(f"  srnvtk-{name} target {target:g}: done in an earlier run, skipped")
+                    continue
                 row = srn_row(bench, name, target, settings, Path(tmp))
                 log(summary(row))
+                on_row(row)
                 rows.append(row)
     return rows
 

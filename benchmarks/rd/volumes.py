@@ -1,5 +1,6 @@
 """The benchmark's volumes, as float32 srnvtk Volumes: the shared Richtmyer-Meshkov density, the synthetic
-turbulence field (benchmarks/synthetic.py), or any .vti file; optionally a centred crop for quick checks."""
+turbulence field (benchmarks/synthetic.py), the synthetic field with sharp features (benchmarks/sharp_field.py),
+or any .vti file; optionally a centred crop for quick checks."""
 
 from __future__ import annotations
 
@@ -54,7 +55,8 @@ def centred_crop(volume: Volume, size: int) -> Volume:
 
 def load_volume(name: str, array: str | None = None, size: int = 256, seed: int = 0,
                 crop: int | None = None) -> BenchVolume:
-    """'rm' (the shared Richtmyer-Meshkov volume), 'turbulence' (synthetic, size^3, seed) or a .vti path."""
+    """'rm' (the shared Richtmyer-Meshkov volume), 'turbulence' or 'sharp' (synthetic, size^3, seed) or a .vti
+    path."""
     if name == "rm":
         volume, key = read_vti_volume(SHARED_RM, array or "density"), "rm256"
         source = f"shared {SHARED_RM.name} ('density', uint8 3..230) as float32"
@@ -64,6 +66,12 @@ def load_volume(name: str, array: str | None = None, size: int = 256, seed: int 
         volume, key = turbulence_volume(size, seed), f"turbulence{size}_seed{seed}"
         source = (f"benchmarks/synthetic.py: random Fourier modes, E(k) ~ k^-5/3 with a Gaussian cut-off at half "
                   f"the Nyquist wavenumber, {size}^3, seed {seed}")
+    elif name == "sharp":
+        from benchmarks.sharp_field import sharp_volume
+
+        volume, key = sharp_volume(size, seed), f"sharp{size}_seed{seed}"
+        source = (f"benchmarks/sharp_field.py: wrinkled Voronoi materials (a third with fine -5/3 texture), three "
+                  f"rippled blast waves and a plane shock, {size}^3, seed {seed}")
     else:
         path = Path(name)
         volume, key = read_vti_volume(path, array), path.stem

@@ -8,6 +8,8 @@ from torch import nn
 
 from ..config import FVSRNConfig
 from ..masks import UnitMask
+from ..native.trilinear import trilinear_features
+from ..quantize import fake_quantize
 from ..volume import Geometry
 from .layers import FourierFeatures, aspect_of, mlp, physical_lengths
 
@@ -55,6 +57,7 @@ class FVSRN(nn.Module):
         # Set by bake_masks(rank_only=True): the baked masks' unit importance, for rate control to choose the
         # surviving units by (srnvtk.budget); None otherwise.
         self.unit_importance: torch.Tensor | None = None
+        self._quantization_aware = False  # see quantization_aware()
 
     def _init_latent(self, grid: torch.Tensor) -> None:
         """Make the trainable latent tensor from the initial (C, z, y, x) grid."""
@@ -66,8 +69,21 @@ class FVSRN(nn.Module):
         return self.grid
 
     def latent_grid(self) -> torch.Tensor:
-        """The (C, z, y, x) grid the lookup reads, the mask applied while one is attached."""
-        return self.grid if self.grid_mask is None else self.grid_mask(self.grid)
+        """The (C, z, y, x) grid the lookup reads, the mask applied while one is attached (rounded to its codes
+        while quantisation-aware)."""
+        return self.as_stored(self.grid if self.grid_mask is None else self.grid_mask(self.grid))
+
+    def quantization_aware(self, on: bool) -> None:
+        """While on, and the codes have fewer than 8 bits (config.grid_bits), the forward pass reads the latent
+        tensor as its stored codes will give it back, with straight-through gradients (srnvtk.quantize), so
+        training adapts the network to the rounding. At 8 bits the rounding costs ~0.01 dB: not worth a step."""
+        self._quantization_aware = on and self.config.grid_bits < 8
+
+    def as_stored(self, latent: torch.Tensor) -> torch.Tensor:
+        """The latent tensor as the forward pass should read it: rounded to its codes while quantisation-aware."""
+        if not self._quantization_aware:
+            return latent
+        return fake_quantize(latent, self.config.grid_bits, self.grid_keep, self.quantization_groups())
 
     def quantization_groups(self) -> list[list[tuple[slice, slice, slice]]] | None:
         """Groups of (z, y, x) regions of the latent tensor with their own uint8 scale and offset per channel;
@@ -75,8 +91,12 @@ class FVSRN(nn.Module):
         return None
 
     def grid_features(self, positions: torch.Tensor) -> torch.Tensor:
-        """Trilinear lookup of every channel at each position: (N, 3) -> (N, C)."""
+        """Trilinear lookup of every channel at each position: (N, 3) -> (N, C). On the CPU a C kernel does it
+        where one can be built (srnvtk.native.trilinear: the same values, several times faster to train)."""
         grid = self.latent_grid()
+        fused = trilinear_features(grid, positions)
+        if fused is not None:
+            return fused
         sample_at = positions.view(1, -1, 1, 1, 3)
         feats = F.grid_sample(grid.unsqueeze(0), sample_at, mode="bilinear", padding_mode="border", align_corners=True)
         return feats.view(grid.shape[0], -1).t()

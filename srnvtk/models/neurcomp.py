@@ -180,6 +180,9 @@ class Neurcomp(nn.Module):
     def quantization_groups(self) -> None:
         return None  # no latent tensor
 
+    def quantization_aware(self, on: bool) -> None:
+        """Nothing to round: no latent tensor (clustered weights are trained as stored, srnvtk.kmeans)."""
+
     def set_grid_keep(self, keep: torch.Tensor) -> None:
         raise ValueError("Neurcomp has no latent grid to keep entries of")
 

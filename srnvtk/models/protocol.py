@@ -36,6 +36,9 @@ class SRNModel(Protocol):
     def quantization_groups(self) -> QuantizationGroups | None:
         """The latent tensor's regions with their own uint8 scale and offset; None: one per channel."""
 
+    def quantization_aware(self, on: bool) -> None:
+        """Train on the latent tensor as its stored codes give it back (no-op without one, or at 8-bit codes)."""
+
     # -- pruning (srnvtk.pruning) --------------------------------------------------------------------------
     def mask_shapes(self, granularity: str) -> list[tuple[int, ...]]:
         """The shape of each mask pruning attaches (one unit per entry)."""

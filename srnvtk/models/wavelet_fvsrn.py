@@ -57,7 +57,7 @@ class WaveletFVSRN(FVSRN):
         if self.grid_mask is None and not torch.is_grad_enabled():
             return self.grid
         coefficients = self.coefficients if self.grid_mask is None else self.grid_mask(self.coefficients)
-        return self.transform.inverse(coefficients)
+        return self.transform.inverse(self.as_stored(coefficients))
 
     def quantization_groups(self) -> list[list[tuple[slice, slice, slice]]]:
         """The approximation, and each level's details: in smooth grids their magnitudes differ by orders.

@@ -1,4 +1,5 @@
-"""Make one committed sample file of each format version beside this script (HDF5 versions 1-4, container 5).
+"""Make one committed sample file of each format version beside this script (HDF5 versions 1-4, container 5
+to 8).
 
     .venv/bin/python tests/data/formats/make_samples.py v5      # writes v5.srn only
 
@@ -11,6 +12,8 @@ attributes are edited back to what those versions wrote. The kinds differ so tha
   v4.srn  Neurcomp, residual, hidden matrices as 16 k-means shared values
   v5.srn  fV-SRN, haar wavelet grid pruned per position (variational dropout), in the container format
   v6.srn  many networks: a scalar field at two time steps, each cut into 2 x 1 x 1 bricks with a halo of 1
+  v7.srn  fV-SRN, plain grid with 5-bit latent codes (grid_bits), in the container format
+  v8.srn  fV-SRN, plain grid, plus its residual quantised to a max error of 4 (the error-bounded format)
   v10.srn many networks with a vector field: the generated series' velocity (one network with 3 outputs per
           step) and density at two time steps (srnvtk.series_encode; the second step warm-started)
 
@@ -55,6 +58,9 @@ KINDS = {
                        wavelet="haar"),
            PruningConfig(method="variational", kl_weight=1.0, mask_learning_rate=0.1)),
     "v6": (FVSRN, PruningConfig()),
+    "v7": (FVSRNConfig(grid_channels=4, grid_resolution=8, mlp_width=12, mlp_layers=2, fourier_features=2,
+                       grid_bits=5), PruningConfig()),
+    "v8": (FVSRN, PruningConfig()),
     "v10": (FVSRN, PruningConfig()),
 }
 
@@ -123,6 +129,20 @@ def write_series(volume: Volume, path: Path) -> float:
     return psnr(volume.values, decode(read_srn(path), device="cpu"), 255.0)
 
 
+V8_MAX_ERROR = 4.0
+
+
+def write_bounded(volume: Volume, config: FVSRNConfig, path: Path) -> float:
+    """A network and its residual quantised (the coder that needs no optional package) to V8_MAX_ERROR."""
+    from srnvtk.bounded import finish, network_candidates, train_for_bound
+    from srnvtk.config import EncodeConfig, EncoderSettings
+
+    settings = EncoderSettings(encode=EncodeConfig(), fvsrn=config, train=TRAIN)
+    network = train_for_bound(volume, settings, 3_000)
+    candidate = network_candidates(volume, network, V8_MAX_ERROR, coder_names=("quant",))[0]
+    return finish(volume, source_info(volume), candidate, [candidate], path).stats["psnr"]
+
+
 def write_vector_series(path: Path) -> float:
     """Format 10: the generated series (srnvtk.series_data) on the samples' grid, velocity and density, two steps;
     returns the velocity's mean PSNR over the steps."""
@@ -149,7 +169,9 @@ def main(names: list[str]) -> int:
             quality = write_series(volume, path)
         elif name == "v10":
             quality = write_vector_series(path)
-        elif name == "v5":
+        elif name == "v8":
+            quality = write_bounded(volume, config, path)
+        elif name in ("v5", "v7"):
             result = compress(volume, model_config=config, train_config=TRAIN, path=path, pruning=pruning)
             quality = result.stats["psnr"]
         else:

@@ -1,0 +1,59 @@
+"""What a target ratio or PSNR trains when the architecture is 'auto' (the default): the preset that the
+rate-distortion benchmark measured best at that ratio within its time budget (benchmarks/README.md, "The default
+chosen by measurement", and benchmarks/results/rd_*.md).
+
+A preset names an architecture, a pruning method and, for fV-SRN, a wavelet grid. Settings the user gave win:
+an explicit architecture turns the choice off altogether, and under 'auto' an explicit pruning method (anything
+but none) or wavelet is kept; everything else the preset does not name (grid channels, MLP, training, ...)
+comes from the settings as given. A quality target (--psnr) tries several ratios, and each trial gets the
+preset of its own ratio.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+
+from .config import EncoderSettings, ModelConfig, PruningConfig
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str  # as the RD benchmark names it (benchmarks/rd/srn.py)
+    architecture: str
+    pruning: str = "none"
+    wavelet: str | None = None
+
+
+PRESETS = {preset.name: preset for preset in (
+    Preset("fvsrn", "fvsrn"),
+    Preset("fvsrn-variational", "fvsrn", "variational"),
+    Preset("fvsrn-haar-variational", "fvsrn", "variational", "haar"),
+)}
+
+# (largest target ratio, preset): the first row whose ratio reaches the target applies. Measured on the shared
+# Richtmyer-Meshkov volume with 600 s of CPU time on one thread (see the module docstring).
+BY_RATIO: tuple[tuple[float, str], ...] = (
+    (math.inf, "fvsrn"),
+)
+
+
+def preset_for_ratio(ratio: float) -> Preset:
+    """The measured best preset for a target ratio."""
+    return PRESETS[next(name for bound, name in BY_RATIO if ratio <= bound)]
+
+
+def choose(settings: EncoderSettings, ratio: float) -> tuple[ModelConfig, PruningConfig]:
+    """(model settings, pruning settings) to compress at this target ratio: the settings as given with an
+    explicit architecture, else the ratio's preset with the user's explicit choices kept (see the module)."""
+    if settings.encode.architecture != "auto":
+        return settings.model_config, settings.pruning
+    preset = preset_for_ratio(ratio)
+    pruning = settings.pruning
+    if not pruning.enabled:
+        pruning = dataclasses.replace(pruning, method=preset.pruning)
+    model: ModelConfig = settings.neurcomp if preset.architecture == "neurcomp" else settings.fvsrn
+    if preset.architecture == "fvsrn" and settings.fvsrn.wavelet is None and preset.wavelet is not None:
+        model = dataclasses.replace(settings.fvsrn, wavelet=preset.wavelet)
+    return model, pruning
