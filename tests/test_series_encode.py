@@ -134,12 +134,16 @@ def test_a_psnr_target_searches_the_series_ratio(larger) -> None:
     assert result.parts[0].stats["psnr"] >= 16.0  # step 0 is the chosen trial's network
 
 
-def test_neurcomp_parts_warm_start_too(series) -> None:
+def test_neurcomp_parts_warm_start_too(series, tmp_path) -> None:
     config = EncoderSettings(encode=EncodeConfig(architecture="neurcomp"), neurcomp=NeurcompConfig(width=8, blocks=1),
                              train=dataclasses.replace(TRAIN, learning_rate=None))
-    result = encode_series(series, config, arrays=["temperature"])
-    assert [p.warm for p in result.parts] == [False, True, True]
+    result = encode_series(series, config, arrays=["temperature", "velocity"], path=tmp_path / "n.srn")
+    assert [p.warm for p in result.parts] == [False, False, True, True, True, True]
     assert all(np.isfinite(p.stats["psnr"]) for p in result.parts)
+    srn = read_srn(tmp_path / "n.srn")
+    model = srn.part_model(srn.parts_of(1, 2)[0].index)
+    assert model.architecture == "neurcomp" and model.config.outputs == 3
+    assert decode(srn, field=1, step=2, device="cpu").shape == (10, 12, 14, 3)
 
 
 def test_bad_requests_are_one_line_errors_and_write_nothing(series, tmp_path) -> None:
