@@ -7,10 +7,14 @@ time limit). Consecutive steps are similar, so a warm network starts close to it
 benchmark (benchmarks/series_warmstart.py) measured 0.34-0.50 of the cold steps to reach the cold PSNR.
 
 Every part of a field is normalised by the field's value range over all steps (the file stores one range per
-field), so the series' arrays are read twice: once for the ranges, once to train; one step is in memory at a
-time.
+field, per component for a vector), so the series' arrays are read twice: once for the ranges, once to train;
+one step is in memory at a time. A vector (3 components) is one network with 3 outputs: its components are each
+mapped to [0, 1] by their own range and trained together (the file is then format 10, srnvtk.multipart); its
+part stats add the PSNR of each component and of the magnitude (by the magnitude's range at that step), and its
+"psnr" is that of the three together (their mean squared error in units of each component's range).
 
-Rate control shares the byte budget **equally** between the parts (fields x steps):
+Rate control shares the byte budget **equally** between the parts (fields x steps; a vector's part gets one share,
+like a scalar's):
   ratio  the whole file gets float32 bytes of every selected array at every step / ratio; the file's own
          container and header take SERIES_FILE_OVERHEAD_BYTES of it and every part fits into an equal share
          of the rest (the model sized for it and trimmed after training, as for one volume: srnvtk.ratecontrol).
