@@ -62,6 +62,7 @@ SERIES_FILE_OVERHEAD_BYTES = 1_024
 # format-6 file take about 40: so a part whose single-network file fits its share plus this many bytes fits its
 # share in the series file. tests/test_series_encode.py checks every part of a real file.
 PART_FIT_ALLOWANCE = 480
+LOWEST_RATIO = 1.0 + 1e-9  # the planner's ratios must exceed 1
 RANGE_SHARE = 0.02  # of the progress bar: the pass that finds the fields' value ranges
 
 
@@ -303,9 +304,18 @@ def _plan(volume: Volume, settings: EncoderSettings, budget: int) -> ModelConfig
     """The model sized for one part's budget, as srnvtk.ratecontrol sizes a single volume's file of that many
     bytes (a vector's network with its 3 outputs)."""
     budget += PART_FIT_ALLOWANCE
-    ratio = 4 * volume.geometry.num_points / (budget + 0.5)  # so that budget_for_ratio(ratio) == budget
+    # so that budget_for_ratio(ratio) == budget; a share above the part's own float32 bytes plans at ratio ~1
+    ratio = max(4 * volume.geometry.num_points / (budget + 0.5), LOWEST_RATIO)
     base = dataclasses.replace(settings.model_config, outputs=volume.components)
-    config, _ = plan_for_ratio(ratio, volume, base, settings.pruning)
+    try:
+        config, _ = plan_for_ratio(ratio, volume, base, settings.pruning)
+    except SettingsError:
+        if isinstance(base, NeurcompConfig):  # sized exactly: no room to spare
+            raise
+        # The planner's estimate counts a whole file's overhead (FILE_OVERHEAD_BYTES, an upper bound), which a
+        # small part cannot afford; an fV-SRN planned without it is trimmed to the budget after training.
+        ratio = max(4 * volume.geometry.num_points / (budget + FILE_OVERHEAD_BYTES + 0.5), LOWEST_RATIO)
+        config, _ = plan_for_ratio(ratio, volume, base, settings.pruning)
     return config
 
 
