@@ -585,7 +585,10 @@ def _read_multipart(container: Container) -> SRNFile:
         srn.sections_read += sum(s is not None for s in contents.sections[index])
         part = contents.parts[index]
         part.stats = stats
-        return _model_from_stored(part.model_config, brick_geometry(contents.geometry, part.extent), stored)
+        # Parts load lazily, often inside decode's inference mode: build ordinary tensors all the same (a
+        # wavelet grid's cache reads its coefficients' version counter, which inference tensors lack).
+        with torch.inference_mode(False):
+            return _model_from_stored(part.model_config, brick_geometry(contents.geometry, part.extent), stored)
 
     first_field, first = contents.fields[0], contents.parts[0]
     source = SourceInfo(first_field.name, first_field.dtype, contents.geometry, first_field.value_ranges[0])

@@ -32,6 +32,7 @@ from .config import ModelConfig, PruningConfig, TrainConfig
 from .devices import resolve_device, torch_threads
 from .errors import SettingsError, TrainingAborted
 from .gpu.graphed_step import GraphedStep, graphs_enabled
+from .kmeans import ClusteredLinear
 from .models import SRNModel, build_model, default_learning_rate, parameter_count
 from .pruning import MaskObjective, attach_masks, kept_unit_fraction, pruned_fraction
 from .sampling import voxel_positions
@@ -235,8 +236,13 @@ def _load_initial(model: SRNModel, initial: SRNModel) -> None:
         ours, theirs = dataclasses.asdict(model.config), dataclasses.asdict(config)
         differ = ", ".join(f"{k} {theirs[k]} (not {ours[k]})" for k in ours if ours[k] != theirs[k])
         raise SettingsError(f"the initial model has other settings than the ones to train: {differ}")
+    state = {k: v.detach().cpu() for k, v in initial.state_dict().items()
+             if not k.endswith((".codebook", ".indices"))}
+    for name, module in initial.named_modules():
+        if isinstance(module, ClusteredLinear):  # shared values expanded: this step clusters its own again
+            state[f"{name}.weight"] = module.weight.detach().cpu()
     try:
-        model.load_state_dict({k: v.detach().cpu() for k, v in initial.state_dict().items()})
+        model.load_state_dict(state)
     except RuntimeError as exc:
         raise SettingsError(f"the initial model's shapes do not fit this volume: {str(exc).splitlines()[-1].strip()}"
                             ) from None

@@ -10,7 +10,14 @@ import pytest
 
 pytest.importorskip("vtkmodules")
 
-from srnvtk.config import EncodeConfig, EncoderSettings, FVSRNConfig, NeurcompConfig, TrainConfig  # noqa: E402
+from srnvtk.config import (  # noqa: E402
+    EncodeConfig,
+    EncoderSettings,
+    FVSRNConfig,
+    NeurcompConfig,
+    PruningConfig,
+    TrainConfig,
+)
 from srnvtk.datasets import default_geometry  # noqa: E402
 from srnvtk.decode import decode  # noqa: E402
 from srnvtk.errors import InputError, SettingsError, TrainingAborted  # noqa: E402
@@ -238,3 +245,22 @@ def test_a_vector_field_needs_a_vector_network(vector_file, tmp_path) -> None:
     edit(path, header=as_scalar)
     with pytest.raises(FileFormatError, match="a 1-component field, a network with 3 outputs"):
         read_srn(path)
+
+
+@pytest.mark.parametrize("variant", [
+    {"pruning": PruningConfig(method="binary")},
+    {"encode": EncodeConfig(architecture="neurcomp"),
+     "neurcomp": NeurcompConfig(width=10, blocks=1, weight_clusters=8)},
+    {"fvsrn": dataclasses.replace(FVSRN, grid_resolution=8, wavelet="haar")},
+    {"fvsrn": dataclasses.replace(FVSRN, grid_bits=5)},
+], ids=["pruned", "clustered-neurcomp", "wavelet-grid", "grid-bits"])
+def test_every_model_kind_warm_starts_through_a_series(series, tmp_path, variant) -> None:
+    settings_ = EncoderSettings(**{"fvsrn": FVSRN, "train": TRAIN, **variant})
+    result = encode_series(series, settings_, arrays=["density"], path=tmp_path / "kind.srn")
+    srn = read_srn(tmp_path / "kind.srn")
+    low, high = srn.fields[0].value_ranges[0]
+    for step in range(STEPS):
+        decoded = decode(srn, step=step, device="cpu")
+        stored = srn.parts_of(0, step)[0].stats["psnr"]
+        assert stored == pytest.approx(result.parts[step].stats["psnr"])
+        assert stored == pytest.approx(psnr(series.arrays(step)["density"], decoded, high - low), abs=1e-6)

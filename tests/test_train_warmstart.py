@@ -108,3 +108,16 @@ def test_a_pruned_initial_model_starts_unpruned(volumes, tiny_model_config, fast
     result = train(volumes[1], config, fast_train_config, initial_model=pruned)
     assert result.model.grid_keep is None
     assert result.model.grid.detach()[..., 2:].abs().sum() > 0  # the zeroed entries train again
+
+
+def test_a_clustered_neurcomp_starts_the_next_step_from_its_shared_values(volumes, fast_train_config) -> None:
+    """k-means shared weights (Neurcomp weight_clusters): the next step starts from the expanded values (and
+    clusters its own again at the end of its training), computing what the clustered network computes."""
+    config = NeurcompConfig(width=10, blocks=1, weight_clusters=8)
+    first = train(volumes[0], config, dataclasses.replace(fast_train_config, learning_rate=None)).model
+    assert first.clustered_layers()  # the trained network holds shared values
+    second = train(volumes[1], config, dataclasses.replace(fast_train_config, learning_rate=1e-12, steps=1),
+                   initial_model=first).model  # a rate too small to move anything
+    positions = torch.rand(64, 3) * 2 - 1
+    with torch.no_grad():
+        assert torch.allclose(second(positions), first(positions), atol=1e-4)
