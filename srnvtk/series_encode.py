@@ -46,6 +46,7 @@ from .fileformat import SourceInfo, SRNFile, write_parts
 from .metrics import psnr
 from .models import SRNModel
 from .parts import FieldInfo, PartData
+from .presets import choose
 from .pruning import pruned_fraction
 from .quantize import apply_storage_precision
 from .ratecontrol import PSNR_RATIO_PRECISION, PSNR_START_RATIO, plan_for_ratio
@@ -271,8 +272,10 @@ def encode_series(
         chosen_ratio, first, trials = _search_ratio(series, fields, settings, trainer, float32_bytes)
         trainer.done = searching + len(fields)  # the chosen trial's networks are step 0
         budget = part_budget(float32_bytes, chosen_ratio, len(fields) * series.num_steps)
+        settings = trainer.settings = with_preset(settings, chosen_ratio)
     elif target.ratio is not None:
         budget = part_budget(float32_bytes, target.ratio, len(fields) * series.num_steps)
+        settings = trainer.settings = with_preset(settings, target.ratio)
     parts, results = [], []
     previous: dict[int, SRNModel] = {}
     for step in range(series.num_steps):
@@ -298,6 +301,15 @@ def encode_series(
         progress(1.0, "written" if path is not None else "done")
     return SeriesResult(None if path is None else str(path), file_bytes, float32_bytes, fields, series.times,
                         results, chosen_ratio, trials)
+
+
+def with_preset(settings: EncoderSettings, ratio: float) -> EncoderSettings:
+    """The settings a target ratio trains with: under architecture 'auto', srnvtk.presets' choice for the
+    series' ratio (the settings as given otherwise)."""
+    model, pruning = choose(settings, ratio)
+    which = {"neurcomp": model} if model.architecture == "neurcomp" else {"fvsrn": model}
+    return dataclasses.replace(settings, encode=dataclasses.replace(settings.encode, architecture=model.architecture),
+                               pruning=pruning, **which)
 
 
 def _plan(volume: Volume, settings: EncoderSettings, budget: int) -> ModelConfig:
@@ -351,10 +363,11 @@ def _search_ratio(series: Series, fields: tuple[FieldInfo, ...], settings: Encod
             break
         try:
             budget = part_budget(float32_bytes, ratio, count)
+            trainer.settings = chosen = with_preset(settings, ratio)  # each trial its ratio's preset
             first = []
             for index, info in enumerate(fields):
                 volume = Volume(values[info.name], series.geometry, info.name)
-                first.append(trainer.part(values[info.name], index, 0, _plan(volume, settings, budget), None,
+                first.append(trainer.part(values[info.name], index, 0, _plan(volume, chosen, budget), None,
                                           budget))
         except SettingsError:  # too few bytes for any model: this ratio fails
             history.append((ratio, None))

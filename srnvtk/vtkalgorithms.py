@@ -211,7 +211,8 @@ class SRNEncoder(VTKPythonAlgorithmBase):
         fill_image(output, srn.geometry, arrays, active=names[0])
         self.last_stats = {**srn.stats, "psnr": result.mean_psnr}
         add_field_data(output, {**self.last_stats, "source_array": ",".join(names),
-                                "architecture": settings.encode.architecture, "pruning": settings.pruning.method})
+                                "architecture": srn.parts[0].model_config.architecture,
+                                "pruning": srn.parts[0].pruning.method})
         return 1
 
     def _should_abort(self) -> bool:

@@ -26,7 +26,13 @@ from srnvtk.metrics import psnr  # noqa: E402
 from srnvtk.multipart import MULTIPART_VERSION, VECTOR_VERSION  # noqa: E402
 from srnvtk.series import series_from_arrays  # noqa: E402
 from srnvtk.series_data import generate_series  # noqa: E402
-from srnvtk.series_encode import SERIES_FILE_OVERHEAD_BYTES, encode_series, part_budget, warm_config  # noqa: E402
+from srnvtk.series_encode import (  # noqa: E402
+    SERIES_FILE_OVERHEAD_BYTES,
+    encode_series,
+    part_budget,
+    warm_config,
+    with_preset,
+)
 
 SHAPE = (14, 12, 10)  # x, y, z
 STEPS = 3
@@ -264,3 +270,17 @@ def test_every_model_kind_warm_starts_through_a_series(series, tmp_path, variant
         stored = srn.parts_of(0, step)[0].stats["psnr"]
         assert stored == pytest.approx(result.parts[step].stats["psnr"])
         assert stored == pytest.approx(psnr(series.arrays(step)["density"], decoded, high - low), abs=1e-6)
+
+
+def test_architecture_auto_takes_the_ratios_preset() -> None:
+    from srnvtk.presets import preset_for_ratio
+
+    auto = EncoderSettings(encode=EncodeConfig(ratio=100.0))
+    assert auto.encode.architecture == "auto"
+    chosen = with_preset(auto, 100.0)
+    preset = preset_for_ratio(100.0)
+    assert chosen.encode.architecture == preset.architecture and chosen.model_config.architecture == preset.architecture
+    assert chosen.pruning.method == preset.pruning
+    explicit = EncoderSettings(encode=EncodeConfig(ratio=100.0, architecture="neurcomp"),
+                               pruning=PruningConfig(method="binary"))
+    assert with_preset(explicit, 100.0) == explicit  # an explicit architecture is kept, with its settings
