@@ -257,6 +257,8 @@ def encode_series(
     TrainingAborted when should_abort says so (between parts and within a part's training); nothing is written
     then."""
     settings = settings or EncoderSettings()
+    if settings.encode.max_error is not None or settings.encode.max_rel_error is not None:
+        raise SettingsError("an error bound (max error) is for a single volume; a series file does not keep one")
     fields = select_fields(series, arrays)
     if progress is not None:
         progress(0.0, "reading the value ranges")

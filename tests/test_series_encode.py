@@ -165,6 +165,8 @@ def test_bad_requests_are_one_line_errors_and_write_nothing(series, tmp_path) ->
         encode_series(series, settings(), arrays=["pressure"], path=path)
     with pytest.raises(InputError, match="no arrays chosen"):
         encode_series(series, settings(), arrays=[], path=path)
+    with pytest.raises(SettingsError, match="error bound .* single volume"):
+        encode_series(series, settings(max_error=0.1), path=path)
     constant = series_from_arrays(series.geometry, [0.0, 1.0], [{"c": np.ones((10, 12, 14), np.float32)}] * 2)
     with pytest.raises(InputError, match="'c' is constant"):
         encode_series(constant, settings(), path=path)
