@@ -103,6 +103,11 @@ def test_several_vti_files_are_a_series_and_all_arrays_are_the_default(pvd, tmp_
     assert velocity.GetNumberOfComponents() == 3
     np.testing.assert_array_equal(vtk_to_numpy(velocity).reshape(10, 12, 14, 3),
                                   decode(srn, field=2, step=2, device="cpu"))
+    code, _, err = run("decompress", tmp_path / "all.srn", tmp_path / "all.pvd", "--all-steps", "--quiet")
+    assert code == 0, err
+    back = open_series(tmp_path / "all.pvd")
+    assert back.field("velocity").components == 3 and back.times == srn.times
+    np.testing.assert_array_equal(back.arrays(1)["velocity"], decode(srn, field=2, step=1, device="cpu"))
 
 
 def decoded_arrays(path: Path) -> tuple[dict[str, np.ndarray], float]:
