@@ -38,6 +38,8 @@ def main() -> int:
     parser.add_argument("--read-seconds", type=float, default=None,
                         help="the reader's own parse deadline in the worker (default: srnvtk.legacy_hdf5's)")
     parser.add_argument("--keep-folder", default=None, help="where the notable mutated files are kept")
+    parser.add_argument("--mutator", choices=sorted(fuzz.MUTATORS), default="bytes",
+                        help="bytes: damage anywhere; header: container headers changed, their CRC made valid again")
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
 
@@ -59,7 +61,8 @@ def main() -> int:
             print(f"{index + 1} cases, {time.time() - started:.0f} s", flush=True)
 
     result = fuzz.run(samples, args.cases, seed=args.seed, reader=args.reader, timeout=args.timeout,
-                      read_seconds=args.read_seconds, folder=folder, progress=progress)
+                      read_seconds=args.read_seconds, folder=folder, progress=progress,
+                      mutator=args.mutator)
     # damage a legacy (HDF5) file could not notice: how much of what was accepted changed lies in unchecked bytes
     unchecked = 0
     for record in result["notable"]:
