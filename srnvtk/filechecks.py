@@ -334,8 +334,8 @@ def fvsrn_parameter_shapes(config: FVSRNConfig) -> dict[str, tuple[int, ...]]:
         shapes[f"mlp.{2 * i}.weight"] = (width, previous)
         shapes[f"mlp.{2 * i}.bias"] = (width,)
         previous = width
-    shapes[f"mlp.{2 * config.mlp_layers}.weight"] = (1, width)
-    shapes[f"mlp.{2 * config.mlp_layers}.bias"] = (1,)
+    shapes[f"mlp.{2 * config.mlp_layers}.weight"] = (config.outputs, width)
+    shapes[f"mlp.{2 * config.mlp_layers}.bias"] = (config.outputs,)
     return shapes
 
 

@@ -63,7 +63,7 @@ import numpy as np
 import torch
 
 from . import __version__
-from .config import FVSRNConfig, ModelConfig, PruningConfig, from_json, model_config_class
+from .config import FVSRNConfig, ModelConfig, PruningConfig, from_json, model_config_class, stored_model_config
 from .container import ENTRY, Container, encode_section, is_container, pack, write_atomically
 from .container import MAGIC as CONTAINER_MAGIC
 from .errorbound import ResidualCode, check_bound_header, max_payload_bytes
@@ -84,7 +84,15 @@ from .kmeans import ClusteredLinear
 from .legacy_hdf5 import LEGACY_VERSIONS, LegacyContents, read_legacy
 from .metrics import compression_ratio
 from .models import model_from_structure
-from .multipart import MULTIPART_VERSION, STORED_STATS, load_part, parts_bytes, read_multipart, stats_from_bytes
+from .multipart import (
+    MULTIPART_VERSION,
+    STORED_STATS,
+    VECTOR_VERSION,
+    load_part,
+    parts_bytes,
+    read_multipart,
+    stats_from_bytes,
+)
 from .parts import BrickLayout, FieldInfo, PartData, PartInfo, brick_geometry
 from .quantize import (
     GRID,
@@ -109,7 +117,8 @@ FORMAT_VERSION = 5  # what srnvtk writes for one network, unless it needs a late
 GRID_BITS_VERSION = 7  # an fV-SRN whose latent codes have fewer than 8 bits (FVSRNConfig.grid_bits)
 BOUNDED_VERSION = 8  # a file with an error bound (version 5 or 7 plus the bound and its residual)
 SINGLE_NETWORK_VERSIONS = (FORMAT_VERSION, GRID_BITS_VERSION, BOUNDED_VERSION)  # many networks: MULTIPART_VERSION
-READABLE_VERSIONS = tuple(sorted((*LEGACY_VERSIONS, *SINGLE_NETWORK_VERSIONS, MULTIPART_VERSION)))
+# Many networks: MULTIPART_VERSION, and VECTOR_VERSION where a field is a vector.
+READABLE_VERSIONS = tuple(sorted((*LEGACY_VERSIONS, *SINGLE_NETWORK_VERSIONS, MULTIPART_VERSION, VECTOR_VERSION)))
 FULL_GRID_BITS = 8  # latent codes of versions 1-5: the default, never written into a header
 NO_NETWORK = "none"  # the architecture of a bounded file that holds only the residual
 STAT_KEYS = ("psnr", "train_seconds", "steps", "final_loss", "file_bytes", "ratio", "pruned_fraction")
@@ -262,7 +271,7 @@ def srn_bytes(
     sections.append(encode_section(stats_values.tobytes(), ("raw",)))
     settings, layouts = None, None
     if model_config is not None:
-        settings = dataclasses.asdict(model_config)
+        settings = stored_model_config(model_config)  # `outputs` only for a vector network
         if settings.get("grid_bits") == FULL_GRID_BITS:  # a version-5 header holds what srnvtk 0.1 reads
             del settings["grid_bits"]
     if stored is not None:
@@ -328,7 +337,7 @@ def read_srn(path: str | os.PathLike) -> SRNFile:
             prefix = handle.read(len(CONTAINER_MAGIC))
         if is_container(prefix):
             container = Container.open(path)
-            if container.version == MULTIPART_VERSION:
+            if container.version in (MULTIPART_VERSION, VECTOR_VERSION):
                 return _read_multipart(container)
             return _read_container(container)
         return _read_contents(read_legacy(path))
@@ -580,7 +589,10 @@ def _read_multipart(container: Container) -> SRNFile:
         srn.sections_read += sum(s is not None for s in contents.sections[index])
         part = contents.parts[index]
         part.stats = stats
-        return _model_from_stored(part.model_config, brick_geometry(contents.geometry, part.extent), stored)
+        # Parts load lazily, often inside decode's inference mode: build ordinary tensors all the same (a
+        # wavelet grid's cache reads its coefficients' version counter, which inference tensors lack).
+        with torch.inference_mode(False):
+            return _model_from_stored(part.model_config, brick_geometry(contents.geometry, part.extent), stored)
 
     first_field, first = contents.fields[0], contents.parts[0]
     source = SourceInfo(first_field.name, first_field.dtype, contents.geometry, first_field.value_ranges[0])

@@ -129,8 +129,8 @@ def read_and_decode(path: str | os.PathLike) -> tuple[str, np.ndarray]:
     srn = read_srn(path)
     source = srn.source
     output = resampled_geometry(source.geometry, DECODE_POINTS)
-    values = np.stack([decode(srn, output, field=f, step=s, device="cpu", threads=1, dtype="float32")
-                       for f in range(len(srn.fields)) for s in range(len(srn.times))])  # every network
+    values = np.concatenate([decode(srn, output, field=f, step=s, device="cpu", threads=1, dtype="float32").reshape(-1)
+                             for f in range(len(srn.fields)) for s in range(len(srn.times))])  # every network
     bound = None
     if srn.bound is not None:  # an error bound's residual applies on the source lattice only: decode that too
         code = srn.bound

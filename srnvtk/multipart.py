@@ -17,6 +17,10 @@ A part's tensors are not described one by one: their dtypes and shapes follow fr
   raw    the grid's float32 scales and offsets (fV-SRN), the float16 weights, the uint8 k-means indices (clustered
          Neurcomp), then the part's statistics as float64 (STORED_STATS; NaN: not recorded); always raw, so the
          size of everything but the codes is known before training
+Format version 10 is the same layout with vector fields: a 3-component field's parts are networks with 3
+outputs (settings "outputs": 3; scalar networks' settings leave it out), and every part's statistics add
+VECTOR_STATS (the PSNR of each component and of the magnitude; NaN for a scalar part). A file without a vector
+field is still written as version 6.
 So a part costs two table entries (26 bytes) and its compact entry in the deflated header (tens of bytes; fewer
 when parts share settings and shapes, as bricks do) beyond its parameters. A reader checks the whole header
 before reading any section, and reads only the sections of the parts it builds (`SRNFile.part_model`).
@@ -33,7 +37,7 @@ from typing import Any
 import numpy as np
 
 from . import __version__
-from .config import PruningConfig, from_json, model_config_class
+from .config import PruningConfig, from_json, model_config_class, stored_model_config
 from .container import Container, Encoded, encode_section, pack
 from .errors import FileFormatError, SRNError
 from .filechecks import (
@@ -57,8 +61,15 @@ from .quantize import StoredModel
 from .volume import Geometry
 
 MULTIPART_VERSION = 6
+VECTOR_VERSION = 10  # format 6 with 3-component fields (see the module docstring)
 FORMAT_NAME = "srnvtk"
 STORED_STATS = ("psnr", "train_seconds", "steps", "final_loss", "pruned_fraction")
+VECTOR_STATS = ("psnr_x", "psnr_y", "psnr_z", "psnr_magnitude")
+
+
+def stat_keys(version: int) -> tuple[str, ...]:
+    """The statistics every part of a file of this version stores, in order."""
+    return STORED_STATS + VECTOR_STATS if version == VECTOR_VERSION else STORED_STATS
 HEADER_KEYS = ("format", "srnvtk_version", "grid", "times", "fields", "bricks", "settings", "parts")
 MAX_FIELD_COMPONENTS = (1, 3)
 CODED_ORDER = (GRID_KEEP, GRID)  # within the coded section
@@ -67,18 +78,19 @@ RAW_ORDER = (GRID_QUANT, WEIGHTS, WEIGHT_INDICES)  # within the raw section, bef
 
 def parts_bytes(geometry: Geometry, times: Sequence[float], fields: Sequence[FieldInfo], parts: Sequence[PartData],
                 bricks: BrickLayout | None = None) -> bytes:
-    """The whole format-6 file as bytes (see the module docstring)."""
+    """The whole format-6 file as bytes, format 10 where a field is a vector (see the module docstring)."""
+    version = VECTOR_VERSION if any(f.components != 1 for f in fields) else MULTIPART_VERSION
     settings: list[dict[str, Any]] = []
     sections: list[Encoded] = []
     entries = []
     for part in parts:
         described = {"architecture": part.model_config.architecture,
-                     "model_config": dataclasses.asdict(part.model_config),
+                     "model_config": stored_model_config(part.model_config),
                      "pruning_config": dataclasses.asdict(part.pruning)}
         if described not in settings:
             settings.append(described)
         part_geometry = brick_geometry(geometry, _part_extent(geometry, bricks, part.brick))
-        coded, raw = _part_sections(part, part_geometry)
+        coded, raw = _part_sections(part, part_geometry, stat_keys(version))
         coded_index = None
         if coded is not None:
             coded_index = len(sections)
@@ -96,7 +108,7 @@ def parts_bytes(geometry: Geometry, times: Sequence[float], fields: Sequence[Fie
         "settings": settings,
         "parts": entries,
     }
-    return pack(MULTIPART_VERSION, header, sections)
+    return pack(version, header, sections)
 
 
 def _part_extent(grid: Geometry, bricks: BrickLayout | None, brick: Sequence[int] | None) -> tuple[int, ...]:
@@ -107,7 +119,7 @@ def _part_extent(grid: Geometry, bricks: BrickLayout | None, brick: Sequence[int
     return bricks.extent(grid, tuple(brick))
 
 
-def _part_sections(part: PartData, geometry: Geometry) -> tuple[bytes | None, bytes]:
+def _part_sections(part: PartData, geometry: Geometry, keys: tuple[str, ...]) -> tuple[bytes | None, bytes]:
     """The coded and raw bytes of one part, in the fixed order the reader derives from its settings."""
     arrays = part.stored.arrays
     plan = tensor_specs(part.model_config, check_structure(part.model_config, part.stored.structure), geometry)
@@ -118,7 +130,7 @@ def _part_sections(part: PartData, geometry: Geometry) -> tuple[bytes | None, by
     if GRID in arrays:
         coded = b"".join(np.ascontiguousarray(arrays[n]).tobytes() for n in CODED_ORDER if n in arrays)
         packed[GRID_QUANT] = arrays[GRID_QUANT]
-    stats = np.array([float(part.stats.get(key, math.nan)) for key in STORED_STATS], dtype="<f8")
+    stats = np.array([float(part.stats.get(key, math.nan)) for key in keys], dtype="<f8")
     raw = b"".join(np.ascontiguousarray(packed[n]).tobytes() for n in RAW_ORDER if n in packed) + stats.tobytes()
     return coded, raw
 
@@ -148,6 +160,7 @@ class MultipartContents:
     parts: tuple[PartInfo, ...]
     sections: dict[int, tuple[int | None, int]]  # part index -> (coded, raw) section indices
     srnvtk_version: str
+    version: int = MULTIPART_VERSION
 
 
 def read_multipart(container: Container) -> MultipartContents:
@@ -166,6 +179,10 @@ def read_multipart(container: Container) -> MultipartContents:
     parts, sections, seen, used = [], {}, set(), set()
     for index, entry in enumerate(entries):
         part, coded, raw = _part(index, entry, geometry, times, fields, bricks, settings, container)
+        components = fields[part.field].components
+        if components != part.model_config.outputs:
+            raise FileFormatError(f"part {index}: a {components}-component field, a network with "
+                                  f"{part.model_config.outputs} outputs")
         key = (part.field, part.step, part.brick)
         if key in seen:
             raise FileFormatError(f"two parts for field {part.field}, step {part.step}, brick {part.brick}")
@@ -182,7 +199,8 @@ def read_multipart(container: Container) -> MultipartContents:
         raise FileFormatError("the file has sections no part names")
     _check_coverage(parts, geometry, len(times), len(fields), bricks)
     writer = header["srnvtk_version"] if isinstance(header["srnvtk_version"], str) else ""
-    return MultipartContents(geometry, times, fields, bricks, tuple(parts), sections, one_line(writer, 40))
+    return MultipartContents(geometry, times, fields, bricks, tuple(parts), sections, one_line(writer, 40),
+                             container.version)
 
 
 def _object(value: Any, what: str) -> dict:
@@ -276,13 +294,14 @@ def _part(index: int, entry: Any, geometry: Geometry, times: tuple[float, ...], 
             raise FileFormatError(f"part {index} names brick {tuple(brick)}, outside the {counts} bricks")
         brick = tuple(brick)
     config, pruning = settings[setting]
-    if fields[field_index].components != 1:
-        raise FileFormatError(f"part {index}: a {fields[field_index].components}-component field needs a network "
-                              "with as many outputs, which this srnvtk does not store")
+    if fields[field_index].components != 1 and container.version != VECTOR_VERSION:
+        raise FileFormatError(f"part {index}: a {fields[field_index].components}-component field in a format "
+                              f"{container.version} file (vectors are format {VECTOR_VERSION})")
     extent = _part_extent(geometry, bricks, brick)
     structure = check_structure(config, structure)
     plan = tensor_specs(config, structure, brick_geometry(geometry, extent))
-    raw_bytes = sum(_spec_bytes(plan.specs[n]) for n in RAW_ORDER if n in plan.specs) + 8 * len(STORED_STATS)
+    raw_bytes = (sum(_spec_bytes(plan.specs[n]) for n in RAW_ORDER if n in plan.specs)
+                 + 8 * len(stat_keys(container.version)))
     _check_section(container, raw, raw_bytes, f"part {index}'s raw section")
     if (GRID in plan.specs) != (coded is not None):
         raise FileFormatError(f"part {index}: a coded section for a model without a latent grid, or none for one")
@@ -337,7 +356,7 @@ def load_part(container: Container, contents: MultipartContents, index: int) -> 
             count = math.prod(spec.shape)
             arrays[name] = np.frombuffer(data, dtype=spec.dtype, count=count, offset=offset).reshape(spec.shape).copy()
             offset += count * spec.dtype.itemsize
-    stats = stats_from_bytes(data[offset:])
+    stats = stats_from_bytes(data[offset:], stat_keys(contents.version))
     if coded is not None:
         codes, offset = container.read(coded), 0
         if GRID_KEEP in plan.specs:
@@ -351,14 +370,14 @@ def load_part(container: Container, contents: MultipartContents, index: int) -> 
     return StoredModel(arrays, layout, part.structure, index_layout), stats
 
 
-def stats_from_bytes(data: bytes) -> dict[str, float]:
+def stats_from_bytes(data: bytes, keys: tuple[str, ...] = STORED_STATS) -> dict[str, float]:
     """The recorded statistics (STORED_STATS as float64): NaN is "not recorded"; only a PSNR may be infinite
     (lossless)."""
     found = {}
-    for key, value in zip(STORED_STATS, np.frombuffer(data, dtype="<f8").tolist(), strict=True):
+    for key, value in zip(keys, np.frombuffer(data, dtype="<f8").tolist(), strict=True):
         if math.isnan(value):
             continue
-        if math.isinf(value) and not (key == "psnr" and value > 0):
+        if math.isinf(value) and not (key.startswith("psnr") and value > 0):
             raise FileFormatError(f"the stat {key} is infinite")
         found[key] = value
     return found

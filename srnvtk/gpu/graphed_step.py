@@ -78,7 +78,7 @@ class GraphedStep:
                 group["lr"].fill_(group["base_lr"] * decay)
             else:
                 group["lr"] = group["base_lr"] * decay
-        torch.randint(self.targets.numel(), self.index.shape, generator=self.generator, device=self.index.device,
+        torch.randint(self.targets.shape[0], self.index.shape, generator=self.generator, device=self.index.device,
                       out=self.index)
         self.steps += 1
         if self.graph is not None:
