@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from results_io import machine, write_results  # benchmarks/ (this script's folder)
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # this checkout's srnvtk, whatever an installed one points at
@@ -38,6 +38,8 @@ def main() -> int:
     parser.add_argument("--read-seconds", type=float, default=None,
                         help="the reader's own parse deadline in the worker (default: srnvtk.legacy_hdf5's)")
     parser.add_argument("--keep-folder", default=None, help="where the notable mutated files are kept")
+    parser.add_argument("--mutator", choices=sorted(fuzz.MUTATORS), default="bytes",
+                        help="bytes: damage anywhere; header: container headers changed, their CRC made valid again")
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
 
@@ -59,7 +61,8 @@ def main() -> int:
             print(f"{index + 1} cases, {time.time() - started:.0f} s", flush=True)
 
     result = fuzz.run(samples, args.cases, seed=args.seed, reader=args.reader, timeout=args.timeout,
-                      read_seconds=args.read_seconds, folder=folder, progress=progress)
+                      read_seconds=args.read_seconds, folder=folder, progress=progress,
+                      mutator=args.mutator)
     # damage a legacy (HDF5) file could not notice: how much of what was accepted changed lies in unchecked bytes
     unchecked = 0
     for record in result["notable"]:
@@ -71,12 +74,9 @@ def main() -> int:
     result["accepted_changed_reaching_unchecked_hdf5_bytes"] = unchecked
     result["samples"] = {s.kind: str(Path(s.path).resolve().relative_to(REPO)) if Path(s.path).resolve().is_relative_to(
         REPO) else str(s.path) for s in samples}
-    result["machine"] = {"python": platform.python_version(), "cpu_count": os.cpu_count(),
-                         "omp_num_threads": os.environ.get("OMP_NUM_THREADS")}
+    result["machine"] = machine()
     out = Path(args.out)
-    tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_text(json.dumps(result, indent=1) + "\n")
-    os.replace(tmp, out)
+    write_results(out, result)
     print(json.dumps(result["counts"]), f"in {result['seconds']} s; written to {out}")
     return 0
 

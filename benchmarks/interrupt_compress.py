@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import random
 import shutil
 import signal
@@ -36,6 +35,8 @@ import tempfile
 import time
 from collections import Counter
 from pathlib import Path
+
+from results_io import machine, write_results  # benchmarks/ (this script's folder)
 
 REPO = Path(__file__).resolve().parents[1]
 SETTINGS = ["--grid-channels", "8", "--grid-resolution", "12", "--mlp-width", "16", "--mlp-layers", "2",
@@ -150,15 +151,12 @@ def main() -> int:
         "uninterrupted_seconds": {"with_kernel_build": round(lengths[0], 2), "cached_kernels": round(lengths[1], 2)},
         "counts": {k: counts[k] for k in ("interrupted", "finished", "crash", "other", "hang")},
         "partial": sum(r["partial"] for r in records),
-        "machine": {"python": platform.python_version(), "cpu_count": os.cpu_count(),
-                    "omp_num_threads": os.environ.get("OMP_NUM_THREADS")},
+        "machine": machine(),
         "records": records,
     }
     shutil.rmtree(folder, ignore_errors=True)
     out = Path(args.out)
-    tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_text(json.dumps(result, indent=1) + "\n")
-    os.replace(tmp, out)
+    write_results(out, result)
     print(json.dumps(result["counts"]), f"partial: {result['partial']}; written to {out}")
     return 0
 

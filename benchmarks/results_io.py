@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import platform
 from pathlib import Path
 
 
@@ -20,3 +22,9 @@ def write_results(out: str | Path, summary: dict) -> None:
     partial.write_text(json.dumps(summary, indent=2) + "\n")
     partial.replace(out)
     print(f"-> {out}")
+
+
+def machine() -> dict:
+    """The facts of this machine a CPU result depends on."""
+    return {"python": platform.python_version(), "cpu_count": os.cpu_count(),
+            "omp_num_threads": os.environ.get("OMP_NUM_THREADS")}

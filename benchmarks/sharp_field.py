@@ -17,8 +17,6 @@ Values are float32 and roughly within [0, 2.5]. Deterministic: the same shape an
 
 from __future__ import annotations
 
-import argparse
-
 import numpy as np
 
 from srnvtk.datasets import default_geometry
@@ -107,15 +105,9 @@ def sharp_volume(size: int = 256, seed: int = 0) -> Volume:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("output", help="a .vti file")
-    parser.add_argument("--size", type=int, default=256)
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args()
-    from srnvtk.vtkio import image_from_arrays, write_vti
+    from benchmarks.synthetic import write_volume_command
 
-    volume = sharp_volume(args.size, args.seed)
-    write_vti(image_from_arrays(volume.geometry, {volume.name: volume.values}, active=volume.name), args.output)
+    write_volume_command(sharp_volume, __doc__)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ Deterministic: the same shape, seed and spectrum always give the same array (num
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 
 import numpy as np
 
@@ -72,16 +73,21 @@ def turbulence_volume(size: int = 256, seed: int = 0) -> Volume:
     return Volume(values, default_geometry((size, size, size)), ARRAY_NAME)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def write_volume_command(make_volume: Callable[[int, int], Volume], description: str | None) -> None:
+    """The command line of a generated benchmark volume: OUTPUT.vti [--size N] [--seed S]."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("output", help="a .vti file")
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     from srnvtk.vtkio import image_from_arrays, write_vti
 
-    volume = turbulence_volume(args.size, args.seed)
+    volume = make_volume(args.size, args.seed)
     write_vti(image_from_arrays(volume.geometry, {volume.name: volume.values}, active=volume.name), args.output)
+
+
+def main() -> None:
+    write_volume_command(turbulence_volume, __doc__)
 
 
 if __name__ == "__main__":

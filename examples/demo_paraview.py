@@ -6,8 +6,8 @@ Generates the built-in volume (srnvtk.datasets.default_volume, uint8 array 'dens
 in ParaView with the SRN Encoder at a target compression ratio, opens the .srn file with
 OpenDataFile (which picks the SRN Reader), prints the ratio and PSNR stored in the file, and renders
 the same isosurfaces of the original (left) and of the reconstruction (right) side by side.
-Debian's ParaView renders through X only: without a display the script restarts itself under
-`xvfb-run -a`.
+Debian's ParaView renders through X only: without a display the script starts an Xvfb
+of its own.
 """
 
 import argparse

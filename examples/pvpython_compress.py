@@ -6,7 +6,7 @@ VOLUME is any file ParaView opens as image data (.vti, .mha, .nrrd, ...). Withou
 built-in test volume (64^3, array 'density') is generated. Writes OUT/NAME.srn and OUT/NAME.png.
 The launcher puts srnvtk and torch on ParaView's Python path and loads the plugin; with a plain
 pvpython, set PYTHONPATH as plugin/README.md explains. Debian's ParaView renders through X only:
-without a display the script restarts itself under `xvfb-run -a`.
+without a display the script starts an Xvfb of its own.
 """
 
 import argparse

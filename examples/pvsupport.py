@@ -3,25 +3,52 @@
 Kept beside the examples (not in srnvtk/, which never imports paraview).
 """
 
+import atexit
 import os
 import random
 import shutil
+import subprocess
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PLUGIN_XML = os.path.join(HERE, "..", "xml", "srnvtk.xml")
+_OWN_SERVERS: list[subprocess.Popen] = []  # the Xvfb ensure_display started, ended by this process's exit
 
 
 def ensure_display() -> None:
-    """ParaView from Debian has no offscreen (EGL/OSMesa) rendering: render into Xvfb when there is no X."""
-    if os.environ.get("DISPLAY") or os.environ.get("SRNVTK_NO_XVFB"):
+    """ParaView from Debian has no offscreen (EGL/OSMesa) rendering: render into an Xvfb of our own when there is
+    no X. Xvfb says its display (-displayfd) once it accepts clients, so a busy machine cannot make the first
+    render race its start-up (xvfb-run only waits a fixed 3 s); the display number is drawn at random (Xvfb's own
+    choice, the lowest free one, trips over sockets that killed servers left behind). -dumbSched: started from
+    pvpython, an Xvfb that had no client for ~20 s refused every later one ("bad X server connection" at the first
+    render after a long training); with the dumb scheduler it does not (reproduced and checked on Debian 12's
+    Xvfb 21.1, cause inside Xvfb not found). It ends with this process."""
+    if os.environ.get("DISPLAY"):
         return
-    xvfb = shutil.which("xvfb-run")
+    xvfb = shutil.which("Xvfb")
     if xvfb is None:
-        sys.exit("no X display (DISPLAY is unset) and no xvfb-run to make one; install xvfb or set DISPLAY")
-    os.environ["SRNVTK_NO_XVFB"] = "1"  # once only
-    # -a picks a free display; a random first number avoids racing other xvfb-run -a for :99.
-    os.execv(xvfb, [xvfb, "-a", "-n", str(random.randint(100, 999)), *sys.orig_argv])
+        sys.exit("no X display (DISPLAY is unset) and no Xvfb to make one; install xvfb or set DISPLAY")
+    for number in random.sample(range(100, 1000), 5):  # a number in use: Xvfb exits, try another
+        read_end, write_end = os.pipe()
+        server = subprocess.Popen([xvfb, f":{number}", "-displayfd", str(write_end), "-screen", "0", "1600x1200x24",
+                                   "-nolisten", "tcp", "-dumbSched"], pass_fds=(write_end,), stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL)
+        os.close(write_end)
+        with os.fdopen(read_end) as announced:
+            ready = announced.readline().strip() == str(number)
+        if ready:
+            _OWN_SERVERS.append(server)
+            atexit.register(_end_own_servers)
+            os.environ["DISPLAY"] = f":{number}"
+            return
+        server.kill()
+        server.wait()
+    sys.exit("Xvfb did not start (five display numbers tried)")
+
+
+def _end_own_servers() -> None:
+    for server in _OWN_SERVERS:
+        server.terminate()
 
 
 def load_plugin(simple) -> None:
@@ -54,4 +81,5 @@ def run_and_exit(main) -> None:
     main()
     sys.stdout.flush()
     sys.stderr.flush()
+    _end_own_servers()  # os._exit skips atexit
     os._exit(0)

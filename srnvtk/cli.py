@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from . import __version__
+from . import __version__, series_cli
 from .config import ENCODER_SETTINGS, DecodeConfig, EncoderSettings, ModelConfig, NeurcompConfig
 from .errors import InputError, SRNError
 from .faces import add_arguments, check_given, face_value, settings_from_args
@@ -317,6 +317,12 @@ def _open_source(path: str, array: str | None):
 def _run_compress(args: argparse.Namespace) -> int:
     from .interrupts import Interrupts
 
+    if series_cli.is_series_compress(args):  # a .pvd, several .vti files or --arrays: one file of many parts
+        if getattr(args, "interrupts", None) is not None:
+            args.interrupts.check()
+            args.interrupts.__exit__()  # Ctrl-C as usual from here
+        return series_cli.run_compress(args)
+    args.input = args.input[0]
     # Signals only raise a flag (main catches them so from before the imports): under MPI a rank interrupted while
     # it starts must still meet the others (srnvtk.distributed).
     if getattr(args, "interrupts", None) is not None:
@@ -488,6 +494,8 @@ def _run_decompress(args: argparse.Namespace) -> int:
     _check_input(args.input)
     _check_output(args.output, args.input)
     srn = read_srn(args.input)
+    if series_cli.is_series_decompress(args, srn):
+        return series_cli.run_decompress(args, srn, config)
     source = srn.source
     geometry = output_grid(source.geometry, config)
     bar = ProgressBar("decoding", enabled=not args.quiet)
@@ -666,7 +674,9 @@ def _print_parts_info(info: dict[str, Any]) -> int:
     for (name, step), parts in groups.items():
         quality = [p["stats"].get("psnr") for p in parts]
         shown = f"{quality[0]:.2f}" if len(quality) == 1 and quality[0] is not None else "-"
-        print(f"  {name:<16} {step:>5} {parts[0]['time']:>10g} {sum(p['bytes'] for p in parts):>12,} {shown:>9}")
+        vector = series_cli.vector_psnrs(parts[0]["stats"]) if len(parts) == 1 else ""
+        print(f"  {name:<16} {step:>5} {parts[0]['time']:>10g} {sum(p['bytes'] for p in parts):>12,} {shown:>9}"
+              f"{vector}")
     return 0
 
 
@@ -677,6 +687,10 @@ def _print_parts_info(info: dict[str, Any]) -> int:
 def _run_generate(args: argparse.Namespace) -> int:
     from .datasets import ARRAY_NAME, default_geometry, default_slabs, default_volume
 
+    if args.series is not None or args.steps is not None:
+        return _run_generate_series(args)
+    if args.output is None:
+        raise _CLIError("give OUT.vti, or --series OUT.pvd for a time series")
     _check_output(args.output)
     if Path(args.output).suffix.lower() == ".nrrd":  # generated and written a slab at a time, any size
         from .sources import write_nrrd
@@ -690,6 +704,25 @@ def _run_generate(args: argparse.Namespace) -> int:
     image = default_volume(tuple(args.shape), args.seed)
     _write_image(image, args.output)
     print(f"wrote {args.output}: '{ARRAY_NAME}' (uint8) on {_dims(image.GetDimensions())} points")
+    return 0
+
+
+def _run_generate_series(args: argparse.Namespace) -> int:
+    from .series_data import DEFAULT_SERIES_STEPS, SERIES_ARRAYS, series_times, write_generated_series
+
+    if args.series is None or args.output is not None:
+        raise _CLIError("a time series is written with --series OUT.pvd (and --steps), without OUT.vti")
+    _check_output(args.series)
+    steps = DEFAULT_SERIES_STEPS if args.steps is None else args.steps
+    bar = ProgressBar("generating", enabled=not args.quiet)
+    try:
+        with _vtk_messages():
+            geometry = write_generated_series(args.series, tuple(args.shape), steps, args.seed, bar)
+    finally:
+        bar.close()
+    times = series_times(steps)
+    print(f"wrote {args.series}: {steps} steps (t = {times[0]:g} to {times[-1]:g} s) of "
+          f"{', '.join(SERIES_ARRAYS)} (float32; velocity 3 components) on {_dims(geometry.dimensions)} points")
     return 0
 
 
@@ -727,10 +760,12 @@ def build_parser(encoder_classes: tuple[type, ...] = ENCODER_SETTINGS,
     p = sub.add_parser("compress", help="train a network on one array of a .vti file and write a .srn file",
                        description="Train an fV-SRN or Neurcomp network on one point-data array, optionally "
                                    "pruning it while training, and store it as a .srn file.")
-    p.add_argument("input", metavar="IN.vti|IN.nrrd", help="VTK image data (read whole) or NRRD with raw encoding "
-                   "(read a brick at a time)")
+    p.add_argument("input", metavar="IN", nargs="+",
+                   help="a .vti file (read whole) or a NRRD file with raw encoding (read a brick at a time); or a time "
+                        "series: a .pvd file, or several .vti files in time order")
     p.add_argument("output", metavar="OUT.srn")
     p.add_argument("--array", metavar="NAME", help="point-data array to compress (default: the active scalars)")
+    series_cli.add_compress_arguments(p)
     p.add_argument("--quiet", action="store_true", help="no progress output on stderr (the summary still prints)")
     p.add_argument("--mpi", choices=("auto", "on", "off"), default="auto",
                    help="run as one of the MPI ranks started by mpirun/mpiexec/srun (auto: when started so; on: an "
@@ -743,9 +778,10 @@ def build_parser(encoder_classes: tuple[type, ...] = ENCODER_SETTINGS,
                        description="Evaluate the stored network on the source grid, a strided or resampled "
                                    "version of it, or a sub-extent, and write a .vti file.")
     p.add_argument("input", metavar="IN.srn")
-    p.add_argument("output", metavar="OUT.vti")
+    p.add_argument("output", metavar="OUT.vti|OUT.pvd")
     p.add_argument("--quiet", action="store_true", help="no progress output on stderr")
     add_arguments(p, decoder_classes)
+    series_cli.add_decompress_arguments(p)
     p.set_defaults(run=_run_decompress)
 
     p = sub.add_parser("info", help="describe a .srn file", description="Show what a .srn file stores.")
@@ -756,12 +792,17 @@ def build_parser(encoder_classes: tuple[type, ...] = ENCODER_SETTINGS,
     p = sub.add_parser("generate", help="write srnvtk's procedural test volume as a .vti or .nrrd file",
                        description="Write the built-in synthetic volume: a uint8 'density' array in a .vti file, or "
                                    "uint8 or float32 values in a raw NRRD file, generated a slab at a time (any size).")
-    p.add_argument("output", metavar="OUT.vti|OUT.nrrd")
+    p.add_argument("output", metavar="OUT.vti|OUT.nrrd", nargs="?")
     p.add_argument("--dtype", choices=("uint8", "float32"), default="uint8",
                    help="uint8: the field scaled to 0..255; float32: the field itself (.nrrd only; default uint8)")
     p.add_argument("--shape", type=int, nargs=3, default=[64, 64, 64], metavar=("NX", "NY", "NZ"),
                    help="points per axis (default 64 64 64)")
     p.add_argument("--seed", type=int, default=0, help="moves the blobs and the interface's phases (default 0)")
+    series = p.add_argument_group("time series", "a mixing layer stirred by a turbulence-like flow: float32 "
+                                  "density, temperature and velocity (3 components) per step")
+    series.add_argument("--series", metavar="OUT.pvd", help="write OUT.pvd and OUT/OUT_0000.vti, ... instead")
+    series.add_argument("--steps", type=int, metavar="N", help="time steps (default 20)")
+    series.add_argument("--quiet", action="store_true", help="no progress output on stderr")
     p.set_defaults(run=_run_generate)
 
     p = sub.add_parser("paraview", help="start ParaView (or pvpython, pvbatch) with the srnvtk plugin loaded",

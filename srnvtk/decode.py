@@ -185,9 +185,13 @@ def decode(
         raise SettingsError("threads must be >= 0")
     parts = srn.parts_of(field, step)
     info = srn.fields[field]
+    if info.components != 1 and srn.bricks is not None:
+        raise SettingsError(f"field '{info.name}' is a vector stored in bricks, which srnvtk does not decode")
     if srn.bound is not None:
         precision = "fp32"  # the residual's margin covers fp32 differences between paths, not fp16's
-    request = _Request(output or srn.geometry, info.value_ranges[0], dtype or info.dtype, batch_points, precision,
+    # A vector's values come back as [z, y, x, component], each component denormalised by its own range.
+    value_range = info.value_ranges[0] if info.components == 1 else tuple(info.value_ranges)
+    request = _Request(output or srn.geometry, value_range, dtype or info.dtype, batch_points, precision,
                        progress)
     torch_device = resolve_device(device)
     with torch_threads(threads or default_threads()):
@@ -206,7 +210,7 @@ def decode(
 @dataclasses.dataclass(frozen=True)
 class _Request:
     output: Geometry
-    value_range: tuple[float, float]
+    value_range: tuple  # (min, max), or one (min, max) per component of a vector
     dtype: str
     batch_points: int | None
     precision: str
@@ -247,8 +251,13 @@ def _decode_on(model: torch.nn.Module | None, domain: Geometry, request: _Reques
                                                    request.batch_points)
     nx, ny, nz = output.dimensions
     axes = [torch.from_numpy(normalized_axis(domain, a, world_axis(output, a))).to(torch_device) for a in range(3)]
-    result = np.empty((nz, ny, nx), dtype=np.dtype(dtype))
-    vmin, vmax = request.value_range
+    outputs = 1 if model is None else model_outputs(model)
+    result = np.empty((nz, ny, nx) + ((outputs,) if outputs != 1 else ()), dtype=np.dtype(dtype))
+    if outputs == 1:
+        vmin, vmax = request.value_range
+    else:  # per component (or one range for all), broadcast over the last axis
+        ranges = torch.tensor(request.value_range, dtype=torch.float64, device=torch_device).reshape(-1, 2)
+        vmin, vmax = ranges[:, 0], ranges[:, 1]
     slab = max(1, min(nz, slab_points // max(nx * ny, 1)))
     direct = getattr(evaluate, "denormalized", None)  # the GPU kernels write the output's dtype on the device
     for z0 in range(0, nz, slab):
@@ -359,6 +368,8 @@ def evaluation_path(model: torch.nn.Module | None) -> str:
         return "no network"
     if _gpu_evaluator(model, torch.float32) is not None:
         return "Triton kernel"
+    if model_outputs(model) != 1:
+        return "torch network"
     if isinstance(model, FVSRN):
         try:
             lattice = LatticeFVSRN(model)
@@ -368,6 +379,11 @@ def evaluation_path(model: torch.nn.Module | None) -> str:
     if isinstance(model, Neurcomp):
         return "fused C kernel" if FusedNeurcomp.build(FoldedNeurcomp(model)) is not None else "torch inference form"
     return "torch network"
+
+
+def model_outputs(model: torch.nn.Module) -> int:
+    """Values per point: 1 for a scalar network, 3 for a vector field's."""
+    return model.config.outputs
 
 
 def model_device(model: torch.nn.Module) -> torch.device:
@@ -385,7 +401,7 @@ def lattice_batch_points(device: torch.device) -> int:
 def _gpu_evaluator(model: torch.nn.Module, dtype: torch.dtype):
     """The fused Triton kernels (srnvtk.gpu) for a model on CUDA; None elsewhere, and where triton is missing or the
     model is not covered (the torch paths then decode)."""
-    if model_device(model).type != "cuda":
+    if model_device(model).type != "cuda" or model_outputs(model) != 1:  # the kernels write one value per point
         return None
     from .gpu import lattice_evaluator
 
@@ -398,7 +414,8 @@ def _lattice_evaluator(model: torch.nn.Module, dtype: torch.dtype, batch_points:
     gpu = _gpu_evaluator(model, dtype)
     if gpu is not None:
         return gpu, batch_points or gpu.slab_points
-    if isinstance(model, FVSRN):
+    outputs = model_outputs(model)  # the lattice and fused kernels are for scalars: a vector goes point by point
+    if outputs == 1 and isinstance(model, FVSRN):
         try:
             lattice = LatticeFVSRN(model, dtype)
         except TypeError:
@@ -409,7 +426,7 @@ def _lattice_evaluator(model: torch.nn.Module, dtype: torch.dtype, batch_points:
                 batch_points = FUSED_SLAB_POINTS if lattice.fused is not None else DEFAULT_BATCH_POINTS
             return (lambda xs, ys, zs: lattice.evaluate(xs, ys, zs, points)), batch_points
     network = model
-    if isinstance(model, Neurcomp):
+    if isinstance(model, Neurcomp) and outputs == 1:
         network = FoldedNeurcomp(model)
         fused = FusedNeurcomp.build(network)
         if fused is not None:
@@ -419,14 +436,15 @@ def _lattice_evaluator(model: torch.nn.Module, dtype: torch.dtype, batch_points:
     batch_points = batch_points or DEFAULT_BATCH_POINTS
 
     def per_point(xs: torch.Tensor, ys: torch.Tensor, zs: torch.Tensor) -> torch.Tensor:
-        out = torch.empty((len(zs), len(ys), len(xs)), dtype=torch.float32, device=xs.device)
+        shape = (len(zs), len(ys), len(xs)) + ((outputs,) if outputs != 1 else ())
+        out = torch.empty(shape, dtype=torch.float32, device=xs.device)
         rows = max(1, min(len(ys), batch_points // len(xs)))
         for z in range(len(zs)):
             for y0 in range(0, len(ys), rows):
                 y1 = min(len(ys), y0 + rows)
                 zz, yy, xx = torch.meshgrid(zs[z:z + 1], ys[y0:y1], xs, indexing="ij")
                 positions = torch.stack([xx.reshape(-1), yy.reshape(-1), zz.reshape(-1)], dim=1)
-                out[z, y0:y1] = network(positions).reshape(y1 - y0, len(xs)).to(torch.float32)
+                out[z, y0:y1] = network(positions).reshape(y1 - y0, *shape[2:]).to(torch.float32)
         return out
 
     return per_point, batch_points

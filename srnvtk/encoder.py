@@ -77,7 +77,7 @@ def _fvsrn_file_bytes(config: FVSRNConfig, geometry: Geometry, pruning: PruningC
     quantization = 8 * config.grid_channels * _quantization_groups(config, shape)
     in_features = 3 + 6 * config.fourier_features + config.grid_channels
     w = config.mlp_width
-    weights = in_features * w + w + (config.mlp_layers - 1) * (w * w + w) + w + 1
+    weights = in_features * w + w + (config.mlp_layers - 1) * (w * w + w) + config.outputs * (w + 1)
     mask = 0
     if pruning is not None:  # one bit per grid position, or per grid entry
         units = int(np.prod(grid_shape_for(config, geometry)))

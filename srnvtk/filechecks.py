@@ -80,6 +80,14 @@ def check_header_keys(header: dict, keys: Sequence[str], format_name: str) -> No
         raise FileFormatError("it lacks the srnvtk format marker")
 
 
+def check_object_keys(value: dict, allowed: Sequence[str], what: str) -> None:
+    """A header object holds only keys the format defines (a crafted file cannot slip extra entries past a
+    reader that would ignore them)."""
+    unknown = sorted(set(value) - set(allowed))
+    if unknown:
+        raise FileFormatError(f"{what} has unknown keys {one_line(unknown, 100)}")
+
+
 def check_format_version(value: Any) -> int:
     """The format version as an int: an integer (not a bool, a float or a string)."""
     if not _is_int(value):
@@ -326,8 +334,8 @@ def fvsrn_parameter_shapes(config: FVSRNConfig) -> dict[str, tuple[int, ...]]:
         shapes[f"mlp.{2 * i}.weight"] = (width, previous)
         shapes[f"mlp.{2 * i}.bias"] = (width,)
         previous = width
-    shapes[f"mlp.{2 * config.mlp_layers}.weight"] = (1, width)
-    shapes[f"mlp.{2 * config.mlp_layers}.bias"] = (1,)
+    shapes[f"mlp.{2 * config.mlp_layers}.weight"] = (config.outputs, width)
+    shapes[f"mlp.{2 * config.mlp_layers}.bias"] = (config.outputs,)
     return shapes
 
 

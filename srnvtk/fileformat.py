@@ -64,7 +64,7 @@ import numpy as np
 import torch
 
 from . import __version__
-from .config import FVSRNConfig, ModelConfig, PruningConfig, from_json, model_config_class
+from .config import FVSRNConfig, ModelConfig, PruningConfig, from_json, model_config_class, stored_model_config
 from .container import ENTRY, Container, encode_section, is_container, pack, write_atomically
 from .container import MAGIC as CONTAINER_MAGIC
 from .errorbound import ResidualCode, check_bound_header, max_payload_bytes
@@ -74,6 +74,7 @@ from .filechecks import (
     check_geometry,
     check_header_keys,
     check_layout,
+    check_object_keys,
     check_source_dtype,
     check_structure,
     check_value_range,
@@ -88,10 +89,12 @@ from .multipart import (
     COMPACT_VERSION,
     MULTIPART_VERSION,
     STORED_STATS,
+    VECTOR_VERSION,
     EncodedPart,
     compact_bytes,
     load_part,
     part_stored,
+    parts_bytes,
     read_compact,
     read_multipart,
     stats_from_bytes,
@@ -120,7 +123,9 @@ FORMAT_VERSION = 5  # what srnvtk writes for one network, unless it needs a late
 GRID_BITS_VERSION = 7  # an fV-SRN whose latent codes have fewer than 8 bits (FVSRNConfig.grid_bits)
 BOUNDED_VERSION = 8  # a file with an error bound (version 5 or 7 plus the bound and its residual)
 SINGLE_NETWORK_VERSIONS = (FORMAT_VERSION, GRID_BITS_VERSION, BOUNDED_VERSION)  # many networks: COMPACT_VERSION
-READABLE_VERSIONS = tuple(sorted((*LEGACY_VERSIONS, *SINGLE_NETWORK_VERSIONS, MULTIPART_VERSION, COMPACT_VERSION)))
+# Many networks: COMPACT_VERSION, and VECTOR_VERSION where a field is a vector; MULTIPART_VERSION is still read.
+READABLE_VERSIONS = tuple(sorted((*LEGACY_VERSIONS, *SINGLE_NETWORK_VERSIONS, MULTIPART_VERSION, COMPACT_VERSION,
+                                  VECTOR_VERSION)))
 FULL_GRID_BITS = 8  # latent codes of versions 1-5: the default, never written into a header
 NO_NETWORK = "none"  # the architecture of a bounded file that holds only the residual
 STAT_KEYS = ("psnr", "train_seconds", "steps", "final_loss", "file_bytes", "ratio", "pruned_fraction")
@@ -129,6 +134,7 @@ STAT_KEYS = ("psnr", "train_seconds", "steps", "final_loss", "file_bytes", "rati
 CODECS = {GRID: ("raw", "zlib", "lzma"), GRID_KEEP: ("raw", "zlib", "lzma")}
 HEADER_KEYS = ("format", "srnvtk_version", "source", "architecture", "model_config", "pruning_config", "structure",
                "layouts", "tensors", "stats")
+SOURCE_KEYS = ("array_name", "dtype", "extent", "origin", "spacing", "value_range")
 BOUND_KEY = "bound"  # format 8 only
 
 
@@ -272,7 +278,7 @@ def srn_bytes(
     sections.append(encode_section(stats_values.tobytes(), ("raw",)))
     settings, layouts = None, None
     if model_config is not None:
-        settings = dataclasses.asdict(model_config)
+        settings = stored_model_config(model_config)  # `outputs` only for a vector network
         if settings.get("grid_bits") == FULL_GRID_BITS:  # a version-5 header holds what srnvtk 0.1 reads
             del settings["grid_bits"]
     if stored is not None:
@@ -338,7 +344,7 @@ def read_srn(path: str | os.PathLike) -> SRNFile:
             prefix = handle.read(len(CONTAINER_MAGIC))
         if is_container(prefix):
             container = Container.open(path)
-            if container.version in (MULTIPART_VERSION, COMPACT_VERSION):
+            if container.version in (MULTIPART_VERSION, COMPACT_VERSION, VECTOR_VERSION):
                 return _read_multipart(container)
             return _read_container(container)
         return _read_contents(read_legacy(path))
@@ -429,6 +435,7 @@ def _read_container(container: Container) -> SRNFile:
     keys = HEADER_KEYS + ((BOUND_KEY,) if container.version == BOUNDED_VERSION else ())
     check_header_keys(header, keys, FORMAT_NAME)
     source_fields = _json_object(header["source"], "the source")
+    check_object_keys(source_fields, SOURCE_KEYS, "the source")
     value_range = source_fields.get("value_range")
     if not (isinstance(value_range, list) and len(value_range) == 2):
         raise FileFormatError("the source's value range is not two numbers")
@@ -452,6 +459,7 @@ def _read_network_file(container: Container, header: dict, source: SourceInfo, a
     structure = check_structure(config, header["structure"])
     plan = tensor_specs(config, structure, source.geometry)
     layouts = _json_object(header["layouts"], "the layouts")
+    check_object_keys(layouts, ("weights", "weight_indices"), "the layouts")
     layout = check_layout(layouts.get("weights"), plan.weights_layout, "weights_layout")
     index_layout = check_layout(layouts.get("weight_indices"), plan.index_layout, "indices_layout") \
         if plan.index_layout else []
@@ -576,8 +584,11 @@ def _stats_section(description: object, container: Container) -> int:
 def write_parts(path: str | os.PathLike, geometry: Geometry, times: Sequence[float], fields: Sequence[FieldInfo],
                 parts: Sequence[PartData], bricks: BrickLayout | None = None,
                 stats: dict[str, float] | None = None) -> int:
-    """Write a file of many networks (format 9, srnvtk.multipart) atomically; returns its bytes. stats: the whole
-    file's (STORED_STATS), beside each part's own."""
+    """Write a file of many networks atomically (srnvtk.multipart: format 9; format 10 where a field is a vector,
+    which format 9 does not hold yet); returns its bytes. stats: the whole file's (STORED_STATS, format 9 only),
+    beside each part's own."""
+    if any(f.components != 1 for f in fields):
+        return write_atomically(path, parts_bytes(geometry, times, fields, parts, bricks))
     return write_atomically(path, compact_bytes(geometry, times, fields, parts, bricks, stats))
 
 
@@ -603,7 +614,10 @@ def _read_multipart(container: Container) -> SRNFile:
         srn.sections_read += sum(s is not None for s in contents.sections[index])
         part = contents.parts[index]
         part.stats = stats
-        return _model_from_stored(part.model_config, brick_geometry(contents.geometry, part.extent), stored)
+        # Parts load lazily, often inside decode's inference mode: build ordinary tensors all the same (a
+        # wavelet grid's cache reads its coefficients' version counter, which inference tensors lack).
+        with torch.inference_mode(False):
+            return _model_from_stored(part.model_config, brick_geometry(contents.geometry, part.extent), stored)
 
     first_field, first = contents.fields[0], contents.parts[0]
     source = SourceInfo(first_field.name, first_field.dtype, contents.geometry, first_field.value_ranges[0])

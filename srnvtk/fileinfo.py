@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from .config import stored_model_config
 from .fileformat import FORMAT_NAME, NO_NETWORK, SRNFile, read_srn
 from .pruning import pruned_fraction, pruned_fractions
 
@@ -36,7 +37,7 @@ def srn_info(srn: SRNFile) -> dict[str, Any]:
         "format_version": int(srn.format_version),
         "architecture": model.architecture if model is not None else NO_NETWORK,
         "srnvtk_version": srn.srnvtk_version,
-        "model_config": plain(dataclasses.asdict(srn.model_config)) if model is not None else None,
+        "model_config": plain(stored_model_config(srn.model_config)) if model is not None else None,
         "model_structure": plain(model.structure()) if model is not None else None,
         "pruning_config": plain(dataclasses.asdict(srn.pruning)) if model is not None else None,
         # per parameter, of the unpruned model's entries
@@ -143,7 +144,7 @@ def parts_info(srn: SRNFile) -> dict[str, Any]:
                     "value_ranges": plain([list(r) for r in f.value_ranges])} for f in srn.fields],
         "bricks": None if srn.bricks is None else {"size": list(srn.bricks.size), "halo": srn.bricks.halo,
                                                     "counts": list(srn.bricks.counts(geometry))},
-        "model_config": plain(dataclasses.asdict(first.model_config)),
+        "model_config": plain(stored_model_config(first.model_config)),
         "pruning_config": plain(dataclasses.asdict(first.pruning)),
         "parts": parts,
         "stats": stats_info(srn.stats),

@@ -44,6 +44,8 @@ from typing import Any
 
 import numpy as np
 
+from .fuzz_header import HEADER_MUTATIONS, mutate_header
+
 OUTCOMES = ("clean_error", "accepted_same", "accepted_changed", "hang", "signal", "traceback")
 MUTATIONS = ("bit_flips", "zero_block", "ff_block", "random_block", "truncate", "duplicate_range", "remove_range",
              "interesting_integer")
@@ -111,6 +113,9 @@ def mutate(data: bytes, seed: int) -> tuple[bytes, list[str]]:
     return bytes(out), done
 
 
+MUTATORS = {"bytes": (mutate, MUTATIONS), "header": (mutate_header, HEADER_MUTATIONS)}
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # the reader (in the worker)
 
@@ -124,8 +129,8 @@ def read_and_decode(path: str | os.PathLike) -> tuple[str, np.ndarray]:
     srn = read_srn(path)
     source = srn.source
     output = resampled_geometry(source.geometry, DECODE_POINTS)
-    values = np.stack([decode(srn, output, field=f, step=s, device="cpu", threads=1, dtype="float32")
-                       for f in range(len(srn.fields)) for s in range(len(srn.times))])  # every network
+    values = np.concatenate([decode(srn, output, field=f, step=s, device="cpu", threads=1, dtype="float32").reshape(-1)
+                             for f in range(len(srn.fields)) for s in range(len(srn.times))])  # every network
     bound = None
     if srn.bound is not None:  # an error bound's residual applies on the source lattice only: decode that too
         code = srn.bound
@@ -254,6 +259,7 @@ def run(
     progress: Callable[[int, dict], None] | None = None,
     keep: Callable[[dict], bool] | None = None,
     env: dict[str, str] | None = None,
+    mutator: str = "bytes",
 ) -> dict[str, Any]:
     """Fuzz: `cases` mutated files, taken from the samples in turn; case i uses seed `seed + i`.
 
@@ -261,8 +267,10 @@ def run(
     worker (None: the module's). keep(record): keep that mutated file in folder and list the case (default:
     those neither refused nor unchanged, and refusals because the parse was stopped). Returns the counts
     (overall, per kind, per mutation), the clean errors' causes and the kept cases, with their seeds.
-    env: the worker's environment (default: this process's).
+    env: the worker's environment (default: this process's). mutator: 'bytes' (damage anywhere: mutate) or
+    'header' (container headers changed with their CRC made valid again: srnvtk.fuzz_header).
     """
+    mutate_case, mutation_names = MUTATORS[mutator]
     keep = keep or _notable
     folder = Path(folder or tempfile.mkdtemp(prefix="srnvtk-fuzz-"))
     folder.mkdir(parents=True, exist_ok=True)
@@ -270,7 +278,7 @@ def run(
     originals = {str(s.path): Path(s.path).read_bytes() for s in samples}
     counts: Counter = Counter()
     by_kind: dict[str, Counter] = {s.kind: Counter() for s in samples}
-    by_mutation: dict[str, Counter] = {m: Counter() for m in MUTATIONS}
+    by_mutation: dict[str, Counter] = {m: Counter() for m in mutation_names}
     causes: Counter = Counter()
     notable: list[dict] = []
     started = time.perf_counter()
@@ -283,7 +291,7 @@ def run(
                 if answer["outcome"] != "accepted_same":
                     raise RuntimeError(f"the undamaged sample {key} does not read: {answer['message']}")
                 work.references.add(key)
-            data, mutations = mutate(originals[key], seed + index)
+            data, mutations = mutate_case(originals[key], seed + index)
             case_path = folder / f"case-{seed + index}{Path(key).suffix}"
             case_path.write_bytes(data)
             answer = work.ask({"path": str(case_path), "sample": key}, timeout)
@@ -304,7 +312,8 @@ def run(
     finally:
         work.stop()
     return {
-        "cases": cases, "seed": seed, "reader": reader, "timeout_s": timeout, "read_seconds": read_seconds,
+        "cases": cases, "seed": seed, "mutator": mutator, "reader": reader, "timeout_s": timeout,
+        "read_seconds": read_seconds,
         "seconds": round(time.perf_counter() - started, 1),
         "counts": {o: counts[o] for o in OUTCOMES},
         "by_kind": {k: {o: c[o] for o in OUTCOMES} for k, c in by_kind.items()},

@@ -17,13 +17,18 @@ A part's tensors are not described one by one: their dtypes and shapes follow fr
   raw    the grid's float32 scales and offsets (fV-SRN), the float16 weights, the uint8 k-means indices (clustered
          Neurcomp), then the part's statistics as float64 (STORED_STATS; NaN: not recorded); always raw, so the
          size of everything but the codes is known before training
+Format version 10 is the same layout with vector fields: a 3-component field's parts are networks with 3
+outputs (settings "outputs": 3; scalar networks' settings leave it out), and every part's statistics add
+VECTOR_STATS (the PSNR of each component and of the magnitude; NaN for a scalar part); written for a file with a
+vector field.
 So a part costs two table entries (26 bytes), its entry in the deflated header and its 40 bytes of statistics
 beyond its parameters: 74 bytes a brick, measured (benchmarks/container_overhead.py). A reader checks the whole
 header before reading any section, and reads only the sections of the parts it builds (`SRNFile.part_model`).
 
-Format version 9 (what srnvtk writes; 7 and 8 are single-network formats of other features) keeps the header's
-grid, times, fields, bricks and settings, and moves the parts into a binary index, so that a part costs a fixed
-51 bytes beyond its parameters however many there are (a brick of a large volume: hundreds of thousands):
+Format version 9 (what srnvtk writes for scalar fields; 7 and 8 are single-network formats of other features)
+keeps the header's grid, times, fields, bricks and settings, and moves the parts into a binary index, so that a
+part costs a fixed 51 bytes beyond its parameters however many there are (a brick of a large volume: hundreds of
+thousands):
   structures  [structure, ...]: the distinct model structures the parts name (bricks of one size share a few)
   parts       the number of parts
 Sections:
@@ -38,7 +43,7 @@ A record (little-endian, 38 bytes): field (u16), step (u32), brick i, j, k (3 x 
 settings entry (u16), structure entry (u32), then the part's statistics as float32: psnr, train_seconds, steps,
 final_loss, pruned_fraction (NaN: not recorded). So a part costs its record and its section's 13-byte table
 entry, and its statistics are known without reading it. A reader checks the header, the whole index and every
-part's section size before it reads any part.
+part's section size before it reads any part. Vector fields are not stored in format 9 yet (format 10).
 """
 
 from __future__ import annotations
@@ -55,7 +60,7 @@ from typing import Any
 import numpy as np
 
 from . import __version__
-from .config import ModelConfig, PruningConfig, from_json, model_config_class
+from .config import ModelConfig, PruningConfig, from_json, model_config_class, stored_model_config
 from .container import ENTRY, Container, Encoded, SectionEntry, atomic_writer, encode_section, pack, pack_head
 from .errors import FileFormatError, SettingsError, SRNError
 from .filechecks import (
@@ -79,9 +84,16 @@ from .quantize import StoredModel
 from .volume import Geometry
 
 MULTIPART_VERSION = 6
-COMPACT_VERSION = 9  # what write_parts writes
+COMPACT_VERSION = 9  # what write_parts writes for scalar fields
+VECTOR_VERSION = 10  # format 6 with 3-component fields (see the module docstring)
 FORMAT_NAME = "srnvtk"
 STORED_STATS = ("psnr", "train_seconds", "steps", "final_loss", "pruned_fraction")
+VECTOR_STATS = ("psnr_x", "psnr_y", "psnr_z", "psnr_magnitude")
+
+
+def stat_keys(version: int) -> tuple[str, ...]:
+    """The statistics every part of a file of this version stores, in order."""
+    return STORED_STATS + VECTOR_STATS if version == VECTOR_VERSION else STORED_STATS
 HEADER_KEYS = ("format", "srnvtk_version", "grid", "times", "fields", "bricks", "settings", "parts")
 MAX_FIELD_COMPONENTS = (1, 3)
 CODED_ORDER = (GRID_KEEP, GRID)  # within the coded section
@@ -95,14 +107,15 @@ WHOLE_GRID = 0xFFFF  # a record's brick index for a part of the whole grid
 
 def parts_bytes(geometry: Geometry, times: Sequence[float], fields: Sequence[FieldInfo], parts: Sequence[PartData],
                 bricks: BrickLayout | None = None) -> bytes:
-    """The whole format-6 file as bytes (see the module docstring)."""
+    """The whole format-6 file as bytes, format 10 where a field is a vector (see the module docstring)."""
+    version = VECTOR_VERSION if any(f.components != 1 for f in fields) else MULTIPART_VERSION
     settings: list[dict[str, Any]] = []
     sections: list[Encoded] = []
     entries = []
     for part in parts:
         setting = _entry_of(settings, _described(part.model_config, part.pruning))
         part_geometry = brick_geometry(geometry, _part_extent(geometry, bricks, part.brick))
-        coded, raw = _part_sections(part, part_geometry)
+        coded, raw = _part_sections(part, part_geometry, stat_keys(version))
         coded_index = None
         if coded is not None:
             coded_index = len(sections)
@@ -110,7 +123,7 @@ def parts_bytes(geometry: Geometry, times: Sequence[float], fields: Sequence[Fie
         sections.append(encode_section(raw, ("raw",)))
         entries.append([part.field, part.step, None if part.brick is None else list(part.brick),
                         setting, part.stored.structure, coded_index, len(sections) - 1])
-    return pack(MULTIPART_VERSION, {**_header(geometry, times, fields, bricks, settings), "parts": entries}, sections)
+    return pack(version, {**_header(geometry, times, fields, bricks, settings), "parts": entries}, sections)
 
 
 def _header(geometry: Geometry, times: Sequence[float], fields: Sequence[FieldInfo], bricks: BrickLayout | None,
@@ -128,7 +141,7 @@ def _header(geometry: Geometry, times: Sequence[float], fields: Sequence[FieldIn
 
 
 def _described(config: ModelConfig, pruning: PruningConfig) -> dict[str, Any]:
-    return {"architecture": config.architecture, "model_config": dataclasses.asdict(config),
+    return {"architecture": config.architecture, "model_config": stored_model_config(config),
             "pruning_config": dataclasses.asdict(pruning)}
 
 
@@ -147,10 +160,11 @@ def _part_extent(grid: Geometry, bricks: BrickLayout | None, brick: Sequence[int
     return bricks.extent(grid, tuple(brick))
 
 
-def _part_sections(part: PartData, geometry: Geometry) -> tuple[bytes | None, bytes]:
-    """The coded and raw bytes of one part (format 6), in the fixed order the reader derives from its settings."""
+def _part_sections(part: PartData, geometry: Geometry, keys: tuple[str, ...]) -> tuple[bytes | None, bytes]:
+    """The coded and raw bytes of one part (formats 6 and 10), in the fixed order the reader derives from its
+    settings."""
     coded, raw = _part_tensors(part.model_config, part.stored, geometry)
-    stats = np.array([float(part.stats.get(key, math.nan)) for key in STORED_STATS], dtype="<f8")
+    stats = np.array([float(part.stats.get(key, math.nan)) for key in keys], dtype="<f8")
     return coded, raw + stats.tobytes()
 
 
@@ -194,6 +208,7 @@ class MultipartContents:
     parts: tuple[PartInfo, ...]
     sections: dict[int, tuple[int | None, int]]  # part index -> (coded, raw) section indices (format 9: None, one)
     srnvtk_version: str
+    version: int = MULTIPART_VERSION
     compact: bool = False  # format 9: one section per part, statistics in the index
     stats: dict[str, float] = dataclasses.field(default_factory=dict)  # the file's (format 9)
 
@@ -208,6 +223,10 @@ def read_multipart(container: Container) -> MultipartContents:
     parts, sections, seen, used = [], {}, set(), set()
     for index, entry in enumerate(entries):
         part, coded, raw = _part(index, entry, geometry, times, fields, bricks, settings, container)
+        components = fields[part.field].components
+        if components != part.model_config.outputs:
+            raise FileFormatError(f"part {index}: a {components}-component field, a network with "
+                                  f"{part.model_config.outputs} outputs")
         key = (part.field, part.step, part.brick)
         if key in seen:
             raise FileFormatError(f"two parts for field {part.field}, step {part.step}, brick {part.brick}")
@@ -224,7 +243,8 @@ def read_multipart(container: Container) -> MultipartContents:
         raise FileFormatError("the file has sections no part names")
     _check_coverage(parts, geometry, len(times), len(fields), bricks)
     writer = header["srnvtk_version"] if isinstance(header["srnvtk_version"], str) else ""
-    return MultipartContents(geometry, times, fields, bricks, tuple(parts), sections, one_line(writer, 40))
+    return MultipartContents(geometry, times, fields, bricks, tuple(parts), sections, one_line(writer, 40),
+                             container.version)
 
 
 def _shared_header(header: dict, keys: Sequence[str]) -> tuple[Geometry, tuple[float, ...], tuple[FieldInfo, ...],
@@ -328,13 +348,14 @@ def _part(index: int, entry: Any, geometry: Geometry, times: tuple[float, ...], 
             raise FileFormatError(f"part {index} names brick {tuple(brick)}, outside the {counts} bricks")
         brick = tuple(brick)
     config, pruning = settings[setting]
-    if fields[field_index].components != 1:
-        raise FileFormatError(f"part {index}: a {fields[field_index].components}-component field needs a network "
-                              "with as many outputs, which this srnvtk does not store")
+    if fields[field_index].components != 1 and container.version != VECTOR_VERSION:
+        raise FileFormatError(f"part {index}: a {fields[field_index].components}-component field in a format "
+                              f"{container.version} file (vectors are format {VECTOR_VERSION})")
     extent = _part_extent(geometry, bricks, brick)
     structure = check_structure(config, structure)
     plan = tensor_specs(config, structure, brick_geometry(geometry, extent))
-    raw_bytes = sum(_spec_bytes(plan.specs[n]) for n in RAW_ORDER if n in plan.specs) + 8 * len(STORED_STATS)
+    raw_bytes = (sum(_spec_bytes(plan.specs[n]) for n in RAW_ORDER if n in plan.specs)
+                 + 8 * len(stat_keys(container.version)))
     _check_section(container, raw, raw_bytes, f"part {index}'s raw section")
     if (GRID in plan.specs) != (coded is not None):
         raise FileFormatError(f"part {index}: a coded section for a model without a latent grid, or none for one")
@@ -392,7 +413,7 @@ def load_part(container: Container, contents: MultipartContents, index: int) -> 
             count = math.prod(spec.shape)
             arrays[name] = np.frombuffer(data, dtype=spec.dtype, count=count, offset=offset).reshape(spec.shape).copy()
             offset += count * spec.dtype.itemsize
-    stats = stats_from_bytes(data[offset:])
+    stats = stats_from_bytes(data[offset:], stat_keys(contents.version))
     if coded is not None:
         codes, offset = container.read(coded), 0
         if GRID_KEEP in plan.specs:
@@ -406,10 +427,10 @@ def load_part(container: Container, contents: MultipartContents, index: int) -> 
     return StoredModel(arrays, layout, part.structure, index_layout), stats
 
 
-def stats_from_bytes(data: bytes) -> dict[str, float]:
+def stats_from_bytes(data: bytes, keys: tuple[str, ...] = STORED_STATS) -> dict[str, float]:
     """The recorded statistics (STORED_STATS as float64): NaN is "not recorded"; only a PSNR may be infinite
     (lossless)."""
-    return _checked_stats(np.frombuffer(data, dtype="<f8").tolist(), "the")
+    return _checked_stats(np.frombuffer(data, dtype="<f8").tolist(), "the", keys)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -494,6 +515,8 @@ def compact_head(geometry: Geometry, times: Sequence[float], fields: Sequence[Fi
                  stats: dict[str, float] | None = None) -> bytes:
     """Everything of a format-9 file before the parts' sections: prefix, header, table and index, for parts in
     the order given (their sections follow in that order)."""
+    if any(f.components != 1 for f in fields):
+        raise SettingsError(f"format {COMPACT_VERSION} holds scalar fields (vectors: format {VECTOR_VERSION})")
     settings: list[dict[str, Any]] = []
     structures: list[dict[str, Any]] = []
     records = []
@@ -586,8 +609,8 @@ def read_compact(container: Container) -> MultipartContents:
             raise FileFormatError(f"two parts for field {field_index}, step {step}, brick {brick}")
         seen.add((field_index, step, brick))
         if fields[field_index].components != 1:
-            raise FileFormatError(f"part {n}: a {fields[field_index].components}-component field needs a network "
-                                  "with as many outputs, which this srnvtk does not store")
+            raise FileFormatError(f"part {n}: a {fields[field_index].components}-component field in a format "
+                                  f"{COMPACT_VERSION} file (vectors are format {VECTOR_VERSION})")
         config, pruning = settings[setting]
         if (setting, shape) not in checked:
             checked[setting, shape] = check_structure(config, structures[shape])
@@ -603,16 +626,17 @@ def read_compact(container: Container) -> MultipartContents:
         sections[n] = (None, 1 + n)
     _check_coverage(parts, geometry, len(times), len(fields), bricks)
     writer = header["srnvtk_version"] if isinstance(header["srnvtk_version"], str) else ""
-    return MultipartContents(geometry, times, fields, bricks, tuple(parts), sections, one_line(writer, 40), True,
-                             stats_from_bytes(index[count * PART_RECORD.size:]))
+    return MultipartContents(geometry, times, fields, bricks, tuple(parts), sections, one_line(writer, 40),
+                             version=COMPACT_VERSION, compact=True,
+                             stats=stats_from_bytes(index[count * PART_RECORD.size:]))
 
 
-def _checked_stats(values: Sequence[float], whose: str) -> dict[str, float]:
+def _checked_stats(values: Sequence[float], whose: str, keys: Sequence[str] = STORED_STATS) -> dict[str, float]:
     found = {}
-    for key, value in zip(STORED_STATS, values, strict=True):
+    for key, value in zip(keys, values, strict=True):
         if math.isnan(value):
             continue
-        if math.isinf(value) and not (key == "psnr" and value > 0):
+        if math.isinf(value) and not (key.startswith("psnr") and value > 0):
             raise FileFormatError(f"{whose} stat {key} is infinite")
         found[key] = float(value)
     return found

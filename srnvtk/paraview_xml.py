@@ -156,7 +156,28 @@ def _file_name_property(proxy: ET.Element, documentation: str, any_file: bool) -
 
 def _reader_file(proxy: ET.Element) -> list[str]:
     _file_name_property(proxy, "The .srn file to read.", any_file=False)
+    _reader_series(proxy)
     return []
+
+
+def _reader_series(proxy: ET.Element) -> None:
+    """The file's time steps (for the animation toolbar) and its arrays with checkboxes (PointArrayStatus), as
+    ParaView's Python readers declare them: both come from the algorithm (srnvtk.reader_series)."""
+    times = ET.SubElement(proxy, "DoubleVectorProperty", {
+        "name": "TimestepValues", "command": "GetTimestepValues", "information_only": "1",
+        "repeatable": "1", "si_class": "vtkSITimeStepsProperty"})
+    _documentation(times, "The time of every step the file holds (none for a single volume).", " " * 10)
+    common = {"command": "GetPointDataArraySelection", "number_of_elements_per_command": "2",
+              "si_class": "vtkSIDataArraySelectionProperty"}
+    info = ET.SubElement(proxy, "StringVectorProperty", {"name": "PointArrayInfo", **common, "information_only": "1"})
+    _documentation(info, "The arrays the file holds and whether each is decoded.", " " * 10)
+    status = ET.SubElement(proxy, "StringVectorProperty", {
+        "name": "PointArrayStatus", "information_property": "PointArrayInfo", **common,
+        "element_types": "2 0", "repeat_command": "1"})
+    domain = ET.SubElement(status, "ArraySelectionDomain", {"name": "array_list"})
+    required = ET.SubElement(domain, "RequiredProperties")
+    ET.SubElement(required, "Property", {"name": "PointArrayInfo", "function": "ArrayList"})
+    _documentation(status, "The arrays to decode: only the checked ones are evaluated.", " " * 10)
 
 
 def _encoder_inputs(proxy: ET.Element) -> list[str]:
@@ -169,6 +190,7 @@ def _encoder_inputs(proxy: ET.Element) -> list[str]:
     ET.SubElement(types, "DataType", {"value": "vtkImageData"})
     ET.SubElement(source, "InputArrayDomain", {"name": "input_array", "attribute_type": "point",
                                                "number_of_components": "1"})
+    ET.SubElement(source, "InputArrayDomain", {"name": "point_arrays", "attribute_type": "point"})
     _documentation(source, "A 3D image (vtkImageData) with a scalar point-data array.", " " * 10)
     array = ET.SubElement(proxy, "StringVectorProperty", {
         "name": "SelectInputScalars", "label": "Scalars", "command": "SetInputArrayToProcess",
@@ -180,7 +202,31 @@ def _encoder_inputs(proxy: ET.Element) -> list[str]:
     _documentation(array, "The scalar point-data array to compress.", " " * 10)
     _file_name_property(proxy, "Where to write the compressed model (.srn). Empty: train and show the "
                         "reconstruction without writing a file.", any_file=True)
-    return ["FileName"]
+    return ["FileName", *_encoder_series(proxy)]
+
+
+def _encoder_series(proxy: ET.Element) -> list[str]:
+    """Several arrays (a list with checkboxes, as ParaView's writers choose arrays) and all time steps into one
+    file (srnvtk.encoder_series); both empty or off by default, which keeps the single-array encoder."""
+    arrays = ET.SubElement(proxy, "StringVectorProperty", {
+        "name": "PointArrays", "command": "GetEncodeArraySelection", "number_of_elements_per_command": "1",
+        "repeat_command": "1", "si_class": "vtkSIDataArraySelectionProperty", "animateable": "0"})
+    domain = ET.SubElement(arrays, "ArrayListDomain", {"name": "array_list", "attribute_type": "Scalars",
+                                                       "input_domain_name": "point_arrays"})
+    required = ET.SubElement(domain, "RequiredProperties")
+    ET.SubElement(required, "Property", {"name": "Input", "function": "Input"})
+    _documentation(arrays, "Point arrays (scalars, or vectors of 3 components) to compress into one file of many "
+                   "networks, one per array and time step. None checked: the Scalars array alone, in a file of one "
+                   "network.", " " * 10)
+    hints = ET.SubElement(arrays, "Hints")
+    ET.SubElement(hints, "NoDefault")
+    every = ET.SubElement(proxy, "IntVectorProperty", {"name": "AllTimeSteps", "command": "SetAllTimeSteps",
+                                                      "number_of_elements": "1", "default_values": "0"})
+    ET.SubElement(every, "BooleanDomain", {"name": "bool"})
+    _documentation(every, "Compress every time step of the input into the file: the encoder asks the input for "
+                   "each step in turn (as ParaView's writers do), then trains step 0 and warm-starts each later step "
+                   "from the previous one. Needs a file name.", " " * 10)
+    return ["PointArrays", "AllTimeSteps"]
 
 
 ENCODER = Proxy(

@@ -24,12 +24,17 @@ from .volume import Geometry
 
 @dataclass(frozen=True)
 class FieldInfo:
-    """One point array: its name, type, components (1 or 3) and value range per component."""
+    """One point array: its name, type, components (1 or 3) and value range per component (empty where not yet
+    known: a series described from its files' headers)."""
 
     name: str
     dtype: str
     components: int
-    value_ranges: tuple[tuple[float, float], ...]
+    value_ranges: tuple[tuple[float, float], ...] = ()
+
+    @property
+    def is_vector(self) -> bool:
+        return self.components == 3
 
 
 @dataclass(frozen=True)

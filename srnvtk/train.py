@@ -31,7 +31,8 @@ import torch.nn.functional as F
 from .config import ModelConfig, PruningConfig, TrainConfig
 from .devices import resolve_device, torch_threads
 from .errors import SettingsError, TrainingAborted
-from .gpu.graphed_step import GraphedStep, graphs_enabled
+from .gpu.graphed_step import GraphedStep, eager_adam, graphs_enabled
+from .kmeans import ClusteredLinear
 from .models import SRNModel, build_model, default_learning_rate, parameter_count
 from .pruning import MaskObjective, attach_masks, kept_unit_fraction, pruned_fraction
 from .sampling import voxel_positions
@@ -96,9 +97,11 @@ class _Budget:
 
 
 def normalized_values(volume: Volume, value_range: tuple[float, float]) -> torch.Tensor:
-    """Flat float32 tensor of the values mapped to [0, 1]."""
+    """Flat float32 tensor of the values mapped to [0, 1]: (points,) for a scalar, (points, 3) for a vector (whose
+    components the caller has brought to one range)."""
     vmin, vmax = value_range
-    flat = torch.from_numpy(np.ascontiguousarray(volume.values).reshape(-1))
+    flat = np.ascontiguousarray(volume.values).reshape(volume.geometry.num_points, -1)
+    flat = torch.from_numpy(flat[:, 0] if flat.shape[1] == 1 else flat)
     return (flat.to(torch.float32) - vmin) / (vmax - vmin)
 
 
@@ -113,14 +116,21 @@ def train(
     fit: FitCallback | None = None,
     loss: LossFunction | None = None,
     value_range: tuple[float, float] | None = None,
+    initial_model: SRNModel | None = None,
+    frozen: tuple[str, ...] = (),
 ) -> TrainResult:
     """Fit a new network to the volume (pruning it when asked, then fitting it to a byte budget when `fit` is
     given); deterministic for a given seed on the CPU. train_config.threads applies while it runs.
     loss: minimised instead of MSE outside the mask phase (None: MSE); the reported loss stays the MSE.
-    value_range: normalise by this range instead of the volume's own (a brick or step of a larger array)."""
+    value_range: normalise by this range instead of the volume's own (a brick or step of a larger array).
+
+    initial_model: start from a copy of its weights instead of a fresh initialisation (warm start from the
+    previous time step's model); it must have the architecture and shapes model_config gives for this volume
+    (SettingsError otherwise) and is left unchanged. Its pruning is not carried over. frozen: parameter name
+    prefixes (say "mlp.") whose parameters keep their initial values."""
     with torch_threads(train_config.threads):
         return _train(volume, model_config, train_config, progress, should_abort, pruning or PruningConfig(), fit,
-                      loss, value_range)
+                      loss, value_range, initial_model, (frozen,) if isinstance(frozen, str) else tuple(frozen))
 
 
 def _train(
@@ -133,12 +143,18 @@ def _train(
     fit: FitCallback | None,
     loss: LossFunction | None,
     value_range: tuple[float, float] | None,
+    initial_model: SRNModel | None = None,
+    frozen: tuple[str, ...] = (),
 ) -> TrainResult:
     value_range = validate_for_training(volume, value_range)
     device = resolve_device(train_config.device)
     check_memory(model_config, volume, device)
     torch.manual_seed(train_config.seed)
-    model = build_model(model_config, volume.geometry).to(device)
+    model = build_model(model_config, volume.geometry)
+    if initial_model is not None:
+        _load_initial(model, initial_model)
+    model = model.to(device)
+    _freeze(model, frozen)
     targets = normalized_values(volume, value_range).to(device)
     generator = torch.Generator(device=device).manual_seed(train_config.seed)
     learning_rate = train_config.learning_rate or default_learning_rate(model_config)
@@ -210,6 +226,39 @@ def available_memory(device: torch.device) -> int | None:
         return None
 
 
+def _load_initial(model: SRNModel, initial: SRNModel) -> None:
+    """Copy initial's weights into the freshly built model (warm start)."""
+    config = getattr(initial, "config", None)
+    if type(initial) is not type(model) or type(config) is not type(model.config):
+        raise SettingsError(f"the initial model is a {type(initial).__name__}, the settings give a "
+                            f"{type(model).__name__}")
+    if config != model.config:
+        ours, theirs = dataclasses.asdict(model.config), dataclasses.asdict(config)
+        differ = ", ".join(f"{k} {theirs[k]} (not {ours[k]})" for k in ours if ours[k] != theirs[k])
+        raise SettingsError(f"the initial model has other settings than the ones to train: {differ}")
+    state = {k: v.detach().cpu() for k, v in initial.state_dict().items()
+             if not k.endswith((".codebook", ".indices"))}
+    for name, module in initial.named_modules():
+        if isinstance(module, ClusteredLinear):  # shared values expanded: this step clusters its own again
+            state[f"{name}.weight"] = module.weight.detach().cpu()
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        raise SettingsError(f"the initial model's shapes do not fit this volume: {str(exc).splitlines()[-1].strip()}"
+                            ) from None
+
+
+def _freeze(model: SRNModel, prefixes: tuple[str, ...]) -> None:
+    """Keep the parameters whose names start with a prefix at their values (Adam skips them: no gradients)."""
+    for prefix in prefixes:
+        matched = [p for name, p in model.named_parameters() if name.startswith(prefix)]
+        if not matched:
+            names = ", ".join(name for name, _ in model.named_parameters())
+            raise SettingsError(f"no parameter to freeze starts with '{prefix}'; the model has: {names}")
+        for parameter in matched:
+            parameter.requires_grad_(False)
+
+
 def _run_phase(
     model: SRNModel,
     phase: _Phase,
@@ -233,9 +282,7 @@ def _run_phase(
     graphed = None  # on CUDA, plain MSE: the whole step captured once and replayed (srnvtk.gpu.graphed_step)
     if objective is None and loss_function is None and graphs_enabled(targets.device):
         graphed = GraphedStep(model, groups, phase.learning_rate, targets, shape, config.batch_size, generator)
-    # torch's fused CPU Adam: one pass per tensor instead of a dozen (a 16 x 40^3 grid's step: 2 ms, not 14).
-    optimizer = graphed.optimizer if graphed is not None else torch.optim.Adam(
-        groups, lr=phase.learning_rate, fused=targets.device.type == "cpu" or None)
+    optimizer = graphed.optimizer if graphed is not None else eager_adam(groups, phase.learning_rate, targets.device)
     steps = config.steps
     report_every = max(1, steps // 200)
     where = f" ({phase.name} phase)" if phase.name else ""
@@ -251,7 +298,7 @@ def _run_phase(
         else:
             for group in optimizer.param_groups:
                 group["lr"] = group["base_lr"] * decay
-            index = torch.randint(targets.numel(), (config.batch_size,), generator=generator, device=targets.device)
+            index = torch.randint(targets.shape[0], (config.batch_size,), generator=generator, device=targets.device)
             positions = voxel_positions(index, shape)
             prediction = model(positions)
             if objective is None:

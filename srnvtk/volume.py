@@ -59,11 +59,16 @@ class Volume:
     name: str = "scalars"
 
     def __post_init__(self) -> None:
-        if self.values.ndim != 3 or self.values.shape != self.geometry.shape_zyx:
+        vector = self.values.ndim == 4 and self.values.shape[3] == 3  # (z, y, x, 3): a vector field's components
+        if self.values.shape[:3] != self.geometry.shape_zyx or not (self.values.ndim == 3 or vector):
             raise InputError(
                 f"array '{self.name}' has shape {self.values.shape}, expected (z, y, x) = "
                 f"{self.geometry.shape_zyx} from the extent {self.geometry.extent}"
             )
+
+    @property
+    def components(self) -> int:
+        return 1 if self.values.ndim == 3 else self.values.shape[3]
 
     @property
     def dtype(self) -> str:

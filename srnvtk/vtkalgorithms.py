@@ -29,10 +29,13 @@ from .config import (
     PruningConfig,
 )
 from .decode import bound_applies, decode, output_grid
+from .encoder_series import COLLECT_SHARE, SeriesRequest, check_file_name
 from .errors import SettingsError, SRNError
 from .faces import install_setters
 from .fileformat import STAT_KEYS, SRNFile, read_srn
 from .ratecontrol import encode
+from .reader_series import ReaderArrays, advertise_times, requested_step, series_times, stamp_time
+from .series_encode import encode_series
 from .volume import Geometry
 from .vtkio import fill_image, volume_from_image
 
@@ -110,6 +113,24 @@ class SRNEncoder(VTKPythonAlgorithmBase):
         self._file_name = ""
         self.settings = {cls: cls() for cls in ENCODER_SETTINGS}
         self.last_stats: dict[str, float] = {}
+        self.series_request = SeriesRequest(self)
+
+    # Several arrays and all time steps into one file (srnvtk.encoder_series).
+    def GetEncodeArraySelection(self):  # noqa: N802 (VTK's naming)
+        return self.series_request.selection
+
+    def SetAllTimeSteps(self, value: int) -> None:  # noqa: N802
+        if bool(value) != self.series_request.all_time_steps:
+            self.series_request.all_time_steps = bool(value)
+            self.Modified()
+
+    def GetAllTimeSteps(self) -> int:  # noqa: N802
+        return int(self.series_request.all_time_steps)
+
+    @reports_errors
+    def RequestInformation(self, request, inInfo, outInfo) -> int:
+        self.series_request.read_times(inInfo[0].GetInformationObject(0))
+        return 1
 
     def SetFileName(self, name: str) -> None:
         if _as_path(name) != self._file_name:
@@ -166,10 +187,19 @@ class SRNEncoder(VTKPythonAlgorithmBase):
                     info.Set(SDDP.UPDATE_PIECE_NUMBER(), 0)
                     info.Set(SDDP.UPDATE_NUMBER_OF_PIECES(), 1)
         info.Set(SDDP.UPDATE_EXTENT(), extent, 6)
+        if self.series_request.active:
+            self.series_request.request_time(info)
         return 1
 
     @reports_errors
     def RequestData(self, request, inInfo, outInfo) -> int:
+        if self.series_request.active:
+            try:
+                return self._encode_series(request, inInfo, outInfo)
+            except BaseException:
+                self.series_request.reset()
+                request.Remove(SDDP.CONTINUE_EXECUTING())
+                raise
         image = vtkImageData.GetData(inInfo[0])
         output = vtkImageData.GetData(outInfo)
         piece, pieces = self._pieces(outInfo)
@@ -235,6 +265,35 @@ class SRNEncoder(VTKPythonAlgorithmBase):
     def _progress(self, fraction: float, _message: str) -> None:
         self.UpdateProgress(fraction)
 
+    def _encode_series(self, request, inInfo, outInfo) -> int:
+        """One pass of the series path: collect this step; after the last, train and write (see
+        srnvtk.encoder_series)."""
+        check_file_name(self._file_name)
+        image = vtkImageData.GetData(inInfo[0])
+        names = self.series_request.names() or [self._selected_array() or _active_scalars(image)]
+        if not self.series_request.collect(image, names, request, self.UpdateProgress):
+            return 1
+        info = image.GetInformation()
+        current = info.Get(vtkDataObject.DATA_TIME_STEP()) if info.Has(vtkDataObject.DATA_TIME_STEP()) else None
+        settings = self.encoder_settings()
+
+        def progress(fraction: float, _message: str) -> None:
+            self.UpdateProgress(COLLECT_SHARE + (1.0 - COLLECT_SHARE) * fraction)
+
+        result = encode_series(self.series_request.series(current), settings, arrays=names, path=self._file_name,
+                               progress=progress, should_abort=self._should_abort)
+        srn = read_srn(self._file_name)
+        last = len(srn.times) - 1
+        arrays = {f.name: decode(srn, field=i, step=last, device=settings.train.device)
+                  for i, f in enumerate(srn.fields)}
+        output = vtkImageData.GetData(outInfo)
+        fill_image(output, srn.geometry, arrays, active=names[0])
+        self.last_stats = {**srn.stats, "psnr": result.mean_psnr}
+        add_field_data(output, {**self.last_stats, "source_array": ",".join(names),
+                                "architecture": srn.parts[0].model_config.architecture,
+                                "pruning": srn.parts[0].pruning.method})
+        return 1
+
     def _should_abort(self) -> bool:
         return bool(self.GetAbortExecute())
 
@@ -243,6 +302,13 @@ class SRNEncoder(VTKPythonAlgorithmBase):
         if info is not None and info.Has(vtkDataObject.FIELD_NAME()):
             return info.Get(vtkDataObject.FIELD_NAME()) or None
         return None
+
+
+def _active_scalars(image: vtkImageData) -> str:
+    scalars = image.GetPointData().GetScalars()
+    if scalars is None or not scalars.GetName():
+        raise SettingsError("the input has no active scalars: choose the arrays to compress")
+    return scalars.GetName()
 
 
 install_setters(SRNEncoder, ENCODER_SETTINGS, report_error)
@@ -261,6 +327,7 @@ class SRNReader(VTKPythonAlgorithmBase):
         self.settings = {DecodeConfig: DecodeConfig()}
         self._cache_key: tuple | None = None
         self._file: SRNFile | None = None
+        self.arrays = ReaderArrays(self)
 
     def SetFileName(self, name: str) -> None:
         if _as_path(name) != self._file_name:
@@ -281,7 +348,27 @@ class SRNReader(VTKPythonAlgorithmBase):
             key = (self._file_name, None, None)
         if key != self._cache_key:
             self._file, self._cache_key = read_srn(self._file_name), key
+            self.arrays.offer([f.name for f in self._file.fields])
         return self._file
+
+    # Array selection and time steps (srnvtk.reader_series); the methods VTK's own readers have.
+    def GetPointDataArraySelection(self):  # noqa: N802 (VTK's name)
+        return self.arrays.selection
+
+    def GetNumberOfPointArrays(self) -> int:  # noqa: N802
+        return self.arrays.selection.GetNumberOfArrays()
+
+    def GetPointArrayName(self, index: int) -> str:  # noqa: N802
+        return self.arrays.selection.GetArrayName(index)
+
+    def GetPointArrayStatus(self, name: str) -> int:  # noqa: N802
+        return self.arrays.selection.ArrayIsEnabled(name)
+
+    def SetPointArrayStatus(self, name: str, status: int) -> None:  # noqa: N802
+        self.arrays.set_status(name, status)
+
+    def GetTimestepValues(self) -> list[float]:  # noqa: N802
+        return list(series_times(self.srn_file())) if self._file_name else []
 
     def output_geometry(self) -> Geometry:
         return output_grid(self.srn_file().source.geometry, self.settings[DecodeConfig])
@@ -296,8 +383,12 @@ class SRNReader(VTKPythonAlgorithmBase):
         info.Set(vtkAlgorithm.CAN_PRODUCE_SUB_EXTENT(), 1)
         # Announce the scalars' type, as VTK's image readers do: imaging filters downstream (such as
         # vtkImageDataStreamer) allocate their output from it, and fell back to double without it.
-        scalar_type = numpy_support.get_vtk_array_type(np.dtype(self.srn_file().source.dtype))
-        vtkDataObject.SetPointDataActiveScalarInfo(info, scalar_type, 1)
+        srn = self.srn_file()
+        selected = self.arrays.selected_fields(srn)
+        active = srn.fields[selected[0]] if selected else srn.fields[0]
+        scalar_type = numpy_support.get_vtk_array_type(np.dtype(active.dtype))
+        vtkDataObject.SetPointDataActiveScalarInfo(info, scalar_type, active.components)
+        advertise_times(info, srn)
         return 1
 
     @reports_errors
@@ -309,10 +400,21 @@ class SRNReader(VTKPythonAlgorithmBase):
         whole = self.output_geometry()
         extent = tuple(info.Get(SDDP.UPDATE_EXTENT())) if info.Has(SDDP.UPDATE_EXTENT()) else whole.extent
         piece = Geometry(extent, whole.origin, whole.spacing)
-        values = decode(srn, piece, device=config.device, precision=config.precision, threads=config.threads,
-                        progress=self.UpdateProgress)
-        fill_image(output, piece, {srn.source.array_name: values}, active=srn.source.array_name)
-        add_field_data(output, {**srn.stats, "source_array": srn.source.array_name, **bound_fields(srn, piece)})
+        step = requested_step(info, srn)
+        fields = self.arrays.selected_fields(srn)
+        arrays = {}
+        for done, index in enumerate(fields):
+            def progress(fraction: float, done: int = done) -> None:
+                self.UpdateProgress((done + fraction) / len(fields))
+
+            arrays[srn.fields[index].name] = decode(srn, piece, field=index, step=step, device=config.device,
+                                                    precision=config.precision, threads=config.threads,
+                                                    progress=progress)
+        active = next(iter(arrays), None)
+        output.GetPointData().Initialize()  # arrays deselected since the last run must not linger
+        fill_image(output, piece, arrays, active=active)
+        add_field_data(output, {**srn.stats, "source_array": active or "", **bound_fields(srn, piece)})
+        stamp_time(output, srn, step)
         return 1
 
 

@@ -63,7 +63,8 @@ def fill_image(
     image.SetSpacing(*geometry.spacing)
     pd = image.GetPointData()
     for name, values in arrays.items():
-        flat = np.ascontiguousarray(values).reshape(-1)
+        flat = np.ascontiguousarray(values).reshape(geometry.num_points, -1)  # [z, y, x] or [z, y, x, components]
+        flat = flat.reshape(-1) if flat.shape[1] == 1 else flat
         vtk_array = numpy_support.numpy_to_vtk(flat, deep=False)
         vtk_array._numpy_reference = flat  # keep the buffer alive as long as the VTK array
         vtk_array.SetName(name)

@@ -71,7 +71,7 @@ def parameter_count(config: ModelConfig, geometry: Geometry) -> int:
         return sum(math.prod(shape) for shape in parameter_shapes(config, full_widths(config)).values())
     in_features = 3 + 6 * config.fourier_features + config.grid_channels
     w = config.mlp_width
-    mlp = in_features * w + w + (config.mlp_layers - 1) * (w * w + w) + w + 1
+    mlp = in_features * w + w + (config.mlp_layers - 1) * (w * w + w) + config.outputs * (w + 1)
     return config.grid_channels * math.prod(grid_shape_for(config, geometry)) + mlp
 
 

@@ -49,7 +49,7 @@ class FVSRN(nn.Module):
         self._init_latent((torch.rand((config.grid_channels, *grid_shape), generator=generator) * 2 - 1) * 0.01)
         self.fourier = FourierFeatures(config.fourier_features, aspect)
         in_features = 3 + self.fourier.out_features + config.grid_channels
-        self.mlp = mlp(in_features, config.mlp_width, config.mlp_layers)
+        self.mlp = mlp(in_features, config.mlp_width, config.mlp_layers, config.outputs)
         self.grid_mask: UnitMask | None = None
         # bool, broadcastable to the latent tensor; None: nothing pruned. A buffer, so .to() moves it, but not
         # stored with the parameters: the file keeps it as a packed bit mask.
@@ -103,7 +103,7 @@ class FVSRN(nn.Module):
 
     def forward(self, positions: torch.Tensor) -> torch.Tensor:
         inputs = torch.cat([positions, self.fourier(positions), self.grid_features(positions)], dim=1)
-        return self.mlp(inputs).squeeze(1)
+        return self.mlp(inputs).squeeze(1)  # (N,) for a scalar, (N, 3) for a vector
 
     @torch.no_grad()
     def resize_latent(self, config: FVSRNConfig, grid_shape: tuple[int, int, int]) -> None:

@@ -53,10 +53,10 @@ class FourierFeatures(nn.Module):
         return torch.cat([torch.sin(angles), torch.cos(angles)], dim=1)
 
 
-def mlp(in_features: int, width: int, hidden_layers: int) -> nn.Sequential:
-    """hidden_layers Linear+Snake layers of the given width, then a linear head to one value."""
+def mlp(in_features: int, width: int, hidden_layers: int, outputs: int = 1) -> nn.Sequential:
+    """hidden_layers Linear+Snake layers of the given width, then a linear head to `outputs` values."""
     layers: list[nn.Module] = []
     for i in range(hidden_layers):
         layers += [nn.Linear(in_features if i == 0 else width, width), Snake()]
-    layers.append(nn.Linear(width, 1))
+    layers.append(nn.Linear(width, outputs))
     return nn.Sequential(*layers)

@@ -66,8 +66,8 @@ def parameter_shapes(config: NeurcompConfig, widths: Sequence[int]) -> dict[str,
         shapes[f"layers.{k}.linear.weight"] = (width, previous)
         shapes[f"layers.{k}.linear.bias"] = (width,)
         previous = width
-    shapes["output.weight"] = (1, previous)
-    shapes["output.bias"] = (1,)
+    shapes["output.weight"] = (config.outputs, previous)
+    shapes["output.bias"] = (config.outputs,)
     return shapes
 
 
@@ -109,7 +109,7 @@ class Neurcomp(nn.Module):
             for k, (n_in, n_out) in enumerate(zip(inputs, self.widths, strict=True))
         )
         last = self.widths[-1]
-        self.output = _linear(torch.empty(1, last), torch.empty(1))
+        self.output = _linear(torch.empty(config.outputs, last), torch.empty(config.outputs))
         bound = math.sqrt(6.0 / max(last, 1)) / 30.0
         with torch.no_grad():
             self.output.weight.uniform_(-bound, bound)

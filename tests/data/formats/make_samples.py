@@ -16,6 +16,8 @@ attributes are edited back to what those versions wrote. The kinds differ so tha
   v8.srn  fV-SRN, plain grid, plus its residual quantised to a max error of 4 (the error-bounded format)
   v9.srn  bricks in the compact multipart format (srnvtk.multipart): 2 x 2 x 2 bricks of 6 x 6 x 6 points with a
           halo of 1, the last ones thinner, from the brick compressor (srnvtk.distributed)
+  v10.srn many networks with a vector field: the generated series' velocity (one network with 3 outputs per
+          step) and density at two time steps (srnvtk.series_encode; the second step warm-started)
 
 These files are a compatibility promise: once committed they are never regenerated. Running this script again
 writes new files with other bytes (training is deterministic, HDF5's layout of a rewritten file may not be),
@@ -62,6 +64,7 @@ KINDS = {
                        grid_bits=5), PruningConfig()),
     "v8": (FVSRN, PruningConfig()),
     "v9": (FVSRN, PruningConfig()),
+    "v10": (FVSRN, PruningConfig()),
 }
 
 
@@ -158,6 +161,22 @@ def write_bounded(volume: Volume, config: FVSRNConfig, path: Path) -> float:
     return finish(volume, source_info(volume), candidate, [candidate], path).stats["psnr"]
 
 
+def write_vector_series(path: Path) -> float:
+    """Format 10: the generated series (srnvtk.series_data) on the samples' grid, velocity and density, two steps;
+    returns the velocity's mean PSNR over the steps."""
+    from srnvtk.config import EncoderSettings
+    from srnvtk.series import series_from_arrays
+    from srnvtk.series_data import generate_series
+    from srnvtk.series_encode import encode_series
+
+    config, pruning = KINDS["v10"]
+    steps = list(generate_series(SHAPE, 2, seed=0))
+    series = series_from_arrays(default_geometry(SHAPE), [t for t, _ in steps], [a for _, a in steps])
+    result = encode_series(series, EncoderSettings(fvsrn=config, pruning=pruning, train=TRAIN),
+                           arrays=["velocity", "density"], path=path)
+    return float(np.mean([p.stats["psnr"] for p in result.parts if p.field == "velocity"]))
+
+
 def main(names: list[str]) -> int:
     geometry = default_geometry(SHAPE)
     volume = Volume(default_volume_values(SHAPE), geometry, "density")
@@ -168,6 +187,8 @@ def main(names: list[str]) -> int:
             quality = write_series(volume, path)
         elif name == "v9":
             quality = write_bricks(volume, path)
+        elif name == "v10":
+            quality = write_vector_series(path)
         elif name == "v8":
             quality = write_bounded(volume, config, path)
         elif name in ("v5", "v7"):

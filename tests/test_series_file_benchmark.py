@@ -1,0 +1,61 @@
+"""benchmarks/series_file.py (issue #13's acceptance runs): interpolation at equal PSNR, the summary, and a smoke run
+(--quick) that writes both result files, resumes, and leaves no scratch file."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+@pytest.fixture(scope="module")
+def bench():
+    if str(BENCHMARKS) not in sys.path:  # the script imports its sibling pruning_ablation
+        sys.path.insert(0, str(BENCHMARKS))
+    spec = importlib.util.spec_from_file_location("series_file", BENCHMARKS / "series_file.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_value_at_equal_psnr(bench) -> None:
+    curve = [(30.0, 1000.0), (34.0, 4000.0), (32.0, 2000.0)]  # (PSNR, bytes), any order
+    assert bench.at_psnr(curve, 31.0) == pytest.approx(1000 * 2**0.5)  # halfway, in log bytes
+    assert bench.at_psnr(curve, 34.0) == pytest.approx(4000.0)
+    assert bench.at_psnr(curve, 29.0) is None and bench.at_psnr(curve, 35.0) is None
+
+
+def test_summary_compares_at_the_series_psnr(bench) -> None:
+    rows = [{"part": "A", "scheme": "series", "ratio": 100.0, "bytes": 1000, "train_seconds": 10.0, "mean_psnr": 32.0},
+            {"part": "A", "scheme": "independent", "ratio": 50.0, "bytes": 4000, "train_seconds": 80.0,
+             "mean_psnr": 34.0},
+            {"part": "A", "scheme": "independent", "ratio": 100.0, "bytes": 2000, "train_seconds": 40.0,
+             "mean_psnr": 30.0}]
+    (entry,) = bench.summarize(rows)["equal_psnr"]
+    assert entry["independent_bytes"] == pytest.approx(2000 * 2**0.5)
+    assert entry["bytes_factor"] == pytest.approx(2 * 2**0.5) and entry["time_factor"] == pytest.approx(4 * 2**0.5)
+
+
+def test_quick_run_writes_and_resumes(bench, tmp_path, capsys) -> None:
+    out = tmp_path / "sf"
+    assert bench.main(["--quick", "--out", str(out)]) == 0
+    result = json.loads(out.with_suffix(".json").read_text())
+    kinds = {(r["part"], r["scheme"], r["ratio"]) for r in result["rows"]}
+    assert kinds == {(p, s, r) for p, schemes in (("A", ("series", "independent")), ("B", ("vector", "components")))
+                     for s in schemes for r in (2.0, 4.0)}
+    series = [r for r in result["rows"] if r["scheme"] == "series"]
+    assert all(len(r["parts"]) == 3 * 2 for r in series)  # three arrays, two steps, one file
+    # step 0 cold with the quick run's 30 steps, step 1 warm with half of them
+    assert all(sorted((p["step"], p["steps"]) for p in r["parts"]) == [(0, 30)] * 3 + [(1, 15)] * 3 for r in series)
+    vector = [r for r in result["rows"] if r["part"] == "B"]
+    assert all({"psnr_x", "psnr_y", "psnr_z", "psnr_magnitude"} <= set(r) for r in vector)
+    assert "One series file" in out.with_suffix(".md").read_text()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sf.json", "sf.md"]  # no scratch left
+    capsys.readouterr()
+    assert bench.main(["--quick", "--out", str(out)]) == 0  # everything already done
+    assert "0 runs to do, 8 already done" in capsys.readouterr().err
