@@ -39,7 +39,16 @@ def run() -> NoReturn:
             stream.flush()
         except (OSError, ValueError):
             pass
+    _finalize_mpi()
     os._exit(status)
+
+
+def _finalize_mpi() -> None:
+    """An MPI rank (srnvtk.distributed) finalises MPI itself, since os._exit skips the exit handler mpi4py registered:
+    a launcher takes a rank that ends without MPI_Finalize for a crashed one and fails the whole job."""
+    mpi = sys.modules.get("mpi4py.MPI")
+    if mpi is not None and mpi.Is_initialized() and not mpi.Is_finalized():
+        mpi.Finalize()
 
 
 def _ignore_interrupts() -> None:
