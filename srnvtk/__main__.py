@@ -34,18 +34,19 @@ def run() -> NoReturn:
         print("srnvtk: interrupted", file=sys.stderr)
         status = EXIT_INTERRUPTED
     _ignore_interrupts()
+    if status != EXIT_INTERRUPTED:
+        _finalize_mpi()
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
         except (OSError, ValueError):
             pass
-    _finalize_mpi()
     os._exit(status)
 
 
 def _finalize_mpi() -> None:
-    """An MPI rank (srnvtk.distributed) finalises MPI itself, since os._exit skips the exit handler mpi4py registered:
-    a launcher takes a rank that ends without MPI_Finalize for a crashed one and fails the whole job."""
+    """MPI_Finalize where mpi4py initialised MPI (its atexit hook does not run under os._exit, and mpirun reports a
+    rank that leaves without it as failed). Not after an interrupt: the other ranks may never get there."""
     mpi = sys.modules.get("mpi4py.MPI")
     if mpi is not None and mpi.Is_initialized() and not mpi.Is_finalized():
         mpi.Finalize()

@@ -20,9 +20,10 @@ import math
 import os
 import tempfile
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from . import presets
 from .budget import file_size_probe
@@ -42,6 +43,7 @@ from .volume import Geometry, Volume
 
 # A quality search's model and pruning settings for a trial's target ratio.
 Chooser = Callable[[float], tuple[ModelConfig | None, PruningConfig | None]]
+Made = TypeVar("Made")  # what a quality search's trial makes
 # How many times their share of the budget an fV-SRN's uncompressed latent codes may take before the fit.
 LATENT_HEADROOM = 1.4
 # With learned pruning, this much more again: the masks rank the units and the fit keeps the best that fit
@@ -184,34 +186,58 @@ def _trial_name(ratio: float) -> str:
 
 def _search(volume: Volume, target_psnr: float, train_config: TrainConfig, chooser: Chooser, scratch: Path,
             progress: ProgressCallback | None, should_abort: AbortCallback | None, trials: int) -> PSNRSearch:
-    passing: tuple[float, CompressResult] | None = None  # the largest ratio that reached the target
-    best: tuple[float, CompressResult] | None = None  # the best PSNR, in case none does
-    failing: float | None = None  # the smallest ratio that did not
-    ratio = min(PSNR_START_RATIO, _largest_ratio(volume.geometry, *chooser(PSNR_START_RATIO)) / 2)
-    history: list[tuple[float, float | None]] = []
-    for trial in range(trials):
-        if ratio <= 1.0:
-            break
-
-        def trial_progress(fraction: float, message: str, trial: int = trial, ratio: float = ratio) -> None:
+    def trial(index: int, ratio: float) -> tuple[float, CompressResult]:
+        def trial_progress(fraction: float, message: str) -> None:
             if progress is not None:
-                progress((trial + fraction) / trials, f"trial {trial + 1}/{trials} (ratio {ratio:.4g}): {message}")
+                progress((index + fraction) / trials, f"trial {index + 1}/{trials} (ratio {ratio:.4g}): {message}")
 
         base, pruning = chooser(ratio)
+        result = compress_to_ratio(volume, ratio, model_config=base, train_config=train_config, pruning=pruning,
+                                   path=scratch / _trial_name(ratio), progress=trial_progress,
+                                   should_abort=should_abort)
+        return result.stats["psnr"], result
+
+    start = min(PSNR_START_RATIO, _largest_ratio(volume.geometry, *chooser(PSNR_START_RATIO)) / 2)
+    found = search_ratio(trial, target_psnr, start, trials, "this volume")
+    return PSNRSearch(found.made, found.ratio, found.reached, found.history)
+
+
+@dataclass
+class RatioSearch(Generic[Made]):
+    """The ratio a quality search chose, what its trial made, whether it reached the target, and every trial as
+    (ratio, PSNR or None when no model fitted)."""
+
+    ratio: float
+    made: Made
+    reached: bool
+    history: list[tuple[float, float | None]]
+
+
+def search_ratio(trial: Callable[[int, float], tuple[float, Made]], target_psnr: float, start_ratio: float,
+                 trials: int, what: str) -> RatioSearch[Made]:
+    """The largest ratio whose trial reaches the target PSNR, within `trials` trials: trial(index, ratio) gives
+    (PSNR, what it made) or raises SettingsError when no model fits that ratio. Passing trials multiply the ratio
+    by 4, failing ones divide it by 4, then the search bisects in log ratio until the passing and failing ratios
+    are PSNR_RATIO_PRECISION apart. Without a passing trial: the best PSNR's. SettingsError when nothing fitted."""
+    passing: tuple[float, Made] | None = None  # the largest ratio that reached the target
+    best: tuple[float, float, Made] | None = None  # the best PSNR, in case none does
+    failing: float | None = None  # the smallest ratio that did not
+    history: list[tuple[float, float | None]] = []
+    ratio = start_ratio
+    for index in range(trials):
+        if ratio <= 1.0:
+            break
         try:
-            result = compress_to_ratio(volume, ratio, model_config=base, train_config=train_config, pruning=pruning,
-                                       path=scratch / _trial_name(ratio), progress=trial_progress,
-                                       should_abort=should_abort)
+            quality, made = trial(index, ratio)
         except SettingsError:  # too few bytes for any model: this ratio fails
             history.append((ratio, None))
             failing = ratio if failing is None else min(failing, ratio)
         else:
-            quality = result.stats["psnr"]
             history.append((ratio, quality))
-            if best is None or quality > best[1].stats["psnr"]:
-                best = (ratio, result)
+            if best is None or quality > best[1]:
+                best = (ratio, quality, made)
             if quality >= target_psnr:
-                passing = (ratio, result) if passing is None or ratio > passing[0] else passing
+                passing = (ratio, made) if passing is None or ratio > passing[0] else passing
             else:
                 failing = ratio if failing is None else min(failing, ratio)
         if passing is not None and failing is not None:
@@ -220,11 +246,12 @@ def _search(volume: Volume, target_psnr: float, train_config: TrainConfig, choos
             ratio = math.sqrt(failing * passing[0])
         else:
             ratio = ratio * 4 if passing is not None else ratio / 4
-    chosen = passing or best
-    if chosen is None:
+    if passing is not None:
+        return RatioSearch(passing[0], passing[1], True, history)
+    if best is None:
         tried = ", ".join(f"{r:.3g}" for r, _ in history)
-        raise SettingsError(f"no model fits this volume at any ratio tried ({tried})")
-    return PSNRSearch(chosen[1], chosen[0], passing is not None, history)
+        raise SettingsError(f"no model fits {what} at any ratio tried ({tried})")
+    return RatioSearch(best[0], best[2], False, history)
 
 
 def _largest_ratio(geometry: Geometry, base: ModelConfig | None, pruning: PruningConfig | None) -> float:

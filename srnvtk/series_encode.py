@@ -49,7 +49,7 @@ from .parts import FieldInfo, PartData
 from .presets import choose
 from .pruning import pruned_fraction
 from .quantize import apply_storage_precision
-from .ratecontrol import PSNR_RATIO_PRECISION, PSNR_START_RATIO, plan_for_ratio
+from .ratecontrol import PSNR_START_RATIO, plan_for_ratio, search_ratio
 from .series import Series
 from .train import ProgressCallback, train
 from .volume import Volume
@@ -352,46 +352,18 @@ def _search_ratio(series: Series, fields: tuple[FieldInfo, ...], settings: Encod
     """(series ratio, the chosen trial's step-0 parts and networks, every trial as (ratio, mean PSNR or None)):
     the largest ratio whose step-0 networks reach the target PSNR on average over the fields; passing trials
     multiply the ratio by 4, failing ones divide it by 4, then the search bisects in log ratio."""
-    target, trials = settings.encode.psnr, settings.encode.psnr_trials
     count = len(fields) * series.num_steps
     values = series.arrays(0, [f.name for f in fields])
-    passing: tuple[float, list] | None = None
-    best: tuple[float, float, list] | None = None
-    failing: float | None = None
-    history: list[tuple[float, float | None]] = []
-    ratio = min(PSNR_START_RATIO, _largest_ratio(series, fields, settings, float32_bytes) / 2)
-    for _trial in range(trials):
-        if ratio <= 1.0:
-            break
-        try:
-            budget = part_budget(float32_bytes, ratio, count)
-            trainer.settings = chosen = with_preset(settings, ratio)  # each trial its ratio's preset
-            first = []
-            for index, info in enumerate(fields):
-                volume = Volume(values[info.name], series.geometry, info.name)
-                first.append(trainer.part(values[info.name], index, 0, _plan(volume, chosen, budget), None,
-                                          budget))
-        except SettingsError:  # too few bytes for any model: this ratio fails
-            history.append((ratio, None))
-            failing = ratio if failing is None else min(failing, ratio)
-        else:
-            quality = float(np.mean([part.stats["psnr"] for part, _ in first]))
-            history.append((ratio, quality))
-            if best is None or quality > best[1]:
-                best = (ratio, quality, first)
-            if quality >= target:
-                passing = (ratio, first) if passing is None or ratio > passing[0] else passing
-            else:
-                failing = ratio if failing is None else min(failing, ratio)
-        if passing is not None and failing is not None:
-            if failing / passing[0] <= PSNR_RATIO_PRECISION:
-                break
-            ratio = math.sqrt(failing * passing[0])
-        else:
-            ratio = ratio * 4 if passing is not None else ratio / 4
-    if passing is not None:
-        return passing[0], passing[1], history
-    if best is None:
-        tried = ", ".join(f"{r:.3g}" for r, _ in history)
-        raise SettingsError(f"no model fits this series at any ratio tried ({tried})")
-    return best[0], best[2], history
+
+    def trial(_index: int, ratio: float) -> tuple[float, list]:
+        budget = part_budget(float32_bytes, ratio, count)
+        trainer.settings = chosen = with_preset(settings, ratio)  # each trial its ratio's preset
+        first = []
+        for index, info in enumerate(fields):
+            volume = Volume(values[info.name], series.geometry, info.name)
+            first.append(trainer.part(values[info.name], index, 0, _plan(volume, chosen, budget), None, budget))
+        return float(np.mean([part.stats["psnr"] for part, _ in first])), first
+
+    start = min(PSNR_START_RATIO, _largest_ratio(series, fields, settings, float32_bytes) / 2)
+    found = search_ratio(trial, settings.encode.psnr, start, settings.encode.psnr_trials, "this series")
+    return found.ratio, found.made, found.history
