@@ -4,6 +4,8 @@ Kept beside the examples (not in srnvtk/, which never imports paraview).
 """
 
 import atexit
+import ctypes
+import ctypes.util
 import os
 import random
 import shutil
@@ -13,6 +15,7 @@ import sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 PLUGIN_XML = os.path.join(HERE, "..", "xml", "srnvtk.xml")
 _OWN_SERVERS: list[subprocess.Popen] = []  # the Xvfb ensure_display started, ended by this process's exit
+_HELD_CONNECTIONS: list[int] = []  # X connections kept open to our own server (see _hold_connection)
 
 
 def ensure_display() -> None:
@@ -36,7 +39,7 @@ def ensure_display() -> None:
         os.close(write_end)
         with os.fdopen(read_end) as announced:
             ready = announced.readline().strip() == str(number)
-        if ready:
+        if ready and _hold_connection(number):
             _OWN_SERVERS.append(server)
             atexit.register(_end_own_servers)
             os.environ["DISPLAY"] = f":{number}"
@@ -44,6 +47,23 @@ def ensure_display() -> None:
         server.kill()
         server.wait()
     sys.exit("Xvfb did not start (five display numbers tried)")
+
+
+def _hold_connection(number: int) -> bool:
+    """Open one X connection to the new server and keep it for the life of this process: the server then never
+    sits without a client (under load, the examples' first render came 30-50 s after the start and was refused
+    now and then, with or without -dumbSched); False when the server does not accept it."""
+    library = ctypes.util.find_library("X11")
+    if library is None:
+        return True  # nothing to hold it with; ParaView connects on its own
+    xlib = ctypes.CDLL(library)
+    xlib.XOpenDisplay.restype = ctypes.c_void_p
+    xlib.XOpenDisplay.argtypes = [ctypes.c_char_p]
+    connection = xlib.XOpenDisplay(f":{number}".encode())
+    if not connection:
+        return False
+    _HELD_CONNECTIONS.append(connection)
+    return True
 
 
 def _end_own_servers() -> None:
