@@ -467,11 +467,18 @@ def _read_network_file(container: Container, header: dict, source: SourceInfo, a
     arrays, tensor_bytes = _read_tensors(container, _json_object(header["tensors"], "the tensors"), plan.specs,
                                          reserved={stats_index, *bound_sections})
     model = _model_from_stored(config, source.geometry, StoredModel(arrays, layout, structure, index_layout))
+    stats, writer = _file_stats(container, header, stats_index, source)
+    return SRNFile(model, config, source, stats, tensor_bytes, pruning, container.version, writer)
+
+
+def _file_stats(container: Container, header: dict, stats_index: int,
+                source: SourceInfo) -> tuple[dict[str, float], str]:
+    """A single-network file's stored statistics plus its measured size and ratio, and the srnvtk that wrote it."""
     stats = stats_from_bytes(container.read(stats_index))
     stats["file_bytes"] = float(container.size)
     stats["ratio"] = compression_ratio(source.geometry.num_points, container.size)
     writer = header["srnvtk_version"] if isinstance(header["srnvtk_version"], str) else ""
-    return SRNFile(model, config, source, stats, tensor_bytes, pruning, container.version, one_line(writer, 40))
+    return stats, one_line(writer, 40)
 
 
 def _read_bounded(container: Container, header: dict, source: SourceInfo, architecture: str) -> SRNFile:
@@ -512,11 +519,8 @@ def _read_bounded(container: Container, header: dict, source: SourceInfo, archit
         stats_index = _stats_section(header["stats"], container)
         if len(container.sections) != len(used) + 1 or stats_index in used:
             raise FileFormatError("the file has sections nothing names, or names one twice")
-        stats = stats_from_bytes(container.read(stats_index))
-        stats["file_bytes"] = float(container.size)
-        stats["ratio"] = compression_ratio(source.geometry.num_points, container.size)
-        writer = header["srnvtk_version"] if isinstance(header["srnvtk_version"], str) else ""
-        srn = SRNFile(None, None, source, stats, {}, PruningConfig(), container.version, one_line(writer, 40))
+        stats, writer = _file_stats(container, header, stats_index, source)
+        srn = SRNFile(None, None, source, stats, {}, PruningConfig(), container.version, writer)
     srn.bound = code
     return srn
 
