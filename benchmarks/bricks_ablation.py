@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import re
 import sys
 import time
@@ -50,8 +51,17 @@ FIXED_BYTES = 1024  # a bricked file's cost beyond its bricks: an upper bound (5
 LABEL = re.compile(r"^b(?P<size>\d+)h(?P<halo>\d+)(g(?P<gamma>[\d.]+))?(m(?P<rung>\d))?$")
 
 
+def train_config(args, share: int = 1, batch_size: int | None = None) -> TrainConfig:
+    """The training of one network of a run: its share of the run's steps or (--time-limit) of its CPU time."""
+    batch = args.batch_size if batch_size is None else batch_size
+    if args.time_limit:
+        return TrainConfig(steps=10_000_000, time_limit=args.time_limit / share, time_clock="cpu", batch_size=batch,
+                           seed=args.seed, device="cpu")
+    return TrainConfig(steps=max(1, args.steps // share), batch_size=batch, seed=args.seed, device="cpu")
+
+
 def run_whole(volume, args) -> dict:
-    train = TrainConfig(steps=args.steps, batch_size=args.batch_size, seed=args.seed, device="cpu")
+    train = train_config(args)
     cpu = time.process_time()
     result = compress_to_ratio(volume, args.ratio, train_config=train, path=Path(args.scratch) / "whole.srn")
     rec = result.reconstruction
@@ -81,12 +91,13 @@ def run_bricks(volume, label: str, args) -> tuple[dict, np.ndarray]:
     # Equal samples per point as the whole run: every brick runs all the steps with a share of the batch (the
     # hyperparameter sweep found steps matter more than batch size at equal samples), or (--split-steps) the
     # whole batch for a share of the steps.
-    if args.split_steps:
-        steps, batch = max(1, args.steps // len(bricks)), args.batch_size
+    # With --time-limit, every brick gets its share of the run's CPU time and the whole batch (what `srnvtk
+    # compress --brick-size` does with a time limit per brick).
+    if args.split_steps or args.time_limit:
+        train = train_config(args, share=len(bricks))
     else:
-        steps, batch = args.steps, max(256, round(args.batch_size * size**3 / grid.num_points))
-    train = TrainConfig(steps=steps, batch_size=batch, seed=args.seed, device="cpu")
-    models, used, rows = {}, 0, []
+        train = train_config(args, batch_size=max(256, round(args.batch_size * size**3 / grid.num_points)))
+    models, used, rows, brick_steps = {}, 0, [], []
     cpu = time.process_time()
     for brick, budget in zip(bricks, budgets, strict=True):
         source = brick_volume(volume, layout, brick)
@@ -102,6 +113,7 @@ def run_bricks(volume, label: str, args) -> tuple[dict, np.ndarray]:
                               fit=brick_fit(budget, source.geometry), final_fit=brick_fit(budget, source.geometry,
                                                                                           grow=False))
         models[brick] = trained.model
+        brick_steps.append(int(trained.stats["steps"]))
         size_bytes = brick_measure(trained.model, source.geometry)(None)
         used += size_bytes
         rows.append({"brick": brick, "budget": budget, "bytes": size_bytes, "complexity": complexity[len(rows)],
@@ -111,7 +123,8 @@ def run_bricks(volume, label: str, args) -> tuple[dict, np.ndarray]:
     seconds = time.process_time() - cpu
     rec = decode(bricks_in_memory(models, layout, grid, value_range, volume.dtype), device="cpu")
     row = {"file_bytes": used + FIXED_BYTES, "psnr": psnr(volume.values, rec, value_range[1] - value_range[0]),
-           "steps": steps * len(bricks), "steps_per_brick": steps, "batch_per_brick": batch, "bricks": len(bricks),
+           "steps": sum(brick_steps), "steps_per_brick": min(brick_steps), "batch_per_brick": train.batch_size,
+           "bricks": len(bricks),
            "cpu_seconds": seconds,
            "size": size, "halo": halo, "gamma": gamma, "per_brick": rows}
     for brick_row in rows:
@@ -128,6 +141,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ratio", type=float, default=100.0)
     parser.add_argument("--steps", type=int, default=3000, help="total steps of a run (bricks share them)")
     parser.add_argument("--batch-size", type=int, default=16384)
+    parser.add_argument("--time-limit", type=float, default=0.0,
+                        help="CPU seconds of training of a run (bricks share them out; the steps then do not count)")
     parser.add_argument("--split-steps", action="store_true",
                         help="bricks share the steps out (each its share, whole batch) instead of the batch")
     parser.add_argument("--seed", type=int, default=0)
@@ -145,7 +160,8 @@ def main(argv: list[str] | None = None) -> int:
     data["settings"] = {"region": args.region, "volume": Path(args.volume).name, "ratio_default": args.ratio,
                         "batch_size": args.batch_size, "seed": args.seed}
     data["machine"] = machine_info()
-    done = {(r["label"], r["ratio"], r["total_steps"], r.get("split_steps", True)) for r in data["rows"]}
+    done = {(r["label"], r["ratio"], r["total_steps"], r.get("split_steps", True)) for r in data["rows"]
+            if r.get("time_limit", 0.0) == args.time_limit}
     value_range = float(volume.values.max()) - float(volume.values.min())
     for label in args.runs:
         if (label, args.ratio, args.steps, args.split_steps and label != "whole") in done or (
@@ -153,7 +169,8 @@ def main(argv: list[str] | None = None) -> int:
             continue
         start = time.time()
         row, rec = run_whole(volume, args) if label == "whole" else run_bricks(volume, label, args)
-        row.update(label=label, ratio=args.ratio, total_steps=args.steps, wall_seconds=time.time() - start,
+        row.update(label=label, ratio=args.ratio, total_steps=args.steps, time_limit=args.time_limit,
+                   wall_seconds=time.time() - start, load_average=list(os.getloadavg()),
                    split_steps=args.split_steps and label != "whole",
                    achieved_ratio=4 * volume.geometry.num_points / row["file_bytes"])
         for size in args.mask_sizes:
