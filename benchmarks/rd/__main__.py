@@ -16,7 +16,10 @@ Writes benchmarks/results/rd_<volume>.json (every row; rows of other codecs are 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import fcntl
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 from .classic import run_codec
@@ -27,6 +30,15 @@ from .volumes import BenchVolume, VolumeMissingError, load_volume
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 RATIOS = (50.0, 100.0, 200.0, 500.0, 1000.0)
+@contextlib.contextmanager
+def results_lock(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock beside a results file: two runs (two training slots) merge their rows into it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_suffix(".lock"), "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m benchmarks.rd", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -75,7 +87,8 @@ def run_volume(bench: BenchVolume, args: argparse.Namespace, path: Path) -> list
         measured = {(r["codec"], float(r["target_ratio"])) for r in stored if same_run(r, settings)}
 
         def save(row: dict) -> None:
-            save_results(path, bench.describe(), merge_rows(load_results(path)["rows"], [row]))
+            with results_lock(path):
+                save_results(path, bench.describe(), merge_rows(load_results(path)["rows"], [row]))
 
         rows += run_srnvtk(bench, args.srnvtk_presets, args.ratios, settings,
                            done=lambda codec, target: args.resume and (codec, target) in measured, on_row=save)
@@ -91,12 +104,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"skipping volume '{name}': {exc}", file=sys.stderr)
             continue
         path = args.out_dir / f"rd_{bench.key}.json"
-        if args.report_only:
-            rows = load_results(path)["rows"]
-        else:
-            new = run_volume(bench, args, path)  # srnvtk rows are saved as they come: merge into what is there now
-            rows = merge_rows(load_results(path)["rows"], new)
-        data = save_results(path, bench.describe(), rows)
+        new = [] if args.report_only else run_volume(bench, args, path)  # srnvtk rows are saved as they come
+        with results_lock(path):  # merge into what is there now
+            data = save_results(path, bench.describe(), merge_rows(load_results(path)["rows"], new))
         for written in (path, *write_reports(data, path)):
             print(f"wrote {written}")
     return 0
