@@ -346,7 +346,7 @@ def _compress(args: argparse.Namespace, interrupts) -> int:
 
     try:
         settings, source = agree(comm, setup, interrupts)
-        size = settings.bricks.size_for(source.geometry.num_points, comm.size)
+        size = settings.bricks.size_for(source.geometry.dimensions, comm.size)
         if size:
             return _compress_bricks(args, settings, source, size, comm, interrupts)
     except (SRNError, KeyboardInterrupt) as exc:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -347,7 +348,9 @@ class TrainConfig:
 
 
 # Bricks (srnvtk.bricks, srnvtk.distributed); the defaults are measured in benchmarks/README.md (bricks ablation).
-AUTO_BRICK_SIZE = 128  # the brick size 0 ("automatic") stands for where bricks are used
+# At equal CPU time on the shared 256^3 volume one network beat 8 bricks of 128^3 by 1.0 dB at ratio 100 and
+# by 6.4 dB at ratio 500 (every brick pays for its own MLP): so bricks are as large as the ranks allow.
+AUTO_BRICK_SIZES = (256, 128, 64, 32, 16)  # the sizes "automatic" picks from, largest first
 AUTO_BRICK_POINTS = 256**3  # volumes with more points are cut into bricks automatically
 MIN_BRICK_SIZE = 4
 
@@ -360,10 +363,10 @@ class BrickConfig:
     brick_size: int = setting(
         0, f"Points per side of a brick: the volume is cut into bricks of this size, each compressed by its own "
         f"network trained on the brick and its halo, and blended across brick borders when read. A reader decodes "
-        f"only the bricks a piece needs. 0: automatic, bricks of {AUTO_BRICK_SIZE} for volumes larger than "
-        f"{round(AUTO_BRICK_POINTS ** (1 / 3))}^3 points or under MPI with several ranks, else one network for the "
-        f"whole volume. Training steps are per brick.", BRICKS, property="BrickSize", flag="--brick-size",
-        metavar="N", low=0, high=INT32_MAX)
+        f"only the bricks a piece needs. 0: automatic, one network for the whole volume up to "
+        f"{round(AUTO_BRICK_POINTS ** (1 / 3))}^3 points on one rank, else the largest bricks (at most "
+        f"{AUTO_BRICK_SIZES[0]}) that give every MPI rank at least one. Training steps are per brick.", BRICKS,
+        property="BrickSize", flag="--brick-size", metavar="N", low=0, high=INT32_MAX)
     halo: int = setting(
         4, "Points each brick's network also covers beyond its brick on every side; a reader blends neighbouring "
         "networks across this overlap so values and gradients stay continuous at brick borders. 0: no overlap, "
@@ -376,11 +379,17 @@ class BrickConfig:
             raise SettingsError(f"brick size must be 0 (automatic) or at least {MIN_BRICK_SIZE}, got "
                                 f"{self.brick_size}")
 
-    def size_for(self, points: int, ranks: int = 1) -> int:
-        """The brick size to use for a volume of this many points on this many ranks; 0: no bricks."""
+    def size_for(self, dimensions: tuple[int, int, int], ranks: int = 1) -> int:
+        """The brick size to use for a volume of these point counts (x, y, z) on this many ranks; 0: no bricks."""
         if self.brick_size:
             return self.brick_size
-        return AUTO_BRICK_SIZE if ranks > 1 or points > AUTO_BRICK_POINTS else 0
+        if ranks <= 1 and math.prod(dimensions) <= AUTO_BRICK_POINTS:
+            return 0
+        for size in AUTO_BRICK_SIZES:
+            bricks = math.prod(-(-n // size) for n in dimensions)
+            if bricks > 1 and bricks >= ranks:
+                return size
+        return AUTO_BRICK_SIZES[-1]
 
 
 @dataclass(frozen=True)

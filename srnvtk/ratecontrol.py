@@ -288,7 +288,7 @@ def encode(
     settings as given; under an error bound, the smallest file keeping it (srnvtk.bounded); in bricks
     (srnvtk.distributed) where the brick settings say so. What the command line and the SRN Encoder both run. With
     the architecture 'auto', each target ratio trains the preset measured best there (presets.choose)."""
-    size = settings.bricks.size_for(volume.geometry.num_points)
+    size = settings.bricks.size_for(volume.geometry.dimensions)
     if size:
         from .distributed import compress_bricks
         from .sources import VolumeSource

@@ -162,7 +162,7 @@ class SRNEncoder(VTKPythonAlgorithmBase):
         from .bricks import layout_for
 
         grid = Geometry(tuple(whole))
-        size = self.settings[BrickConfig].size_for(grid.num_points, pieces)
+        size = self.settings[BrickConfig].size_for(grid.dimensions, pieces)
         return layout_for(grid, size, self.settings[BrickConfig].halo) if size else None
 
     def RequestUpdateExtent(self, request, inInfo, outInfo) -> int:
@@ -250,7 +250,7 @@ class SRNEncoder(VTKPythonAlgorithmBase):
                                                                                threads=default_threads()))
         bricks = self.settings[BrickConfig]
         run = compress_bricks(VolumeSource(volume, grid), settings,
-                              brick_size=bricks.size_for(grid.num_points, pieces), halo=bricks.halo,
+                              brick_size=bricks.size_for(grid.dimensions, pieces), halo=bricks.halo,
                               path=self._file_name or None, comm=comm, progress=self._progress,
                               should_abort=self._should_abort, keep_reconstruction=True)
         box = Geometry(run.reconstruction_extent, held.origin, held.spacing)

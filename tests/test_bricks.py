@@ -100,8 +100,11 @@ def test_layout_for_refuses_bricks_too_thin_to_train():
         layout_for(GRID, 8, 5)
     with pytest.raises(SettingsError, match="at least 4"):
         BrickConfig(brick_size=3)
-    assert BrickConfig().size_for(64**3) == 0 and BrickConfig().size_for(64**3, ranks=2) > 0
-    assert BrickConfig(brick_size=16).size_for(8**3) == 16
+    auto = BrickConfig()
+    assert auto.size_for((256, 256, 256)) == 0 and auto.size_for((64, 64, 64), ranks=2) == 32
+    assert auto.size_for((512, 512, 300)) == 256  # one rank: the largest bricks
+    assert auto.size_for((512, 512, 512), ranks=16) == 128  # 8 bricks of 256 are too few for 16 ranks
+    assert BrickConfig(brick_size=16).size_for((8, 8, 8)) == 16
 
 
 def test_bricks_meeting_a_piece():
