@@ -3,28 +3,20 @@ the bricks the same seconds of training, records the border and interior quality
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from benchmark_scripts import load_script
 
 from srnvtk.datasets import default_geometry
 from srnvtk.vtkio import image_from_arrays, write_vti
 
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
-
 
 @pytest.fixture(scope="module")
 def ablation():
-    if str(BENCHMARKS) not in sys.path:  # the script imports its sibling pruning_ablation
-        sys.path.insert(0, str(BENCHMARKS))
-    spec = importlib.util.spec_from_file_location("bricks_ablation", BENCHMARKS / "bricks_ablation.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("bricks_ablation")
 
 
 def test_equal_time_runs_and_resume(ablation, tmp_path: Path) -> None:

@@ -2,25 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
-
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+from benchmark_scripts import load_script
 
 
 @pytest.fixture(scope="module")
 def ablation():
-    sys.path.insert(0, str(BENCHMARKS))  # the script imports pruning_ablation beside it
-    try:
-        spec = importlib.util.spec_from_file_location("wavelet_ablation", BENCHMARKS / "wavelet_ablation.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.remove(str(BENCHMARKS))
-    return module
+    return load_script("wavelet_ablation")
 
 
 def row(grid: str, method: str, file_bytes: int, psnr: float, ratio: float = 50.0, pruned: float = 0.5) -> dict:
