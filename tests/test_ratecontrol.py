@@ -76,20 +76,36 @@ def test_the_fit_trims_an_overfull_file(volume) -> None:
     assert dropped > 0
     assert 0.99 * budget <= probe(None) <= budget
     kept = model.grid_keep
-    assert kept.shape == (1, *model.grid.shape[1:]) and int(kept.sum()) == kept.numel() - dropped
-    assert torch.all(model.grid[:, ~kept[0]] == 0)
+    assert kept.shape == model.grid.shape and int(kept.sum()) == kept.numel() - dropped  # single values
+    assert torch.all(model.grid[~kept] == 0)
 
 
 def test_the_fit_drops_the_smallest_entries_first(volume) -> None:
     model, _generator = random_grid_model(volume, seed=0, normal=True)
-    norms = model.grid.detach().square().sum(0)
+    squares = model.grid.detach().square()
     order, _keep = ranked_entries(model)
-    ranked = norms.reshape(-1)[order]
+    ranked = squares.reshape(-1)[order]
     assert torch.all(ranked[:-1] >= ranked[1:])
     probe = file_size_probe(model, source_info(volume), None)
     fit_latent_to_budget(model, probe(None) - 1500, probe)
+    kept = model.grid_keep
+    assert squares[kept].min() >= squares[~kept].max()
+
+
+def test_the_fit_keeps_whole_positions_after_position_pruning(volume) -> None:
+    """A model pruned per position (one mask entry for all channels) is trimmed per position, ranked by the
+    squares summed over the channels."""
+    model, generator = random_grid_model(volume, seed=5, normal=True)
+    model.set_grid_keep(torch.rand((1, *model.grid.shape[1:]), generator=generator) > 0.2)
+    norms = model.grid.detach().square().sum(0)
+    pruning = PruningConfig(method="binary", granularity="position")
+    probe = file_size_probe(model, source_info(volume), pruning)
+    fit_latent_to_budget(model, probe(None) - 800, probe)
     kept = model.grid_keep[0]
-    assert norms[kept].min() >= norms[~kept].max()
+    assert model.grid_keep.shape[0] == 1
+    survivors = norms[kept]
+    dropped = norms[~kept & (norms > 0)]
+    assert survivors.min() >= dropped.max()
 
 
 def test_the_fit_respects_an_earlier_pruning(volume) -> None:
