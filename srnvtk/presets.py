@@ -32,14 +32,13 @@ PRESETS = {preset.name: preset for preset in (
     Preset("fvsrn-haar-variational", "fvsrn", "variational", "haar"),
 )}
 
-# (largest target ratio, preset): the first row whose ratio reaches the target applies. Measured on the shared
-# Richtmyer-Meshkov volume, 600 s of CPU time on one thread each (benchmarks/results/rd_rm256.md): the plain grid
-# wins at 200 (43.21 dB against 40.32 for a haar grid with variational dropout) and 500 (40.24 against 39.36);
-# the pruned haar grid at 1000 (37.11 against 35.92 and 36.57 for the plain and the pruned plain grid). The
-# border is the geometric mean of the two ratios measured around it.
+# (largest target ratio, preset): the first row whose ratio reaches the target applies. Measured at 600 s of CPU
+# time on one thread each (benchmarks/results/rd_*.md, benchmarks/README.md "Every preset"): the plain grid beat
+# the haar grid with variational dropout at 500 and 1000 on the shared Richtmyer-Meshkov volume (40.44 / 37.38 dB
+# against 39.36 / 37.11) and on the turbulence field (34.07 / 32.69 against 32.40 / 31.36), so it is the default
+# at every ratio (at 200 the haar grid's row predates the current rate control; see benchmarks/README.md).
 BY_RATIO: tuple[tuple[float, str], ...] = (
-    (math.sqrt(500 * 1000), "fvsrn"),
-    (math.inf, "fvsrn-haar-variational"),
+    (math.inf, "fvsrn"),
 )
 
 
