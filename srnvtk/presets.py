@@ -35,8 +35,10 @@ PRESETS = {preset.name: preset for preset in (
 # (largest target ratio, preset): the first row whose ratio reaches the target applies. Measured at 600 s of CPU
 # time on one thread each (benchmarks/results/rd_*.md, benchmarks/README.md "Every preset"): the plain grid beat
 # the haar grid with variational dropout at 500 and 1000 on the shared Richtmyer-Meshkov volume (40.44 / 37.38 dB
-# against 39.36 / 37.11) and on the turbulence field (34.07 / 32.69 against 32.40 / 31.36), so it is the default
-# at every ratio (at 200 the haar grid's row predates the current rate control; see benchmarks/README.md).
+# against 39.36 / 37.11), on the turbulence field (34.07 / 32.69 against 32.40 / 31.36) and on the sharp-feature
+# field (40.13 / 38.57 against 37.64 / 36.30), so it is the default at every ratio. At 200 (shared volume only)
+# the haar grid was ahead at 600 s (40.22 against 38.84, the plain grid's rate control trimming deeply) but behind
+# the plain grid at 300 s (41.09): see benchmarks/README.md before changing this.
 BY_RATIO: tuple[tuple[float, str], ...] = (
     (math.inf, "fvsrn"),
 )
