@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -35,7 +35,7 @@ import torch
 
 from .config import FVSRNConfig, ModelConfig, PruningConfig, TrainConfig
 from .errors import SettingsError
-from .metrics import chunked_mse
+from .metrics import psnr, psnr_from_mse
 from .models.protocol import SRNModel
 from .parts import BrickLayout, brick_geometry
 from .ratecontrol import LATENT_HEADROOM, MLP_SHARE, mlp_bytes, shrink_mlp
@@ -87,8 +87,6 @@ def brick_volume(volume: Volume, layout: BrickLayout, brick: Brick) -> Volume:
 def support(core: tuple[int, int], grid: tuple[int, int], halo: int) -> tuple[float, float]:
     """The interval of point indices where a brick's weight along one axis is not zero (closed at both ends, a
     superset for halo 0)."""
-    if halo == 0:
-        return (core[0] - 0.5 if core[0] > grid[0] else -math.inf, core[1] + 0.5 if core[1] < grid[1] else math.inf)
     lo = core[0] - halo - 0.5 if core[0] > grid[0] else -math.inf
     hi = core[1] + halo + 0.5 if core[1] < grid[1] else math.inf
     return lo, hi
@@ -205,15 +203,9 @@ def brick_measure(model: SRNModel, geometry: Geometry) -> Callable[[torch.Tensor
 
 def brick_fit(budget: int, geometry: Geometry, grow: bool = True) -> Callable[[SRNModel], None]:
     """The trainer's rate fit for one brick (srnvtk.budget's growth and trim, on the brick's bytes)."""
-    from .budget import fit_latent_to_budget, grow_latent_for_budget
+    from .budget import fit_measured
 
-    def fit(model: SRNModel) -> None:
-        measure = brick_measure(model, geometry)
-        if grow:
-            grow_latent_for_budget(model, budget, measure, geometry)
-        fit_latent_to_budget(model, budget, measure)
-
-    return fit
+    return fit_measured(budget, lambda model: brick_measure(model, geometry), geometry, grow)
 
 
 def plan_brick(budget: int, geometry: Geometry, base: FVSRNConfig, headroom: float = LATENT_HEADROOM,
@@ -308,9 +300,8 @@ def border_quality(reference: np.ndarray, reconstruction: np.ndarray, grid: Geom
     out = {"border_fraction": float(mask.mean())}
     ref = reference.astype(np.float32)
     rec = reconstruction.astype(np.float32)
-    for name, a, b in (("", ref, rec),):
-        for region, where in (("border", mask), ("interior", ~mask)):
-            out[f"psnr_{region}{name}"] = _psnr(a[where], b[where], value_range) if where.any() else math.nan
+    for region, where in (("border", mask), ("interior", ~mask)):
+        out[f"psnr_{region}"] = psnr(ref[where], rec[where], value_range) if where.any() else math.nan
     grad_sq = {"border": 0.0, "interior": 0.0}
     count = {"border": 0, "interior": 0}
     for axis in range(3):
@@ -327,17 +318,7 @@ def border_quality(reference: np.ndarray, reconstruction: np.ndarray, grid: Geom
             grad_sq[region] += float(err[where].sum())
             count[region] += int(where.sum())
     for region in ("border", "interior"):
-        mse = grad_sq[region] / max(count[region], 1)
-        out[f"gradient_psnr_{region}"] = math.inf if mse == 0 else 20 * math.log10(value_range) - 10 * math.log10(mse)
+        out[f"gradient_psnr_{region}"] = psnr_from_mse(grad_sq[region] / max(count[region], 1), value_range)
     return out
-
-
-def _psnr(a: np.ndarray, b: np.ndarray, value_range: float) -> float:
-    mse = chunked_mse(a, b)
-    return math.inf if mse == 0 else 20 * math.log10(value_range) - 10 * math.log10(mse)
-
-
-def total_seconds(bricks: Iterable[TrainedBrick]) -> float:
-    return float(sum(b.stats.get("train_seconds", 0.0) for b in bricks))
 
 

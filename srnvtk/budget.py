@@ -133,15 +133,21 @@ def grow_latent_for_budget(model: SRNModel, budget: int, measure: Measure, geome
     return model.config.grid_resolution - start
 
 
-def budget_fit(budget: int, source: SourceInfo, pruning: PruningConfig | None,
-               grow: bool = True) -> Callable[[SRNModel], None]:
-    """The trainer's fit callback (srnvtk.train) for this budget: grow (unpruned fV-SRN only, when asked),
-    then trim."""
+def fit_measured(budget: int, measure_of: Callable[[SRNModel], Measure], geometry: Geometry,
+                 grow: bool = True) -> Callable[[SRNModel], None]:
+    """The trainer's fit callback (srnvtk.train) for this budget, the bytes counted by measure_of(model) (a whole
+    file's, or a brick's share of one): grow (unpruned fV-SRN only, when asked), then trim."""
 
     def fit(model: SRNModel) -> None:
-        measure = file_size_probe(model, source, pruning)
+        measure = measure_of(model)
         if grow:
-            grow_latent_for_budget(model, budget, measure, source.geometry)
+            grow_latent_for_budget(model, budget, measure, geometry)
         fit_latent_to_budget(model, budget, measure)
 
     return fit
+
+
+def budget_fit(budget: int, source: SourceInfo, pruning: PruningConfig | None,
+               grow: bool = True) -> Callable[[SRNModel], None]:
+    """fit_measured for a single-network file of this source."""
+    return fit_measured(budget, lambda model: file_size_probe(model, source, pruning), source.geometry, grow)

@@ -63,7 +63,7 @@ from .decode import decode
 from .errors import InputError, SettingsError, SRNError, TrainingAborted
 from .fileformat import SourceInfo, SRNFile, encoded_part_model
 from .interrupts import Interrupts
-from .metrics import compression_ratio
+from .metrics import compression_ratio, psnr_from_mse
 from .multipart import EncodedPart, PartEntry, encode_part, fixed_bytes, write_compact_stream
 from .parts import FieldInfo, PartData, PartInfo
 from .sources import BrickSource
@@ -258,15 +258,16 @@ def assign_bricks(counts: tuple[int, int, int], ranks: int) -> list[list[Brick]]
 
 def piece_extent(grid: Geometry, layout: BrickLayout, bricks: list[Brick]) -> tuple[int, ...]:
     """The box of the grid a rank's bricks cover with their halos: what it reads (its piece)."""
-    extents = [layout.extent(grid, b) for b in bricks]
-    return tuple(min(e[2 * a] for e in extents) if s == 0 else max(e[2 * a + 1] for e in extents)
-                 for a in range(3) for s in (0, 1))
+    return _bounding_box([layout.extent(grid, b) for b in bricks])
 
 
 def core_box(grid: Geometry, layout: BrickLayout, bricks: list[Brick]) -> tuple[int, ...]:
     """The box of the grid a rank's bricks are responsible for (their cores): what its reconstruction covers."""
-    cores = [layout.core(grid, b) for b in bricks]
-    return tuple(min(c[2 * a] for c in cores) if s == 0 else max(c[2 * a + 1] for c in cores)
+    return _bounding_box([layout.core(grid, b) for b in bricks])
+
+
+def _bounding_box(extents: list[tuple[int, ...]]) -> tuple[int, ...]:
+    return tuple(min(e[2 * a] for e in extents) if s == 0 else max(e[2 * a + 1] for e in extents)
                  for a in range(3) for s in (0, 1))
 
 
@@ -456,7 +457,7 @@ class _Run:
 
         gathered = self._phase(lambda: self._measure(received, keep_reconstruction, train_seconds))
         range_ = value_range[1] - value_range[0]
-        stats = {"psnr": _psnr(sum(g[0] for g in gathered) / grid.num_points, range_),
+        stats = {"psnr": psnr_from_mse(sum(g[0] for g in gathered) / grid.num_points, range_),
                  "train_seconds": max(g[1] for g in gathered), "steps": float(sum(g[2] for g in gathered)),
                  "pruned_fraction": math.nan, "final_loss": math.nan}
         gathered = self._phase(lambda: ([self.stored[b].entry for b in mine], peak_rss_bytes()))
@@ -540,6 +541,7 @@ class _Run:
                       for i, b in enumerate(near))
         for n, brick in enumerate(self.mine):
             core = layout.core(grid, brick)
+            # a fresh file object per brick: SRNFile keeps every network it builds, `load` keeps the last few
             srn = SRNFile(None, self.settings.fvsrn, source, {}, {}, self.settings.pruning, parts=parts,
                           bricks=layout, part_loader=lambda i, near=near: load(near[i]))
             values = decode(srn, brick_geometry(grid, core), device=self.settings.train.device,
@@ -547,7 +549,7 @@ class _Run:
             diff = values.astype(np.float64) - self.source.read(core)
             brick_sse = float(np.vdot(diff, diff))
             sse += brick_sse
-            self.stored[brick].entry.stats["psnr"] = _psnr(brick_sse / diff.size, range_)
+            self.stored[brick].entry.stats["psnr"] = psnr_from_mse(brick_sse / diff.size, range_)
             if keep_reconstruction:
                 box = self.box
                 sl = tuple(slice(core[2 * a] - box[2 * a], core[2 * a + 1] - box[2 * a] + 1) for a in (2, 1, 0))
@@ -603,10 +605,6 @@ def peak_rss_bytes() -> int:
     import resource
 
     return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
-
-
-def _psnr(mse: float, value_range: float) -> float:
-    return math.inf if mse == 0 else 20 * math.log10(value_range) - 10 * math.log10(mse)
 
 
 def _raise_failures(failures: list[tuple[int, str]], rank: int) -> None:

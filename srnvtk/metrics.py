@@ -13,7 +13,11 @@ def psnr(reference: np.ndarray, reconstruction: np.ndarray, value_range: float |
     rec = np.asarray(reconstruction, dtype=np.float64)
     if value_range is None:
         value_range = float(ref.max() - ref.min())
-    mse = chunked_mse(ref, rec)
+    return psnr_from_mse(chunked_mse(ref, rec), value_range)
+
+
+def psnr_from_mse(mse: float, value_range: float) -> float:
+    """20 log10(range) - 10 log10(MSE): the PSNR of a mean squared error already summed elsewhere (inf at 0)."""
     if mse == 0.0:
         return math.inf
     return 20.0 * math.log10(value_range) - 10.0 * math.log10(mse)

@@ -43,7 +43,7 @@ from .decode import decode, to_dtype
 from .encoder import FILE_OVERHEAD_BYTES, estimated_file_bytes
 from .errors import InputError, SettingsError, TrainingAborted
 from .fileformat import SourceInfo, SRNFile, write_parts
-from .metrics import psnr
+from .metrics import chunked_mse, psnr, psnr_from_mse
 from .models import SRNModel
 from .parts import FieldInfo, PartData
 from .presets import choose
@@ -153,11 +153,11 @@ def vector_stats(original: np.ndarray, decoded: np.ndarray, info: FieldInfo) -> 
     relative = []
     for c, axis in enumerate("xyz"):
         lo, hi = info.value_ranges[c]
-        stats[f"psnr_{axis}"] = psnr(original[..., c], decoded[..., c], hi - lo)
-        error = original[..., c].astype(np.float64) - decoded[..., c].astype(np.float64)
-        relative.append(float(np.mean(np.square(error))) / (hi - lo) ** 2)
+        mse = chunked_mse(original[..., c].astype(np.float64), decoded[..., c].astype(np.float64))
+        stats[f"psnr_{axis}"] = psnr_from_mse(mse, hi - lo)
+        relative.append(mse / (hi - lo) ** 2)
     mean = float(np.mean(relative))
-    stats["psnr"] = math.inf if mean == 0 else -10.0 * math.log10(mean)
+    stats["psnr"] = psnr_from_mse(mean, 1.0)
     magnitude = np.linalg.norm(original.astype(np.float64), axis=-1)
     span = float(magnitude.max() - magnitude.min()) or 1.0
     stats["psnr_magnitude"] = psnr(magnitude, np.linalg.norm(decoded.astype(np.float64), axis=-1), span)
