@@ -7,11 +7,14 @@ scalar ones, on srnvtk's generated series (srnvtk.series_data: density, temperat
 Part A, every array and step, at each ratio of --ratios (float32 bytes of everything / file bytes):
   series       srnvtk.series_encode: one file; step 0 cold with --steps, every later step warm-started from the
                previous one with --warm-fraction of them; the budget shared equally between the parts.
+  delta        as series, with time scheme "delta" (format 11, srnvtk.delta): every later step's latent grid
+               stored as the largest differences to the previous step's that fit its share; a key frame every
+               --key-interval steps (0: only step 0).
   independent  every array at every step on its own: a one-step, one-array file at the same ratio (of its own
                float32 bytes), each trained cold with --steps (what compressing the steps one by one gives).
   The summary compares them at equal mean PSNR: for each series point, the independent bytes and training
   seconds at the series' mean PSNR, interpolated (log bytes and log seconds against PSNR) between the ratios
-  run; 'bytes_factor' > 1 means the series file is that many times smaller.
+  run; 'bytes_factor' > 1 means the series (or delta) file is that many times smaller.
 Part B, the velocity alone at each ratio: one network with 3 outputs per step ('vector') against its three
   components compressed as three scalar arrays ('components', the same total bytes): PSNR per component and of
   the magnitude (the latter by the magnitude's range at each step), averaged over the steps.
@@ -42,6 +45,7 @@ from srnvtk.series_encode import encode_series
 
 ARRAYS = ("density", "temperature", "velocity")
 COMPONENTS = ("velocity_x", "velocity_y", "velocity_z")
+SCHEMES_A = ("series", "delta", "independent")
 RESUME_KEYS = ("size", "series_steps", "steps", "warm_fraction", "batch_size", "seed", "grid_channels", "mlp_width",
                "mlp_layers")
 
@@ -61,6 +65,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--parts", nargs="+", default=["A", "B"], choices=["A", "B"])
+    parser.add_argument("--schemes", nargs="+", default=list(SCHEMES_A), choices=SCHEMES_A,
+                        help="part A's schemes to run")
+    parser.add_argument("--key-interval", type=int, default=EncodeConfig().key_interval,
+                        help="the delta scheme's key frames (recorded in its rows)")
     parser.add_argument("--out", default="benchmarks/results/series_file")
     parser.add_argument("--quick", action="store_true", help="16^3, 2 steps, ratios 2 and 4, 30 steps")
     args = parser.parse_args(argv)
@@ -70,11 +78,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def settings_for(args: argparse.Namespace, ratio: float) -> EncoderSettings:
+def settings_for(args: argparse.Namespace, ratio: float, scheme: str = "warm") -> EncoderSettings:
     train = TrainConfig(steps=args.steps, batch_size=args.batch_size, device="cpu", threads=args.threads,
                         warm_start_fraction=args.warm_fraction)
     model = FVSRNConfig(grid_channels=args.grid_channels, mlp_width=args.mlp_width, mlp_layers=args.mlp_layers)
-    return EncoderSettings(encode=EncodeConfig(ratio=ratio), fvsrn=model, train=train)
+    encode = EncodeConfig(ratio=ratio, time_scheme=scheme, key_interval=args.key_interval)
+    return EncoderSettings(encode=encode, fvsrn=model, train=train)
 
 
 class Runner:
@@ -94,20 +103,23 @@ class Runner:
         return series_from_arrays(self.geometry, [self.times[s] for s in steps],
                                   [{n: self.steps[s][n] for n in names} for s in steps])
 
-    def encode(self, names, ratio: float, steps=None) -> dict:
+    def encode(self, names, ratio: float, steps=None, scheme: str = "warm") -> dict:
         """One file; its bytes, seconds of training and per-part stats."""
         path = self.scratch / "run.srn"
-        result = encode_series(self.series(names, steps), settings_for(self.args, ratio), arrays=list(names),
+        result = encode_series(self.series(names, steps), settings_for(self.args, ratio, scheme), arrays=list(names),
                                path=path)
         return {"bytes": result.file_bytes, "float32_bytes": result.float32_bytes, "path": path,
                 "train_seconds": sum(p.stats["train_seconds"] for p in result.parts),
                 "parts": [{"field": p.field, "step": p.step, **p.stats} for p in result.parts]}
 
     def part_a(self, scheme: str, ratio: float) -> dict:
-        if scheme == "series":
-            run = self.encode(ARRAYS, ratio)
+        extra = {}
+        if scheme in ("series", "delta"):
+            run = self.encode(ARRAYS, ratio, scheme="warm" if scheme == "series" else "delta")
             parts = run["parts"]
             total, seconds = run["bytes"], run["train_seconds"]
+            if scheme == "delta":
+                extra["key_interval"] = self.args.key_interval
         else:
             parts, total, seconds = [], 0, 0.0
             for step in range(len(self.times)):
@@ -116,7 +128,7 @@ class Runner:
                     parts += [dict(p, step=step) for p in run["parts"]]
                     total, seconds = total + run["bytes"], seconds + run["train_seconds"]
         return {"part": "A", "scheme": scheme, "ratio": ratio, "bytes": total, "train_seconds": seconds,
-                "mean_psnr": float(np.mean([p["psnr"] for p in parts])), "parts": parts}
+                "mean_psnr": float(np.mean([p["psnr"] for p in parts])), "parts": parts, **extra}
 
     def part_b(self, scheme: str, ratio: float) -> dict:
         names = ["velocity"] if scheme == "vector" else list(COMPONENTS)
@@ -155,15 +167,15 @@ def at_psnr(points: list[tuple[float, float]], target: float) -> float | None:
 
 
 def summarize(rows: list[dict]) -> dict:
-    series = [r for r in rows if r["part"] == "A" and r["scheme"] == "series"]
+    series = [r for r in rows if r["part"] == "A" and r["scheme"] in ("series", "delta")]
     independent = [r for r in rows if r["part"] == "A" and r["scheme"] == "independent"]
     comparisons = []
-    for row in sorted(series, key=lambda r: r["ratio"]):
+    for row in sorted(series, key=lambda r: (r["scheme"] != "series", r["ratio"])):
         target = row["mean_psnr"]
         other_bytes = at_psnr([(r["mean_psnr"], r["bytes"]) for r in independent], target)
         other_seconds = at_psnr([(r["mean_psnr"], r["train_seconds"]) for r in independent], target)
         comparisons.append({
-            "ratio": row["ratio"], "mean_psnr": target, "series_bytes": row["bytes"],
+            "scheme": row["scheme"], "ratio": row["ratio"], "mean_psnr": target, "series_bytes": row["bytes"],
             "series_seconds": row["train_seconds"], "independent_bytes": other_bytes,
             "independent_seconds": other_seconds,
             "bytes_factor": None if other_bytes is None else other_bytes / row["bytes"],
@@ -177,7 +189,9 @@ def markdown(result: dict) -> str:
              f"Generated series, {s['size']}^3, {s['series_steps']} steps, arrays {', '.join(ARRAYS)}; fV-SRN "
              f"{s['grid_channels']} channels, MLP {s['mlp_layers']} x {s['mlp_width']}, grid sized per part for the "
              f"ratio; cold {s['steps']} steps, warm {s['warm_fraction']:g} of them; "
-             f"batch {s['batch_size']}; {result['machine']['threads']} thread(s).", "",
+             f"batch {s['batch_size']}; {result['machine']['threads']} thread(s)."
+             + "".join(f" Delta rows: key interval {k} (0: only step 0)." for k in sorted(
+                 {r["key_interval"] for r in result["rows"] if "key_interval" in r})), "",
              "| part | scheme | ratio | bytes | mean PSNR (B: of the magnitude) | train s |",
              "|---|---|---|---|---|---|"]
     for r in sorted(result["rows"], key=lambda r: (r["part"], r["scheme"], r["ratio"])):
@@ -185,12 +199,12 @@ def markdown(result: dict) -> str:
         lines.append(f"| {r['part']} | {r['scheme']} | {r['ratio']:g} | {r['bytes']:,} | {quality:.2f} | "
                      f"{r['train_seconds']:.0f} |")
     lines += ["", "At equal mean PSNR (independent interpolated):", "",
-              "| ratio | mean PSNR | series bytes | independent bytes | bytes factor | time factor |",
-              "|---|---|---|---|---|---|"]
+              "| scheme | ratio | mean PSNR | series bytes | independent bytes | bytes factor | time factor |",
+              "|---|---|---|---|---|---|---|"]
     for c in result["summary"]["equal_psnr"]:
         def cell(value, fmt):
             return "outside the range run" if value is None else format(value, fmt)
-        lines.append(f"| {c['ratio']:g} | {c['mean_psnr']:.2f} | {c['series_bytes']:,} | "
+        lines.append(f"| {c.get('scheme', 'series')} | {c['ratio']:g} | {c['mean_psnr']:.2f} | {c['series_bytes']:,} | "
                      f"{cell(c['independent_bytes'], ',.0f')} | {cell(c['bytes_factor'], '.2f')} | "
                      f"{cell(c['time_factor'], '.2f')} |")
     vectors = [r for r in result["rows"] if r["part"] == "B"]
@@ -222,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
     machine = machine_info()
     done = {(r["part"], r["scheme"], r["ratio"]) for r in rows}
     plan = [(part, scheme, ratio) for part in args.parts
-            for scheme in (("series", "independent") if part == "A" else ("vector", "components"))
+            for scheme in (args.schemes if part == "A" else ("vector", "components"))
             for ratio in args.ratios if (part, scheme, ratio) not in done]
     print(f"{len(plan)} runs to do, {len(done)} already done", file=sys.stderr, flush=True)
     try:

@@ -655,7 +655,7 @@ def _print_parts_info(info: dict[str, Any]) -> int:
         print(f"  bricks      {_dims(bricks['counts'])} of {_dims(bricks['size'])} points, halo {bricks['halo']}")
     print(f"  file bytes  {int(stats['file_bytes']):,} ({human_bytes(stats['file_bytes'])}), ratio "
           f"{stats['ratio']:.1f}x against float32")
-    if "bytes" in info:  # format 9
+    if "bytes" in info:  # formats 9 and 11
         b = info["bytes"]
         print(f"  bytes       {b['parts']:,} in the networks, {b['bookkeeping']:,} bookkeeping "
               f"({b['bookkeeping_per_part']} per network), {b['fixed']:,} fixed (header, index, statistics)")
@@ -676,7 +676,7 @@ def _print_parts_info(info: dict[str, Any]) -> int:
         shown = f"{quality[0]:.2f}" if len(quality) == 1 and quality[0] is not None else "-"
         vector = series_cli.vector_psnrs(parts[0]["stats"]) if len(parts) == 1 else ""
         print(f"  {name:<16} {step:>5} {parts[0]['time']:>10g} {sum(p['bytes'] for p in parts):>12,} {shown:>9}"
-              f"{vector}")
+              f"{vector}{series_cli.delta_note(parts[0])}")
     return 0
 
 

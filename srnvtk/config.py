@@ -26,6 +26,7 @@ PRUNING_METHODS = ("none", "smallify", "variational", "binary")
 GRANULARITIES = ("position", "position_channel")
 SIGMA_MODES = ("static", "dynamic")
 ARCHITECTURES = ("fvsrn", "neurcomp")
+TIME_SCHEMES = ("warm", "delta")  # how a series' later steps are stored (srnvtk.series_encode)
 MAX_WAVELET_LEVELS = 16  # each level halves the axes: more than enough for any grid resolution allowed
 INT32_MAX = 2**31 - 1  # ParaView's integer properties are 32-bit
 
@@ -82,6 +83,20 @@ class EncodeConfig:
         "best at that ratio (srnvtk.presets; an explicit pruning method or wavelet is kept), else fvsrn. A target "
         "ratio sizes the grid (fvsrn) or the width (neurcomp).",
         MODEL, property="Architecture", flag="--arch", choices=("auto", *ARCHITECTURES))
+    # Delta parts (srnvtk.delta, format 11): on the generated series at 64^3 x 4 steps they gave +1.7 / +0.9 dB
+    # over warm full parts at ratio 20 / 40, 1.50x smaller than independent files at equal PSNR
+    # (benchmarks/results/series_file_64_delta.md); off by default until a same-code warm rerun and a longer
+    # series confirm it.
+    time_scheme: str = setting(
+        "warm", "Time series: how a step after the first is stored. warm: a whole network, trained from the "
+        "previous step's (Warm Start Fraction); delta: the same, but its latent grid stored as the largest "
+        "differences to the previous step's grid that fit its share of the budget, then its MLP fine-tuned on that "
+        "grid (plain fV-SRN scalar fields; format 11).", OUTPUT, property="TimeScheme", flag="--time-scheme",
+        choices=TIME_SCHEMES, advanced=True)
+    key_interval: int = setting(
+        0, "Time series with the delta scheme: a whole network (a key frame) every this many steps, so decoding a "
+        "step reads at most this many parts; 0: only the first step.", OUTPUT, property="KeyInterval",
+        flag="--key-interval", metavar="K", low=0, high=INT32_MAX, advanced=True)
 
     def __post_init__(self) -> None:
         check_settings(self)

@@ -29,7 +29,9 @@ settings and structure and checked (srnvtk.filechecks) before any section is rea
 
 Format version 9 (srnvtk.multipart) holds many networks (fields x time steps x bricks, srnvtk.parts) at 51 bytes
 of bookkeeping each; it is written by `write_parts` only for files that need it, so a single network stays a
-version-5 file. Version 6, its first layout (about 74 bytes a part), is still read.
+version-5 file. Version 6, its first layout (about 74 bytes a part), is still read. Version 10 is version 6 with
+vector fields; version 11 is version 9 with delta parts (a time step's latent grid stored as pruned differences
+to the previous step's, srnvtk.delta), written only for a series encoded with time scheme "delta".
 
 Format version 7 is version 5 for an fV-SRN whose latent codes have fewer than 8 bits (model_config.grid_bits,
 from 2 to 7; codes from 0 to 2^bits - 1, value = code * scale + offset as before): the only version written
@@ -67,6 +69,7 @@ from . import __version__
 from .config import FVSRNConfig, ModelConfig, PruningConfig, from_json, model_config_class, stored_model_config
 from .container import ENTRY, Container, encode_section, is_container, pack, write_atomically
 from .container import MAGIC as CONTAINER_MAGIC
+from .delta import delta_stored, reconstruct
 from .errorbound import ResidualCode, check_bound_header, max_payload_bytes
 from .errors import DamagedFileError, FileFormatError, InputError, SettingsError, SRNError
 from .filechecks import (
@@ -87,11 +90,13 @@ from .metrics import compression_ratio
 from .models import model_from_structure
 from .multipart import (
     COMPACT_VERSION,
+    DELTA_VERSION,
     MULTIPART_VERSION,
     STORED_STATS,
     VECTOR_VERSION,
     EncodedPart,
     compact_bytes,
+    delta_chain,
     load_part,
     part_stored,
     parts_bytes,
@@ -123,9 +128,10 @@ FORMAT_VERSION = 5  # what srnvtk writes for one network, unless it needs a late
 GRID_BITS_VERSION = 7  # an fV-SRN whose latent codes have fewer than 8 bits (FVSRNConfig.grid_bits)
 BOUNDED_VERSION = 8  # a file with an error bound (version 5 or 7 plus the bound and its residual)
 SINGLE_NETWORK_VERSIONS = (FORMAT_VERSION, GRID_BITS_VERSION, BOUNDED_VERSION)  # many networks: COMPACT_VERSION
-# Many networks: COMPACT_VERSION, and VECTOR_VERSION where a field is a vector; MULTIPART_VERSION is still read.
-READABLE_VERSIONS = tuple(sorted((*LEGACY_VERSIONS, *SINGLE_NETWORK_VERSIONS, MULTIPART_VERSION, COMPACT_VERSION,
-                                  VECTOR_VERSION)))
+# Many networks: COMPACT_VERSION, VECTOR_VERSION where a field is a vector, DELTA_VERSION with delta parts;
+# MULTIPART_VERSION is still read.
+MANY_NETWORK_VERSIONS = (MULTIPART_VERSION, COMPACT_VERSION, VECTOR_VERSION, DELTA_VERSION)
+READABLE_VERSIONS = tuple(sorted((*LEGACY_VERSIONS, *SINGLE_NETWORK_VERSIONS, *MANY_NETWORK_VERSIONS)))
 FULL_GRID_BITS = 8  # latent codes of versions 1-5: the default, never written into a header
 NO_NETWORK = "none"  # the architecture of a bounded file that holds only the residual
 STAT_KEYS = ("psnr", "train_seconds", "steps", "final_loss", "file_bytes", "ratio", "pruned_fraction")
@@ -344,7 +350,7 @@ def read_srn(path: str | os.PathLike) -> SRNFile:
             prefix = handle.read(len(CONTAINER_MAGIC))
         if is_container(prefix):
             container = Container.open(path)
-            if container.version in (MULTIPART_VERSION, COMPACT_VERSION, VECTOR_VERSION):
+            if container.version in MANY_NETWORK_VERSIONS:
                 return _read_multipart(container)
             return _read_container(container)
         return _read_contents(read_legacy(path))
@@ -393,8 +399,11 @@ def _read_source(source: dict) -> SourceInfo:
     return SourceInfo(check_array_name(source["array_name"]), dtype, geometry, value_range)
 
 
-def _model_from_stored(config: ModelConfig, geometry: Geometry, stored: StoredModel) -> torch.nn.Module:
-    if config.architecture == "fvsrn":
+def _model_from_stored(config: ModelConfig, geometry: Geometry, stored: StoredModel,
+                       latent: np.ndarray | None = None) -> torch.nn.Module:
+    """The network of stored tensors; latent: its latent grid when the file stores it otherwise (a delta part's,
+    srnvtk.delta), checked against the model's shape like every other tensor."""
+    if config.architecture == "fvsrn" and latent is None:
         grid = stored.arrays.get(GRID)
         pruned = GRID_KEEP in stored.arrays
         if grid is None or (not pruned and (grid.ndim != 4 or grid.shape[0] != config.grid_channels)):
@@ -408,6 +417,8 @@ def _model_from_stored(config: ModelConfig, geometry: Geometry, stored: StoredMo
     if grid is not None and grid.size and int(grid.max()) > code_levels(bits):
         raise FileFormatError(f"latent codes reach {int(grid.max())}, beyond the {code_levels(bits)} of {bits} bits")
     state, keep = stored_state(stored, model)
+    if latent is not None:
+        state[model.latent_name] = torch.from_numpy(latent)
     expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     found = {k: tuple(v.shape) for k, v in state.items()}
     if expected != found:
@@ -588,10 +599,10 @@ def _stats_section(description: object, container: Container) -> int:
 def write_parts(path: str | os.PathLike, geometry: Geometry, times: Sequence[float], fields: Sequence[FieldInfo],
                 parts: Sequence[PartData], bricks: BrickLayout | None = None,
                 stats: dict[str, float] | None = None) -> int:
-    """Write a file of many networks atomically (srnvtk.multipart: format 9; format 10 where a field is a vector,
-    which format 9 does not hold yet); returns its bytes. stats: the whole file's (STORED_STATS, format 9 only),
-    beside each part's own."""
-    if any(f.components != 1 for f in fields):
+    """Write a file of many networks atomically (srnvtk.multipart: format 9, 11 where a part is a delta; else
+    format 10 where a field is a vector, which format 9 does not hold); returns its bytes. stats: the whole file's
+    (STORED_STATS, formats 9 and 11 only), beside each part's own."""
+    if any(f.components != 1 for f in fields) and not any(part.delta is not None for part in parts):
         return write_atomically(path, parts_bytes(geometry, times, fields, parts, bricks))
     return write_atomically(path, compact_bytes(geometry, times, fields, parts, bricks, stats))
 
@@ -610,18 +621,26 @@ def encoded_part_model(part: EncodedPart, grid: Geometry, bricks: BrickLayout | 
 
 
 def _read_multipart(container: Container) -> SRNFile:
-    contents = read_compact(container) if container.version == COMPACT_VERSION else read_multipart(container)
+    compact = container.version in (COMPACT_VERSION, DELTA_VERSION)
+    contents = read_compact(container) if compact else read_multipart(container)
     srn = None
 
     def load(index: int) -> SRNModel:
-        stored, stats = load_part(container, contents, index)
-        srn.sections_read += sum(s is not None for s in contents.sections[index])
         part = contents.parts[index]
-        part.stats = stats
+        geometry = brick_geometry(contents.geometry, part.extent)
+        srn.sections_read += sum(s is not None for s in contents.sections[index])
         # Parts load lazily, often inside decode's inference mode: build ordinary tensors all the same (a
         # wavelet grid's cache reads its coefficients' version counter, which inference tensors lack).
         with torch.inference_mode(False):
-            return _model_from_stored(part.model_config, brick_geometry(contents.geometry, part.extent), stored)
+            if part.reference is None:
+                stored, part.stats = load_part(container, contents, index)
+                return _model_from_stored(part.model_config, geometry, stored)
+            for earlier in delta_chain(contents.parts, index)[:-1]:  # built oldest first: no deep recursion
+                srn.part_model(earlier)
+            reference = srn.part_model(part.reference).latent.detach().cpu().numpy()
+            stored, delta = delta_stored(part.model_config, part.structure, geometry,
+                                         container.read(contents.sections[index][1]))
+            return _model_from_stored(part.model_config, geometry, stored, reconstruct(reference, delta))
 
     first_field, first = contents.fields[0], contents.parts[0]
     source = SourceInfo(first_field.name, first_field.dtype, contents.geometry, first_field.value_ranges[0])

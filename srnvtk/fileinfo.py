@@ -107,12 +107,21 @@ def plain(value: Any) -> Any:
 def parts_info(srn: SRNFile) -> dict[str, Any]:
     """A file of many networks: its grid, times, fields and brick layout, and per part what it covers, its
     settings, stored bytes and stats. Format 6 keeps a part's statistics with its tensors, so every part is read;
-    format 9 has them in its index, so no part is (its pruned fraction is then the recorded one), and the file's
-    bytes are split into the parts' sections, their bookkeeping and the fixed rest."""
-    from .multipart import COMPACT_VERSION, PART_BOOKKEEPING_BYTES
+    formats 9 and 11 have them in their index, so no part is (its pruned fraction is then the recorded one: for a
+    delta part, of its grid's differences), and the file's bytes are split into the parts' sections, their
+    bookkeeping and the fixed rest. A delta part (format 11) names the part it references ("delta_of": its index,
+    step and key frame's step)."""
+    from .multipart import (
+        COMPACT_VERSION,
+        DELTA_BOOKKEEPING_BYTES,
+        DELTA_VERSION,
+        PART_BOOKKEEPING_BYTES,
+        delta_chain,
+    )
 
     geometry = srn.geometry
-    compact = srn.format_version == COMPACT_VERSION
+    compact = srn.format_version in (COMPACT_VERSION, DELTA_VERSION)
+    per_part = DELTA_BOOKKEEPING_BYTES if srn.format_version == DELTA_VERSION else PART_BOOKKEEPING_BYTES
     parts = []
     for part in srn.parts:
         if compact:
@@ -125,13 +134,17 @@ def parts_info(srn: SRNFile) -> dict[str, Any]:
                "pruned_fraction": plain(fraction), "stats": stats_info(part.stats)}
         if "grid_shape" in part.structure:
             row["grid_shape"] = [int(s) for s in part.structure["grid_shape"]]
+        if srn.format_version == DELTA_VERSION:
+            row["delta_of"] = None if part.reference is None else {
+                "part": part.reference, "step": srn.parts[part.reference].step,
+                "key_step": srn.parts[delta_chain(srn.parts, part.index)[0]].step}
         parts.append(row)
     first = srn.parts[0]
     extra = {}
     if compact:
         sections = sum(part.stored_bytes for part in srn.parts)
-        bookkeeping = PART_BOOKKEEPING_BYTES * len(srn.parts)
-        extra["bytes"] = {"parts": sections, "bookkeeping": bookkeeping, "bookkeeping_per_part": PART_BOOKKEEPING_BYTES,
+        bookkeeping = per_part * len(srn.parts)
+        extra["bytes"] = {"parts": sections, "bookkeeping": bookkeeping, "bookkeeping_per_part": per_part,
                           "fixed": int(srn.stats["file_bytes"]) - sections - bookkeeping}
     return {
         "format": FORMAT_NAME,

@@ -44,6 +44,18 @@ settings entry (u16), structure entry (u32), then the part's statistics as float
 final_loss, pruned_fraction (NaN: not recorded). So a part costs its record and its section's 13-byte table
 entry, and its statistics are known without reading it. A reader checks the header, the whole index and every
 part's section size before it reads any part. Vector fields are not stored in format 9 yet (format 10).
+
+Format version 11 is format 9 with *delta parts* (srnvtk.delta; written when a series is encoded with time scheme
+"delta", srnvtk.series_encode). It also holds vector fields (networks with 3 outputs, as in format 10), but a vector
+part's record keeps only STORED_STATS ("psnr": of the three components together). Its record (42 bytes) adds, after
+the statistics, reference (u32): 0xFFFFFFFF for a full part, stored as in format 9; else the index of the part whose
+rebuilt latent grid this part's grid differs from. A delta part's structure is its dense grid's ({"grid_shape",
+"keep_shape": null}; a plain fV-SRN only) and its section holds its float16 weights, one float32 unit per channel
+and the int8 codes of the differences (C x z x y x x, zero where not kept), coded whichever way is smallest; its
+grid is reference grid + codes * unit. A reader checks, before reading any part, that every reference names another
+part of the same field and brick at the step just before (so a chain ends at a full part, its key frame, and never
+loops), of the same grid shape and channels, and follows the chain back to its key frame to build a part
+(srnvtk.fileformat caches every built part, so stepping forward decodes one delta a step).
 """
 
 from __future__ import annotations
@@ -62,6 +74,7 @@ import numpy as np
 from . import __version__
 from .config import ModelConfig, PruningConfig, from_json, model_config_class, stored_model_config
 from .container import ENTRY, Container, Encoded, SectionEntry, atomic_writer, encode_section, pack, pack_head
+from .delta import can_be_delta, delta_blob, delta_section_bytes
 from .errors import FileFormatError, SettingsError, SRNError
 from .filechecks import (
     GRID,
@@ -86,6 +99,7 @@ from .volume import Geometry
 MULTIPART_VERSION = 6
 COMPACT_VERSION = 9  # what write_parts writes for scalar fields
 VECTOR_VERSION = 10  # format 6 with 3-component fields (see the module docstring)
+DELTA_VERSION = 11  # format 9 with delta parts (see the module docstring)
 FORMAT_NAME = "srnvtk"
 STORED_STATS = ("psnr", "train_seconds", "steps", "final_loss", "pruned_fraction")
 VECTOR_STATS = ("psnr_x", "psnr_y", "psnr_z", "psnr_magnitude")
@@ -102,6 +116,9 @@ COMPACT_HEADER_KEYS = ("format", "srnvtk_version", "grid", "times", "fields", "b
                        "parts")
 PART_RECORD = struct.Struct("<HI3HHI5f")  # field, step, brick i j k, settings, structure, STORED_STATS as f32
 PART_BOOKKEEPING_BYTES = PART_RECORD.size + ENTRY.size  # what a format-9 part costs beyond its tensors
+DELTA_RECORD = struct.Struct("<HI3HHI5fI")  # format 11: PART_RECORD, then the referenced part (NO_REFERENCE: none)
+DELTA_BOOKKEEPING_BYTES = DELTA_RECORD.size + ENTRY.size  # what a format-11 part costs beyond its tensors
+NO_REFERENCE = 0xFFFFFFFF
 WHOLE_GRID = 0xFFFF  # a record's brick index for a part of the whole grid
 
 
@@ -449,6 +466,7 @@ class PartEntry:
     structure: dict[str, Any]
     section: SectionEntry
     stats: dict[str, float] = dataclasses.field(default_factory=dict)
+    reference: int | None = None  # a delta part (format 11): the part it differs from
 
 
 @dataclasses.dataclass(frozen=True)
@@ -460,7 +478,7 @@ class EncodedPart:
 
     @property
     def file_bytes(self) -> int:
-        """What the part adds to a file."""
+        """What the part adds to a format-9 file (a format-11 file: DELTA_BOOKKEEPING_BYTES instead)."""
         return len(self.data) + PART_BOOKKEEPING_BYTES
 
 
@@ -473,12 +491,21 @@ def part_blob(config: ModelConfig, stored: StoredModel, geometry: Geometry) -> b
 def encode_part(part: PartData, grid: Geometry, bricks: BrickLayout | None = None) -> EncodedPart:
     """A part as a format-9 file stores it (its section coded whichever way is smallest)."""
     geometry = brick_geometry(grid, _part_extent(grid, bricks, part.brick))
-    section = encode_section(part_blob(part.model_config, part.stored, geometry))
+    if part.delta is None:
+        blob = part_blob(part.model_config, part.stored, geometry)
+    else:  # a delta part's stored model holds only its weights
+        blob = delta_blob(raw_tensors(part.model_config, part.stored, geometry), part.delta)
+    section = encode_section(blob)
     brick = None if part.brick is None else tuple(int(b) for b in part.brick)
     entry = PartEntry(part.field, part.step, brick, part.model_config, part.pruning,
                       check_structure(part.model_config, part.stored.structure), SectionEntry.of(section),
-                      {k: float(v) for k, v in part.stats.items()})
+                      {k: float(v) for k, v in part.stats.items()}, part.reference)
     return EncodedPart(entry, section.data)
+
+
+def raw_tensors(config: ModelConfig, stored: StoredModel, geometry: Geometry) -> bytes:
+    """A part's raw tensors (for a delta part: its float16 weights), in the order its section holds them."""
+    return _part_tensors(config, stored, geometry)[1]
 
 
 def part_stored(config: ModelConfig, structure: dict, geometry: Geometry, data: bytes) -> StoredModel:
@@ -513,10 +540,12 @@ def _section_bounds(plan) -> tuple[int, int]:
 def compact_head(geometry: Geometry, times: Sequence[float], fields: Sequence[FieldInfo],
                  bricks: BrickLayout | None, entries: Sequence[PartEntry],
                  stats: dict[str, float] | None = None) -> bytes:
-    """Everything of a format-9 file before the parts' sections: prefix, header, table and index, for parts in
-    the order given (their sections follow in that order)."""
-    if any(f.components != 1 for f in fields):
+    """Everything of a format-9 file (format 11 when a part is a delta) before the parts' sections: prefix,
+    header, table and index, for parts in the order given (their sections follow in that order)."""
+    deltas = any(entry.reference is not None for entry in entries)
+    if any(f.components != 1 for f in fields) and not deltas:
         raise SettingsError(f"format {COMPACT_VERSION} holds scalar fields (vectors: format {VECTOR_VERSION})")
+    record = DELTA_RECORD if deltas else PART_RECORD
     settings: list[dict[str, Any]] = []
     structures: list[dict[str, Any]] = []
     records = []
@@ -528,12 +557,14 @@ def compact_head(geometry: Geometry, times: Sequence[float], fields: Sequence[Fi
         brick = (WHOLE_GRID,) * 3 if entry.brick is None else entry.brick
         if max(brick) > WHOLE_GRID or (entry.brick is not None and max(brick) == WHOLE_GRID):
             raise SettingsError(f"brick {entry.brick} is beyond the 65535 bricks per axis a file holds")
-        records.append(PART_RECORD.pack(entry.field, entry.step, *brick, setting, structure,
-                                        *(float(entry.stats.get(k, math.nan)) for k in STORED_STATS)))
+        reference = () if not deltas else (NO_REFERENCE if entry.reference is None else entry.reference,)
+        records.append(record.pack(entry.field, entry.step, *brick, setting, structure,
+                                   *(float(entry.stats.get(k, math.nan)) for k in STORED_STATS), *reference))
     values = np.array([float((stats or {}).get(k, math.nan)) for k in STORED_STATS], dtype="<f8").tobytes()
     index = encode_section(b"".join(records) + values, ("raw",))
     header = {**_header(geometry, times, fields, bricks, settings), "structures": structures, "parts": len(entries)}
-    return pack_head(COMPACT_VERSION, header, [SectionEntry.of(index), *(e.section for e in entries)]) + index.data
+    version = DELTA_VERSION if deltas else COMPACT_VERSION
+    return pack_head(version, header, [SectionEntry.of(index), *(e.section for e in entries)]) + index.data
 
 
 def compact_bytes(geometry: Geometry, times: Sequence[float], fields: Sequence[FieldInfo], parts: Sequence[PartData],
@@ -578,8 +609,8 @@ def write_compact_stream(path: str | os.PathLike, geometry: Geometry, times: Seq
 
 
 def read_compact(container: Container) -> MultipartContents:
-    """Check every value of a format-9 header, the whole index and every part's section size before any part's
-    section is read."""
+    """Check every value of a format-9 or 11 header, the whole index (format 11: every reference) and every
+    part's section size before any part's section is read."""
     header = container.header
     geometry, times, fields, bricks, settings = _shared_header(header, COMPACT_HEADER_KEYS)
     structures = header["structures"]
@@ -589,7 +620,8 @@ def read_compact(container: Container) -> MultipartContents:
     if not _is_int(count) or count < 1 or count != len(container.sections) - 1:
         raise FileFormatError(f"the header's part count {one_line(count, 20)} does not match the "
                               f"{len(container.sections)} sections (an index and one per part)")
-    index_bytes = count * PART_RECORD.size + 8 * len(STORED_STATS)
+    record = DELTA_RECORD if container.version == DELTA_VERSION else PART_RECORD
+    index_bytes = count * record.size + 8 * len(STORED_STATS)
     if container.sections[0].raw_length != index_bytes:
         raise FileFormatError(f"the index has {container.sections[0].raw_length} bytes, {count} parts need "
                               f"{index_bytes}")
@@ -598,7 +630,9 @@ def read_compact(container: Container) -> MultipartContents:
     checked: dict[tuple[int, int], dict] = {}
     parts, sections, seen = [], {}, set()
     for n in range(count):
-        field_index, step, i, j, k, setting, shape, *values = PART_RECORD.unpack_from(index, n * PART_RECORD.size)
+        field_index, step, i, j, k, setting, shape, *values = record.unpack_from(index, n * record.size)
+        reference = values.pop() if record is DELTA_RECORD else NO_REFERENCE
+        reference = None if reference == NO_REFERENCE else reference
         if not (field_index < len(fields) and step < len(times) and setting < len(settings)
                 and shape < len(structures)):
             raise FileFormatError(f"part {n} names a field, step, settings or structure the file does not have")
@@ -608,27 +642,68 @@ def read_compact(container: Container) -> MultipartContents:
         if (field_index, step, brick) in seen:
             raise FileFormatError(f"two parts for field {field_index}, step {step}, brick {brick}")
         seen.add((field_index, step, brick))
-        if fields[field_index].components != 1:
-            raise FileFormatError(f"part {n}: a {fields[field_index].components}-component field in a format "
-                                  f"{COMPACT_VERSION} file (vectors are format {VECTOR_VERSION})")
         config, pruning = settings[setting]
+        components = fields[field_index].components
+        if components != 1 and container.version != DELTA_VERSION:
+            raise FileFormatError(f"part {n}: a {components}-component field in a format "
+                                  f"{COMPACT_VERSION} file (vectors are format {VECTOR_VERSION} or {DELTA_VERSION})")
+        if components != config.outputs:
+            raise FileFormatError(f"part {n}: a {components}-component field, a network with {config.outputs} "
+                                  f"outputs")
         if (setting, shape) not in checked:
             checked[setting, shape] = check_structure(config, structures[shape])
         structure = checked[setting, shape]
         extent = _part_extent(geometry, bricks, brick)
-        low, high = _section_bounds(tensor_specs(config, structure, brick_geometry(geometry, extent)))
+        part_geometry = brick_geometry(geometry, extent)
+        if reference is None:
+            low, high = _section_bounds(tensor_specs(config, structure, part_geometry))
+        elif not can_be_delta(config) or structure.get("keep_shape") is not None:
+            raise FileFormatError(f"part {n} is a delta part, but not a plain fV-SRN with a dense grid")
+        else:
+            low = high = delta_section_bytes(config, structure, part_geometry)
         length = container.sections[1 + n].raw_length
         if not low <= length <= high:
             raise FileFormatError(f"part {n}'s section has {length} bytes; its settings allow {low}..{high}")
         stats = _checked_stats(values, f"part {n}'s")
         parts.append(PartInfo(n, field_index, step, brick, extent, config, pruning, structure, stats,
-                              container.sections[1 + n].length))
+                              container.sections[1 + n].length, reference))
         sections[n] = (None, 1 + n)
     _check_coverage(parts, geometry, len(times), len(fields), bricks)
+    _check_references(parts)
     writer = header["srnvtk_version"] if isinstance(header["srnvtk_version"], str) else ""
     return MultipartContents(geometry, times, fields, bricks, tuple(parts), sections, one_line(writer, 40),
-                             version=COMPACT_VERSION, compact=True,
-                             stats=stats_from_bytes(index[count * PART_RECORD.size:]))
+                             version=container.version, compact=True,
+                             stats=stats_from_bytes(index[count * record.size:]))
+
+
+def delta_chain(parts: Sequence[PartInfo], index: int) -> list[int]:
+    """The parts a reader builds for part index, its key frame first and index last (references checked by
+    read_compact, so the chain ends)."""
+    chain = [index]
+    while parts[chain[-1]].reference is not None:
+        chain.append(parts[chain[-1]].reference)
+    return chain[::-1]
+
+
+def _check_references(parts: Sequence[PartInfo]) -> None:
+    """Every delta part references another part of the same field and brick at the step just before, with the
+    same latent grid (so every chain ends at a full part and none loops)."""
+    for part in parts:
+        n, reference = part.index, part.reference
+        if reference is None:
+            continue
+        if not reference < len(parts) or reference == n:
+            raise FileFormatError(f"part {n} is a delta of part {reference}, which "
+                                  f"{'is itself' if reference == n else 'the file does not have'}")
+        other = parts[reference]
+        if (other.field, other.brick) != (part.field, part.brick) or other.step != part.step - 1:
+            raise FileFormatError(f"part {n} (field {part.field}, step {part.step}) is a delta of part {reference} "
+                                  f"(field {other.field}, step {other.step}); it must be the same field's previous "
+                                  f"step")
+        if not can_be_delta(other.model_config) or (other.model_config.grid_channels,
+                                                     tuple(other.structure["grid_shape"])) != (
+                part.model_config.grid_channels, tuple(part.structure["grid_shape"])):
+            raise FileFormatError(f"part {n} is a delta of part {reference}, whose latent grid has another shape")
 
 
 def _checked_stats(values: Sequence[float], whose: str, keys: Sequence[str] = STORED_STATS) -> dict[str, float]:

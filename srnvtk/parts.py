@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -20,6 +20,9 @@ from .config import ModelConfig, PruningConfig
 from .errors import SettingsError
 from .quantize import StoredModel
 from .volume import Geometry
+
+if TYPE_CHECKING:
+    from .delta import DeltaGrid
 
 
 @dataclass(frozen=True)
@@ -107,8 +110,10 @@ class PartData:
     brick: tuple[int, int, int] | None  # None: the whole grid
     model_config: ModelConfig
     pruning: PruningConfig
-    stored: StoredModel
+    stored: StoredModel  # a delta part's: its weights only (its grid is `delta`)
     stats: dict[str, float] = field(default_factory=dict)
+    reference: int | None = None  # a delta part (format 11): the index of the part its grid differs from
+    delta: DeltaGrid | None = None
 
 
 @dataclass
@@ -125,3 +130,4 @@ class PartInfo:
     structure: dict[str, Any]
     stats: dict[str, float] = field(default_factory=dict)
     stored_bytes: int = 0
+    reference: int | None = None  # a delta part (format 11): the index of the part its grid differs from

@@ -58,6 +58,17 @@ def vector_psnrs(stats: dict) -> str:
                                                                           strict=True)) + ")"
 
 
+def delta_note(part: dict) -> str:
+    """'  delta of part 3 (step 1; key frame step 0)' for a delta part's info row; '  key frame' for a full part of
+    a format-11 file; '' otherwise."""
+    if "delta_of" not in part:
+        return ""
+    of = part["delta_of"]
+    if of is None:
+        return "  key frame"
+    return f"  delta of part {of['part']} (step {of['step']}; key frame step {of['key_step']})"
+
+
 def is_series_compress(args: argparse.Namespace) -> bool:
     """A .pvd, several inputs, or chosen arrays: the series path."""
     inputs = args.input
@@ -97,7 +108,8 @@ def run_compress(args: argparse.Namespace) -> int:
                   else "the model settings as given")
         print(f"compressing {', '.join(repr(n) for n in names)} over {series.num_steps} steps "
               f"({cli._dims(series.geometry.dimensions)} points): {settings.encode.architecture}, {target}; step 0 "
-              f"{train.steps} steps, later steps warm with {train.warm_start_fraction:g} of them", file=sys.stderr)
+              f"{train.steps} steps, later steps warm with {train.warm_start_fraction:g} of them{_scheme(settings)}",
+              file=sys.stderr)
     bar = cli.ProgressBar("compressing", enabled=not args.quiet)
     try:
         with cli._vtk_messages():
@@ -119,6 +131,15 @@ def run_compress(args: argparse.Namespace) -> int:
     seconds = sum(p.stats["train_seconds"] for p in result.parts)
     print(f"  train time  {cli.human_seconds(seconds)}")
     return 0
+
+
+def _scheme(settings) -> str:
+    """How later steps are stored, for the opening line: nothing for whole networks."""
+    encode = settings.encode
+    if encode.time_scheme != "delta":
+        return ""
+    keys = f"every {encode.key_interval} steps" if encode.key_interval else "step 0 only"
+    return f", stored as grid deltas (key frames: {keys})"
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,10 +1,15 @@
-"""Compress a time series of several point arrays into one .srn file (format 6, srnvtk.multipart).
+"""Compress a time series of several point arrays into one .srn file (format 9, 10 or 11, srnvtk.multipart).
 
 One network per field and time step (a *part*). Steps are trained in time order: step 0 of each field cold,
 with the full training budget; every later step warm, starting from a copy of the same field's previous trained
 network (srnvtk.train's initial_model) and training `TrainConfig.warm_start_fraction` of the steps (and of the
 time limit). Consecutive steps are similar, so a warm network starts close to its target: the warm-start
 benchmark (benchmarks/series_warmstart.py) measured 0.34-0.50 of the cold steps to reach the cold PSNR.
+
+Time scheme "delta" (EncodeConfig.time_scheme; plain fV-SRN parts): a later step is trained warm as above, then
+stored as a delta part (srnvtk.series_delta, format 11): its grid as the largest differences to the previous step's
+rebuilt grid that fit its share, counted in the key frame's quantization scale. A key frame (a full part) is step 0
+and every key_interval-th step (0: step 0 only), so a reader decodes at most that many parts for one step.
 
 Every part of a field is normalised by the field's value range over all steps (the file stores one range per
 field, per component for a vector), so the series' arrays are read twice: once for the ranges, once to train;
@@ -40,17 +45,20 @@ import numpy as np
 from .budget import budget_fit
 from .config import EncoderSettings, ModelConfig, NeurcompConfig, TrainConfig
 from .decode import decode, to_dtype
+from .delta import can_be_delta
 from .encoder import FILE_OVERHEAD_BYTES, estimated_file_bytes
 from .errors import InputError, SettingsError, TrainingAborted
 from .fileformat import SourceInfo, SRNFile, write_parts
 from .metrics import chunked_mse, psnr, psnr_from_mse
 from .models import SRNModel
+from .multipart import raw_tensors
 from .parts import FieldInfo, PartData
 from .presets import choose
 from .pruning import pruned_fraction
-from .quantize import apply_storage_precision
+from .quantize import GRID_QUANT, apply_storage_precision
 from .ratecontrol import PSNR_START_RATIO, plan_for_ratio, search_ratio
 from .series import Series
+from .series_delta import Reference, delta_step, tune_config
 from .train import ProgressCallback, train
 from .volume import Volume
 
@@ -76,6 +84,7 @@ class PartResult:
     time: float
     warm: bool
     stats: dict[str, float]
+    delta: bool = False  # its grid stored as differences to the previous step's (format 11)
 
 
 @dataclass
@@ -198,8 +207,10 @@ class _Trainer:
             self.progress(self.start + self.span * min(1.0, fraction), message)
 
     def part(self, values: np.ndarray, field_index: int, step: int, model_config: ModelConfig,
-             initial: SRNModel | None, budget: int | None) -> tuple[PartData, SRNModel]:
-        """Train one part: cold (initial None) or warm from initial; fitted to budget bytes when given."""
+             initial: SRNModel | None, budget: int | None,
+             reference: Reference | None = None) -> tuple[PartData, SRNModel]:
+        """Train one part: cold (initial None) or warm from initial; fitted to budget bytes when given; a delta
+        part of reference when given (srnvtk.series_delta)."""
         if self.should_abort is not None and self.should_abort():
             raise TrainingAborted(f"aborted before step {step} of '{self.fields[field_index].name}'")
         info = self.fields[field_index]
@@ -215,32 +226,60 @@ class _Trainer:
         train_config = self.settings.train if initial is None else warm_config(self.settings.train)
         weight = 1.0 if initial is None else self.settings.train.warm_start_fraction
         label = (f"step {step + 1}/{self.series.num_steps} '{info.name}' "
-                 f"({'cold' if initial is None else 'warm'})")
+                 f"({'cold' if initial is None else 'warm' if reference is None else 'delta'})")
 
         def train_progress(fraction: float, message: str) -> None:
             self.report((self.done + weight * fraction) / self.total, f"{label}: {message}")
 
-        fit = None if budget is None else budget_fit(budget + PART_FIT_ALLOWANCE, source, pruning, grow=initial is None)
+        fit = None
+        if budget is not None:
+            # a delta part is fitted after training (srnvtk.series_delta), but trains on the same schedule
+            fit = (budget_fit(budget + PART_FIT_ALLOWANCE, source, pruning, grow=initial is None)
+                   if reference is None else _no_fit)
         result = train(volume, model_config, train_config, progress=train_progress, should_abort=self.should_abort,
                        pruning=pruning, fit=fit, value_range=value_range, initial_model=initial)
-        model = result.model
-        if budget is not None:
-            # fine-tuning changed the codes (as in srnvtk.encoder.compress)
-            budget_fit(budget + PART_FIT_ALLOWANCE, source, pruning, grow=False)(model)
-        stored = apply_storage_precision(model)
-        if info.is_vector:
-            decoded = decode(SRNFile.of_model(model, self.series.geometry, value_range, "float64", info.name),
-                             device=train_config.device)
-            stats = vector_stats(original, denormalized_components(decoded, info), info)
+        model, seconds, delta = result.model, result.seconds, None
+
+        def quality(candidate: SRNModel) -> dict[str, float]:
+            return self._quality(candidate, info, original, values, value_range, train_config.device)
+
+        if reference is not None:
+            tuned: list[float] = []
+
+            def tune(candidate: SRNModel) -> SRNModel:
+                run = train(volume, candidate.config, tune_config(self.settings.train, candidate.config),
+                            should_abort=self.should_abort, value_range=value_range, initial_model=candidate,
+                            frozen=("grid",))
+                tuned.append(run.seconds)
+                return run.model
+
+            made = delta_step(model, reference.grid, reference.unit, budget,
+                              lambda stored: raw_tensors(model_config, stored, self.series.geometry), tune,
+                              lambda candidate: quality(candidate)["psnr"])
+            model, stored, delta, dropped = made.model, made.stored, made.delta, 1.0 - made.kept_fraction
+            seconds += sum(tuned)
         else:
-            decoded = decode(SRNFile.of_model(model, self.series.geometry, value_range, info.dtype, info.name),
-                             device=train_config.device)
-            stats = {"psnr": psnr(values, decoded, value_range[1] - value_range[0])}
-        stats |= {"train_seconds": result.seconds, "steps": result.steps, "final_loss": result.final_loss,
-                  "pruned_fraction": pruned_fraction(model)}
+            if budget is not None:
+                # fine-tuning changed the codes (as in srnvtk.encoder.compress)
+                budget_fit(budget + PART_FIT_ALLOWANCE, source, pruning, grow=False)(model)
+            stored, dropped = apply_storage_precision(model), pruned_fraction(model)
+        stats = quality(model) | {"train_seconds": seconds, "steps": result.steps, "final_loss": result.final_loss,
+                                  "pruned_fraction": dropped}
         self.done += weight
         self.report(self.done / self.total, f"{label}: {stats['psnr']:.2f} dB")
-        return PartData(field_index, step, None, model.config, pruning, stored, stats), model
+        return PartData(field_index, step, None, model.config, pruning, stored, stats,
+                        None if reference is None else reference.index, delta), model
+
+    def _quality(self, model: SRNModel, info: FieldInfo, original: np.ndarray, values: np.ndarray,
+                 value_range: tuple[float, float], device: str) -> dict[str, float]:
+        """The PSNR a part decodes to (a vector's: per component and of the magnitude too)."""
+        if info.is_vector:
+            decoded = decode(SRNFile.of_model(model, self.series.geometry, value_range, "float64", info.name),
+                             device=device)
+            return vector_stats(original, denormalized_components(decoded, info), info)
+        decoded = decode(SRNFile.of_model(model, self.series.geometry, value_range, info.dtype, info.name),
+                         device=device)
+        return {"psnr": psnr(values, decoded, value_range[1] - value_range[0])}
 
 
 def encode_series(
@@ -280,6 +319,8 @@ def encode_series(
         settings = trainer.settings = with_preset(settings, target.ratio)
     parts, results = [], []
     previous: dict[int, SRNModel] = {}
+    references: dict[int, Reference] = {}  # per field: what its next step's delta part differs from
+    deltas = settings.encode.time_scheme == "delta"
     for step in range(series.num_steps):
         arrays_now = series.arrays(step, [f.name for f in fields])
         for index, info in enumerate(fields):
@@ -292,10 +333,15 @@ def encode_series(
                     config = _plan(Volume(values, series.geometry, info.name), settings, budget)
                 part, model = trainer.part(values, index, 0, config, None, budget)
             else:
-                part, model = trainer.part(values, index, step, previous[index].config, previous[index], budget)
+                reference = None if is_key_frame(step, settings.encode.key_interval) else references.get(index)
+                part, model = trainer.part(values, index, step, previous[index].config, previous[index], budget,
+                                           reference)
             previous[index] = model
+            if deltas and can_be_delta(model.config):
+                references[index] = reference_of(len(parts), part, model)
             parts.append(part)
-            results.append(PartResult(info.name, step, series.times[step], step > 0, dict(part.stats)))
+            results.append(PartResult(info.name, step, series.times[step], step > 0, dict(part.stats),
+                                      part.reference is not None))
     file_bytes = None
     if path is not None:
         file_bytes = write_parts(path, series.geometry, series.times, fields, parts)
@@ -303,6 +349,24 @@ def encode_series(
         progress(1.0, "written" if path is not None else "done")
     return SeriesResult(None if path is None else str(path), file_bytes, float32_bytes, fields, series.times,
                         results, chosen_ratio, trials)
+
+
+def _no_fit(_model: SRNModel) -> None:
+    """A fit that changes nothing: training keeps the phases (and learning rates) of a fitted part."""
+
+
+def is_key_frame(step: int, interval: int) -> bool:
+    """Whether a step is stored whole under the delta scheme: the first, and every interval-th (0: only the
+    first)."""
+    return step == 0 or (interval > 0 and step % interval == 0)
+
+
+def reference_of(index: int, part: PartData, model: SRNModel) -> Reference:
+    """What the next step's delta part of this field differs from: this part (at index in the file), the grid a
+    reader rebuilds for it, and the unit its differences are counted in (a delta part's own, a full part's
+    quantization scale)."""
+    unit = part.delta.unit if part.delta is not None else part.stored.arrays[GRID_QUANT][0]
+    return Reference(index, model.latent.detach().cpu().numpy().copy(), np.asarray(unit, dtype=np.float32))
 
 
 def with_preset(settings: EncoderSettings, ratio: float) -> EncoderSettings:

@@ -43,7 +43,7 @@ EXPECTED = {
            {"grid_shape": [7, 8, 10], "keep_shape": [1, 7, 8, 10]},
            (113.8747, 86.8689, -5.2459, 238.3209, 196.6841, 178.2014, 10.5773)),
 }
-# Format 6 (many networks): sha256, time values, parts (field, step, brick), and per time step the decoded 8^3
+# Formats 6 and 11 (many networks): sha256, time values, parts (field, step, brick), and per time step the decoded 8^3
 # grid's statistics as above. The 8^3 grid's points fall between the source points: within half a point outside a
 # brick's extent its weight is small but not zero, so that blended values stay continuous there (the file is
 # unchanged; the values were first recorded with the brick's weight cut off at its extent).
@@ -52,7 +52,14 @@ SERIES = {
            [(0, 0, (0, 0, 0)), (0, 0, (1, 0, 0)), (0, 1, (0, 0, 0)), (0, 1, (1, 0, 0))],
            [(113.1767, 86.3707, -2.3328, 239.3562, 202.0587, 140.2528, 14.0385),
             (113.153, 85.8267, -4.3949, 228.0569, 203.1107, 222.7261, 7.9075)]),
+    # format 11 (delta parts): the generated density, whose values lie in [1, 3]
+    "v11": ("a2c8b1a34cdd08bcb59aedf48c43366a3d67b4d8850437e3524c41d340a85824", (1.2, 1.3, 1.4),
+            [(0, 0, None), (0, 1, None), (0, 2, None)],
+            [(2.0006, 0.9436, 0.6931, 3.3948, 2.9708, 3.1143, 0.9895),
+             (2.007, 0.9471, 0.8067, 3.3209, 2.9659, 3.161, 0.9707),
+             (2.0069, 0.9515, 0.7417, 3.3166, 2.952, 3.1232, 0.9622)]),
 }
+REFERENCES = {"v11": [None, 0, 1]}  # a delta part's referenced part (srnvtk.delta)
 # Format 9 (bricks from the brick compressor, compact index): sha256, layout (size, halo), bricks, and the decoded
 # 8^3 grid's statistics as above.
 BRICKED = {
@@ -94,6 +101,7 @@ def test_series_sample_reads_and_decodes_as_recorded(name) -> None:
     srn = read_srn(FORMATS / f"{name}.srn")
     assert srn.format_version == int(name[1:]) and srn.times == times
     assert [(p.field, p.step, p.brick) for p in srn.parts] == parts
+    assert [p.reference for p in srn.parts] == REFERENCES.get(name, [None] * len(parts))
     assert srn.fields[0].name == "density" and srn.geometry.extent == (0, 11, 0, 9, 0, 8)
     for step, expected in enumerate(stats):
         np.testing.assert_allclose(decoded_stats(FORMATS / f"{name}.srn", step), expected, rtol=0, atol=TOLERANCE)

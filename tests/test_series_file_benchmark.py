@@ -37,8 +37,10 @@ def test_quick_run_writes_and_resumes(bench, tmp_path, capsys) -> None:
     assert bench.main(["--quick", "--out", str(out)]) == 0
     result = json.loads(out.with_suffix(".json").read_text())
     kinds = {(r["part"], r["scheme"], r["ratio"]) for r in result["rows"]}
-    assert kinds == {(p, s, r) for p, schemes in (("A", ("series", "independent")), ("B", ("vector", "components")))
+    assert kinds == {(p, s, r) for p, schemes in (("A", ("series", "delta", "independent")),
+                                                  ("B", ("vector", "components")))
                      for s in schemes for r in (2.0, 4.0)}
+    assert all(r["key_interval"] == 0 for r in result["rows"] if r["scheme"] == "delta")
     series = [r for r in result["rows"] if r["scheme"] == "series"]
     assert all(len(r["parts"]) == 3 * 2 for r in series)  # three arrays, two steps, one file
     # step 0 cold with the quick run's 30 steps, step 1 warm with half of them
@@ -49,4 +51,4 @@ def test_quick_run_writes_and_resumes(bench, tmp_path, capsys) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["sf.json", "sf.md"]  # no scratch left
     capsys.readouterr()
     assert bench.main(["--quick", "--out", str(out)]) == 0  # everything already done
-    assert "0 runs to do, 8 already done" in capsys.readouterr().err
+    assert "0 runs to do, 10 already done" in capsys.readouterr().err

@@ -18,6 +18,8 @@ attributes are edited back to what those versions wrote. The kinds differ so tha
           halo of 1, the last ones thinner, from the brick compressor (srnvtk.distributed)
   v10.srn many networks with a vector field: the generated series' velocity (one network with 3 outputs per
           step) and density at two time steps (srnvtk.series_encode; the second step warm-started)
+  v11.srn delta parts: the generated series' density at three time steps with time scheme "delta" at ratio 3
+          (steps 1 and 2 are their grids' largest differences to the previous step's that fit, srnvtk.delta)
 
 These files are a compatibility promise: once committed they are never regenerated. Running this script again
 writes new files with other bytes (training is deterministic, HDF5's layout of a rewritten file may not be),
@@ -65,6 +67,7 @@ KINDS = {
     "v8": (FVSRN, PruningConfig()),
     "v9": (FVSRN, PruningConfig()),
     "v10": (FVSRN, PruningConfig()),
+    "v11": (FVSRN, PruningConfig()),
 }
 
 
@@ -177,6 +180,22 @@ def write_vector_series(path: Path) -> float:
     return float(np.mean([p.stats["psnr"] for p in result.parts if p.field == "velocity"]))
 
 
+def write_delta_series(path: Path) -> float:
+    """Format 11: the generated series' density, three steps, later steps delta parts; returns the mean PSNR."""
+    from srnvtk.config import EncodeConfig, EncoderSettings
+    from srnvtk.series import series_from_arrays
+    from srnvtk.series_data import generate_series
+    from srnvtk.series_encode import encode_series
+
+    config, pruning = KINDS["v11"]
+    steps = list(generate_series(SHAPE, 3, seed=0))
+    series = series_from_arrays(default_geometry(SHAPE), [t for t, _ in steps], [a for _, a in steps])
+    encode = EncodeConfig(ratio=3.0, architecture="fvsrn", time_scheme="delta")
+    result = encode_series(series, EncoderSettings(encode=encode, fvsrn=config, pruning=pruning, train=TRAIN),
+                           arrays=["density"], path=path)
+    return result.mean_psnr
+
+
 def main(names: list[str]) -> int:
     geometry = default_geometry(SHAPE)
     volume = Volume(default_volume_values(SHAPE), geometry, "density")
@@ -189,6 +208,8 @@ def main(names: list[str]) -> int:
             quality = write_bricks(volume, path)
         elif name == "v10":
             quality = write_vector_series(path)
+        elif name == "v11":
+            quality = write_delta_series(path)
         elif name == "v8":
             quality = write_bounded(volume, config, path)
         elif name in ("v5", "v7"):

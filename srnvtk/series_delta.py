@@ -1,0 +1,126 @@
+"""Turn a warm-trained time step into a delta part (srnvtk.delta, format 11) that fits its share of the budget.
+
+The trained grid's differences to the previous step's rebuilt grid are rounded to the unit (the key frame's
+quantization scale); the largest ones are kept, as many as fit the share: the count is found by bisection on the
+part's measured bytes (its section through the container's coder plus its bookkeeping), as srnvtk.budget fits a
+full part. The network then reads exactly the grid a reader rebuilds, and its MLP is fine-tuned briefly on that
+frozen grid; the fine-tuned MLP is kept only where it decodes better (the probe, benchmarks/series_delta_probe.py,
+measured it worse where most differences are kept).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+from .config import TrainConfig
+from .container import encode_section
+from .delta import DeltaGrid, delta_blob, delta_codes, reconstruct
+from .errors import SettingsError
+from .filechecks import WEIGHTS
+from .models import SRNModel, default_learning_rate
+from .multipart import DELTA_BOOKKEEPING_BYTES
+from .quantize import StoredModel, storage_tensors, stored_state
+
+COUNT_TOLERANCE = 1e-3  # of the differences: where the bisection stops (a few bytes of the share left unused)
+TUNE_FRACTION = 0.1  # of the cold training steps: the MLP's fine-tune on the frozen grid
+TUNE_RATE = 0.1  # of the learning rate: a fine-tune, not a new fit
+
+
+def delta_bytes(weights: bytes, delta: DeltaGrid) -> int:
+    """What a delta part adds to a format-11 file: its coded section and its bookkeeping."""
+    return len(encode_section(delta_blob(weights, delta)).data) + DELTA_BOOKKEEPING_BYTES
+
+
+def fit_delta(codes: np.ndarray, unit: np.ndarray, weights: bytes, share: int | None) -> DeltaGrid:
+    """The codes with as many of their largest differences kept as fit share bytes (all of them when share is
+    None or they all fit); SettingsError when even none fit (the share does not hold the MLP)."""
+    flat = codes.reshape(-1)
+    order = np.argsort(-np.abs(flat.astype(np.int16)), kind="stable")
+    order = order[:np.count_nonzero(flat)]
+
+    def kept(count: int) -> DeltaGrid:
+        values = np.zeros_like(flat)
+        values[order[:count]] = flat[order[:count]]
+        return DeltaGrid(values.reshape(codes.shape), unit)
+
+    if share is None or delta_bytes(weights, kept(len(order))) <= share:
+        return kept(len(order))
+    if delta_bytes(weights, kept(0)) > share:
+        raise SettingsError(f"a share of {share} bytes does not hold even a delta part's MLP")
+    fits, over = 0, len(order)  # bisection invariant: `fits` differences fit, `over` do not
+    tolerance = max(1, int(COUNT_TOLERANCE * len(order)))
+    while over - fits > tolerance:
+        middle = (fits + over) // 2
+        if delta_bytes(weights, kept(middle)) <= share:
+            fits = middle
+        else:
+            over = middle
+    return kept(fits)
+
+
+def store_weights(model: SRNModel, grid: np.ndarray) -> StoredModel:
+    """Round the model's MLP to the file's float16 and set its grid to grid (what a reader rebuilds); returns its
+    weights as a delta part stores them (a StoredModel without a grid, for the dense grid's structure)."""
+    stored = storage_tensors(model)
+    state, _keep = stored_state(stored, model)
+    state[model.latent_name] = torch.from_numpy(grid)
+    device = next(model.parameters()).device
+    model.load_state_dict({k: v.to(device) for k, v in state.items()})
+    return StoredModel({WEIGHTS: stored.arrays[WEIGHTS]}, stored.layout, model.structure())
+
+
+@dataclasses.dataclass
+class Reference:
+    """What a delta part differs from: the referenced part's index in the file, the grid a reader rebuilds for it,
+    and the unit (per channel) the differences are counted in."""
+
+    index: int
+    grid: np.ndarray
+    unit: np.ndarray
+
+
+@dataclasses.dataclass
+class DeltaStep:
+    """A delta part's model (its grid the rebuilt one), stored weights, grid and how many differences it kept."""
+
+    model: SRNModel
+    stored: StoredModel
+    delta: DeltaGrid
+    kept_fraction: float
+
+
+def delta_step(model: SRNModel, reference: np.ndarray, unit: np.ndarray, share: int | None,
+               weights_of: Callable[[StoredModel], bytes], tune: Callable[[SRNModel], SRNModel],
+               quality: Callable[[SRNModel], float]) -> DeltaStep:
+    """The trained model as a delta part of reference fitting share bytes. weights_of: a stored model's weights
+    as its section holds them; tune: the model's MLP fine-tuned on its frozen grid (a new model); quality: the
+    PSNR a model decodes to."""
+    latent = model.latent.detach()
+    if model.grid_keep is not None:  # a pruned grid's dropped entries read as zero
+        latent = latent * model.grid_keep
+        model.grid_keep = None
+    codes = delta_codes(latent.cpu().numpy(), reference, unit)
+    stored = store_weights(model, reconstruct(reference, DeltaGrid(np.zeros_like(codes), unit)))
+    delta = fit_delta(codes, unit, weights_of(stored), share)
+    grid = reconstruct(reference, delta)
+    stored = store_weights(model, grid)
+    tuned = tune(model)
+    tuned_stored = store_weights(tuned, grid)
+    if quality(tuned) > quality(model):
+        model, stored = tuned, tuned_stored
+        if share is not None and delta_bytes(weights_of(stored), delta) > share:  # the new weights code larger
+            delta = fit_delta(delta.codes, unit, weights_of(stored), share)
+            stored = store_weights(model, reconstruct(reference, delta))
+    kept = np.count_nonzero(delta.codes) / max(delta.codes.size, 1)
+    return DeltaStep(model, stored, delta, float(kept))
+
+
+def tune_config(train_config: TrainConfig, model_config) -> TrainConfig:
+    """The MLP fine-tune's training settings: TUNE_FRACTION of the steps and time, at TUNE_RATE of the rate."""
+    rate = (train_config.learning_rate or default_learning_rate(model_config)) * TUNE_RATE
+    return dataclasses.replace(train_config, steps=max(1, round(TUNE_FRACTION * train_config.steps)),
+                               time_limit=train_config.time_limit * TUNE_FRACTION, learning_rate=rate)
