@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from paraview_helpers import PVSCRIPTS, check_ran, paraview_env, require_programs, run_paraview
 
-from srnvtk.config import EncoderSettings, FVSRNConfig, TrainConfig
+from srnvtk.config import EncodeConfig, EncoderSettings, FVSRNConfig, TrainConfig
 from srnvtk.datasets import default_geometry
 from srnvtk.decode import decode
 from srnvtk.fileformat import read_srn
@@ -26,14 +26,14 @@ STEPS = 3
 ARRAYS = ["density", "temperature"]
 
 
-@pytest.fixture(scope="module")
-def series_file(tmp_path_factory) -> dict:
-    folder = tmp_path_factory.mktemp("pvseries")
+def encoded_series(folder: Path, time_scheme: str) -> dict:
+    """The generated series as a .pvd and its .srn (time scheme warm: format 9; delta: format 11)."""
     steps = list(generate_series(SHAPE, STEPS, seed=5))
     pvd = folder / "run.pvd"
     write_series(pvd, default_geometry(SHAPE), [t for t, _ in steps], [a for _, a in steps])
     srn = folder / "run.srn"
-    settings = EncoderSettings(fvsrn=FVSRNConfig(grid_channels=4, grid_resolution=6, mlp_width=12, mlp_layers=2,
+    settings = EncoderSettings(encode=EncodeConfig(time_scheme=time_scheme),
+                               fvsrn=FVSRNConfig(grid_channels=4, grid_resolution=6, mlp_width=12, mlp_layers=2,
                                                  fourier_features=2),
                                train=TrainConfig(steps=80, batch_size=512, learning_rate=1e-2, device="cpu",
                                                  threads=1))
@@ -41,8 +41,20 @@ def series_file(tmp_path_factory) -> dict:
     return {"srn": srn, "pvd": pvd, "original": [a for _, a in steps]}
 
 
+@pytest.fixture(scope="module")
+def series_file(tmp_path_factory) -> dict:
+    return encoded_series(tmp_path_factory.mktemp("pvseries"), "warm")
+
+
 def test_pvpython_steps_the_animation_through_every_time(series_file, tmp_path) -> None:
     check_series_in_paraview(series_file["srn"], series_file["original"], tmp_path)
+
+
+def test_pvpython_steps_through_a_series_of_delta_parts(tmp_path) -> None:
+    """Format 11: later steps stored as differences to the previous step's grid read back in ParaView too."""
+    delta = encoded_series(tmp_path, "delta")
+    assert read_srn(delta["srn"]).format_version == 11
+    check_series_in_paraview(delta["srn"], delta["original"], tmp_path)
 
 
 def test_pvpython_encodes_all_time_steps_and_two_arrays(series_file, tmp_path) -> None:
