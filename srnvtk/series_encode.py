@@ -18,13 +18,14 @@ mapped to [0, 1] by their own range and trained together (the file is then forma
 part stats add the PSNR of each component and of the magnitude (by the magnitude's range at that step), and its
 "psnr" is that of the three together (their mean squared error in units of each component's range).
 
-Rate control shares the byte budget **equally** between the parts (fields x steps; a vector's part gets one share,
+Rate control shares the byte budget between the parts, **equally** but for delta parts (fields x steps; a vector's part gets one share,
 like a scalar's):
   ratio  the whole file gets float32 bytes of every selected array at every step / ratio; the file's own
          container and header take SERIES_FILE_OVERHEAD_BYTES of it and every part fits into an equal share
          of the rest (the model sized for it and trimmed after training, as for one volume: srnvtk.ratecontrol).
          A part is fitted as if it were a file of its own, whose header is larger than a part's entry, so the
-         file lands at or somewhat under the budget.
+         file lands at or somewhat under the budget. Under the delta time scheme a delta part's share is
+         DELTA_SHARE of a key frame's, so the key frames, and with them every step's grid, are planned larger.
   psnr   searches the ratio (up to psnr_trials trials, as srnvtk.ratecontrol does for one volume) on the first
          step of every field, for the largest ratio whose mean PSNR over the fields reaches the target, then
          compresses the whole series at that ratio (the chosen trial's step-0 networks are kept). Later steps
@@ -71,6 +72,11 @@ SERIES_FILE_OVERHEAD_BYTES = 1_024
 # format-6 file take about 40: so a part whose single-network file fits its share plus this many bytes fits its
 # share in the series file. tests/test_series_encode.py checks every part of a real file.
 PART_FIT_ALLOWANCE = 480
+# Under the delta time scheme with a ratio target, a delta part's share of the budget as a fraction of a key
+# frame's: the key frames (and so every step's grid) get the bytes the deltas leave. The probe
+# (benchmarks/results/series_delta_probe_64.json) kept the largest half of a step's grid differences for
+# 0.59-0.65x the grid's bytes at a cost of 0.2 dB.
+DELTA_SHARE = 0.6
 LOWEST_RATIO = 1.0 + 1e-9  # the planner's ratios must exceed 1
 RANGE_SHARE = 0.02  # of the progress bar: the pass that finds the fields' value ranges
 
@@ -173,14 +179,22 @@ def vector_stats(original: np.ndarray, decoded: np.ndarray, info: FieldInfo) -> 
     return stats
 
 
-def part_budget(float32_bytes: int, ratio: float, parts: int) -> int:
-    """Each part's equal share of the whole file's budget at this ratio (see the module)."""
+def part_budget(float32_bytes: int, ratio: float, parts: float) -> int:
+    """Each part's equal share of the whole file's budget at this ratio (see the module); parts may count delta
+    parts as DELTA_SHARE of one (delta_weighted_parts)."""
     if not ratio > 1.0:
         raise SettingsError(f"target ratio must be > 1, got {ratio}")
     share = (float32_bytes / ratio - SERIES_FILE_OVERHEAD_BYTES) / parts
     if share < 1:
-        raise SettingsError(f"ratio {ratio:g} leaves {float32_bytes / ratio:.0f} bytes for {parts} networks, too few")
+        raise SettingsError(f"ratio {ratio:g} leaves {float32_bytes / ratio:.0f} bytes for {parts:g} networks, "
+                            "too few")
     return int(share)
+
+
+def delta_weighted_parts(fields: int, steps: int, key_interval: int) -> float:
+    """How many full parts' shares a delta-scheme series takes: a key frame one, a delta part DELTA_SHARE."""
+    keys = sum(is_key_frame(step, key_interval) for step in range(steps))
+    return fields * (keys + DELTA_SHARE * (steps - keys))
 
 
 def warm_config(train_config: TrainConfig) -> TrainConfig:
@@ -307,6 +321,7 @@ def encode_series(
     trainer = _Trainer(series, fields, settings, progress, should_abort)
     target = settings.encode
     budget, first, trials, chosen_ratio = None, None, [], None
+    delta_budget: int | None = None  # a delta part's share where it differs from a full part's
     if target.psnr is not None:
         searching = target.psnr_trials * len(fields)  # at most this many cold trainings before the series
         trainer.total += searching
@@ -315,8 +330,12 @@ def encode_series(
         budget = part_budget(float32_bytes, chosen_ratio, len(fields) * series.num_steps)
         settings = trainer.settings = with_preset(settings, chosen_ratio)
     elif target.ratio is not None:
-        budget = part_budget(float32_bytes, target.ratio, len(fields) * series.num_steps)
         settings = trainer.settings = with_preset(settings, target.ratio)
+        parts_counted: float = len(fields) * series.num_steps
+        if settings.encode.time_scheme == "delta" and can_be_delta(settings.model_config):
+            parts_counted = delta_weighted_parts(len(fields), series.num_steps, settings.encode.key_interval)
+            delta_budget = int(DELTA_SHARE * part_budget(float32_bytes, target.ratio, parts_counted))
+        budget = part_budget(float32_bytes, target.ratio, parts_counted)
     parts, results = [], []
     previous: dict[int, SRNModel] = {}
     references: dict[int, Reference] = {}  # per field: what its next step's delta part differs from
@@ -334,7 +353,8 @@ def encode_series(
                 part, model = trainer.part(values, index, 0, config, None, budget)
             else:
                 reference = None if is_key_frame(step, settings.encode.key_interval) else references.get(index)
-                part, model = trainer.part(values, index, step, previous[index].config, previous[index], budget,
+                share = delta_budget if reference is not None and delta_budget is not None else budget
+                part, model = trainer.part(values, index, step, previous[index].config, previous[index], share,
                                            reference)
             previous[index] = model
             if deltas and can_be_delta(model.config):

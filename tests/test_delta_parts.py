@@ -27,7 +27,7 @@ from srnvtk.parts import FieldInfo, PartData
 from srnvtk.quantize import WEIGHTS, StoredModel, apply_storage_precision, storage_tensors
 from srnvtk.series import series_from_arrays
 from srnvtk.series_data import generate_series
-from srnvtk.series_encode import encode_series, is_key_frame
+from srnvtk.series_encode import DELTA_SHARE, delta_weighted_parts, encode_series, is_key_frame, part_budget
 
 SHAPE = (16, 14, 12)
 STEPS = 4
@@ -77,6 +77,16 @@ def test_the_file_fits_the_ratio_and_keeps_its_key_frames(keyed) -> None:
             other = srn.parts[part.reference]
             assert (other.field, other.step) == (part.field, part.step - 1)
     assert [p.delta for p in result.parts] == [not is_key_frame(p.step, 2) for p in result.parts]
+
+
+def test_key_frames_get_the_bytes_the_deltas_leave() -> None:
+    """A delta part's share is DELTA_SHARE of a key frame's; together they use what equal shares would."""
+    equal = part_budget(10**6, 10.0, 2 * 5)
+    weighted = delta_weighted_parts(2, 5, key_interval=2)  # key frames at steps 0, 2, 4
+    key = part_budget(10**6, 10.0, weighted)
+    assert weighted == pytest.approx(2 * (3 + 2 * DELTA_SHARE))
+    assert key > equal and DELTA_SHARE * key < equal
+    assert 2 * (3 * key + 2 * DELTA_SHARE * key) == pytest.approx(10 * equal, rel=1e-4)
 
 
 def test_a_step_far_from_its_key_frame_builds_its_chain_once(steps, tmp_path) -> None:
