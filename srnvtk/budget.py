@@ -198,7 +198,22 @@ def grow_latent_for_budget(model: SRNModel, budget: int, measure_of: Callable[[S
         if fits == resolution:
             break
         _resample(model, fits, geometry)
+    if model.config.wavelet is None and measure_of(model)(None) < GROWTH_TRIGGER * budget:
+        _grow_axes(model, budget, measure_of)
     return model.config.grid_resolution - start
+
+
+def _grow_axes(model: SRNModel, budget: int, measure_of: Callable[[SRNModel], Measure]) -> None:
+    """One more grid plane along each axis whose whole file still fits, shortest axis first: the bytes a whole
+    resolution step (about 3 planes) could not use (a wavelet grid keeps the shape its levels need)."""
+    for axis in sorted(range(3), key=lambda a: model.latent.shape[1 + a]):
+        shape = list(model.latent.shape[1:])
+        shape[axis] += 1
+        config = dataclasses.replace(model.config, grid_shape=tuple(shape))
+        trial = copy.deepcopy(model)
+        trial.resize_latent(config, tuple(shape))
+        if measure_of(trial)(None) <= budget:
+            model.resize_latent(config, tuple(shape))
 
 
 def _resample(model: SRNModel, resolution: int, geometry: Geometry) -> None:

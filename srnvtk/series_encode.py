@@ -18,8 +18,8 @@ mapped to [0, 1] by their own range and trained together (the file is then forma
 part stats add the PSNR of each component and of the magnitude (by the magnitude's range at that step), and its
 "psnr" is that of the three together (their mean squared error in units of each component's range).
 
-Rate control shares the byte budget between the parts, **equally** but for delta parts (fields x steps; a vector's part gets one share,
-like a scalar's):
+Rate control shares the byte budget between the parts (fields x steps), **equally** but for delta parts (a
+vector's part gets one share, like a scalar's):
   ratio  the whole file gets float32 bytes of every selected array at every step / ratio; the file's own
          container and header take SERIES_FILE_OVERHEAD_BYTES of it and every part fits into an equal share
          of the rest (the model sized for it and trimmed after training, as for one volume: srnvtk.ratecontrol).

@@ -290,6 +290,20 @@ def test_growth_stops_at_the_finest_grid_whose_file_fits(volume) -> None:
     assert measure_of(finer)(None) > budget
 
 
+def test_bytes_a_resolution_step_cannot_use_go_to_single_planes(volume, monkeypatch) -> None:
+    """Room for one more plane of the grid but not a whole resolution step: the shortest axis grows by one."""
+    monkeypatch.setattr("srnvtk.budget.GROWTH_TRIGGER", 1.0)  # grow for any room at all
+    model, _generator = random_grid_model(volume, seed=6)
+    measure_of = partial(file_size_probe, source=source_info(volume), pruning=None)
+    shape = tuple(model.grid.shape[1:])
+    plane = model.grid.numel() // min(shape)  # uniform random codes: about a byte each
+    budget = measure_of(model)(None) + int(1.1 * plane)
+    assert grow_latent_for_budget(model, budget, measure_of, volume.geometry) == 0  # no whole resolution step
+    grown = tuple(model.grid.shape[1:])
+    assert sorted(np.subtract(grown, shape)) == [0, 0, 1] and grown[shape.index(min(shape))] == min(shape) + 1
+    assert model.config.grid_shape == grown and measure_of(model)(None) <= budget
+
+
 def test_a_pruned_grid_is_not_grown(volume) -> None:
     config = dataclasses.replace(SMALL_FVSRN, grid_resolution=6)
     model = build_model(config, volume.geometry)
