@@ -83,10 +83,9 @@ class EncodeConfig:
         "best at that ratio (srnvtk.presets; an explicit pruning method or wavelet is kept), else fvsrn. A target "
         "ratio sizes the grid (fvsrn) or the width (neurcomp).",
         MODEL, property="Architecture", flag="--arch", choices=("auto", *ARCHITECTURES))
-    # Delta parts (srnvtk.delta, format 11): on the generated series at 64^3 x 4 steps they gave +1.7 / +0.9 dB
-    # over warm full parts at ratio 20 / 40, 1.50x smaller than independent files at equal PSNR
-    # (benchmarks/results/series_file_64_delta.md); off by default until a same-code warm rerun and a longer
-    # series confirm it.
+    # Delta parts (srnvtk.delta, format 11), generated series at 64^3 x 4 steps, same code for every scheme
+    # (benchmarks/README.md, results/series_file_64_v11b.md): +0.82 / +0.29 dB over warm full parts at ratio 40 / 80
+    # but -0.58 dB at 20; so warm stays the default.
     time_scheme: str = setting(
         "warm", "Time series: how a step after the first is stored. warm: a whole network, trained from the "
         "previous step's (Warm Start Fraction); delta: the same, but its latent grid stored as the largest "
