@@ -16,8 +16,8 @@ much as dropping a quarter of the entries, and rounds far less away.
 
 Where the trained codes compress so well that even the whole grid leaves much of the budget unused, an
 unpruned grid is first resampled to a finer resolution (trilinearly, so the function hardly changes): the finest
-whose whole file, measured, still fits, so growth never forces a trim; the fine-tuning that follows the fit puts
-the new entries to work.
+whose whole file, measured, still fits GROWTH_FILL of the budget, so growth does not force a trim; the
+fine-tuning that follows the fit puts the new entries to work.
 """
 
 from __future__ import annotations
@@ -44,7 +44,11 @@ if TYPE_CHECKING:
 # the bytes it leaves unused are a small fraction of the budget.
 COUNT_TOLERANCE = 1e-4
 GROWTH_TRIGGER = 0.97  # a whole-grid file below this share of the budget grows the grid first
-GROWTH_MARGIN = 1.15  # grow for this many times the entries the budget pays for, so the fit trims
+GROWTH_MARGIN = 1.15  # the estimate of the grid the budget pays for, times this: the largest resolution measured
+# Grow only to a grid whose file takes at most this share of the budget: the new entries' codes compress less once
+# the fine-tune has trained them, and the fit after it must not trim a resampled grid (benchmarks/README.md: a
+# grid grown to fill its budget ended 13% over it after the fine-tune, -2.75 dB).
+GROWTH_FILL = 0.9
 GROWTH_ROUNDS = 3
 # A single-network file over its budget may store its latent codes with as few as this many bits instead of
 # dropping entries (fit_latent_to_budget). Central 128^3 of the shared volume, ratio 200, 2,000 steps: 7-bit
@@ -169,9 +173,9 @@ def latent_error(model: SRNModel, keep: torch.Tensor | None) -> float:
 
 def grow_latent_for_budget(model: SRNModel, budget: int, measure_of: Callable[[SRNModel], Measure],
                            geometry: Geometry) -> int:
-    """Resample an unpruned fV-SRN's latent grid to the finest resolution whose whole file still fits the budget,
-    when its file leaves more than 1 - GROWTH_TRIGGER of the budget unused (see the module); returns the
-    resolution steps added. Candidate resolutions are measured on a copy, so growth never makes the fit trim: on
+    """Resample an unpruned fV-SRN's latent grid to the finest resolution whose whole file still fits GROWTH_FILL of
+    the budget, when its file leaves more than 1 - GROWTH_TRIGGER of the budget unused (see the module); returns
+    the resolution steps added. Candidate resolutions are measured on a copy, so growth never makes the fit trim: on
     the shared volume a grid grown past its budget lost 15 dB to the trim that followed (benchmarks/README.md)."""
     if model.latent_name is None or model.grid_keep is not None or model.unit_importance is not None:
         return 0
@@ -191,29 +195,14 @@ def grow_latent_for_budget(model: SRNModel, budget: int, measure_of: Callable[[S
             middle = (fits + over) // 2
             trial = copy.deepcopy(model)
             _resample(trial, middle, geometry)
-            if measure_of(trial)(None) <= budget:
+            if measure_of(trial)(None) <= GROWTH_FILL * budget:
                 fits = middle
             else:
                 over = middle
         if fits == resolution:
             break
         _resample(model, fits, geometry)
-    if model.config.wavelet is None and measure_of(model)(None) < GROWTH_TRIGGER * budget:
-        _grow_axes(model, budget, measure_of)
     return model.config.grid_resolution - start
-
-
-def _grow_axes(model: SRNModel, budget: int, measure_of: Callable[[SRNModel], Measure]) -> None:
-    """One more grid plane along each axis whose whole file still fits, shortest axis first: the bytes a whole
-    resolution step (about 3 planes) could not use (a wavelet grid keeps the shape its levels need)."""
-    for axis in sorted(range(3), key=lambda a: model.latent.shape[1 + a]):
-        shape = list(model.latent.shape[1:])
-        shape[axis] += 1
-        config = dataclasses.replace(model.config, grid_shape=tuple(shape))
-        trial = copy.deepcopy(model)
-        trial.resize_latent(config, tuple(shape))
-        if measure_of(trial)(None) <= budget:
-            model.resize_latent(config, tuple(shape))
 
 
 def _resample(model: SRNModel, resolution: int, geometry: Geometry) -> None:

@@ -158,7 +158,7 @@ def test_rate_control_fills_the_budget_with_fewer_bits(tmp_path) -> None:
         path = tmp_path / f"r{bits}.srn"
         compress_to_ratio(volume, 12.0, model_config=dataclasses.replace(MODEL, grid_bits=bits), train_config=TRAIN,
                           path=path)
-        assert 0.9 * budget <= path.stat().st_size <= budget
+        assert 0.85 * budget <= path.stat().st_size <= budget  # see test_ratecontrol's 15%
         codes[bits] = int(np.prod(Container.open(path).header["tensors"]["grid"][2]))
     assert codes[5] > 1.2 * codes[8]
 

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from srnvtk.budget import (
+    GROWTH_FILL,
     budget_fit,
     file_size_probe,
     fit_latent_to_budget,
@@ -63,16 +64,17 @@ def assert_file_decodes_to(path, reconstruction) -> None:
 
 @pytest.mark.parametrize("base", list(BASES))
 @pytest.mark.parametrize("ratio", [6.0, 10.0])
-def test_ratio_lands_within_ten_percent_under_the_budget(tmp_path, volume, base, ratio) -> None:
-    """Within 10%: where one code bit fewer stores the grid closer than a trim would, the file may keep some
-    room that this small grid cannot grow into (one resolution step finer is a third more entries)."""
+def test_ratio_lands_within_fifteen_percent_under_the_budget(tmp_path, volume, base, ratio) -> None:
+    """Within 15%: growth leaves room for the fine-tune's codes (GROWTH_FILL), and where one code bit fewer stores
+    the grid closer than a trim would, the file may keep room this small grid cannot grow into (one resolution
+    step finer is a third more entries)."""
     path = tmp_path / "r.srn"
     result = compress_to_ratio(volume, ratio, train_config=TRAIN, model_config=BASES[base], path=path)
     budget = 4 * volume.values.size / ratio
     size = path.stat().st_size
     assert result.file_bytes == size
-    assert 0.9 * budget <= size <= budget
-    assert ratio <= result.stats["ratio"] <= ratio / 0.9
+    assert 0.85 * budget <= size <= budget
+    assert ratio <= result.stats["ratio"] <= ratio / 0.85
     assert_file_decodes_to(path, result.reconstruction)
 
 
@@ -278,30 +280,17 @@ def test_a_short_file_grows_its_grid_then_fits(volume, base) -> None:
 
 
 def test_growth_stops_at_the_finest_grid_whose_file_fits(volume) -> None:
-    """Growth measures its candidates: the grown file fits without a trim, and one resolution finer would not."""
+    """Growth measures its candidates: the grown file fits GROWTH_FILL of the budget, one resolution finer would
+    not."""
     model, _generator = random_grid_model(volume, seed=4)
     measure_of = partial(file_size_probe, source=source_info(volume), pruning=None)
-    budget = int(measure_of(model)(None) * 1.3)
+    budget = int(measure_of(model)(None) * 1.6)
     assert grow_latent_for_budget(model, budget, measure_of, volume.geometry) > 0
-    assert measure_of(model)(None) <= budget
+    assert measure_of(model)(None) <= GROWTH_FILL * budget
     finer = copy.deepcopy(model)
     config = dataclasses.replace(model.config, grid_resolution=model.config.grid_resolution + 1, grid_shape=None)
     finer.resize_latent(config, grid_shape_for(config, volume.geometry))
-    assert measure_of(finer)(None) > budget
-
-
-def test_bytes_a_resolution_step_cannot_use_go_to_single_planes(volume, monkeypatch) -> None:
-    """Room for one more plane of the grid but not a whole resolution step: the shortest axis grows by one."""
-    monkeypatch.setattr("srnvtk.budget.GROWTH_TRIGGER", 1.0)  # grow for any room at all
-    model, _generator = random_grid_model(volume, seed=6)
-    measure_of = partial(file_size_probe, source=source_info(volume), pruning=None)
-    shape = tuple(model.grid.shape[1:])
-    plane = model.grid.numel() // min(shape)  # uniform random codes: about a byte each
-    budget = measure_of(model)(None) + int(1.1 * plane)
-    assert grow_latent_for_budget(model, budget, measure_of, volume.geometry) == 0  # no whole resolution step
-    grown = tuple(model.grid.shape[1:])
-    assert sorted(np.subtract(grown, shape)) == [0, 0, 1] and grown[shape.index(min(shape))] == min(shape) + 1
-    assert model.config.grid_shape == grown and measure_of(model)(None) <= budget
+    assert measure_of(finer)(None) > GROWTH_FILL * budget
 
 
 def test_a_pruned_grid_is_not_grown(volume) -> None:
