@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,11 @@ from srnvtk.config import FVSRNConfig, TrainConfig
 # runs, so that tests/test_gpu_kernels.py can run the GPU kernels.
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
+
+# A suite started as a background job of a non-interactive shell (`bash .ci/run &`) inherits SIGINT ignored, and so
+# would every command it starts: the interrupt tests need Ctrl-C to act as it does at a terminal.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 TINY_SHAPE = (16, 14, 12)  # points along x, y, z: small, and no two axes alike, so axis mix-ups show
 
