@@ -141,19 +141,22 @@ def fit_latent_to_budget(model: SRNModel, budget: int, measure: Measure, fewest_
 
 
 def _largest_fitting_count(order: torch.Tensor, keep: torch.Tensor, budget: int, measure: Measure) -> int:
-    """The most entries of order (first first) whose file fits, by bisection on the measured bytes, to within
-    COUNT_TOLERANCE; none fitting is checked by the caller."""
-    fits, over = 0, order.numel()  # bisection invariant: `fits` entries fit, `over` do not
-    if measure(keep_top(order, over, keep)) <= budget:
-        return over
-    tolerance = max(1, int(COUNT_TOLERANCE * over))
-    while over - fits > tolerance:
-        middle = (fits + over) // 2
-        if measure(keep_top(order, middle, keep)) <= budget:
-            fits = middle
+    """The most entries of order (first first) whose file fits; the caller knows that all of them do not."""
+    return largest_count(order.numel(), lambda count: measure(keep_top(order, count, keep)) <= budget)
+
+
+def largest_count(total: int, fits: Callable[[int], bool], tolerance: float = COUNT_TOLERANCE) -> int:
+    """The largest count in [0, total) for which fits(count) holds, by bisection to within this fraction of total
+    (or one), given that fits(0) holds and fits(total) does not (the caller has measured both ends)."""
+    fitting, over = 0, total  # bisection invariant: `fitting` fits, `over` does not
+    tolerance = max(1, int(tolerance * total))
+    while over - fitting > tolerance:
+        middle = (fitting + over) // 2
+        if fits(middle):
+            fitting = middle
         else:
             over = middle
-    return fits
+    return fitting
 
 
 def _set_code_bits(model: SRNModel, bits: int) -> None:
@@ -175,7 +178,7 @@ def grow_latent_for_budget(model: SRNModel, budget: int, measure_of: Callable[[S
                            geometry: Geometry) -> int:
     """Resample an unpruned fV-SRN's latent grid to the finest resolution whose whole file still fits GROWTH_FILL of
     the budget, when its file leaves more than 1 - GROWTH_TRIGGER of the budget unused (see the module); returns
-    the resolution steps added. Candidate resolutions are measured on a copy, so growth never makes the fit trim: on
+    the resolution steps added. Candidate resolutions are measured on a copy, so growth does not make the fit trim: on
     the shared volume a grid grown past its budget lost 15 dB to the trim that followed (benchmarks/README.md)."""
     if model.latent_name is None or model.grid_keep is not None or model.unit_importance is not None:
         return 0
@@ -214,19 +217,14 @@ def fit_measured(budget: int, measure_of: Callable[[SRNModel], Measure], geometr
                  grow: bool = True, fewest_bits: int | None = None) -> Callable[[SRNModel], None]:
     """The trainer's fit callback (srnvtk.train) for this budget, the bytes counted by measure_of(model) (a whole
     file's, or a brick's share of one): grow (unpruned fV-SRN only, when asked), then trim, trying codes of as few
-    as fewest_bits bits where the file can store them (fit_latent_to_budget); where fewer bits fit the whole grid
-    with room to spare, grow again at those bits."""
+    as fewest_bits bits where the file can store them (fit_latent_to_budget)."""
 
     def fit(model: SRNModel) -> None:
         if model.latent_name is None:
             return  # Neurcomp: sized exactly before training
-        measure = measure_of(model)
         if grow:
             grow_latent_for_budget(model, budget, measure_of, geometry)
-        bits = model.config.grid_bits
-        fit_latent_to_budget(model, budget, measure, fewest_bits)
-        if grow and model.config.grid_bits < bits and grow_latent_for_budget(model, budget, measure_of, geometry):
-            fit_latent_to_budget(model, budget, measure, model.config.grid_bits)  # a guard: growth fits already
+        fit_latent_to_budget(model, budget, measure_of(model), fewest_bits)
 
     return fit
 

@@ -52,12 +52,18 @@ def delta_codes(target: np.ndarray, reference: np.ndarray, unit: np.ndarray) -> 
     return np.clip(np.rint(steps), -DELTA_LIMIT, DELTA_LIMIT).astype(np.int8)
 
 
-def keep_largest(codes: np.ndarray, count: int) -> np.ndarray:
-    """The codes with all but the count largest in magnitude set to zero (ties: the earlier entries)."""
+def largest_first(codes: np.ndarray) -> np.ndarray:
+    """The flat indices of the nonzero codes, largest magnitude first (ties: the earlier entries)."""
     flat = codes.reshape(-1)
-    if count >= np.count_nonzero(flat):
-        return codes.copy()
-    order = np.argsort(-np.abs(flat.astype(np.int16)), kind="stable")[:max(count, 0)]
+    order = np.argsort(-np.abs(flat.astype(np.int16)), kind="stable")
+    return order[:np.count_nonzero(flat)]
+
+
+def keep_largest(codes: np.ndarray, count: int, order: np.ndarray | None = None) -> np.ndarray:
+    """The codes with all but the count largest in magnitude set to zero; order: largest_first(codes), when
+    known."""
+    order = (largest_first(codes) if order is None else order)[:max(count, 0)]
+    flat = codes.reshape(-1)
     kept = np.zeros_like(flat)
     kept[order] = flat[order]
     return kept.reshape(codes.shape)

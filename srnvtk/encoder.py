@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 
@@ -172,13 +173,13 @@ def compress(
     model_config = model_config or FVSRNConfig()
     train_config = train_config or TrainConfig()
     source = source_info(volume)
-    fit = None if target_bytes is None else budget_fit(target_bytes, source, pruning, fewest_bits=FEWEST_FIT_BITS)
+    fit_for = partial(budget_fit, target_bytes, source, pruning, fewest_bits=FEWEST_FIT_BITS)
     result = train(volume, model_config, train_config, progress=train_progress, should_abort=should_abort,
-                   pruning=pruning, fit=fit)
+                   pruning=pruning, fit=None if target_bytes is None else fit_for())
     if target_bytes is not None:
         # Fine-tuning changed the codes and so what gzip makes of them: trim once more, never grow (new
         # entries would go untrained).
-        budget_fit(target_bytes, source, pruning, grow=False, fewest_bits=FEWEST_FIT_BITS)(result.model)
+        fit_for(grow=False)(result.model)
         model_config = result.model.config  # the fit may have grown the grid
     stored = apply_storage_precision(result.model)
     in_memory = SRNFile(result.model, result.model.config, source, pruning=pruning or PruningConfig())

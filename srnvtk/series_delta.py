@@ -16,9 +16,10 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
+from .budget import largest_count
 from .config import TrainConfig
 from .container import encode_section
-from .delta import DeltaGrid, delta_blob, delta_codes, reconstruct
+from .delta import DeltaGrid, delta_blob, delta_codes, keep_largest, largest_first, reconstruct
 from .errors import SettingsError
 from .filechecks import WEIGHTS
 from .models import SRNModel, default_learning_rate
@@ -38,28 +39,16 @@ def delta_bytes(weights: bytes, delta: DeltaGrid) -> int:
 def fit_delta(codes: np.ndarray, unit: np.ndarray, weights: bytes, share: int | None) -> DeltaGrid:
     """The codes with as many of their largest differences kept as fit share bytes (all of them when share is
     None or they all fit); SettingsError when even none fit (the share does not hold the MLP)."""
-    flat = codes.reshape(-1)
-    order = np.argsort(-np.abs(flat.astype(np.int16)), kind="stable")
-    order = order[:np.count_nonzero(flat)]
+    order = largest_first(codes)
 
     def kept(count: int) -> DeltaGrid:
-        values = np.zeros_like(flat)
-        values[order[:count]] = flat[order[:count]]
-        return DeltaGrid(values.reshape(codes.shape), unit)
+        return DeltaGrid(keep_largest(codes, count, order), unit)
 
     if share is None or delta_bytes(weights, kept(len(order))) <= share:
         return kept(len(order))
     if delta_bytes(weights, kept(0)) > share:
         raise SettingsError(f"a share of {share} bytes does not hold even a delta part's MLP")
-    fits, over = 0, len(order)  # bisection invariant: `fits` differences fit, `over` do not
-    tolerance = max(1, int(COUNT_TOLERANCE * len(order)))
-    while over - fits > tolerance:
-        middle = (fits + over) // 2
-        if delta_bytes(weights, kept(middle)) <= share:
-            fits = middle
-        else:
-            over = middle
-    return kept(fits)
+    return kept(largest_count(len(order), lambda count: delta_bytes(weights, kept(count)) <= share, COUNT_TOLERANCE))
 
 
 def store_weights(model: SRNModel, grid: np.ndarray) -> StoredModel:

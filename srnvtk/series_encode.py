@@ -331,11 +331,11 @@ def encode_series(
         settings = trainer.settings = with_preset(settings, chosen_ratio)
     elif target.ratio is not None:
         settings = trainer.settings = with_preset(settings, target.ratio)
-        parts_counted: float = len(fields) * series.num_steps
-        if settings.encode.time_scheme == "delta" and can_be_delta(settings.model_config):
-            parts_counted = delta_weighted_parts(len(fields), series.num_steps, settings.encode.key_interval)
-            delta_budget = int(DELTA_SHARE * part_budget(float32_bytes, target.ratio, parts_counted))
+        weighted = settings.encode.time_scheme == "delta" and can_be_delta(settings.model_config)
+        parts_counted = (delta_weighted_parts(len(fields), series.num_steps, settings.encode.key_interval)
+                         if weighted else len(fields) * series.num_steps)
         budget = part_budget(float32_bytes, target.ratio, parts_counted)
+        delta_budget = int(DELTA_SHARE * budget) if weighted else None
     parts, results = [], []
     previous: dict[int, SRNModel] = {}
     references: dict[int, Reference] = {}  # per field: what its next step's delta part differs from
