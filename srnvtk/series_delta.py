@@ -1,11 +1,13 @@
 """Turn a warm-trained time step into a delta part (srnvtk.delta, format 11) that fits its share of the budget.
 
-The trained grid's differences to the previous step's rebuilt grid are rounded to the unit (the key frame's
-quantization scale); the largest ones are kept, as many as fit the share: the count is found by bisection on the
-part's measured bytes (its section through the container's coder plus its bookkeeping), as srnvtk.budget fits a
-full part. The network then reads exactly the grid a reader rebuilds, and its MLP is fine-tuned briefly on that
-frozen grid; the fine-tuned MLP is kept only where it decodes better (the probe, benchmarks/series_delta_probe.py,
-measured it worse where most differences are kept).
+The trained grid's differences to the previous step's rebuilt grid are rounded to a step, a multiple
+(UNIT_SCALES) of the key frame's quantization scale; the largest ones are kept, as many as fit the share: the count
+is found by bisection on the part's measured bytes (its section through the container's coder plus its
+bookkeeping), as srnvtk.budget fits a full part. Where not every difference fits at the finest step, coarser steps
+trade the precision of every kept difference for keeping more of them (a dead zone with a wider step); the part
+keeps the step whose grid decodes best. The network then reads exactly the grid a reader rebuilds, and its MLP is
+fine-tuned briefly on that frozen grid; the fine-tuned MLP is kept only where it decodes better (the probe,
+benchmarks/series_delta_probe.py, measured it worse where most differences are kept).
 """
 
 from __future__ import annotations
@@ -26,6 +28,9 @@ from .models import SRNModel, default_learning_rate
 from .multipart import DELTA_BOOKKEEPING_BYTES
 from .quantize import StoredModel, storage_tensors, stored_state
 
+# The steps a delta part may round its differences to, in units of the key frame's quantization scale: where a
+# share keeps a third of the differences at the finest step, a two- to four-times coarser one keeps most of them.
+UNIT_SCALES = (1.0, 2.0, 3.0, 4.0)
 COUNT_TOLERANCE = 1e-3  # of the differences: where the bisection stops (a few bytes of the share left unused)
 TUNE_FRACTION = 0.1  # of the cold training steps: the MLP's fine-tune on the frozen grid
 TUNE_RATE = 0.1  # of the learning rate: a fine-tune, not a new fit
@@ -36,7 +41,7 @@ def delta_bytes(weights: bytes, delta: DeltaGrid) -> int:
     return len(encode_section(delta_blob(weights, delta)).data) + DELTA_BOOKKEEPING_BYTES
 
 
-def fit_delta(codes: np.ndarray, unit: np.ndarray, weights: bytes, share: int | None) -> DeltaGrid:
+def fit_codes(codes: np.ndarray, unit: np.ndarray, weights: bytes, share: int | None) -> DeltaGrid:
     """The codes with as many of their largest differences kept as fit share bytes (all of them when share is
     None or they all fit); SettingsError when even none fit (the share does not hold the MLP)."""
     order = largest_first(codes)
@@ -62,6 +67,25 @@ def store_weights(model: SRNModel, grid: np.ndarray) -> StoredModel:
     return StoredModel({WEIGHTS: stored.arrays[WEIGHTS]}, stored.layout, model.structure())
 
 
+def fits_whole(codes: np.ndarray, unit: np.ndarray, weights: bytes, share: int | None) -> bool:
+    """Whether every difference fits share bytes."""
+    return share is None or delta_bytes(weights, DeltaGrid(codes, unit)) <= share
+
+
+def delta_candidates(latent: np.ndarray, reference: np.ndarray, unit: np.ndarray, weights: bytes,
+                     share: int | None) -> list[DeltaGrid]:
+    """The delta grids worth decoding: at the finest step, the largest differences that fit share bytes; and
+    only where those are not all of them, the same at each coarser step of UNIT_SCALES."""
+    finest = delta_codes(latent, reference, unit)
+    candidates = [fit_codes(finest, unit, weights, share)]
+    if fits_whole(finest, unit, weights, share):
+        return candidates
+    for scale in UNIT_SCALES[1:]:
+        step = (unit * scale).astype(np.float32)
+        candidates.append(fit_codes(delta_codes(latent, reference, step), step, weights, share))
+    return candidates
+
+
 @dataclasses.dataclass
 class Reference:
     """What a delta part differs from: the referenced part's index in the file, the grid a reader rebuilds for it,
@@ -85,24 +109,30 @@ class DeltaStep:
 def delta_step(model: SRNModel, reference: np.ndarray, unit: np.ndarray, share: int | None,
                weights_of: Callable[[StoredModel], bytes], tune: Callable[[SRNModel], SRNModel],
                quality: Callable[[SRNModel], float]) -> DeltaStep:
-    """The trained model as a delta part of reference fitting share bytes. weights_of: a stored model's weights
-    as its section holds them; tune: the model's MLP fine-tuned on its frozen grid (a new model); quality: the
-    PSNR a model decodes to."""
+    """The trained model as a delta part of reference fitting share bytes, its differences counted in multiples of
+    unit (see the module). weights_of: a stored model's weights as its section holds them; tune: the model's MLP
+    fine-tuned on its frozen grid (a new model); quality: the PSNR a model decodes to."""
     latent = model.latent.detach()
     if model.grid_keep is not None:  # a pruned grid's dropped entries read as zero
         latent = latent * model.grid_keep
         model.grid_keep = None
-    codes = delta_codes(latent.cpu().numpy(), reference, unit)
-    stored = store_weights(model, reconstruct(reference, DeltaGrid(np.zeros_like(codes), unit)))
-    delta = fit_delta(codes, unit, weights_of(stored), share)
+    latent = latent.cpu().numpy()
+    stored = store_weights(model, reference)  # the MLP's float16 weights (the grid is set below)
+    candidates = delta_candidates(latent, reference, unit, weights_of(stored), share)
+    scores = []
+    for candidate in candidates:
+        store_weights(model, reconstruct(reference, candidate))
+        scores.append(quality(model))
+    best = int(np.argmax(scores))
+    delta = candidates[best]
     grid = reconstruct(reference, delta)
     stored = store_weights(model, grid)
     tuned = tune(model)
     tuned_stored = store_weights(tuned, grid)
-    if quality(tuned) > quality(model):
+    if quality(tuned) > scores[best]:
         model, stored = tuned, tuned_stored
         if share is not None and delta_bytes(weights_of(stored), delta) > share:  # the new weights code larger
-            delta = fit_delta(delta.codes, unit, weights_of(stored), share)
+            delta = fit_codes(delta.codes, delta.unit, weights_of(stored), share)
             stored = store_weights(model, reconstruct(reference, delta))
     kept = np.count_nonzero(delta.codes) / max(delta.codes.size, 1)
     return DeltaStep(model, stored, delta, float(kept))

@@ -358,7 +358,7 @@ def encode_series(
                                            reference)
             previous[index] = model
             if deltas and can_be_delta(model.config):
-                references[index] = reference_of(len(parts), part, model)
+                references[index] = reference_of(len(parts), part, model, references.get(index))
             parts.append(part)
             results.append(PartResult(info.name, step, series.times[step], step > 0, dict(part.stats),
                                       part.reference is not None))
@@ -381,11 +381,12 @@ def is_key_frame(step: int, interval: int) -> bool:
     return step == 0 or (interval > 0 and step % interval == 0)
 
 
-def reference_of(index: int, part: PartData, model: SRNModel) -> Reference:
+def reference_of(index: int, part: PartData, model: SRNModel, previous: Reference | None) -> Reference:
     """What the next step's delta part of this field differs from: this part (at index in the file), the grid a
-    reader rebuilds for it, and the unit its differences are counted in (a delta part's own, a full part's
-    quantization scale)."""
-    unit = part.delta.unit if part.delta is not None else part.stored.arrays[GRID_QUANT][0]
+    reader rebuilds for it, and the unit its differences are counted in: the key frame's quantization scale,
+    which a delta part passes on from its own reference (previous), whatever step its differences were rounded
+    to."""
+    unit = previous.unit if part.delta is not None else part.stored.arrays[GRID_QUANT][0]
     return Reference(index, model.latent.detach().cpu().numpy().copy(), np.asarray(unit, dtype=np.float32))
 
 

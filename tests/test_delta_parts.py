@@ -24,10 +24,18 @@ from srnvtk.metrics import psnr
 from srnvtk.models import build_model
 from srnvtk.multipart import DELTA_VERSION, compact_head, encode_part
 from srnvtk.parts import FieldInfo, PartData
-from srnvtk.quantize import WEIGHTS, StoredModel, apply_storage_precision, storage_tensors
+from srnvtk.quantize import GRID_QUANT, WEIGHTS, StoredModel, apply_storage_precision, storage_tensors
 from srnvtk.series import series_from_arrays
 from srnvtk.series_data import generate_series
-from srnvtk.series_encode import DELTA_SHARE, delta_weighted_parts, encode_series, is_key_frame, part_budget
+from srnvtk.series_delta import UNIT_SCALES, delta_bytes, delta_candidates
+from srnvtk.series_encode import (
+    DELTA_SHARE,
+    delta_weighted_parts,
+    encode_series,
+    is_key_frame,
+    part_budget,
+    reference_of,
+)
 
 SHAPE = (16, 14, 12)
 STEPS = 4
@@ -117,6 +125,37 @@ def test_the_reconstruction_is_reference_plus_kept_codes() -> None:
     grid = reconstruct(reference, DeltaGrid(codes, unit))
     small = np.abs(target - reference) < DELTA_LIMIT * unit[:, None, None, None]
     assert np.all(np.abs(grid - target)[small] <= unit.max() / 2 + 1e-6)
+
+
+def test_a_tight_share_tries_coarser_steps_that_keep_more_differences() -> None:
+    rng = np.random.default_rng(2)
+    reference = rng.normal(size=(3, 8, 8, 8)).astype(np.float32)
+    unit = np.array([0.01, 0.02, 0.015], dtype=np.float32)
+    latent = reference + rng.normal(scale=0.1, size=reference.shape).astype(np.float32)
+    weights = bytes(200)
+    assert len(delta_candidates(latent, reference, unit, weights, None)) == 1  # no share: every difference
+    whole = delta_bytes(weights, delta_candidates(latent, reference, unit, weights, None)[0])
+    assert len(delta_candidates(latent, reference, unit, weights, whole)) == 1
+    share = whole // 3
+    candidates = delta_candidates(latent, reference, unit, weights, share)
+    assert len(candidates) == len(UNIT_SCALES)
+    for scale, candidate in zip(UNIT_SCALES, candidates, strict=True):
+        np.testing.assert_allclose(candidate.unit, unit * scale, rtol=1e-6)
+        assert delta_bytes(weights, candidate) <= share
+    kept = [np.count_nonzero(c.codes) for c in candidates]
+    assert kept == sorted(kept) and kept[-1] > kept[0]
+
+
+def test_every_delta_of_a_chain_counts_in_its_key_frames_unit() -> None:
+    """The next reference's unit is the key frame's quantization scale, never a delta's coarser step (so steps
+    cannot compound along a chain)."""
+    key, delta = _parts([MODEL])
+    key_unit = key.stored.arrays[GRID_QUANT][0]
+    model = build_model(MODEL, default_geometry(SHAPE))
+    first = reference_of(0, key, model, None)
+    np.testing.assert_array_equal(first.unit, key_unit)
+    delta.delta = DeltaGrid(delta.delta.codes, (3.0 * key_unit).astype(np.float32))
+    np.testing.assert_array_equal(reference_of(1, delta, model, first).unit, key_unit)
 
 
 # --------------------------------------------------------------------------------------------------------------
