@@ -116,3 +116,20 @@ def test_sz3_at_a_target_ratio():
     bench = BenchVolume("t", Volume(values, default_geometry((32, 32, 32))), "test")
     (result,) = run_codec(classic_codecs()["sz3"], bench, [20.0], log=lambda _: None)
     assert result["reached"] and 20.0 <= result["ratio"] and 15 < result["psnr_db"] < 80
+
+
+def test_an_srnvtk_row_records_the_planned_and_the_final_model(tmp_path):
+    """A row keeps the settings rate control planned and those the file ended with (growth, a trim or fewer
+    code bits may change them), and its ratio counts the file it decoded."""
+    from benchmarks.rd.srn import SRNSettings, srn_row
+    from benchmarks.rd.volumes import BenchVolume
+    from srnvtk.datasets import default_geometry
+    from srnvtk.volume import Volume
+
+    values = turbulence_values((32, 32, 32), seed=3).astype(np.float32)
+    bench = BenchVolume("tiny", Volume(values, default_geometry(values.shape[::-1]), "v"), "test")
+    row = srn_row(bench, "fvsrn", 8.0, SRNSettings(time_limit=5.0, steps=30, device="cpu", threads=1), tmp_path)
+    assert row["model"]["architecture"] == row["final_model"]["architecture"] == "fvsrn"
+    assert set(row["final_model"]) == set(row["model"])
+    assert row["compressed_bytes"] == (tmp_path / "fvsrn_8.srn").stat().st_size
+    assert row["ratio"] == pytest.approx(values.size * 4 / row["compressed_bytes"])

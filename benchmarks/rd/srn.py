@@ -83,7 +83,9 @@ def compress_and_decode(bench: BenchVolume, model_config, pruning, budget: int, 
     decoded = decode(srn, device=settings.device)
     decode_seconds = time.perf_counter() - start
     stats = result.stats
-    return {"compressed_bytes": file_bytes, "encode_seconds": encode_seconds, "decode_seconds": decode_seconds,
+    final = srn.model_config  # after rate control's growth, trim or change of code bits: what the file holds
+    return {"final_model": {"architecture": final.architecture, **dataclasses.asdict(final)},
+            "compressed_bytes": file_bytes, "encode_seconds": encode_seconds, "decode_seconds": decode_seconds,
             "encode_cpu_seconds": encode_cpu_seconds, "load_average_1min": [load_start, load_end],
             "decoded": decoded, "train_seconds": stats["train_seconds"], "steps": int(stats["steps"]),
             "encoder_psnr_db": stats["psnr"], "pruned_fraction": stats.get("pruned_fraction", 0.0)}
