@@ -57,6 +57,7 @@ import dataclasses
 import json
 import math
 import os
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -134,6 +135,9 @@ MANY_NETWORK_VERSIONS = (MULTIPART_VERSION, COMPACT_VERSION, VECTOR_VERSION, DEL
 READABLE_VERSIONS = tuple(sorted((*LEGACY_VERSIONS, *SINGLE_NETWORK_VERSIONS, *MANY_NETWORK_VERSIONS)))
 FULL_GRID_BITS = 8  # latent codes of versions 1-5: the default, never written into a header
 NO_NETWORK = "none"  # the architecture of a bounded file that holds only the residual
+# What a file's reader keeps of the networks it has built (their tensors' bytes) before it forgets the least
+# recently used: enough for every part of a step, or a brick file's parts, in the common case.
+PART_CACHE_BYTES = 1 << 30
 STAT_KEYS = ("psnr", "train_seconds", "steps", "final_loss", "file_bytes", "ratio", "pruned_fraction")
 # Coded sections: the latent codes and the keep mask. Not the weights or k-means indices: those keep a
 # Neurcomp file's size independent of its values, so rate control can size it exactly before training.
@@ -190,7 +194,9 @@ class SRNFile:
             structure = self.model.structure()
             self.parts = (PartInfo(0, 0, 0, None, tuple(source.geometry.extent), self.model_config, self.pruning,
                                    structure, dict(self.stats), sum(self.tensor_bytes.values())),)
-        self._models: dict[int, SRNModel] = {}
+        self._models: OrderedDict[int, SRNModel] = OrderedDict()  # least recently used first
+        self._model_bytes: dict[int, int] = {}
+        self.cache_bytes = PART_CACHE_BYTES
 
     @classmethod
     def of_model(cls, model: torch.nn.Module, geometry: Geometry, value_range: tuple[float, float],
@@ -204,15 +210,27 @@ class SRNFile:
         """The source lattice every part lives on."""
         return self.source.geometry
 
+    def has_model(self, index: int) -> bool:
+        """Whether part index's network is built and still cached."""
+        return index in self._models
+
     def part_model(self, index: int) -> SRNModel:
         """The network of part `index`, built (and its sections read) on first use."""
         if self.part_loader is None:
             if index != 0 or self.model is None:
                 raise SettingsError(f"this file has no part {index}")
             return self.model
-        if index not in self._models:
-            self._models[index] = self.part_loader(index)
-        return self._models[index]
+        if index in self._models:
+            self._models.move_to_end(index)
+            return self._models[index]
+        model = self._models[index] = self.part_loader(index)
+        self._model_bytes[index] = sum(t.numel() * t.element_size() for t in model.state_dict().values())
+        # Forget the least recently used networks while the cached ones take more than cache_bytes (the newest is
+        # kept whatever its size): stepping through a long series would otherwise keep every step's network.
+        while sum(self._model_bytes.values()) > self.cache_bytes and len(self._models) > 1:
+            oldest, _ = self._models.popitem(last=False)
+            del self._model_bytes[oldest]
+        return model
 
     def parts_of(self, field_index: int = 0, step: int = 0) -> list[PartInfo]:
         """The parts that together hold one field at one time step; SettingsError when the file has neither."""
@@ -635,7 +653,9 @@ def _read_multipart(container: Container) -> SRNFile:
             if part.reference is None:
                 stored, part.stats = load_part(container, contents, index)
                 return _model_from_stored(part.model_config, geometry, stored)
-            for earlier in delta_chain(contents.parts, index)[:-1]:  # built oldest first: no deep recursion
+            chain = delta_chain(contents.parts, index)[:-1]
+            newest = next((i for i in range(len(chain) - 1, -1, -1) if srn.has_model(chain[i])), 0)
+            for earlier in chain[newest:]:  # built oldest first (from the newest still known): no deep recursion
                 srn.part_model(earlier)
             reference = srn.part_model(part.reference).latent.detach().cpu().numpy()
             stored, delta = delta_stored(part.model_config, part.structure, geometry,

@@ -112,6 +112,19 @@ def test_a_step_far_from_its_key_frame_builds_its_chain_once(steps, tmp_path) ->
                                                                for i in range(3)]
 
 
+def test_a_reader_with_a_small_cache_forgets_old_networks_and_rebuilds_them(steps, tmp_path) -> None:
+    path = tmp_path / "cache.srn"
+    encoded(steps, path, key_interval=0, arrays=("density",))
+    expected = [decode(read_srn(path), step=s, device="cpu") for s in range(STEPS)]
+    srn = read_srn(path)
+    srn.cache_bytes = 1  # keeps only the newest network
+    for step in range(STEPS):  # forwards: each step needs only the one before, just built
+        np.testing.assert_array_equal(decode(srn, step=step, device="cpu"), expected[step])
+    assert srn.sections_read == STEPS and len(srn._models) == 1
+    np.testing.assert_array_equal(decode(srn, step=1, device="cpu"), expected[1])
+    assert srn.sections_read == STEPS + 2  # step 1 was forgotten: its chain (steps 0, 1) read again
+
+
 def test_the_reconstruction_is_reference_plus_kept_codes() -> None:
     rng = np.random.default_rng(0)
     reference = rng.normal(size=(2, 3, 3, 3)).astype(np.float32)
