@@ -116,7 +116,7 @@ def delta_step(model: SRNModel, reference: np.ndarray, unit: np.ndarray, share: 
     if model.grid_keep is not None:  # a pruned grid's dropped entries read as zero
         latent = latent * model.grid_keep
         model.grid_keep = None
-    latent = latent.cpu().numpy()
+    latent = latent.cpu().numpy().copy()  # not a view: store_weights overwrites the model's grid
     stored = store_weights(model, reference)  # the MLP's float16 weights (the grid is set below)
     candidates = delta_candidates(latent, reference, unit, weights_of(stored), share)
     scores = []

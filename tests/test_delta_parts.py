@@ -85,6 +85,8 @@ def test_the_file_fits_the_ratio_and_keeps_its_key_frames(keyed) -> None:
             other = srn.parts[part.reference]
             assert (other.field, other.step) == (part.field, part.step - 1)
     assert [p.delta for p in result.parts] == [not is_key_frame(p.step, 2) for p in result.parts]
+    # every delta part keeps some of its differences (the steps differ; a share that keeps none is a bug)
+    assert all(p.stats["pruned_fraction"] < 1.0 for p in result.parts if p.delta)
 
 
 def test_key_frames_get_the_bytes_the_deltas_leave() -> None:
