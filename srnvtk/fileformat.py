@@ -31,7 +31,8 @@ Format version 9 (srnvtk.multipart) holds many networks (fields x time steps x b
 of bookkeeping each; it is written by `write_parts` only for files that need it, so a single network stays a
 version-5 file. Version 6, its first layout (about 74 bytes a part), is still read. Version 10 is version 6 with
 vector fields; version 11 is version 9 with delta parts (a time step's latent grid stored as pruned differences
-to the previous step's, srnvtk.delta), written only for a series encoded with time scheme "delta".
+to the previous step's, srnvtk.delta), written only for a series encoded with time scheme "delta"; version 12
+is version 11 for a file with a vector field, whose part records keep each component's and the magnitude's PSNR.
 
 Format version 7 is version 5 for an fV-SRN whose latent codes have fewer than 8 bits (model_config.grid_bits,
 from 2 to 7; codes from 0 to 2^bits - 1, value = code * scale + offset as before): the only version written
@@ -90,8 +91,7 @@ from .legacy_hdf5 import LEGACY_VERSIONS, LegacyContents, read_legacy
 from .metrics import compression_ratio
 from .models import model_from_structure
 from .multipart import (
-    COMPACT_VERSION,
-    DELTA_VERSION,
+    INDEX_VERSIONS,
     MULTIPART_VERSION,
     STORED_STATS,
     VECTOR_VERSION,
@@ -129,9 +129,9 @@ FORMAT_VERSION = 5  # what srnvtk writes for one network, unless it needs a late
 GRID_BITS_VERSION = 7  # an fV-SRN whose latent codes have fewer than 8 bits (FVSRNConfig.grid_bits)
 BOUNDED_VERSION = 8  # a file with an error bound (version 5 or 7 plus the bound and its residual)
 SINGLE_NETWORK_VERSIONS = (FORMAT_VERSION, GRID_BITS_VERSION, BOUNDED_VERSION)  # many networks: COMPACT_VERSION
-# Many networks: COMPACT_VERSION, VECTOR_VERSION where a field is a vector, DELTA_VERSION with delta parts;
-# MULTIPART_VERSION is still read.
-MANY_NETWORK_VERSIONS = (MULTIPART_VERSION, COMPACT_VERSION, VECTOR_VERSION, DELTA_VERSION)
+# Many networks: COMPACT_VERSION, VECTOR_VERSION where a field is a vector, DELTA_VERSION with delta parts
+# (DELTA_VECTOR_VERSION with a vector too); MULTIPART_VERSION is still read.
+MANY_NETWORK_VERSIONS = (MULTIPART_VERSION, VECTOR_VERSION, *INDEX_VERSIONS)
 READABLE_VERSIONS = tuple(sorted((*LEGACY_VERSIONS, *SINGLE_NETWORK_VERSIONS, *MANY_NETWORK_VERSIONS)))
 FULL_GRID_BITS = 8  # latent codes of versions 1-5: the default, never written into a header
 NO_NETWORK = "none"  # the architecture of a bounded file that holds only the residual
@@ -639,7 +639,7 @@ def encoded_part_model(part: EncodedPart, grid: Geometry, bricks: BrickLayout | 
 
 
 def _read_multipart(container: Container) -> SRNFile:
-    compact = container.version in (COMPACT_VERSION, DELTA_VERSION)
+    compact = container.version in INDEX_VERSIONS
     contents = read_compact(container) if compact else read_multipart(container)
     srn = None
 

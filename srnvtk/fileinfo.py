@@ -107,21 +107,15 @@ def plain(value: Any) -> Any:
 def parts_info(srn: SRNFile) -> dict[str, Any]:
     """A file of many networks: its grid, times, fields and brick layout, and per part what it covers, its
     settings, stored bytes and stats. Format 6 keeps a part's statistics with its tensors, so every part is read;
-    formats 9 and 11 have them in their index, so no part is (its pruned fraction is then the recorded one: for a
-    delta part, of its grid's differences), and the file's bytes are split into the parts' sections, their
-    bookkeeping and the fixed rest. A delta part (format 11) names the part it references ("delta_of": its index,
+    formats 9, 11 and 12 have them in their index, so no part is (its pruned fraction is then the recorded one:
+    for a delta part, of its grid's differences), and the file's bytes are split into the parts' sections, their
+    bookkeeping and the fixed rest. A delta part (formats 11, 12) names the part it references ("delta_of": its index,
     step and key frame's step)."""
-    from .multipart import (
-        COMPACT_VERSION,
-        DELTA_BOOKKEEPING_BYTES,
-        DELTA_VERSION,
-        PART_BOOKKEEPING_BYTES,
-        delta_chain,
-    )
+    from .multipart import DELTA_VERSIONS, INDEX_VERSIONS, bookkeeping_bytes, delta_chain
 
     geometry = srn.geometry
-    compact = srn.format_version in (COMPACT_VERSION, DELTA_VERSION)
-    per_part = DELTA_BOOKKEEPING_BYTES if srn.format_version == DELTA_VERSION else PART_BOOKKEEPING_BYTES
+    compact = srn.format_version in INDEX_VERSIONS
+    per_part = bookkeeping_bytes(srn.format_version) if compact else None
     parts = []
     for part in srn.parts:
         if compact:
@@ -134,7 +128,7 @@ def parts_info(srn: SRNFile) -> dict[str, Any]:
                "pruned_fraction": plain(fraction), "stats": stats_info(part.stats)}
         if "grid_shape" in part.structure:
             row["grid_shape"] = [int(s) for s in part.structure["grid_shape"]]
-        if srn.format_version == DELTA_VERSION:
+        if srn.format_version in DELTA_VERSIONS:
             row["delta_of"] = None if part.reference is None else {
                 "part": part.reference, "step": srn.parts[part.reference].step,
                 "key_step": srn.parts[delta_chain(srn.parts, part.index)[0]].step}

@@ -47,15 +47,19 @@ part's section size before it reads any part. Vector fields are not stored in fo
 
 Format version 11 is format 9 with *delta parts* (srnvtk.delta; written when a series is encoded with time scheme
 "delta", srnvtk.series_encode). It also holds vector fields (networks with 3 outputs, as in format 10), but a vector
-part's record keeps only STORED_STATS ("psnr": of the three components together). Its record (42 bytes) adds, after
-the statistics, reference (u32): 0xFFFFFFFF for a full part, stored as in format 9; else the index of the part whose
-rebuilt latent grid this part's grid differs from. A delta part's structure is its dense grid's ({"grid_shape",
-"keep_shape": null}; a plain fV-SRN only) and its section holds its float16 weights, one float32 unit per channel
-and the int8 codes of the differences (C x z x y x x, zero where not kept), coded whichever way is smallest; its
-grid is reference grid + codes * unit. A reader checks, before reading any part, that every reference names another
-part of the same field and brick at the step just before (so a chain ends at a full part, its key frame, and never
-loops), of the same grid shape and channels, and follows the chain back to its key frame to build a part
-(srnvtk.fileformat caches every built part, so stepping forward decodes one delta a step).
+part's record keeps only STORED_STATS ("psnr": of the three components together; format 12, below, keeps more). Its
+record (42 bytes) adds, after the statistics, reference (u32): 0xFFFFFFFF for a full part, stored as in format 9;
+else the index of the part whose rebuilt latent grid this part's grid differs from. A delta part's structure is its
+dense grid's ({"grid_shape", "keep_shape": null}; a plain fV-SRN only) and its section holds its float16 weights,
+one float32 unit per channel and the int8 codes of the differences (C x z x y x x, zero where not kept), coded
+whichever way is smallest; its grid is reference grid + codes * unit. A reader checks, before reading any part, that
+every reference names another part of the same field and brick at the step just before (so a chain ends at a full
+part, its key frame, and never loops), of the same grid shape and channels, and follows the chain back to its key
+frame to build a part (srnvtk.fileformat caches the parts it builds, so stepping forward decodes one delta a step).
+
+Format version 12 is format 11 for a file with a vector field: its record (58 bytes) keeps VECTOR_STATS after
+STORED_STATS (as format 10 does; NaN for a scalar part), then the reference. Format 11 files with a vector field,
+written before version 12, are still read (their vector parts' records keep only STORED_STATS).
 """
 
 from __future__ import annotations
@@ -100,6 +104,9 @@ MULTIPART_VERSION = 6
 COMPACT_VERSION = 9  # what write_parts writes for scalar fields
 VECTOR_VERSION = 10  # format 6 with 3-component fields (see the module docstring)
 DELTA_VERSION = 11  # format 9 with delta parts (see the module docstring)
+DELTA_VECTOR_VERSION = 12  # format 11 whose records keep a vector part's VECTOR_STATS too
+DELTA_VERSIONS = (DELTA_VERSION, DELTA_VECTOR_VERSION)
+INDEX_VERSIONS = (COMPACT_VERSION, *DELTA_VERSIONS)  # the formats whose parts are listed in a binary index
 FORMAT_NAME = "srnvtk"
 STORED_STATS = ("psnr", "train_seconds", "steps", "final_loss", "pruned_fraction")
 VECTOR_STATS = ("psnr_x", "psnr_y", "psnr_z", "psnr_magnitude")
@@ -117,9 +124,23 @@ COMPACT_HEADER_KEYS = ("format", "srnvtk_version", "grid", "times", "fields", "b
 PART_RECORD = struct.Struct("<HI3HHI5f")  # field, step, brick i j k, settings, structure, STORED_STATS as f32
 PART_BOOKKEEPING_BYTES = PART_RECORD.size + ENTRY.size  # what a format-9 part costs beyond its tensors
 DELTA_RECORD = struct.Struct("<HI3HHI5fI")  # format 11: PART_RECORD, then the referenced part (NO_REFERENCE: none)
-DELTA_BOOKKEEPING_BYTES = DELTA_RECORD.size + ENTRY.size  # what a format-11 part costs beyond its tensors
+DELTA_VECTOR_RECORD = struct.Struct("<HI3HHI9fI")  # format 12: DELTA_RECORD with VECTOR_STATS after STORED_STATS
+# What a delta part costs beyond its tensors, at most (format 12's longer record; format 11's is 16 bytes less).
+DELTA_BOOKKEEPING_BYTES = DELTA_VECTOR_RECORD.size + ENTRY.size
 NO_REFERENCE = 0xFFFFFFFF
 WHOLE_GRID = 0xFFFF  # a record's brick index for a part of the whole grid
+
+
+def index_record(version: int) -> tuple[struct.Struct, tuple[str, ...]]:
+    """A binary index's record (formats 9, 11, 12) and the statistics of a part it holds, in order."""
+    if version == DELTA_VECTOR_VERSION:
+        return DELTA_VECTOR_RECORD, STORED_STATS + VECTOR_STATS
+    return (DELTA_RECORD if version == DELTA_VERSION else PART_RECORD), STORED_STATS
+
+
+def bookkeeping_bytes(version: int) -> int:
+    """What a part of a format-9, 11 or 12 file costs beyond its tensors: its record and its table entry."""
+    return index_record(version)[0].size + ENTRY.size
 
 
 def parts_bytes(geometry: Geometry, times: Sequence[float], fields: Sequence[FieldInfo], parts: Sequence[PartData],
@@ -545,7 +566,9 @@ def compact_head(geometry: Geometry, times: Sequence[float], fields: Sequence[Fi
     deltas = any(entry.reference is not None for entry in entries)
     if any(f.components != 1 for f in fields) and not deltas:
         raise SettingsError(f"format {COMPACT_VERSION} holds scalar fields (vectors: format {VECTOR_VERSION})")
-    record = DELTA_RECORD if deltas else PART_RECORD
+    vectors = any(f.components != 1 for f in fields)
+    version = (DELTA_VECTOR_VERSION if vectors else DELTA_VERSION) if deltas else COMPACT_VERSION
+    record, stat_names = index_record(version)
     settings: list[dict[str, Any]] = []
     structures: list[dict[str, Any]] = []
     records = []
@@ -559,11 +582,10 @@ def compact_head(geometry: Geometry, times: Sequence[float], fields: Sequence[Fi
             raise SettingsError(f"brick {entry.brick} is beyond the 65535 bricks per axis a file holds")
         reference = () if not deltas else (NO_REFERENCE if entry.reference is None else entry.reference,)
         records.append(record.pack(entry.field, entry.step, *brick, setting, structure,
-                                   *(float(entry.stats.get(k, math.nan)) for k in STORED_STATS), *reference))
+                                   *(float(entry.stats.get(k, math.nan)) for k in stat_names), *reference))
     values = np.array([float((stats or {}).get(k, math.nan)) for k in STORED_STATS], dtype="<f8").tobytes()
     index = encode_section(b"".join(records) + values, ("raw",))
     header = {**_header(geometry, times, fields, bricks, settings), "structures": structures, "parts": len(entries)}
-    version = DELTA_VERSION if deltas else COMPACT_VERSION
     return pack_head(version, header, [SectionEntry.of(index), *(e.section for e in entries)]) + index.data
 
 
@@ -620,7 +642,7 @@ def read_compact(container: Container) -> MultipartContents:
     if not _is_int(count) or count < 1 or count != len(container.sections) - 1:
         raise FileFormatError(f"the header's part count {one_line(count, 20)} does not match the "
                               f"{len(container.sections)} sections (an index and one per part)")
-    record = DELTA_RECORD if container.version == DELTA_VERSION else PART_RECORD
+    record, stat_names = index_record(container.version)
     index_bytes = count * record.size + 8 * len(STORED_STATS)
     if container.sections[0].raw_length != index_bytes:
         raise FileFormatError(f"the index has {container.sections[0].raw_length} bytes, {count} parts need "
@@ -631,7 +653,7 @@ def read_compact(container: Container) -> MultipartContents:
     parts, sections, seen = [], {}, set()
     for n in range(count):
         field_index, step, i, j, k, setting, shape, *values = record.unpack_from(index, n * record.size)
-        reference = values.pop() if record is DELTA_RECORD else NO_REFERENCE
+        reference = values.pop() if container.version in DELTA_VERSIONS else NO_REFERENCE
         reference = None if reference == NO_REFERENCE else reference
         if not (field_index < len(fields) and step < len(times) and setting < len(settings)
                 and shape < len(structures)):
@@ -644,9 +666,9 @@ def read_compact(container: Container) -> MultipartContents:
         seen.add((field_index, step, brick))
         config, pruning = settings[setting]
         components = fields[field_index].components
-        if components != 1 and container.version != DELTA_VERSION:
-            raise FileFormatError(f"part {n}: a {components}-component field in a format "
-                                  f"{COMPACT_VERSION} file (vectors are format {VECTOR_VERSION} or {DELTA_VERSION})")
+        if components != 1 and container.version == COMPACT_VERSION:
+            raise FileFormatError(f"part {n}: a {components}-component field in a format {COMPACT_VERSION} file "
+                                  f"(vectors are format {VECTOR_VERSION}, {DELTA_VERSION} or {DELTA_VECTOR_VERSION})")
         if components != config.outputs:
             raise FileFormatError(f"part {n}: a {components}-component field, a network with {config.outputs} "
                                   f"outputs")
@@ -664,7 +686,7 @@ def read_compact(container: Container) -> MultipartContents:
         length = container.sections[1 + n].raw_length
         if not low <= length <= high:
             raise FileFormatError(f"part {n}'s section has {length} bytes; its settings allow {low}..{high}")
-        stats = _checked_stats(values, f"part {n}'s")
+        stats = _checked_stats(values, f"part {n}'s", stat_names)
         parts.append(PartInfo(n, field_index, step, brick, extent, config, pruning, structure, stats,
                               container.sections[1 + n].length, reference))
         sections[n] = (None, 1 + n)

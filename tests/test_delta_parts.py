@@ -22,7 +22,7 @@ from srnvtk.fileformat import read_srn
 from srnvtk.fileinfo import file_info
 from srnvtk.metrics import psnr
 from srnvtk.models import build_model
-from srnvtk.multipart import DELTA_VERSION, compact_head, encode_part
+from srnvtk.multipart import DELTA_VECTOR_VERSION, DELTA_VERSION, compact_head, encode_part
 from srnvtk.parts import FieldInfo, PartData
 from srnvtk.quantize import GRID_QUANT, WEIGHTS, StoredModel, apply_storage_precision, storage_tensors
 from srnvtk.series import series_from_arrays
@@ -140,6 +140,29 @@ def test_the_reconstruction_is_reference_plus_kept_codes() -> None:
     grid = reconstruct(reference, DeltaGrid(codes, unit))
     small = np.abs(target - reference) < DELTA_LIMIT * unit[:, None, None, None]
     assert np.all(np.abs(grid - target)[small] <= unit.max() / 2 + 1e-6)
+
+
+def test_a_vector_series_of_deltas_is_format_12_and_format_11_ones_still_read(steps, tmp_path, monkeypatch) -> None:
+    """Format 12 keeps a vector part's PSNR per component in its record; a format-11 file with a vector field (as
+    written before format 12: its records keep only STORED_STATS) still reads to the same values."""
+    import srnvtk.multipart as multipart
+
+    new = tmp_path / "v12.srn"
+    result = encoded(steps[:2], new, key_interval=0, arrays=("velocity",))
+    srn = read_srn(new)
+    assert srn.format_version == DELTA_VECTOR_VERSION and srn.parts[1].reference == 0
+    for part, made in zip(srn.parts, result.parts, strict=True):
+        assert part.stats["psnr_magnitude"] == pytest.approx(made.stats["psnr_magnitude"], rel=1e-6)
+    old_layout = {DELTA_VERSION: (multipart.DELTA_RECORD, multipart.STORED_STATS)}
+    with monkeypatch.context() as patch:  # the format-11 writer: vectors too, the shorter record
+        patch.setattr(multipart, "DELTA_VECTOR_VERSION", DELTA_VERSION)
+        patch.setattr(multipart, "index_record", lambda version: old_layout[version])
+        old = tmp_path / "v11.srn"
+        encoded(steps[:2], old, key_interval=0, arrays=("velocity",))
+    srn_old = read_srn(old)
+    assert srn_old.format_version == DELTA_VERSION and old.stat().st_size == new.stat().st_size - 2 * 16
+    assert "psnr_magnitude" not in srn_old.parts[1].stats
+    np.testing.assert_array_equal(decode(srn_old, step=1, device="cpu"), decode(srn, step=1, device="cpu"))
 
 
 def test_a_tight_share_tries_coarser_steps_that_keep_more_differences() -> None:

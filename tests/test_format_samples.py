@@ -59,7 +59,7 @@ SERIES = {
              (2.007, 0.9471, 0.8067, 3.3209, 2.9659, 3.161, 0.9707),
              (2.0069, 0.9515, 0.7417, 3.3166, 2.952, 3.1232, 0.9622)]),
 }
-REFERENCES = {"v11": [None, 0, 1]}  # a delta part's referenced part (srnvtk.delta)
+REFERENCES = {"v11": [None, 0, 1], "v12": [None, None, 0, 1]}  # a delta part's referenced part (srnvtk.delta)
 # Format 9 (bricks from the brick compressor, compact index): sha256, layout (size, halo), bricks, and the decoded
 # 8^3 grid's statistics as above.
 BRICKED = {
@@ -77,6 +77,11 @@ VECTORS = {
             [("velocity", 3), ("density", 1)], [(0, 0, None), (1, 0, None), (0, 1, None), (1, 1, None)],
             [(-7.1e-05, 0.061046, -0.246922, 0.165733, 0.107723, -0.123396, 0.055678),
              (0.000626, 0.082463, -0.345568, 0.289926, 0.155613, -0.16905, 0.060626)]),
+    # format 12: delta parts with a vector field
+    "v12": ("7aacefe5314ddeb0cbcfa502c9dae8052cc35edfeaf4a050099fb074c2ddc501", (1.2, 1.3),
+            [("velocity", 3), ("density", 1)], [(0, 0, None), (1, 0, None), (0, 1, None), (1, 1, None)],
+            [(0.002074, 0.116289, -0.477469, 0.35609, 0.156983, -0.166067, 0.000516),
+             (0.000417, 0.137309, -0.527436, 0.510789, 0.069782, -0.153891, -0.06539)]),
 }
 VECTOR_TOLERANCE = 2e-5
 
@@ -124,6 +129,7 @@ def test_vector_sample_reads_and_decodes_as_recorded(name) -> None:
     assert srn.format_version == int(name[1:]) and srn.times == times
     assert [(f.name, f.components) for f in srn.fields] == fields
     assert [(p.field, p.step, p.brick) for p in srn.parts] == parts
+    assert [p.reference for p in srn.parts] == REFERENCES.get(name, [None] * len(parts))
     assert srn.parts_of(0, 0)[0].model_config.outputs == 3
     output = resampled_geometry(srn.geometry, (8, 8, 8))
     for step, expected in enumerate(stats):
@@ -133,6 +139,9 @@ def test_vector_sample_reads_and_decodes_as_recorded(name) -> None:
                values[7, 7, 7, 2])
         np.testing.assert_allclose(got, expected, rtol=0, atol=VECTOR_TOLERANCE)
         assert decode(srn, output, field=1, step=step, device="cpu").shape == (8, 8, 8)
+    for part in srn.parts:  # every part (read by now) keeps a vector part's PSNR per component and of the magnitude
+        vector_stats = {"psnr_x", "psnr_y", "psnr_z", "psnr_magnitude"} & set(part.stats)
+        assert vector_stats == (set() if part.field else {"psnr_x", "psnr_y", "psnr_z", "psnr_magnitude"})
 
 
 @pytest.mark.parametrize("name", EXPECTED)

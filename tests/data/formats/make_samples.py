@@ -1,5 +1,5 @@
 """Make one committed sample file of each format version beside this script (HDF5 versions 1-4, container 5
-to 8).
+to 12).
 
     .venv/bin/python tests/data/formats/make_samples.py v5      # writes v5.srn only
 
@@ -20,6 +20,8 @@ attributes are edited back to what those versions wrote. The kinds differ so tha
           step) and density at two time steps (srnvtk.series_encode; the second step warm-started)
   v11.srn delta parts: the generated series' density at three time steps with time scheme "delta" at ratio 3
           (steps 1 and 2 are their grids' largest differences to the previous step's that fit, srnvtk.delta)
+  v12.srn delta parts with a vector field: the generated series' velocity and density at two time steps with time
+          scheme "delta" at ratio 3 (the records keep the velocity's PSNR per component and of the magnitude)
 
 These files are a compatibility promise: once committed they are never regenerated. Running this script again
 writes new files with other bytes (training is deterministic, HDF5's layout of a rewritten file may not be),
@@ -68,6 +70,7 @@ KINDS = {
     "v9": (FVSRN, PruningConfig()),
     "v10": (FVSRN, PruningConfig()),
     "v11": (FVSRN, PruningConfig()),
+    "v12": (FVSRN, PruningConfig()),
 }
 
 
@@ -180,20 +183,21 @@ def write_vector_series(path: Path) -> float:
     return float(np.mean([p.stats["psnr"] for p in result.parts if p.field == "velocity"]))
 
 
-def write_delta_series(path: Path) -> float:
-    """Format 11: the generated series' density, three steps, later steps delta parts; returns the mean PSNR."""
+def write_delta_series(path: Path, arrays: tuple[str, ...] = ("density",), steps: int = 3) -> float:
+    """Formats 11 and 12: the generated series' arrays, later steps delta parts; returns the first array's mean
+    PSNR."""
     from srnvtk.config import EncodeConfig, EncoderSettings
     from srnvtk.series import series_from_arrays
     from srnvtk.series_data import generate_series
     from srnvtk.series_encode import encode_series
 
     config, pruning = KINDS["v11"]
-    steps = list(generate_series(SHAPE, 3, seed=0))
-    series = series_from_arrays(default_geometry(SHAPE), [t for t, _ in steps], [a for _, a in steps])
+    generated = list(generate_series(SHAPE, steps, seed=0))
+    series = series_from_arrays(default_geometry(SHAPE), [t for t, _ in generated], [a for _, a in generated])
     encode = EncodeConfig(ratio=3.0, architecture="fvsrn", time_scheme="delta")
     result = encode_series(series, EncoderSettings(encode=encode, fvsrn=config, pruning=pruning, train=TRAIN),
-                           arrays=["density"], path=path)
-    return result.mean_psnr
+                           arrays=list(arrays), path=path)
+    return float(np.mean([p.stats["psnr"] for p in result.parts if p.field == arrays[0]]))
 
 
 def main(names: list[str]) -> int:
@@ -210,6 +214,8 @@ def main(names: list[str]) -> int:
             quality = write_vector_series(path)
         elif name == "v11":
             quality = write_delta_series(path)
+        elif name == "v12":
+            quality = write_delta_series(path, ("velocity", "density"), steps=2)
         elif name == "v8":
             quality = write_bounded(volume, config, path)
         elif name in ("v5", "v7"):
