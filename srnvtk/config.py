@@ -83,14 +83,15 @@ class EncodeConfig:
         "best at that ratio (srnvtk.presets; an explicit pruning method or wavelet is kept), else fvsrn. A target "
         "ratio sizes the grid (fvsrn) or the width (neurcomp).",
         MODEL, property="Architecture", flag="--arch", choices=("auto", *ARCHITECTURES))
-    # Delta parts (srnvtk.delta, format 11), generated series at 64^3 x 4 steps, same code for every scheme
-    # (benchmarks/README.md, results/series_file_64_v11b.md): +0.82 / +0.29 dB over warm full parts at ratio 40 / 80
-    # but -0.58 dB at 20; so warm stays the default.
+    # Delta parts (srnvtk.delta, formats 11-12) against warm full parts, generated series at 64^3 (benchmarks/README.md,
+    # results/series_file_64_v12.md, series_file_64x20.md): +0.42 / +1.93 / +1.13 dB at ratios 20 / 40 / 80 over 4
+    # steps, +0.79 dB at 80 over 20 steps; so delta is the default (a part that cannot be a delta is stored whole).
     time_scheme: str = setting(
-        "warm", "Time series: how a step after the first is stored. warm: a whole network, trained from the "
-        "previous step's (Warm Start Fraction); delta: the same, but its latent grid stored as the largest "
-        "differences to the previous step's grid that fit its share of the budget, then its MLP fine-tuned on that "
-        "grid (plain fV-SRN scalar fields; format 11).", OUTPUT, property="TimeScheme", flag="--time-scheme",
+        "delta", "Time series: how a step after the first is stored. warm: a whole network, trained from the "
+        "previous step's (Warm Start Fraction); delta: the same training, but its latent grid stored as the "
+        "differences to the previous step's grid that fit its share of the budget (rounded to a step chosen by "
+        "the decoded PSNR), then its MLP fine-tuned on that grid (plain fV-SRN fields, else warm; format 11, 12 "
+        "with a vector field).", OUTPUT, property="TimeScheme", flag="--time-scheme",
         choices=TIME_SCHEMES, advanced=True)
     key_interval: int = setting(
         0, "Time series with the delta scheme: a whole network (a key frame) every this many steps, so decoding a "

@@ -1,4 +1,4 @@
-"""Compress a time series of several point arrays into one .srn file (format 9, 10 or 11, srnvtk.multipart).
+"""Compress a time series of several point arrays into one .srn file (format 9 to 12, srnvtk.multipart).
 
 One network per field and time step (a *part*). Steps are trained in time order: step 0 of each field cold,
 with the full training budget; every later step warm, starting from a copy of the same field's previous trained
@@ -6,9 +6,10 @@ network (srnvtk.train's initial_model) and training `TrainConfig.warm_start_frac
 time limit). Consecutive steps are similar, so a warm network starts close to its target: the warm-start
 benchmark (benchmarks/series_warmstart.py) measured 0.34-0.50 of the cold steps to reach the cold PSNR.
 
-Time scheme "delta" (EncodeConfig.time_scheme; plain fV-SRN parts): a later step is trained warm as above, then
-stored as a delta part (srnvtk.series_delta, format 11): its grid as the largest differences to the previous step's
-rebuilt grid that fit its share, counted in the key frame's quantization scale. A key frame (a full part) is step 0
+Time scheme "delta" (EncodeConfig.time_scheme, the default; plain fV-SRN parts, others are stored whole as under
+"warm"): a later step is trained warm as above, then stored as a delta part (srnvtk.series_delta, formats 11-12):
+its grid as the largest differences to the previous step's rebuilt grid that fit its share, rounded to a multiple
+of the key frame's quantization scale. A key frame (a full part) is step 0
 and every key_interval-th step (0: step 0 only), so a reader decodes at most that many parts for one step.
 
 Every part of a field is normalised by the field's value range over all steps (the file stores one range per

@@ -12,7 +12,7 @@ from vtkmodules.util.numpy_support import vtk_to_numpy  # noqa: E402
 from vtkmodules.vtkCommonDataModel import vtkDataObject  # noqa: E402
 from vtkmodules.vtkCommonExecutionModel import vtkStreamingDemandDrivenPipeline  # noqa: E402
 
-from srnvtk.config import EncoderSettings, FVSRNConfig, TrainConfig  # noqa: E402
+from srnvtk.config import EncodeConfig, EncoderSettings, FVSRNConfig, TrainConfig  # noqa: E402
 from srnvtk.datasets import default_geometry  # noqa: E402
 from srnvtk.decode import decode  # noqa: E402
 from srnvtk.encoder import compress  # noqa: E402
@@ -36,7 +36,8 @@ def series_file(tmp_path_factory):
     steps = list(generate_series(SHAPE, STEPS, seed=4))
     series = series_from_arrays(default_geometry(SHAPE), [t for t, _ in steps], [a for _, a in steps])
     path = tmp_path_factory.mktemp("reader") / "series.srn"
-    encode_series(series, EncoderSettings(fvsrn=FVSRN, train=TRAIN), arrays=["density", "temperature"], path=path)
+    settings = EncoderSettings(encode=EncodeConfig(time_scheme="warm"), fvsrn=FVSRN, train=TRAIN)  # whole parts
+    encode_series(series, settings, arrays=["density", "temperature"], path=path)
     return path
 
 

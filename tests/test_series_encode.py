@@ -60,7 +60,9 @@ def larger():
 
 
 def settings(**encode) -> EncoderSettings:
-    return EncoderSettings(encode=EncodeConfig(**encode), fvsrn=FVSRN, train=TRAIN)
+    """Whole parts at every step (time scheme warm: formats 9 and 10) unless asked otherwise; the default delta
+    scheme has its own tests (test_delta_parts.py)."""
+    return EncoderSettings(encode=EncodeConfig(**{"time_scheme": "warm", **encode}), fvsrn=FVSRN, train=TRAIN)
 
 
 @pytest.fixture(scope="module")
@@ -185,7 +187,8 @@ def test_bad_requests_are_one_line_errors_and_write_nothing(series, tmp_path) ->
 def vector_file(series, tmp_path_factory):
     path = tmp_path_factory.mktemp("vec") / "vector.srn"
     # the tiny grid's velocity is nearly noise: a larger grid and more steps than the scalars' tests use
-    longer = EncoderSettings(fvsrn=dataclasses.replace(FVSRN, grid_channels=8, grid_resolution=12, mlp_width=16),
+    longer = EncoderSettings(encode=EncodeConfig(time_scheme="warm"),  # whole parts: format 10
+                             fvsrn=dataclasses.replace(FVSRN, grid_channels=8, grid_resolution=12, mlp_width=16),
                              train=dataclasses.replace(TRAIN, steps=300))
     result = encode_series(series, longer, arrays=["velocity", "density"], path=path)
     return {"path": path, "result": result}
