@@ -3,11 +3,11 @@
     plugin/srnvtk-paraview pvpython examples/pvpython_series.py [SERIES.pvd] [options]
 
 SERIES.pvd is any time series ParaView opens as image data; without one, srnvtk's generated series (a stirred
-mixing layer: density, temperature, velocity) is written first. The SRN Encoder compresses the chosen point
-arrays of every time step into OUT/NAME.srn (All Time Steps: step 0 trained from scratch, each later step
-warm-started from the one before), the SRN Reader opens it, and the animation steps through its times, saving a
-slice of the first array at each as OUT/NAME_<step>.png. Debian's ParaView renders through X only: without a
-display the script restarts itself under `xvfb-run -a`.
+mixing layer: density, temperature, velocity) is written first. The SRN Encoder compresses the chosen point arrays
+of every time step into OUT/NAME.srn (All Time Steps: step 0 trained from scratch, each later step warm-started
+from the one before and stored as differences to its grid), the SRN Reader opens it, and the animation steps
+through its times, saving a slice of the first array at each as OUT/NAME_<step>.png. Debian's ParaView renders
+through X only: without a display the script restarts itself under `xvfb-run -a`.
 """
 
 import argparse
