@@ -37,7 +37,7 @@ TUNE_RATE = 0.1  # of the learning rate: a fine-tune, not a new fit
 
 
 def delta_bytes(weights: bytes, delta: DeltaGrid) -> int:
-    """What a delta part adds to a format-11 file: its coded section and its bookkeeping."""
+    """What a delta part adds to a format-11 or 12 file, at most: its coded section and its bookkeeping."""
     return len(encode_section(delta_blob(weights, delta)).data) + DELTA_BOOKKEEPING_BYTES
 
 
@@ -67,18 +67,13 @@ def store_weights(model: SRNModel, grid: np.ndarray) -> StoredModel:
     return StoredModel({WEIGHTS: stored.arrays[WEIGHTS]}, stored.layout, model.structure())
 
 
-def fits_whole(codes: np.ndarray, unit: np.ndarray, weights: bytes, share: int | None) -> bool:
-    """Whether every difference fits share bytes."""
-    return share is None or delta_bytes(weights, DeltaGrid(codes, unit)) <= share
-
-
 def delta_candidates(latent: np.ndarray, reference: np.ndarray, unit: np.ndarray, weights: bytes,
                      share: int | None) -> list[DeltaGrid]:
     """The delta grids worth decoding: at the finest step, the largest differences that fit share bytes; and
     only where those are not all of them, the same at each coarser step of UNIT_SCALES."""
     finest = delta_codes(latent, reference, unit)
     candidates = [fit_codes(finest, unit, weights, share)]
-    if fits_whole(finest, unit, weights, share):
+    if np.count_nonzero(candidates[0].codes) == np.count_nonzero(finest):  # every difference fits
         return candidates
     for scale in UNIT_SCALES[1:]:
         step = (unit * scale).astype(np.float32)
