@@ -195,7 +195,8 @@ class SRNFile:
             self.parts = (PartInfo(0, 0, 0, None, tuple(source.geometry.extent), self.model_config, self.pruning,
                                    structure, dict(self.stats), sum(self.tensor_bytes.values())),)
         self._models: OrderedDict[int, SRNModel] = OrderedDict()  # least recently used first
-        self._model_bytes: dict[int, int] = {}
+        self._model_bytes: dict[int, int] = {}  # each cached network's tensors' bytes
+        self._cached_bytes = 0  # their sum, kept as networks come and go (a brick file may hold very many)
         self.cache_bytes = PART_CACHE_BYTES
 
     @classmethod
@@ -225,11 +226,12 @@ class SRNFile:
             return self._models[index]
         model = self._models[index] = self.part_loader(index)
         self._model_bytes[index] = sum(t.numel() * t.element_size() for t in model.state_dict().values())
+        self._cached_bytes += self._model_bytes[index]
         # Forget the least recently used networks while the cached ones take more than cache_bytes (the newest is
         # kept whatever its size): stepping through a long series would otherwise keep every step's network.
-        while sum(self._model_bytes.values()) > self.cache_bytes and len(self._models) > 1:
+        while self._cached_bytes > self.cache_bytes and len(self._models) > 1:
             oldest, _ = self._models.popitem(last=False)
-            del self._model_bytes[oldest]
+            self._cached_bytes -= self._model_bytes.pop(oldest)
         return model
 
     def parts_of(self, field_index: int = 0, step: int = 0) -> list[PartInfo]:

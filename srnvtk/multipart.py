@@ -564,9 +564,9 @@ def compact_head(geometry: Geometry, times: Sequence[float], fields: Sequence[Fi
     """Everything of a format-9 file (format 11 when a part is a delta) before the parts' sections: prefix,
     header, table and index, for parts in the order given (their sections follow in that order)."""
     deltas = any(entry.reference is not None for entry in entries)
-    if any(f.components != 1 for f in fields) and not deltas:
-        raise SettingsError(f"format {COMPACT_VERSION} holds scalar fields (vectors: format {VECTOR_VERSION})")
     vectors = any(f.components != 1 for f in fields)
+    if vectors and not deltas:
+        raise SettingsError(f"format {COMPACT_VERSION} holds scalar fields (vectors: format {VECTOR_VERSION})")
     version = (DELTA_VECTOR_VERSION if vectors else DELTA_VERSION) if deltas else COMPACT_VERSION
     record, stat_names = index_record(version)
     settings: list[dict[str, Any]] = []

@@ -114,13 +114,13 @@ def delta_step(model: SRNModel, reference: np.ndarray, unit: np.ndarray, share: 
     latent = latent.cpu().numpy().copy()  # not a view: store_weights overwrites the model's grid
     stored = store_weights(model, reference)  # the MLP's float16 weights (the grid is set below)
     candidates = delta_candidates(latent, reference, unit, weights_of(stored), share)
+    grids = [reconstruct(reference, candidate) for candidate in candidates]
     scores = []
-    for candidate in candidates:
-        store_weights(model, reconstruct(reference, candidate))
+    for grid in grids:
+        store_weights(model, grid)
         scores.append(quality(model))
     best = int(np.argmax(scores))
-    delta = candidates[best]
-    grid = reconstruct(reference, delta)
+    delta, grid = candidates[best], grids[best]
     stored = store_weights(model, grid)
     tuned = tune(model)
     tuned_stored = store_weights(tuned, grid)
