@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import subprocess
 from pathlib import Path
 
 
@@ -28,3 +29,16 @@ def machine() -> dict:
     """The facts of this machine a CPU result depends on."""
     return {"python": platform.python_version(), "cpu_count": os.cpu_count(),
             "omp_num_threads": os.environ.get("OMP_NUM_THREADS")}
+
+
+def code_version() -> str | None:
+    """The commit of the srnvtk that ran: SRNVTK_BENCH_COMMIT where a run uses a snapshot of the code (so edits
+    to the checkout cannot change a long run halfway), else the checkout's HEAD."""
+    if os.environ.get("SRNVTK_BENCH_COMMIT"):
+        return os.environ["SRNVTK_BENCH_COMMIT"]
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10,
+                              cwd=Path(__file__).parent)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return head.stdout.strip() or None

@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from pruning_ablation import machine_info
+from results_io import code_version, write_results
 
 from srnvtk.config import EncodeConfig, EncoderSettings, FVSRNConfig, TrainConfig
 from srnvtk.datasets import default_geometry
@@ -243,16 +244,16 @@ def main(argv: list[str] | None = None) -> int:
         for i, (part, scheme, ratio) in enumerate(plan, 1):
             start = time.perf_counter()
             row = runner.part_a(scheme, ratio) if part == "A" else runner.part_b(scheme, ratio)
-            rows.append(row)
+            rows.append(dict(row, code=code_version()))
             print(f"[{i}/{len(plan)}] {part} {scheme} ratio {ratio:g}: {row['bytes']:,} bytes "
                   f"({time.perf_counter() - start:.0f} s)", file=sys.stderr, flush=True)
-            result = {"settings": settings, "machine": machine, "rows": rows, "summary": summarize(rows)}
-            json_path.write_text(json.dumps(result, indent=1))
+            write_results(json_path, {"settings": settings, "machine": machine, "rows": rows,
+                                      "summary": summarize(rows)})
     finally:
         (scratch / "run.srn").unlink(missing_ok=True)
         scratch.rmdir()
     result = {"settings": settings, "machine": machine, "rows": rows, "summary": summarize(rows)}
-    json_path.write_text(json.dumps(result, indent=1))
+    write_results(json_path, result)
     out.with_suffix(".md").write_text(markdown(result))
     print(f"wrote {json_path} and {out.with_suffix('.md')}", file=sys.stderr)
     return 0

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..results_io import code_version
 from .rows import environment, quality, size_fields, summary
 from .volumes import BenchVolume
 
@@ -106,21 +107,6 @@ def srn_environment(settings: SRNSettings) -> dict:
     device = resolve_device(settings.device)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else device.type
     return {**environment(), "torch_threads": torch.get_num_threads(), "device": name, "code": code_version()}
-
-
-def code_version() -> str | None:
-    """The commit of the srnvtk that ran: SRNVTK_BENCH_COMMIT where a run uses a snapshot of the code (so edits
-    to the checkout cannot change a long run halfway), else the checkout's HEAD."""
-    if os.environ.get("SRNVTK_BENCH_COMMIT"):
-        return os.environ["SRNVTK_BENCH_COMMIT"]
-    import subprocess
-
-    try:
-        head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10,
-                              cwd=Path(__file__).parent)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return head.stdout.strip() or None
 
 
 def srn_row(bench: BenchVolume, name: str, target: float, settings: SRNSettings, workdir: Path) -> dict:
