@@ -99,7 +99,21 @@ def _as_path(name: str | None) -> str:
     return "" if name in (None, "None") else str(name)
 
 
-class SRNEncoder(VTKPythonAlgorithmBase):
+class _FileNameProperty:
+    """SetFileName/GetFileName for an algorithm whose output depends on a file's path (Modified on change)."""
+
+    _file_name = ""
+
+    def SetFileName(self, name: str) -> None:
+        if _as_path(name) != self._file_name:
+            self._file_name = _as_path(name)
+            self.Modified()
+
+    def GetFileName(self) -> str:
+        return self._file_name
+
+
+class SRNEncoder(_FileNameProperty, VTKPythonAlgorithmBase):
     """Trains an fV-SRN or Neurcomp network (optionally pruning it) on one point array of the input image;
     outputs the reconstruction and its error.
 
@@ -110,7 +124,6 @@ class SRNEncoder(VTKPythonAlgorithmBase):
 
     def __init__(self) -> None:
         super().__init__(nInputPorts=1, inputType="vtkImageData", nOutputPorts=1, outputType="vtkImageData")
-        self._file_name = ""
         self.settings = {cls: cls() for cls in ENCODER_SETTINGS}
         self.last_stats: dict[str, float] = {}
         self.series_request = SeriesRequest(self)
@@ -131,14 +144,6 @@ class SRNEncoder(VTKPythonAlgorithmBase):
     def RequestInformation(self, request, inInfo, outInfo) -> int:
         self.series_request.read_times(inInfo[0].GetInformationObject(0))
         return 1
-
-    def SetFileName(self, name: str) -> None:
-        if _as_path(name) != self._file_name:
-            self._file_name = _as_path(name)
-            self.Modified()
-
-    def GetFileName(self) -> str:
-        return self._file_name
 
     def encoder_settings(self) -> EncoderSettings:
         return EncoderSettings(*(self.settings[cls] for cls in ENCODER_SETTINGS))
@@ -314,7 +319,7 @@ def _active_scalars(image: vtkImageData) -> str:
 install_setters(SRNEncoder, ENCODER_SETTINGS, report_error)
 
 
-class SRNReader(VTKPythonAlgorithmBase):
+class SRNReader(_FileNameProperty, VTKPythonAlgorithmBase):
     """Reconstructs the volume stored in a .srn file: whole, strided, resampled or a sub-extent.
 
     Produces exactly the update extent it is asked for, so streaming and parallel pieces work. Its settings
@@ -323,19 +328,10 @@ class SRNReader(VTKPythonAlgorithmBase):
 
     def __init__(self) -> None:
         super().__init__(nInputPorts=0, nOutputPorts=1, outputType="vtkImageData")
-        self._file_name = ""
         self.settings = {DecodeConfig: DecodeConfig()}
         self._cache_key: tuple | None = None
         self._file: SRNFile | None = None
         self.arrays = ReaderArrays(self)
-
-    def SetFileName(self, name: str) -> None:
-        if _as_path(name) != self._file_name:
-            self._file_name = _as_path(name)
-            self.Modified()
-
-    def GetFileName(self) -> str:
-        return self._file_name
 
     def srn_file(self) -> SRNFile:
         """The loaded file, re-read when its path, size or modification time changes."""
