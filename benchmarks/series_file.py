@@ -38,6 +38,7 @@ from results_io import code_version, write_results
 from srnvtk.config import EncodeConfig, EncoderSettings, FVSRNConfig, TrainConfig
 from srnvtk.datasets import default_geometry
 from srnvtk.decode import decode
+from srnvtk.devices import resolve_device
 from srnvtk.fileformat import read_srn
 from srnvtk.metrics import psnr
 from srnvtk.series import series_from_arrays
@@ -64,6 +65,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--mlp-width", type=int, default=model.mlp_width)
     parser.add_argument("--mlp-layers", type=int, default=model.mlp_layers)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or auto (srnvtk.devices); rows record it")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--parts", nargs="+", default=["A", "B"], choices=["A", "B"])
     parser.add_argument("--schemes", nargs="+", default=list(SCHEMES_A), choices=SCHEMES_A,
@@ -80,7 +82,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def settings_for(args: argparse.Namespace, ratio: float, scheme: str = "warm") -> EncoderSettings:
-    train = TrainConfig(steps=args.steps, batch_size=args.batch_size, device="cpu", threads=args.threads,
+    train = TrainConfig(steps=args.steps, batch_size=args.batch_size, device=args.device, threads=args.threads,
                         warm_start_fraction=args.warm_fraction)
     model = FVSRNConfig(grid_channels=args.grid_channels, mlp_width=args.mlp_width, mlp_layers=args.mlp_layers)
     encode = EncodeConfig(ratio=ratio, time_scheme=scheme, key_interval=args.key_interval)
@@ -218,6 +220,12 @@ def markdown(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def device_name(setting: str) -> str:
+    """What the rows trained on: 'cpu' or the GPU's name."""
+    device = resolve_device(setting)
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else device.type
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -235,6 +243,7 @@ def main(argv: list[str] | None = None) -> int:
     scratch.mkdir(exist_ok=True)
     runner = Runner(args, scratch)
     machine = machine_info()
+    device = device_name(args.device)
     done = {(r["part"], r["scheme"], r["ratio"]) for r in rows}
     plan = [(part, scheme, ratio) for part in args.parts
             for scheme in (args.schemes if part == "A" else ("vector", "components"))
@@ -244,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
         for i, (part, scheme, ratio) in enumerate(plan, 1):
             start = time.perf_counter()
             row = runner.part_a(scheme, ratio) if part == "A" else runner.part_b(scheme, ratio)
-            rows.append(dict(row, code=code_version()))
+            rows.append(dict(row, code=code_version(), device=device))
             print(f"[{i}/{len(plan)}] {part} {scheme} ratio {ratio:g}: {row['bytes']:,} bytes "
                   f"({time.perf_counter() - start:.0f} s)", file=sys.stderr, flush=True)
             write_results(json_path, {"settings": settings, "machine": machine, "rows": rows,

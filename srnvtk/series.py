@@ -33,14 +33,18 @@ import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-from vtkmodules.util import numpy_support
-from vtkmodules.vtkCommonDataModel import vtkDataObject, vtkImageData
 
 from .errors import InputError, SettingsError
 from .parts import FieldInfo
 from .volume import SUPPORTED_DTYPES, Geometry, Volume
+
+if TYPE_CHECKING:
+    from vtkmodules.vtkCommonDataModel import vtkImageData
+# VTK is imported where a step is read or written: a series built from arrays (series_from_arrays) encodes on a
+# machine without VTK (the GPU benchmark machines).
 
 SUPPORTED_COMPONENTS = (1, 3)
 TIME_ARRAY = "TimeValue"  # the field array VTK's XML readers and writers keep a step's time in
@@ -275,6 +279,7 @@ def _check_times(labels: Sequence[str], times: Sequence[float]) -> None:
 
 
 def _dtype_name(vtk_type: int) -> str:
+    from vtkmodules.util import numpy_support
     from vtkmodules.vtkCommonCore import VTK_BIT
 
     if vtk_type == VTK_BIT:
@@ -390,6 +395,7 @@ def _reader(path: Path, label: str):
 
 def _describe_file(path: Path, label: str) -> StepInfo:
     """A step's geometry, point arrays and time from its header alone."""
+    from vtkmodules.vtkCommonDataModel import vtkDataObject
     from vtkmodules.vtkCommonExecutionModel import vtkStreamingDemandDrivenPipeline as Pipeline
 
     reader = _reader(path, label)
@@ -422,6 +428,8 @@ def _file_series(
     expected = {f.name: f for f in fields}
 
     def load(step: int, names: tuple[str, ...]) -> dict[str, np.ndarray]:
+        from vtkmodules.util import numpy_support
+
         label = _step_label(step, str(files[step]))
         reader = _reader(files[step], label)
         reader.UpdateInformation()
@@ -560,6 +568,7 @@ def write_series(
 
 
 def _write_step(path: Path, geometry: Geometry, arrays: Mapping[str, np.ndarray], time: float) -> None:
+    from vtkmodules.util import numpy_support
     from vtkmodules.vtkCommonCore import vtkDoubleArray
     from vtkmodules.vtkIOXML import vtkXMLImageDataWriter
 

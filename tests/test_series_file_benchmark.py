@@ -41,7 +41,7 @@ def test_quick_run_writes_and_resumes(bench, tmp_path, capsys) -> None:
                                                   ("B", ("vector", "components")))
                      for s in schemes for r in (2.0, 4.0)}
     assert all(r["key_interval"] == 0 for r in result["rows"] if r["scheme"] == "delta")
-    assert all("code" in r for r in result["rows"])  # the commit each row was measured with
+    assert all("code" in r and r["device"] == "cpu" for r in result["rows"])  # the commit and device of each row
     series = [r for r in result["rows"] if r["scheme"] == "series"]
     assert all(len(r["parts"]) == 3 * 2 for r in series)  # three arrays, two steps, one file
     # step 0 cold with the quick run's 30 steps, step 1 warm with half of them
