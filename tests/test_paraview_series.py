@@ -4,6 +4,7 @@ back as srnvtk decodes it (and close to the original), and unchecked arrays are 
 from __future__ import annotations
 
 import json
+import random
 from pathlib import Path
 
 import numpy as np
@@ -71,6 +72,29 @@ def test_pvpython_encodes_all_time_steps_and_two_arrays(series_file, tmp_path) -
     assert [f.name for f in srn.fields] == ARRAYS and report["arrays"] == ARRAYS
     assert report["field"]["psnr"] > 0 and report["field"]["file_bytes"] == out.stat().st_size
     check_series_in_paraview(out, series_file["original"], tmp_path)
+
+
+def test_gui_animation_steps_through_the_series(series_file, tmp_path) -> None:
+    """The GUI (under Xvfb) opens the series file; its animation has the file's times, and each frame the toolbar's
+    Next Frame shows gives the arrays of that time step."""
+    programs = require_programs("paraview", "xvfb-run")
+    env = paraview_env()
+    env.update(SRNVTK_TEST_SRN=str(series_file["srn"]), SRNVTK_TEST_OUT=str(tmp_path))
+    proc = run_paraview([programs["xvfb-run"], "-a", "-n", random.randint(100, 999), programs["paraview"], "--dr",
+                         f"--script={PVSCRIPTS / 'gui_series.py'}"], env, timeout=240, cwd=tmp_path)
+    report = tmp_path / "gui_series.json"
+    assert report.is_file(), f"gui_series.py did not report:\n{proc.stdout[-3000:]}"
+    info = json.loads(report.read_text())
+    assert info["ok"], info.get("error")
+    srn = read_srn(series_file["srn"])
+    assert info["reader"] == "SRNReader" and info["animation_times"] == list(srn.times)
+    assert [frame["time"] for frame in info["frames"]] == list(srn.times)
+    for step, frame in enumerate(info["frames"]):
+        assert sorted(frame["ranges"]) == sorted(ARRAYS)
+        for field, name in enumerate(ARRAYS):
+            decoded = decode(srn, field=field, step=step, device="cpu")
+            np.testing.assert_allclose(frame["ranges"][name], [decoded.min(), decoded.max()], rtol=1e-6)
+    assert (tmp_path / "gui_series.png").stat().st_size > 1000
 
 
 def check_series_in_paraview(path: Path, original: list[dict], tmp_path: Path) -> None:
