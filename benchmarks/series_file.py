@@ -15,6 +15,10 @@ Part A, every array and step, at each ratio of --ratios (float32 bytes of everyt
   The summary compares them at equal mean PSNR: for each series point, the independent bytes and training
   seconds at the series' mean PSNR, interpolated (log bytes and log seconds against PSNR) between the ratios
   run; 'bytes_factor' > 1 means the series (or delta) file is that many times smaller.
+Part C ('cold-share'), the warm-start target: every array at every step in a one-step, one-array file trained
+  cold with --steps, each given the network bytes one part gets in the series file at that ratio (its equal
+  share, srnvtk.series_encode.part_budget). The summary sets each later step of the 'series' row (warm, with
+  --warm-fraction of the steps) against that cold network of the same bytes, per array.
 Part B, the velocity alone at each ratio: one network with 3 outputs per step ('vector') against its three
   components compressed as three scalar arrays ('components', the same total bytes): PSNR per component and of
   the magnitude (the latter by the magnitude's range at each step), averaged over the steps.
@@ -43,7 +47,7 @@ from srnvtk.fileformat import read_srn
 from srnvtk.metrics import psnr
 from srnvtk.series import series_from_arrays
 from srnvtk.series_data import generate_series
-from srnvtk.series_encode import encode_series
+from srnvtk.series_encode import PART_FIT_ALLOWANCE, encode_series, part_budget
 
 ARRAYS = ("density", "temperature", "velocity")
 COMPONENTS = ("velocity_x", "velocity_y", "velocity_z")
@@ -67,7 +71,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--device", default="cpu", help="cpu, cuda or auto (srnvtk.devices); rows record it")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--parts", nargs="+", default=["A", "B"], choices=["A", "B"])
+    parser.add_argument("--parts", nargs="+", default=["A", "B"], choices=["A", "B", "C"])
     parser.add_argument("--schemes", nargs="+", default=list(SCHEMES_A), choices=SCHEMES_A,
                         help="part A's schemes to run")
     parser.add_argument("--key-interval", type=int, default=EncodeConfig().key_interval,
@@ -133,6 +137,25 @@ class Runner:
         return {"part": "A", "scheme": scheme, "ratio": ratio, "bytes": total, "train_seconds": seconds,
                 "mean_psnr": float(np.mean([p["psnr"] for p in parts])), "parts": parts, **extra}
 
+    def run(self, part: str, scheme: str, ratio: float) -> dict:
+        if part == "A":
+            return self.part_a(scheme, ratio)
+        return self.part_b(scheme, ratio) if part == "B" else self.part_c(ratio)
+
+    def part_c(self, ratio: float) -> dict:
+        """Every array at every step cold, in a file whose network takes the bytes a series part gets."""
+        one_step = sum(self.steps[0][name].nbytes for name in ARRAYS)
+        share = part_budget(one_step * len(self.times), ratio, len(ARRAYS) * len(self.times))
+        parts, total, seconds = [], 0, 0.0
+        for step in range(len(self.times)):
+            for name in ARRAYS:
+                own_ratio = self.steps[step][name].nbytes / (share + PART_FIT_ALLOWANCE)
+                run = self.encode([name], own_ratio, [step])
+                parts += [dict(p, step=step, file_bytes=run["bytes"]) for p in run["parts"]]
+                total, seconds = total + run["bytes"], seconds + run["train_seconds"]
+        return {"part": "C", "scheme": "cold-share", "ratio": ratio, "share_bytes": share, "bytes": total,
+                "train_seconds": seconds, "mean_psnr": float(np.mean([p["psnr"] for p in parts])), "parts": parts}
+
     def part_b(self, scheme: str, ratio: float) -> dict:
         names = ["velocity"] if scheme == "vector" else list(COMPONENTS)
         run = self.encode(names, ratio)
@@ -183,7 +206,22 @@ def summarize(rows: list[dict]) -> dict:
             "independent_seconds": other_seconds,
             "bytes_factor": None if other_bytes is None else other_bytes / row["bytes"],
             "time_factor": None if other_seconds is None else other_seconds / row["train_seconds"]})
-    return {"equal_psnr": comparisons}
+    return {"equal_psnr": comparisons, "warm_vs_cold": warm_against_cold(rows)}
+
+
+def warm_against_cold(rows: list[dict]) -> list[dict]:
+    """Per array, each later step of a warm series row against part C's cold network of the same bytes."""
+    cold_rows = {r["ratio"]: r for r in rows if r["part"] == "C"}
+    found = []
+    for row in (r for r in rows if r["part"] == "A" and r["scheme"] == "series" and r["ratio"] in cold_rows):
+        cold = {(p["field"], p["step"]): p for p in cold_rows[row["ratio"]]["parts"]}
+        for name in ARRAYS:
+            later = sorted((p for p in row["parts"] if p["field"] == name and p["step"] > 0), key=lambda p: p["step"])
+            gains = [p["psnr"] - cold[(name, p["step"])]["psnr"] for p in later]
+            found.append({"ratio": row["ratio"], "field": name, "later_steps": len(gains),
+                          "reaching_cold": sum(g >= 0 for g in gains), "min_gain": min(gains), "max_gain": max(gains),
+                          "warm_steps": later[0]["steps"], "cold_steps": cold[(name, 0)]["steps"]})
+    return found
 
 
 def markdown(result: dict) -> str:
@@ -210,6 +248,13 @@ def markdown(result: dict) -> str:
         lines.append(f"| {c.get('scheme', 'series')} | {c['ratio']:g} | {c['mean_psnr']:.2f} | {c['series_bytes']:,} | "
                      f"{cell(c['independent_bytes'], ',.0f')} | {cell(c['bytes_factor'], '.2f')} | "
                      f"{cell(c['time_factor'], '.2f')} |")
+    if result["summary"].get("warm_vs_cold"):
+        lines += ["", "Warm start against a cold start of the same bytes (part C), every step after the first:", "",
+                  "| ratio | array | warm steps / cold steps | later steps at or above cold | PSNR gain min .. max |",
+                  "|---|---|---|---|---|"]
+        for w in result["summary"]["warm_vs_cold"]:
+            lines.append(f"| {w['ratio']:g} | {w['field']} | {w['warm_steps']} / {w['cold_steps']} | "
+                         f"{w['reaching_cold']} of {w['later_steps']} | {w['min_gain']:+.2f} .. {w['max_gain']:+.2f} |")
     vectors = [r for r in result["rows"] if r["part"] == "B"]
     if vectors:
         lines += ["", "Velocity: one 3-output network per step against three scalar networks (equal bytes):", "",
@@ -246,13 +291,13 @@ def main(argv: list[str] | None = None) -> int:
     device = device_name(args.device)
     done = {(r["part"], r["scheme"], r["ratio"]) for r in rows}
     plan = [(part, scheme, ratio) for part in args.parts
-            for scheme in (args.schemes if part == "A" else ("vector", "components"))
+            for scheme in {"A": args.schemes, "B": ("vector", "components"), "C": ("cold-share",)}[part]
             for ratio in args.ratios if (part, scheme, ratio) not in done]
     print(f"{len(plan)} runs to do, {len(done)} already done", file=sys.stderr, flush=True)
     try:
         for i, (part, scheme, ratio) in enumerate(plan, 1):
             start = time.perf_counter()
-            row = runner.part_a(scheme, ratio) if part == "A" else runner.part_b(scheme, ratio)
+            row = runner.run(part, scheme, ratio)
             rows.append(dict(row, code=code_version(), device=device))
             print(f"[{i}/{len(plan)}] {part} {scheme} ratio {ratio:g}: {row['bytes']:,} bytes "
                   f"({time.perf_counter() - start:.0f} s)", file=sys.stderr, flush=True)

@@ -53,3 +53,16 @@ def test_quick_run_writes_and_resumes(bench, tmp_path, capsys) -> None:
     capsys.readouterr()
     assert bench.main(["--quick", "--out", str(out)]) == 0  # everything already done
     assert "0 runs to do, 10 already done" in capsys.readouterr().err
+    # Part C: cold networks of a series part's bytes, set against the warm series' later steps.
+    assert bench.main(["--quick", "--out", str(out), "--parts", "C"]) == 0
+    result = json.loads(out.with_suffix(".json").read_text())
+    cold = {r["ratio"]: r for r in result["rows"] if r["part"] == "C"}
+    assert sorted(cold) == [2.0, 4.0]
+    for row in cold.values():
+        assert len(row["parts"]) == 3 * 2 and all(p["steps"] == 30 for p in row["parts"])
+        # each one-step, one-array file fits a part's share (plus what a single-network file's header takes more)
+        assert all(p["file_bytes"] <= row["share_bytes"] + bench.PART_FIT_ALLOWANCE for p in row["parts"])
+    compared = result["summary"]["warm_vs_cold"]
+    assert sorted((w["ratio"], w["field"]) for w in compared) == [(r, f) for r in (2.0, 4.0) for f in bench.ARRAYS]
+    assert all(w["later_steps"] == 1 and (w["warm_steps"], w["cold_steps"]) == (15, 30) for w in compared)
+    assert "Warm start against a cold start of the same bytes" in out.with_suffix(".md").read_text()
