@@ -350,8 +350,10 @@ class TrainConfig:
                           advanced=True)
     threads: int = setting(0, "CPU threads for torch while training; 0 keeps torch's default.", TRAINING,
                            property="Threads", flag="--threads", metavar="T", low=0, high=1024, advanced=True)
-    # Measured (benchmarks/README.md, issue 13): a warm start reached the cold start's PSNR with 0.34-0.50 of its
-    # steps on 3 of 5 steps of the generated series, and came within 0.9 dB of it with half on the other two.
+    # Measured (benchmarks/README.md, issue 13): at 128^3 against 4000 cold steps a warm start reached the cold
+    # start's PSNR with 0.34-0.50 of its steps on 3 of 5 steps of the generated series, within 0.9 dB with half on
+    # the other two; at 64^3 against 600 cold steps of the same bytes, half the steps reached it on all 57 later
+    # steps of 3 arrays x 20 steps, a third on 55.
     warm_start_fraction: float = setting(
         0.5, "Time series: every step after the first starts from the previous step's trained network and trains "
         "this fraction of the steps (and of the time limit); 1 trains every step as long as the first.", TRAINING,
