@@ -14,7 +14,14 @@ if str(REPO) not in sys.path:  # benchmarks/ is not an installed package
     sys.path.insert(0, str(REPO))
 
 from benchmarks.rd.codecs import brick_slices  # noqa: E402
-from benchmarks.rd.report import markdown, merge_rows, notes_for, psnr_cell, seconds_cell  # noqa: E402
+from benchmarks.rd.report import (  # noqa: E402
+    markdown,
+    merge_rows,
+    notes_for,
+    psnr_cell,
+    seconds_cell,
+    timing_context,
+)
 from benchmarks.rd.search import Trial, find_parameter  # noqa: E402
 from benchmarks.synthetic import turbulence_values  # noqa: E402
 
@@ -80,6 +87,17 @@ def test_markdown_has_a_row_per_ratio_and_a_column_per_codec():
     assert "| 500 |  | - (max 228) |  |" in text
     failed = {"codec": "t", "target_ratio": 9, "ratio": 9.5, "encode_seconds": 2.0, "decode_failed": "x"}
     assert psnr_cell(failed).startswith("decode failed") and seconds_cell(failed) == "2 / failed"
+
+
+def test_timings_say_each_machine_once():
+    machine = {"machine": "x86_64", "cpu_count": 2, "omp_num_threads": "1", "torch_threads": 1, "device": "cpu"}
+    rows = [{"family": "srnvtk", "environment": dict(machine, code=code, date=date)}
+            for code, date in (("a1", "mon"), ("b2", "tue"))]
+    rows.append({"family": "srnvtk", "environment": dict(machine, device="NVIDIA H200")})
+    rows.append({"family": "classic", "environment": machine})
+    lines = timing_context(rows)
+    assert len(lines) == 3 and lines[0].startswith("Timings of the classic rows")
+    assert sum("device cpu" in line for line in lines) == 1 and any("H200" in line for line in lines)
 
 
 def test_bricks_cover_the_volume_once():

@@ -130,18 +130,16 @@ def markdown_table(rows: list[dict], cell, corner: str = "target ratio") -> list
 
 
 def timing_context(rows: list[dict]) -> list[str]:
-    """Where the timings were taken, once per family (classic codecs, srnvtk)."""
-    lines = []
+    """Where the timings were taken, once per family (classic codecs, srnvtk) and machine: rows that differ only
+    in what the line does not show (date, commit) share it."""
+    lines: dict[str, None] = {}
     for family in ("classic", "srnvtk"):
-        envs = {json.dumps({k: v for k, v in r["environment"].items() if k != "date"}, sort_keys=True)
-                for r in rows if r.get("family") == family and "environment" in r}
-        for env in sorted(envs):
-            e = json.loads(env)
+        for e in (r["environment"] for r in rows if r.get("family") == family and "environment" in r):
             where = f"{e.get('machine')}, {e.get('cpu_count')} CPUs, OMP_NUM_THREADS={e.get('omp_num_threads')}"
             if family == "srnvtk":
                 where += f", torch threads {e.get('torch_threads')}, device {e.get('device')}"
-            lines.append(f"Timings of the {family} rows: {where}.")
-    return lines
+            lines[f"Timings of the {family} rows: {where}."] = None
+    return sorted(lines, key=lambda line: (not line.startswith("Timings of the classic"), line))
 
 
 def markdown(data: dict) -> str:
