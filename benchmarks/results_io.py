@@ -42,3 +42,13 @@ def code_version() -> str | None:
     except (OSError, subprocess.SubprocessError):
         return None
     return head.stdout.strip() or None
+
+
+def device_name(setting: str) -> str:
+    """What a run trains on, for its rows: 'cpu' or the GPU's name (srnvtk.devices resolves the setting)."""
+    import torch
+
+    from srnvtk.devices import resolve_device
+
+    device = resolve_device(setting)
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else device.type

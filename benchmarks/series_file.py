@@ -37,12 +37,11 @@ from pathlib import Path
 import numpy as np
 import torch
 from pruning_ablation import machine_info
-from results_io import code_version, write_results
+from results_io import code_version, device_name, write_results
 
 from srnvtk.config import EncodeConfig, EncoderSettings, FVSRNConfig, TrainConfig
 from srnvtk.datasets import default_geometry
 from srnvtk.decode import decode
-from srnvtk.devices import resolve_device
 from srnvtk.fileformat import read_srn
 from srnvtk.metrics import psnr
 from srnvtk.series import series_from_arrays
@@ -263,12 +262,6 @@ def markdown(result: dict) -> str:
             lines.append(f"| {r['ratio']:g} | {r['scheme']} | {r['bytes']:,} | {r['psnr_x']:.2f} | "
                          f"{r['psnr_y']:.2f} | {r['psnr_z']:.2f} | {r['psnr_magnitude']:.2f} |")
     return "\n".join(lines) + "\n"
-
-
-def device_name(setting: str) -> str:
-    """What the rows trained on: 'cpu' or the GPU's name."""
-    device = resolve_device(setting)
-    return torch.cuda.get_device_name(device) if device.type == "cuda" else device.type
 
 
 def main(argv: list[str] | None = None) -> int:

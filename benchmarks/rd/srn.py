@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..results_io import code_version
+from ..results_io import code_version, device_name
 from .rows import environment, quality, size_fields, summary
 from .volumes import BenchVolume
 
@@ -102,11 +102,8 @@ def process_cpu_seconds() -> float:
 def srn_environment(settings: SRNSettings) -> dict:
     import torch
 
-    from srnvtk.devices import resolve_device
-
-    device = resolve_device(settings.device)
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else device.type
-    return {**environment(), "torch_threads": torch.get_num_threads(), "device": name, "code": code_version()}
+    return {**environment(), "torch_threads": torch.get_num_threads(), "device": device_name(settings.device),
+            "code": code_version()}
 
 
 def srn_row(bench: BenchVolume, name: str, target: float, settings: SRNSettings, workdir: Path) -> dict:
