@@ -8,6 +8,8 @@ a gradient, or no compiler: srnvtk.native), and the caller uses grid_sample inst
 from __future__ import annotations
 
 import ctypes
+from collections.abc import Callable
+from typing import NamedTuple
 
 import torch
 
@@ -19,16 +21,27 @@ _pointer, _int = ctypes.c_void_p, ctypes.c_int64
 _ARGTYPES = [_pointer, _int, _pointer, _int, _int, _int, _pointer]
 
 
-def _functions(channels: int) -> tuple | None:
-    """The kernel's two functions for this channel count (load_kernel builds a library once per process)."""
+class _Kernel(NamedTuple):
+    forward: Callable
+    backward: Callable
+    channels_last: Callable  # (C, points) planes -> (points, C) table
+    channels_first: Callable  # and back
+
+
+def _kernel(channels: int) -> _Kernel | None:
+    """The kernel's functions for this channel count (load_kernel builds a library once per process)."""
     library = load_kernel("trilinear_kernel.c", {"CHANNELS": channels})
     if library is None:
         return None
-    forward, backward = library.srn_trilinear_forward, library.srn_trilinear_backward
-    for function in (forward, backward):
+    kernel = _Kernel(library.srn_trilinear_forward, library.srn_trilinear_backward, library.srn_channels_last,
+                     library.srn_channels_first)
+    for function in kernel[:2]:
         function.argtypes = _ARGTYPES
+    for function in kernel[2:]:
+        function.argtypes = [_pointer, _int, _pointer]
+    for function in kernel:
         function.restype = None
-    return forward, backward
+    return kernel
 
 
 def _address(tensor: torch.Tensor) -> int:
@@ -37,14 +50,16 @@ def _address(tensor: torch.Tensor) -> int:
 
 class _Trilinear(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, grid: torch.Tensor, positions: torch.Tensor, functions: tuple) -> torch.Tensor:
+    def forward(ctx, grid: torch.Tensor, positions: torch.Tensor, kernel: _Kernel) -> torch.Tensor:
         channels, nz, ny, nx = grid.shape
-        table = grid.detach().permute(1, 2, 3, 0).contiguous()  # channels last: a corner is one short run
+        planes = grid.detach().contiguous()
+        table = torch.empty((nz, ny, nx, channels), dtype=torch.float32)  # channels last: a corner is one short run
+        kernel.channels_last(_address(planes), nz * ny * nx, _address(table))
         points = positions.detach().contiguous()
         out = torch.empty((points.shape[0], channels), dtype=torch.float32)
-        functions[0](_address(points), points.shape[0], _address(table), nz, ny, nx, _address(out))
+        kernel.forward(_address(points), points.shape[0], _address(table), nz, ny, nx, _address(out))
         ctx.save_for_backward(points)
-        ctx.functions, ctx.shape = functions, (channels, nz, ny, nx)
+        ctx.kernel, ctx.shape = kernel, (channels, nz, ny, nx)
         return out
 
     @staticmethod
@@ -53,8 +68,10 @@ class _Trilinear(torch.autograd.Function):
         channels, nz, ny, nx = ctx.shape
         grad_table = torch.zeros((nz, ny, nx, channels), dtype=torch.float32)
         grad = grad_out.detach().to(torch.float32).contiguous()
-        ctx.functions[1](_address(points), points.shape[0], _address(grad), nz, ny, nx, _address(grad_table))
-        return grad_table.permute(3, 0, 1, 2).contiguous(), None, None
+        ctx.kernel.backward(_address(points), points.shape[0], _address(grad), nz, ny, nx, _address(grad_table))
+        grad_grid = torch.empty(ctx.shape, dtype=torch.float32)
+        ctx.kernel.channels_first(_address(grad_table), nz * ny * nx, _address(grad_grid))
+        return grad_grid, None, None
 
 
 def trilinear_features(grid: torch.Tensor, positions: torch.Tensor) -> torch.Tensor | None:
@@ -64,7 +81,7 @@ def trilinear_features(grid: torch.Tensor, positions: torch.Tensor) -> torch.Ten
             or positions.dtype != torch.float32 or positions.requires_grad or grid.dim() != 4
             or positions.dim() != 2 or positions.shape[1] != 3 or not 1 <= grid.shape[0] <= MAX_CHANNELS):
         return None
-    functions = _functions(int(grid.shape[0]))
-    if functions is None:
+    kernel = _kernel(int(grid.shape[0]))
+    if kernel is None:
         return None
-    return _Trilinear.apply(grid, positions, functions)
+    return _Trilinear.apply(grid, positions, kernel)
