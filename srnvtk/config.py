@@ -27,6 +27,7 @@ GRANULARITIES = ("position", "position_channel")
 SIGMA_MODES = ("static", "dynamic")
 ARCHITECTURES = ("fvsrn", "neurcomp")
 TIME_SCHEMES = ("warm", "delta")  # how a series' later steps are stored (srnvtk.series_encode)
+SAMPLINGS = ("auto", "error", "uniform")  # where a training batch's points come from (srnvtk.importance)
 MAX_WAVELET_LEVELS = 16  # each level halves the axes: more than enough for any grid resolution allowed
 INT32_MAX = 2**31 - 1  # ParaView's integer properties are 32-bit
 
@@ -332,6 +333,14 @@ class TrainConfig:
         TRAINING, property="TimeClock", flag="--time-clock", choices=TIME_CLOCKS, advanced=True)
     batch_size: int = setting(16384, "Sample points per training step.", TRAINING, property="BatchSize",
                               flag="--batch-size", metavar="B", low=1, high=1 << 26, advanced=True)
+    # Measured in benchmarks/README.md ("Error-driven sampling"); on CUDA the captured step (srnvtk.gpu.graphed_step)
+    # draws its batches inside the graph, uniformly.
+    sampling: str = setting(
+        "auto", "Where each batch's points come from: error (blocks of 8^3 points drawn more often where the "
+        "network is still wrong, by their running RMS error, with loss weights that keep the loss the volume's MSE), "
+        "uniform (every point alike), or auto: error on the CPU, uniform on CUDA (error-driven sampling is not "
+        "measured there yet). Pruning's mask phase and an error bound's training sample uniformly.", TRAINING,
+        property="Sampling", flag="--sampling", choices=SAMPLINGS, advanced=True)
     learning_rate: float | None = setting(
         None, "Initial Adam learning rate; it decays to the final fraction of this by the last step or the time "
         f"limit. 0 uses the architecture's default: {DEFAULT_LEARNING_RATES['fvsrn']:g} for fvsrn; for neurcomp "

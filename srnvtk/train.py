@@ -32,6 +32,7 @@ from .config import ModelConfig, PruningConfig, TrainConfig
 from .devices import resolve_device, torch_threads
 from .errors import SettingsError, TrainingAborted
 from .gpu.graphed_step import GraphedStep, eager_adam, graphs_enabled
+from .importance import ErrorSampler
 from .kmeans import ClusteredLinear
 from .models import SRNModel, build_model, default_learning_rate, parameter_count
 from .pruning import MaskObjective, attach_masks, kept_unit_fraction, pruned_fraction
@@ -175,6 +176,8 @@ def _train(
     phases += [dataclasses.replace(phase, start=split) for phase in finetune]
 
     budget = _Budget(train_config.steps, train_config.time_limit, train_config.time_clock)
+    sampler = ErrorSampler(volume.geometry.shape_zyx, device, generator) if error_sampling(train_config, device) \
+        else None
     loss_value = float("nan")
     for phase in phases:
         if phase.fit_first:
@@ -183,7 +186,7 @@ def _train(
             model.share_weights()
             model.quantization_aware(True)
         loss_value = _run_phase(model, phase, budget, targets, volume, train_config, generator, progress,
-                                should_abort, loss_value, loss)
+                                should_abort, loss_value, loss, sampler)
         if phase.objective is not None:
             # Under a byte budget the fit, not the method's threshold, chooses the survivors (by the masks'
             # ranking) where the architecture supports it (fV-SRN).
@@ -194,6 +197,11 @@ def _train(
     model.quantization_aware(False)
     model.eval()
     return TrainResult(model, value_range, budget.seconds, loss_value, budget.step)
+
+
+def error_sampling(config: TrainConfig, device: torch.device) -> bool:
+    """Whether batches are drawn by the network's error (srnvtk.importance) rather than uniformly."""
+    return config.sampling == "error" or (config.sampling == "auto" and device.type == "cpu")
 
 
 def rounds_latent(model: SRNModel) -> bool:
@@ -271,16 +279,20 @@ def _run_phase(
     should_abort: AbortCallback | None,
     loss_value: float,
     loss_function: LossFunction | None = None,
+    sampler: ErrorSampler | None = None,
 ) -> float:
-    """Steps until the budget reaches the phase's end; returns the last reported MSE."""
+    """Steps until the budget reaches the phase's end; returns the last reported MSE. The sampler draws the
+    batches of plain-MSE phases (None, and in other phases: uniform batches)."""
     objective = phase.objective
+    if objective is not None or loss_function is not None:
+        sampler = None
     if objective is None:
         groups = [{"params": list(model.parameters()), "base_lr": phase.learning_rate}]
     else:
         groups = objective.parameter_groups(phase.learning_rate)
     shape = volume.geometry.shape_zyx
     graphed = None  # on CUDA, plain MSE: the whole step captured once and replayed (srnvtk.gpu.graphed_step)
-    if objective is None and loss_function is None and graphs_enabled(targets.device):
+    if objective is None and loss_function is None and sampler is None and graphs_enabled(targets.device):
         graphed = GraphedStep(model, groups, phase.learning_rate, targets, shape, config.batch_size, generator)
     optimizer = graphed.optimizer if graphed is not None else eager_adam(groups, phase.learning_rate, targets.device)
     steps = config.steps
@@ -298,10 +310,19 @@ def _run_phase(
         else:
             for group in optimizer.param_groups:
                 group["lr"] = group["base_lr"] * decay
-            index = torch.randint(targets.shape[0], (config.batch_size,), generator=generator, device=targets.device)
+            if sampler is not None:
+                index, weights = sampler.sample(config.batch_size)
+            else:
+                index = torch.randint(targets.shape[0], (config.batch_size,), generator=generator,
+                                      device=targets.device)
             positions = voxel_positions(index, shape)
             prediction = model(positions)
-            if objective is None:
+            if sampler is not None:
+                squared = (prediction - targets[index]).square()
+                squared = squared if squared.dim() == 1 else squared.mean(dim=1)  # a vector: its components' mean
+                sampler.record(squared.detach())
+                mse, loss = squared.mean(), (squared * weights).mean()
+            elif objective is None:
                 loss = mse = F.mse_loss(prediction, targets[index])
                 if loss_function is not None:
                     loss = loss_function(prediction, targets[index])

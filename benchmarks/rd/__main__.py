@@ -60,6 +60,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="what the time limit counts: wall-clock or this process's CPU seconds (TrainConfig.time_clock)")
     p.add_argument("--srnvtk-batch-size", type=int, help="sample points per step (default: srnvtk's)")
     p.add_argument("--srnvtk-grid-bits", type=int, help="fV-SRN latent code bits (default: srnvtk's)")
+    p.add_argument("--srnvtk-sampling", help="TrainConfig.sampling: auto, error or uniform (default: srnvtk's)")
     p.add_argument("--srnvtk-steps", type=int, help="training steps (default: srnvtk's; the time limit still holds)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="srnvtk's device")
     p.add_argument("--threads", type=int, default=0, help="srnvtk's torch threads (0: torch's default)")
@@ -80,7 +81,7 @@ def run_volume(bench: BenchVolume, args: argparse.Namespace, path: Path) -> list
             rows += run_codec(codecs[name], bench, args.ratios, args.ratio_tol)
     if args.only in ("all", "srnvtk"):
         settings = SRNSettings(args.srnvtk_time_limit, args.srnvtk_steps, args.device, args.threads, args.seed,
-                               args.srnvtk_clock, args.srnvtk_batch_size, args.srnvtk_grid_bits)
+                               args.srnvtk_clock, args.srnvtk_batch_size, args.srnvtk_grid_bits, args.srnvtk_sampling)
         print(f"{bench.key}: srnvtk {', '.join(args.srnvtk_presets)}, {len(args.ratios)} ratios, "
               f"~{args.srnvtk_time_limit:g}s of training each", flush=True)
         stored = load_results(path)["rows"]

@@ -43,6 +43,7 @@ class SRNSettings:
     clock: str = "wall"  # what time_limit counts (TrainConfig.time_clock); "cpu": comparable on a busy machine
     batch_size: int | None = None  # None: TrainConfig's default
     grid_bits: int | None = None  # fV-SRN latent code bits; None: FVSRNConfig's default
+    sampling: str | None = None  # TrainConfig.sampling; None: its default
 
 
 def preset(name: str):
@@ -61,6 +62,8 @@ def train_config(settings: SRNSettings):
     extra = {} if settings.steps is None else {"steps": settings.steps}
     if settings.batch_size is not None:
         extra["batch_size"] = settings.batch_size
+    if settings.sampling is not None:
+        extra["sampling"] = settings.sampling
     return TrainConfig(time_limit=settings.time_limit, time_clock=settings.clock, device=settings.device,
                        threads=settings.threads, seed=settings.seed, **extra)
 
