@@ -27,6 +27,7 @@ REFRESH_STEPS = 8  # the probabilities are recomputed every this many batches (c
 # Slots of the drawing table per block: a block's probability is rounded down to a multiple of 1 / slots, and the
 # uniform share gives every block at least UNIFORM_SHARE * 8 slots (of the 8 per block the table has on average).
 TABLE_SLOTS_PER_BLOCK = 8
+MIN_TABLE_SLOTS = 4096  # a finer rounding for volumes of few blocks
 
 
 class ErrorSampler:
@@ -58,7 +59,8 @@ class ErrorSampler:
         # Drawing is a uniform pick from a table in which each block fills slots in proportion to its probability:
         # constant time per sample, where a search in the cumulative sums took as long as a tenth of a training
         # step. The weights use the table's own probabilities, so rounding them keeps the loss unbiased.
-        slots = torch.floor(probabilities * (TABLE_SLOTS_PER_BLOCK * self.blocks)).clamp_(min=1).long()
+        table_slots = max(TABLE_SLOTS_PER_BLOCK * self.blocks, MIN_TABLE_SLOTS)
+        slots = torch.floor(probabilities * table_slots).clamp_(min=1).long()
         self.table = torch.repeat_interleave(torch.arange(self.blocks, device=self.device), slots)
         self.weight = self.share / (slots / self.table.numel())  # the loss weight of a sample drawn in each block
 
