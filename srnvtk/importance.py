@@ -14,8 +14,8 @@ every block visited, so an estimate cannot go stale where the network has change
 Measured (benchmarks/README.md, issue 17, stop 24): 600 s of one CPU thread, the default fV-SRN under rate
 control: +1.68 / +0.84 / +0.57 dB over uniform batches on the shared volume at ratios 200 / 500 / 1000, +0.59 on
 the generated sharp-feature volume at 200, level (-0.04 to +0.04) on the generated turbulence, whose error is
-everywhere. The CUDA graphed step samples uniformly (TrainConfig.sampling 'auto'); the sampler is not measured
-on a GPU yet.
+everywhere, and -0.90 on the sharp-feature volume at 1000. The CUDA graphed step samples uniformly
+(TrainConfig.sampling 'auto'); the sampler is not measured on a GPU yet.
 """
 
 from __future__ import annotations
