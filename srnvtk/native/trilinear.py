@@ -24,8 +24,7 @@ _ARGTYPES = [_pointer, _int, _pointer, _int, _int, _int, _pointer]
 class _Kernel(NamedTuple):
     forward: Callable
     backward: Callable
-    channels_last: Callable  # (C, points) planes -> (points, C) table
-    channels_first: Callable  # and back
+    transpose: Callable  # (src, rows, cols, dst): between (C, points) planes and the (points, C) table
 
 
 def _kernel(channels: int) -> _Kernel | None:
@@ -33,12 +32,10 @@ def _kernel(channels: int) -> _Kernel | None:
     library = load_kernel("trilinear_kernel.c", {"CHANNELS": channels})
     if library is None:
         return None
-    kernel = _Kernel(library.srn_trilinear_forward, library.srn_trilinear_backward, library.srn_channels_last,
-                     library.srn_channels_first)
+    kernel = _Kernel(library.srn_trilinear_forward, library.srn_trilinear_backward, library.srn_transpose)
     for function in kernel[:2]:
         function.argtypes = _ARGTYPES
-    for function in kernel[2:]:
-        function.argtypes = [_pointer, _int, _pointer]
+    kernel.transpose.argtypes = [_pointer, _int, _int, _pointer]
     for function in kernel:
         function.restype = None
     return kernel
@@ -54,7 +51,7 @@ class _Trilinear(torch.autograd.Function):
         channels, nz, ny, nx = grid.shape
         planes = grid.detach().contiguous()
         table = torch.empty((nz, ny, nx, channels), dtype=torch.float32)  # channels last: a corner is one short run
-        kernel.channels_last(_address(planes), nz * ny * nx, _address(table))
+        kernel.transpose(_address(planes), channels, nz * ny * nx, _address(table))
         points = positions.detach().contiguous()
         out = torch.empty((points.shape[0], channels), dtype=torch.float32)
         kernel.forward(_address(points), points.shape[0], _address(table), nz, ny, nx, _address(out))
@@ -70,7 +67,7 @@ class _Trilinear(torch.autograd.Function):
         grad = grad_out.detach().to(torch.float32).contiguous()
         ctx.kernel.backward(_address(points), points.shape[0], _address(grad), nz, ny, nx, _address(grad_table))
         grad_grid = torch.empty(ctx.shape, dtype=torch.float32)
-        ctx.kernel.channels_first(_address(grad_table), nz * ny * nx, _address(grad_grid))
+        ctx.kernel.transpose(_address(grad_table), nz * ny * nx, channels, _address(grad_grid))
         return grad_grid, None, None
 
 

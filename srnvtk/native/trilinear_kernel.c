@@ -52,23 +52,19 @@ static inline int64_t offset(const cell *c, int k) {
     return c->base + (k & 1) * c->step[0] + ((k >> 1) & 1) * c->step[1] + (k >> 2) * c->step[2];
 }
 
-/* Between the grid's (C, points) layout and the kernel's (points, C) table, in blocks of points so that both
- * sides stay in cache: torch's strided copy of a permuted grid took about as long as the lookup itself. */
-#define TRANSPOSE_BLOCK 64
+/* dst (cols x rows) = src (rows x cols) transposed, tile by tile so that both sides stay in cache: between the
+ * grid's (C, points) layout and the kernel's (points, C) table, where torch's strided copy of a permuted grid took
+ * about as long as the lookup itself. */
+#define TILE 64
 
-void srn_channels_last(const float *restrict planes, int64_t points, float *restrict table) {
-    for (int64_t start = 0; start < points; start += TRANSPOSE_BLOCK) {
-        int64_t end = start + TRANSPOSE_BLOCK < points ? start + TRANSPOSE_BLOCK : points;
-        for (int ch = 0; ch < CHANNELS; ch++)
-            for (int64_t p = start; p < end; p++) table[p * CHANNELS + ch] = planes[ch * points + p];
-    }
-}
-
-void srn_channels_first(const float *restrict table, int64_t points, float *restrict planes) {
-    for (int64_t start = 0; start < points; start += TRANSPOSE_BLOCK) {
-        int64_t end = start + TRANSPOSE_BLOCK < points ? start + TRANSPOSE_BLOCK : points;
-        for (int ch = 0; ch < CHANNELS; ch++)
-            for (int64_t p = start; p < end; p++) planes[ch * points + p] = table[p * CHANNELS + ch];
+void srn_transpose(const float *restrict src, int64_t rows, int64_t cols, float *restrict dst) {
+    for (int64_t r0 = 0; r0 < rows; r0 += TILE) {
+        int64_t r1 = r0 + TILE < rows ? r0 + TILE : rows;
+        for (int64_t c0 = 0; c0 < cols; c0 += TILE) {
+            int64_t c1 = c0 + TILE < cols ? c0 + TILE : cols;
+            for (int64_t r = r0; r < r1; r++)
+                for (int64_t c = c0; c < c1; c++) dst[c * rows + r] = src[r * cols + c];
+        }
     }
 }
 
