@@ -48,6 +48,10 @@ LossFunction = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 # Without pruning, a rate fit comes after this share of the training budget; the rest fine-tunes what it kept.
 FIT_AT = 0.85
+# Error-driven batches (srnvtk.importance) until this share of the budget, uniform ones after. The last part
+# trains at a low rate on what rate control kept; error-driven batches there cost 0.99 dB on the sharp-feature
+# volume at ratio 1000 (benchmarks/README.md, issue 17, stop 25).
+ERROR_SAMPLING_UNTIL = FIT_AT
 
 
 @dataclass
@@ -310,14 +314,15 @@ def _run_phase(
         else:
             for group in optimizer.param_groups:
                 group["lr"] = group["base_lr"] * decay
-            if sampler is not None:
+            by_error = sampler is not None and budget.fraction < ERROR_SAMPLING_UNTIL
+            if by_error:
                 index, weights = sampler.sample(config.batch_size)
             else:
                 index = torch.randint(targets.shape[0], (config.batch_size,), generator=generator,
                                       device=targets.device)
             positions = voxel_positions(index, shape)
             prediction = model(positions)
-            if sampler is not None:
+            if by_error:
                 squared = (prediction - targets[index]).square()
                 squared = squared if squared.dim() == 1 else squared.mean(dim=1)  # a vector: its components' mean
                 sampler.record(squared.detach())

@@ -11,7 +11,7 @@ from srnvtk import importance
 from srnvtk.config import FVSRNConfig, PruningConfig, TrainConfig
 from srnvtk.datasets import default_geometry, default_volume_values
 from srnvtk.importance import ErrorSampler
-from srnvtk.train import train
+from srnvtk.train import ERROR_SAMPLING_UNTIL, train
 from srnvtk.volume import Volume
 
 CPU = torch.device("cpu")
@@ -93,11 +93,22 @@ def test_the_trainer_draws_by_error_where_the_setting_says(monkeypatch, sampling
     assert spy.batches == batches
 
 
+def error_driven_steps(steps: int, first: int = 0) -> int:
+    """Steps from `first` on that draw by error: those before ERROR_SAMPLING_UNTIL of a step budget."""
+    return sum(1 for step in range(first, steps) if step / steps < ERROR_SAMPLING_UNTIL)
+
+
+def test_the_last_part_of_training_draws_uniform_batches(monkeypatch) -> None:
+    spy = Spy(monkeypatch)
+    train(scalar_volume(), MODEL, TrainConfig(steps=40, batch_size=64, device="cpu", sampling="error"))
+    assert spy.batches == error_driven_steps(40) == 34  # steps 34-39 (0.85 of 40 on) are uniform
+
+
 def test_pruning_masks_train_on_uniform_batches_and_the_fine_tune_on_error_driven_ones(monkeypatch) -> None:
     spy = Spy(monkeypatch)
     pruning = PruningConfig(method="smallify", mask_phase_fraction=0.5)
     train(scalar_volume(), MODEL, TrainConfig(steps=10, batch_size=64, device="cpu"), pruning=pruning)
-    assert spy.batches == 5
+    assert spy.batches == error_driven_steps(10, first=5) == 4  # the fine-tune's steps 5-8
 
 
 def test_a_vector_field_trains_on_its_components_mean_error() -> None:
