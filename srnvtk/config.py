@@ -340,7 +340,7 @@ class TrainConfig:
         "auto", "Where each batch's points come from: error (blocks of 8^3 points drawn more often where the "
         "network is still wrong, by their running RMS error, with loss weights that keep the loss the volume's MSE), "
         "uniform (every point alike), or auto: error on the CPU, uniform on CUDA (error-driven sampling is not "
-        "measured there yet). Error-driven batches stop at 85% of the training budget; the last part, pruning's "
+        "measured there yet). Error-driven batches stop at 0.85 of the training budget; the rest, pruning's "
         "mask phase and an error bound's training sample uniformly.", TRAINING,
         property="Sampling", flag="--sampling", choices=SAMPLINGS, advanced=True)
     learning_rate: float | None = setting(
