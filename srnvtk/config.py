@@ -333,9 +333,10 @@ class TrainConfig:
         TRAINING, property="TimeClock", flag="--time-clock", choices=TIME_CLOCKS, advanced=True)
     batch_size: int = setting(16384, "Sample points per training step.", TRAINING, property="BatchSize",
                               flag="--batch-size", metavar="B", low=1, high=1 << 26, advanced=True)
-    # Measured in benchmarks/README.md (issue 17, stop 24: +0.6 to +1.7 dB on the CPU where the error is concentrated,
-    # level on turbulence, -0.9 on the sharp volume at ratio 1000); on CUDA the captured step
-    # (srnvtk.gpu.graphed_step) draws its batches uniformly.
+    # Measured in benchmarks/README.md (issue 17, stops 24 and 25: +0.6 to +1.7 dB on the CPU where the error is
+    # concentrated, level on turbulence; uniform batches for the last 0.15 of the budget turned -0.9 dB on the sharp
+    # volume at ratio 1000 into +0.1); on CUDA the captured step (srnvtk.gpu.graphed_step) draws its batches
+    # uniformly.
     sampling: str = setting(
         "auto", "Where each batch's points come from: error (blocks of 8^3 points drawn more often where the "
         "network is still wrong, by their running RMS error, with loss weights that keep the loss the volume's MSE), "
