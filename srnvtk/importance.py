@@ -15,8 +15,8 @@ Measured (benchmarks/README.md, issue 17, stops 24 and 25): 600 s of one CPU thr
 control, against uniform batches: +1.68 / +0.84 / +0.57 dB on the shared volume at ratios 200 / 500 / 1000, +0.59
 on the generated sharp-feature volume at 200, level (-0.04 to +0.04) on the generated turbulence, whose error is
 everywhere, and -0.90 on the sharp-feature volume at 1000 (error-driven batches to the end). Ending training on
-uniform batches (srnvtk.train.ERROR_SAMPLING_UNTIL) moved those rows by -0.33 to +0.99 dB, +0.11 on average, the
-sharp volume at 1000 to 38.88 dB (+0.09 over uniform batches throughout). A uniform share of 0.1 and 4^3 blocks
+uniform batches (srnvtk.train.ERROR_SAMPLING_UNTIL) moved nine such rows by -0.33 to +0.99 dB, +0.04 on average,
+the sharp volume at 1000 to 38.88 dB (+0.09 over uniform batches throughout). A uniform share of 0.1 and 4^3 blocks
 were probed and not kept (stop 25). The CUDA graphed step samples uniformly (TrainConfig.sampling 'auto'); the
 sampler is not measured on a GPU yet.
 """
