@@ -40,11 +40,8 @@ class ErrorSampler:
 
     def __init__(self, shape_zyx: tuple[int, int, int], device: torch.device, generator: torch.Generator) -> None:
         self.device, self.generator = device, generator
-        self.shape = shape_zyx
-        layout = _BlockLayout(shape_zyx, device)
-        self.block_first, self.block_offsets_start = layout.first, layout.offsets_start
-        self.block_points, self.offsets = layout.points, layout.offsets
-        self.share = layout.points / layout.points.sum()  # uniform sampling's block probabilities
+        self.layout = _BlockLayout(shape_zyx, device)
+        self.share = self.layout.points / self.layout.points.sum()  # uniform sampling's block probabilities
         blocks = self.share.numel()
         self.error = torch.zeros(blocks, device=device)  # running mean squared error per block
         self.measured = torch.zeros(blocks, dtype=torch.bool, device=device)
@@ -75,12 +72,12 @@ class ErrorSampler:
         chosen = self.table.index_select(0, slot)
         # A uniform point of the chosen block: its n-th point (n < the block's point count) is an offset from the
         # block's first point. Only one-dimensional gathers: per-axis arithmetic took four times as long.
+        layout = self.layout
         uniform = torch.rand(batch, generator=self.generator, device=self.device)
-        nth = self.block_offsets_start.index_select(0, chosen) + \
-            (uniform * self.block_points.index_select(0, chosen)).long()
+        nth = layout.offsets_start.index_select(0, chosen) + (uniform * layout.points.index_select(0, chosen)).long()
         self.last_blocks = chosen
         self.batches += 1
-        index = self.block_first.index_select(0, chosen) + self.offsets.index_select(0, nth)
+        index = layout.first.index_select(0, chosen) + layout.offsets.index_select(0, nth)
         return index, self.weight.index_select(0, chosen)
 
     def record(self, squared_errors: torch.Tensor) -> None:
@@ -118,17 +115,20 @@ class _BlockLayout:
         _, ny, nx = shape_zyx
         origins = [torch.arange(0, size, BLOCK, device=device) for size in shape_zyx]
         lengths = [torch.clamp(size - origin, max=BLOCK) for size, origin in zip(shape_zyx, origins, strict=True)]
-        first = (origins[0] * (ny * nx))[:, None, None] + (origins[1] * nx)[None, :, None] + origins[2][None, None, :]
-        self.first = first.flatten()
+        self.first = _flat_indices(*origins, ny, nx)
         grids = torch.meshgrid(*lengths, indexing="ij")
         block_shapes = torch.stack([grid.flatten() for grid in grids], dim=1)
         distinct, shape_of_block = torch.unique(block_shapes, dim=0, return_inverse=True)
         offsets, starts, start = [], [], 0
         for lz, ly, lx in distinct.tolist():
-            dz, dy, dx = (torch.arange(length, device=device) for length in (lz, ly, lx))
-            offsets.append(((dz * (ny * nx))[:, None, None] + (dy * nx)[None, :, None] + dx[None, None, :]).flatten())
+            offsets.append(_flat_indices(*(torch.arange(length, device=device) for length in (lz, ly, lx)), ny, nx))
             starts.append(start)
             start += lz * ly * lx
         self.offsets = torch.cat(offsets)
         self.offsets_start = torch.tensor(starts, device=device).index_select(0, shape_of_block)
         self.points = block_shapes.prod(dim=1).to(torch.float32)
+
+
+def _flat_indices(z: torch.Tensor, y: torch.Tensor, x: torch.Tensor, ny: int, nx: int) -> torch.Tensor:
+    """Flat [z, y, x] indices (in a lattice of ny x nx planes) of every combination of the given z, y, x."""
+    return ((z * (ny * nx))[:, None, None] + (y * nx)[None, :, None] + x[None, None, :]).flatten()

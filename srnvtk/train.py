@@ -286,10 +286,10 @@ def _run_phase(
     sampler: ErrorSampler | None = None,
 ) -> float:
     """Steps until the budget reaches the phase's end; returns the last reported MSE. The sampler draws the
-    batches of plain-MSE phases (None, and in other phases: uniform batches)."""
+    batches of plain-MSE phases until ERROR_SAMPLING_UNTIL of the budget (None, and elsewhere: uniform batches)."""
     objective = phase.objective
-    if objective is not None or loss_function is not None:
-        sampler = None
+    if objective is not None or loss_function is not None or phase.start >= ERROR_SAMPLING_UNTIL:
+        sampler = None  # so that a phase with no error-driven batch may take CUDA's captured step
     if objective is None:
         groups = [{"params": list(model.parameters()), "base_lr": phase.learning_rate}]
     else:
