@@ -15,7 +15,7 @@ import torch
 from srnvtk import train as train_module
 from srnvtk.config import NeurcompConfig, PruningConfig
 from srnvtk.datasets import default_geometry, default_volume_values
-from srnvtk.gpu.graphed_step import GraphedStep, graphs_enabled
+from srnvtk.gpu.graphed_step import ADAM_BETAS, GraphedStep, graphs_enabled
 from srnvtk.train import train
 from srnvtk.volume import Volume
 
@@ -57,6 +57,25 @@ def test_the_graphed_step_run_eagerly_is_the_trainers_loop(volume, tiny_model_co
     assert graphed_parameters.keys() == loop_parameters.keys()
     for name, value in loop_parameters.items():
         assert torch.equal(graphed_parameters[name], value), name
+
+
+@pytest.mark.parametrize("graphed", [False, True])
+def test_every_optimizer_of_a_training_decays_the_second_moment_fast(volume, tiny_model_config, fast_train_config,
+                                                                     monkeypatch, graphed):
+    # torch's beta2 of 0.999 let training blow up at high rates (srnvtk.gpu.graphed_step.ADAM_BETAS): the mask
+    # phase and the fine-tune each build their own Adam, in the loop and in the graphed step alike
+    built = []
+
+    class Recorded(torch.optim.Adam):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            built.append(self.defaults["betas"])
+
+    monkeypatch.setattr(torch.optim, "Adam", Recorded)
+    config = dataclasses.replace(fast_train_config, steps=8, batch_size=256, sampling="uniform")
+    run(volume, tiny_model_config, config, monkeypatch, graphed, pruning=PruningConfig(method="variational"))
+    assert len(built) == 2 and all(betas == ADAM_BETAS for betas in built)
+    assert ADAM_BETAS[1] == 0.99
 
 
 def test_graphs_are_used_only_on_cuda_and_can_be_switched_off(monkeypatch):
