@@ -27,10 +27,30 @@ def size_fields(num_values: int, target: float, nbytes: int) -> dict:
     return {"target_ratio": target, "compressed_bytes": int(nbytes), "ratio": ratio, "reached": ratio >= target}
 
 
+def cpu_model() -> str | None:
+    """The CPU's model name (Linux), so that rows from machines of different speed can be told apart: a training
+    row's steps in its time budget depend on it."""
+    fields: dict[str, str] = {}
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            for line in cpuinfo:
+                key, _, value = line.partition(":")
+                if not line.strip():
+                    break  # the first processor's block is enough
+                fields.setdefault(key.strip(), value.strip())
+    except OSError:
+        return None
+    if "model name" not in fields:
+        return None
+    # a hypervisor may show only the brand ("AMD EPYC"): family and model number tell generations apart
+    return f"{fields['model name']} (family {fields.get('cpu family', '?')}, model {fields.get('model', '?')})"
+
+
 def environment() -> dict:
     """Where and when a row was measured (timings depend on it)."""
     return {
         "machine": platform.processor() or platform.machine(),
+        "cpu_model": cpu_model(),
         "cpu_count": os.cpu_count(),
         "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
         "python": platform.python_version(),
