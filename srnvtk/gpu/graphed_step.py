@@ -29,10 +29,10 @@ from torch import nn
 
 WARMUP = 3  # eager steps before the capture
 # Adam's moment decays. The second moment's is 0.99, not torch's 0.999 (instant-NGP's choice for grid-based
-# networks too): with 0.999 its estimate lags a sudden rise of the gradient by hundreds of steps, and the
-# oversized updates of that lag blew up fV-SRN training at the high early rates (the shared volume at ratio 200,
-# 600 s of CPU: 42.4 dB fell to 22.3 dB at step 8,000 and the file ended at 41.99 dB; with 0.99, 45.95 dB:
-# benchmarks/README.md, issue 17, stop 26).
+# networks too). With 0.999 fV-SRN training blew up at its high early rates (the shared volume at ratio 200, 600 s
+# of CPU: 41.4 dB at step 6,000, 22.3 at 8,000, the file 41.99 dB; with 0.99 no blow-up and 45.95 dB:
+# benchmarks/README.md, issue 17, stop 26). Likely why, not traced: 0.999 averages the squared gradients over
+# ~1,000 steps, so after they rise Adam's steps stay too large for that long; 0.99 averages over ~100.
 ADAM_BETAS = (0.9, 0.99)
 
 
